@@ -1,0 +1,72 @@
+// Thin RAII wrappers over POSIX file I/O that loop on short reads and writes and
+// report failures as Status values naming the file.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "rewind/status.h"
+
+namespace rwd {
+
+// An open file descriptor and the path it was opened as (for error messages).
+// Move-only; closes on destruction.
+class File {
+ public:
+  File() = default;
+  File(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+  File(File&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  File& operator=(File&& o) noexcept;
+  ~File();
+
+  static Result<File> open(const std::string& path, int flags, int mode = 0644);
+
+  int fd() const { return fd_; }
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+
+  // Reads exactly buf.size() bytes at `offset`; fewer only at end of file, in which
+  // case *got says how many (an error if `got` is null).
+  Status pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got = nullptr) const;
+  Status pwrite_full(std::span<const uint8_t> buf, uint64_t offset) const;
+  // Writes every iovec in order starting at `offset`, in as few system calls as
+  // IOV_MAX allows. `iov` is modified.
+  Status pwritev_full(struct iovec* iov, int iovcnt, uint64_t offset) const;
+  Status datasync() const;
+  Status sync() const;
+  Status truncate(uint64_t size) const;
+  Result<uint64_t> size() const;
+  Status close();
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// fsyncs a directory so that entries created, renamed or removed in it are durable.
+Status sync_dir(const std::string& dir);
+
+// Replaces `path` atomically with `content`: write `path.tmp`, fsync, rename, fsync dir.
+Status write_file_atomic(const std::string& path, std::string_view content);
+
+// Reads a whole (small) file.
+Result<std::string> read_small_file(const std::string& path, size_t limit = 16u << 20);
+
+// Copies `src` to a new file `dst` of the same size: a reflink (FICLONE) where the
+// file system supports it, else a sparse copy that skips holes. fsyncs `dst`.
+// *reflinked says which was used.
+Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, bool* reflinked);
+
+// Makes `len` bytes at `offset` read as zeroes: punches a hole (keeping the size)
+// where `may_punch` and the file system allow, else zeroes the range in place, else
+// writes zero bytes.
+Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch);
+
+std::string join_path(const std::string& dir, const std::string& name);
+
+}  // namespace rwd

@@ -1,0 +1,90 @@
+// The on-disk format of a rewind journal: constants only.
+//
+// docs/FORMAT.md is the prose twin of this header: grammar, a worked example and the
+// reasons. Every integer is little-endian. Every size below is the sum of its fields.
+//
+// A segment file is a 64-byte segment header followed by records. Each record is a
+// 56-byte record header, then `payload_length` bytes of payload, then zero bytes up to
+// the next multiple of 8 (records start 8-byte aligned). The first record of every
+// flush batch carries kFlagBatchStart: recovery uses it to tell a torn tail (damage
+// inside the last, never-synced batch) from corruption (damage followed by a later
+// batch, which was only written after the damaged one had been synced).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rwd::format {
+
+// ---- Segment header -------------------------------------------------------------
+inline constexpr char kSegmentMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'S', 'G'};
+inline constexpr uint32_t kFormatVersion = 1;
+
+// offset  size  field
+//      0     8  magic "REWINDSG"
+//      8     4  format_version (kFormatVersion)
+//     12     4  header_size (kSegmentHeaderSize)
+//     16    16  volume_id (random, shared by the manifest and every segment)
+//     32     8  first_seq (seq of the first record this segment may hold)
+//     40     8  created_ns (wall clock when the segment was created)
+//     48     8  reserved, zero
+//     56     8  checksum: XXH3-64 of bytes [0, 56)
+inline constexpr size_t kSegmentMagicSize = 8;
+inline constexpr size_t kVolumeIdSize = 16;
+inline constexpr size_t kSegmentHeaderSize =
+    kSegmentMagicSize + 4 + 4 + kVolumeIdSize + 8 + 8 + 8 + 8;
+static_assert(kSegmentHeaderSize == 64);
+inline constexpr size_t kSegmentHeaderChecksumOffset = 56;
+
+// ---- Record header --------------------------------------------------------------
+enum class RecordType : uint8_t {
+  kNone = 0,   // reserved: a zero header marks the end of written data (pre-allocated tail)
+  kWrite = 1,  // offset, length, payload = the bytes written (payload_length == length)
+  kZero = 2,   // offset, length, no payload: the range reads as zeroes afterwards
+  kTrim = 3,   // offset, length, no payload: discarded; replay treats it as zeroes
+  kMark = 4,   // payload = the mark's name (UTF-8, 1..kMaxMarkName bytes), offset = length = 0
+};
+inline constexpr uint8_t kMaxRecordType = 4;
+
+inline constexpr uint8_t kFlagBatchStart = 0x01;  // first record of a flush batch
+inline constexpr uint8_t kKnownFlags = kFlagBatchStart;
+
+// offset  size  field
+//      0     8  header_checksum: XXH3-64 of bytes [8, 56)
+//      8     1  type (RecordType)
+//      9     1  flags
+//     10     2  reserved, zero
+//     12     4  payload_length
+//     16     8  seq
+//     24     8  time_ns
+//     32     8  offset (bytes into the volume)
+//     40     8  length (bytes of the volume the record covers)
+//     48     8  payload_checksum: XXH3-64 of the payload bytes (of zero bytes if none)
+inline constexpr size_t kRecordHeaderSize = 8 + 1 + 1 + 2 + 4 + 8 + 8 + 8 + 8 + 8;
+static_assert(kRecordHeaderSize == 56);
+inline constexpr size_t kRecordChecksummedOffset = 8;
+inline constexpr size_t kRecordAlignment = 8;
+static_assert(kRecordHeaderSize % kRecordAlignment == 0);
+static_assert(kSegmentHeaderSize % kRecordAlignment == 0);
+
+// nbdkit refuses reads and writes over 64 MiB, so no payload is larger.
+inline constexpr uint32_t kMaxPayload = 64u << 20;
+inline constexpr uint32_t kMaxMarkName = 255;
+
+// Bytes a record occupies in a segment, padding included.
+constexpr uint64_t record_span(uint32_t payload_length) {
+  return kRecordHeaderSize +
+         ((uint64_t{payload_length} + kRecordAlignment - 1) / kRecordAlignment) * kRecordAlignment;
+}
+static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) == 4152);
+
+// ---- Files in a journal directory -----------------------------------------------
+inline constexpr const char* kManifestName = "MANIFEST";
+inline constexpr const char* kLockName = "LOCK";
+inline constexpr const char* kSegmentDir = "segments";
+inline constexpr const char* kBaseDir = "base";
+inline constexpr const char* kSegmentSuffix = ".seg";
+inline constexpr const char* kImageXattr = "user.rewind.volume-id";
+inline constexpr uint32_t kManifestVersion = 1;
+
+}  // namespace rwd::format

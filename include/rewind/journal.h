@@ -1,0 +1,74 @@
+// Journal: the segments of one journal directory and the manifest that lists them.
+//
+// append() writes a flush batch to the open segment (rolling to a new one by size) and
+// syncs it: when it returns OK every record of the batch is durable. The manifest is
+// rewritten (atomically) only when a segment is created or sealed and at checkpoints,
+// never per batch. Not thread-safe: the flusher is its only user while serving.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/log.h"
+#include "rewind/manifest.h"
+#include "rewind/segment.h"
+#include "rewind/write_queue.h"
+
+namespace rwd {
+
+struct JournalOptions {
+  uint64_t segment_size = 256ull << 20;
+  std::chrono::nanoseconds segment_age = std::chrono::minutes(10);
+};
+
+class Journal {
+ public:
+  // `manifest` was loaded from (or just created in) `dir`; it must not list an open
+  // segment (recovery seals it first).
+  Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger logger);
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Appends the records (consecutive seqs, continuing the journal) and syncs them.
+  Status append(std::span<const QueuedRecord> batch);
+  // Seals the open segment if it is older than segment-age.
+  Status seal_if_old(uint64_t now_ns);
+  // Seals the open segment, if any.
+  Status seal();
+  // Records in the manifest that the image holds every record up to `seq` (the
+  // caller synced the image first).
+  Status checkpoint(uint64_t seq);
+  // True once since the last call if a segment was sealed (a good moment to checkpoint).
+  bool take_sealed_flag() {
+    bool f = sealed_since_checked_;
+    sealed_since_checked_ = false;
+    return f;
+  }
+
+  const Manifest& manifest() const { return manifest_; }
+  uint64_t last_seq() const;
+
+ private:
+  Status open_segment(uint64_t first_seq, uint64_t now_ns);
+  Status seal_open(bool store_manifest);
+
+  std::string dir_;
+  Manifest manifest_;
+  JournalOptions opts_;
+  Logger logger_;
+  std::optional<SegmentWriter> writer_;  // the open segment, if any
+  uint64_t open_created_ns_ = 0;
+  ManifestSegment open_stats_;  // records, seq and time range of the open segment
+  bool sealed_since_checked_ = false;
+  std::vector<EncodedHeader> headers_;  // reused between appends
+  std::vector<RecordRef> refs_;
+};
+
+std::string segment_path(const std::string& journal_dir, const std::string& file);
+std::string base_path(const std::string& journal_dir, const std::string& file);
+
+}  // namespace rwd

@@ -1,0 +1,54 @@
+// The manifest: which base snapshot and segments make up a volume, and how far the
+// image is known to be up to date. Text, one item per line, ending in a checksum line;
+// replaced atomically (write MANIFEST.tmp, fsync, rename, fsync dir), never edited in
+// place. docs/FORMAT.md gives the grammar.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rewind/segment.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+struct ManifestSegment {
+  std::string file;  // name inside <journal>/segments
+  uint64_t first_seq = 0;
+  bool sealed = false;
+  // Known for sealed segments only:
+  uint64_t last_seq = 0;  // first_seq - 1 when empty
+  uint64_t bytes = 0;     // file size
+  uint64_t records = 0;
+  uint64_t first_time_ns = 0;
+  uint64_t last_time_ns = 0;
+
+  bool operator==(const ManifestSegment&) const = default;
+};
+
+struct Manifest {
+  VolumeId volume_id{};
+  std::string image_path;  // absolute path of the image the volume was created from
+  uint64_t image_size = 0;
+  uint64_t created_ns = 0;
+  std::string base_file;  // name inside <journal>/base
+  uint64_t base_seq = 0;  // the base snapshot holds every record with seq <= base_seq
+  uint64_t base_time_ns = 0;
+  // The image holds every record with seq <= checkpoint_seq (it was synced after they
+  // were applied). Records after it are redone from the journal at start-up.
+  uint64_t checkpoint_seq = 0;
+  std::vector<ManifestSegment> segments;  // in seq order; at most the last is open
+
+  bool operator==(const Manifest&) const = default;
+
+  std::string serialize() const;
+  // `where` names the file for error messages.
+  static Result<Manifest> parse(std::string_view text, const std::string& where);
+
+  static Result<Manifest> load(const std::string& journal_dir);
+  Status store(const std::string& journal_dir) const;
+};
+
+}  // namespace rwd

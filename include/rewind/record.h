@@ -1,0 +1,77 @@
+// Record codec: encodes and decodes the 56-byte record header of format.h and
+// computes checksums. Pure functions, no I/O.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "rewind/format.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+struct RecordHeader {
+  format::RecordType type = format::RecordType::kNone;
+  uint8_t flags = 0;
+  uint32_t payload_length = 0;
+  uint64_t seq = 0;
+  uint64_t time_ns = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t payload_checksum = 0;
+
+  bool operator==(const RecordHeader&) const = default;
+};
+
+using EncodedHeader = std::array<uint8_t, format::kRecordHeaderSize>;
+
+uint64_t payload_checksum(std::span<const uint8_t> payload);
+
+// Fills `out` with the header and its checksum. The header must be valid (see
+// validate_header); the payload checksum must already be set.
+void encode_header(const RecordHeader& h, uint8_t* out);
+inline EncodedHeader encode_header(const RecordHeader& h) {
+  EncodedHeader out;
+  encode_header(h, out.data());
+  return out;
+}
+
+// Decodes a header and checks its checksum and field constraints. Fails with a
+// corruption status (message without position: the caller knows where it read).
+Status decode_header(const uint8_t* in, RecordHeader* out);
+
+// True if all kRecordHeaderSize bytes are zero (the unwritten, pre-allocated tail).
+bool is_zero_header(const uint8_t* in);
+
+// Field constraints: type known, flags known, payload length agrees with the type.
+Status validate_header(const RecordHeader& h);
+
+const char* record_type_name(format::RecordType t);
+
+// Little-endian helpers shared by the codecs.
+inline void put_u16(uint8_t* p, uint16_t v) {
+  for (int i = 0; i < 2; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+inline void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+inline void put_u64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+inline uint16_t get_u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+inline uint32_t get_u32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+inline uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace rwd

@@ -1,0 +1,129 @@
+// Segment files: an append-only run of records behind a 64-byte header (format.h).
+//
+// SegmentWriter appends whole flush batches with one vectored write chain and syncs
+// them; SegmentReader reads records back, verifying every checksum, seq continuity
+// and time order, and classifies damage:
+//   - in a sealed segment any damage is corruption;
+//   - in the open segment, damage with no later batch start behind it is a torn tail
+//     (the last batch was never synced, so nothing in it was acknowledged as flushed);
+//     damage followed by a valid batch start is corruption, because a batch is only
+//     written after the one before it has been synced.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/file.h"
+#include "rewind/format.h"
+#include "rewind/record.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+using VolumeId = std::array<uint8_t, format::kVolumeIdSize>;
+
+std::string volume_id_hex(const VolumeId& id);
+bool parse_volume_id(std::string_view hex, VolumeId* out);
+VolumeId random_volume_id();
+
+struct SegmentHeader {
+  VolumeId volume_id{};
+  uint64_t first_seq = 0;
+  uint64_t created_ns = 0;
+};
+
+void encode_segment_header(const SegmentHeader& h, uint8_t* out);
+Status decode_segment_header(const uint8_t* in, SegmentHeader* out);
+
+// "00000000000000000042.seg" for first_seq 42.
+std::string segment_file_name(uint64_t first_seq);
+
+// One record to append: its encoded header and its payload (may be empty). The
+// pointers must stay valid until append() returns.
+struct RecordRef {
+  const uint8_t* header;
+  std::span<const uint8_t> payload;
+};
+
+class SegmentWriter {
+ public:
+  // Creates `path`, which must not exist: header, `prealloc` bytes reserved (so that
+  // syncing appended data needs no size update), file and directory synced.
+  static Result<SegmentWriter> create(const std::string& path, const SegmentHeader& header,
+                                      uint64_t prealloc);
+  SegmentWriter(SegmentWriter&&) = default;
+  SegmentWriter& operator=(SegmentWriter&&) = default;
+
+  // Appends the records in order, padding each to kRecordAlignment. Not synced.
+  Status append(std::span<const RecordRef> records);
+  Status sync() const { return file_.datasync(); }
+  // Cuts the pre-allocated tail off and fsyncs: the file then ends at end().
+  Status seal();
+
+  uint64_t end() const { return end_; }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  explicit SegmentWriter(File f) : file_(std::move(f)) {}
+  File file_;
+  uint64_t end_ = format::kSegmentHeaderSize;  // offset where the next record goes
+  std::vector<struct iovec> iov_;              // reused between appends
+};
+
+// A record read back. `payload` points into the reader's buffer and stays valid only
+// until the next call to SegmentReader::next().
+struct RecordView {
+  RecordHeader header;
+  std::span<const uint8_t> payload;
+  uint64_t position = 0;  // byte offset of the record header in the segment file
+};
+
+class SegmentReader {
+ public:
+  // `sealed`: whether the manifest lists the segment as sealed (see the class comment).
+  static Result<SegmentReader> open(const std::string& path, bool sealed);
+  SegmentReader(SegmentReader&&) = default;
+
+  const SegmentHeader& header() const { return header_; }
+
+  // Reads the next record into *out and returns true, or returns false at the end of
+  // the records. A corruption status names the segment, the byte offset and the seq.
+  Result<bool> next(RecordView* out);
+
+  // After next() returned false: where the valid records end, and for an open segment
+  // whether a torn tail was found there (and why).
+  uint64_t end() const { return pos_; }
+  std::optional<std::string> torn_tail() const { return torn_; }
+  uint64_t last_seq() const { return expected_seq_ - 1; }
+  uint64_t records() const { return records_; }
+
+ private:
+  SegmentReader(File f, bool sealed) : file_(std::move(f)), sealed_(sealed) {}
+  // Makes [pos, pos+n) available in buf_; returns how many of those bytes exist.
+  Result<size_t> fill(uint64_t pos, size_t n);
+  const uint8_t* at(uint64_t pos) const { return buf_.data() + (pos - buf_start_); }
+  // Damage at pos_: the end of the records (returns false; sets torn_ unless
+  // `clean_if_nothing_follows` and only zeroes and holes follow) or corruption.
+  Result<bool> damaged(const std::string& why, bool clean_if_nothing_follows);
+  Status corruption(uint64_t pos, const std::string& why) const;
+
+  File file_;
+  bool sealed_;
+  SegmentHeader header_;
+  uint64_t file_size_ = 0;
+  uint64_t pos_ = format::kSegmentHeaderSize;
+  uint64_t expected_seq_ = 0;
+  uint64_t last_time_ = 0;
+  uint64_t records_ = 0;
+  bool done_ = false;
+  std::optional<std::string> torn_;
+  std::vector<uint8_t> buf_;
+  uint64_t buf_start_ = 0;
+  size_t buf_len_ = 0;
+};
+
+}  // namespace rwd

@@ -1,0 +1,104 @@
+// Volume: one served disk, its image file plus its journal directory.
+//
+// The write path of the durability contract (docs/DURABILITY.md):
+//   write/zero/trim -> stamped and queued (acknowledged; visible to reads at once)
+//   flusher thread  -> appends the queue to the open segment, syncs it (durable), then
+//                      applies it to the image in offset order (journal before image)
+//   flush / FUA     -> returns once everything acknowledged before it is durable
+//   checkpoint      -> image synced, then the manifest records how far it is current
+// open() redoes the journal after the last checkpoint, so after any crash
+// image == replay(base, journal).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "rewind/file.h"
+#include "rewind/journal.h"
+#include "rewind/log.h"
+#include "rewind/write_queue.h"
+
+namespace rwd {
+
+struct VolumeOptions {
+  std::string image_path;   // absolute
+  std::string journal_dir;  // absolute
+  uint64_t queue_max = 64ull << 20;
+  std::chrono::nanoseconds flush_interval = std::chrono::milliseconds(100);
+  std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(30);
+  JournalOptions journal;
+};
+
+// Checks an image file for use as a volume: a regular file whose size is a
+// non-zero multiple of 512. Returns its size.
+Result<uint64_t> check_image(const std::string& image_path);
+
+// Creates the journal directory of a new volume for `image_path`: base snapshot
+// (reflink where possible, else a sparse copy), then the manifest. `journal_dir`
+// must not exist or be empty.
+Status create_journal(const std::string& image_path, const std::string& journal_dir,
+                      const Logger& logger);
+
+// An exclusive lock on a journal directory (flock on <dir>/LOCK), so that two
+// servers never write one journal.
+Result<File> lock_journal(const std::string& journal_dir);
+
+class Volume {
+ public:
+  // Opens a volume for serving. Creates the journal on first use; checks that the
+  // journal belongs to the image; after an unclean stop seals the open segment
+  // (discarding a torn tail) and redoes the records after the last checkpoint.
+  static Result<std::unique_ptr<Volume>> open(const VolumeOptions& opts, Logger logger);
+  Volume(const Volume&) = delete;
+  Volume& operator=(const Volume&) = delete;
+  ~Volume();
+
+  // Starts the flusher thread. Until then records queue up (and close() drains them).
+  void start();
+
+  Status write(std::span<const uint8_t> data, uint64_t offset, bool fua);
+  Status zero(uint64_t offset, uint64_t length, bool fua);
+  Status trim(uint64_t offset, uint64_t length, bool fua);
+  Status flush();
+  Status read(std::span<uint8_t> buf, uint64_t offset) const;
+
+  // What [offset, offset+length) holds, as runs in offset order: data, zeroes that
+  // take space, or a hole (reads as zeroes). Queued records count as written.
+  enum class ExtentKind { kData, kZero, kHole };
+  Status extents(uint64_t offset, uint64_t length,
+                 const std::function<void(uint64_t start, uint64_t end, ExtentKind)>& f) const;
+
+  // Drains the queue, syncs, seals the open segment and checkpoints the image.
+  Status close();
+
+  uint64_t size() const { return size_; }
+  const WriteQueue& queue() const { return *queue_; }
+  const Manifest& manifest() const { return journal_->manifest(); }
+
+ private:
+  Volume() = default;
+  Status push(RecordHeader h, Payload payload, bool fua);
+  Status check_range(const char* what, uint64_t offset, uint64_t length) const;
+  void flusher_loop();
+  Status apply_batch(std::span<const QueuedRecord> batch);
+  Status checkpoint();
+
+  VolumeOptions opts_;
+  Logger logger_;
+  File lock_;
+  File image_;
+  uint64_t size_ = 0;
+  std::unique_ptr<Journal> journal_;  // used by the flusher only (or close() once it stopped)
+  std::unique_ptr<WriteQueue> queue_;
+  std::thread flusher_;
+  uint64_t applied_seq_ = 0;         // flusher only
+  uint64_t last_checkpoint_ns_ = 0;  // flusher only
+  bool closed_ = false;
+  Status close_status_;
+};
+
+}  // namespace rwd

@@ -1,0 +1,116 @@
+// WriteQueue: where an accepted request waits until the flusher has journaled it and
+// applied it to the image.
+//
+// push() stamps a record with the next seq and the wall-clock time under one lock and
+// makes it visible to reads at once through the overlay (an ExtentMap of queued
+// bytes, newest wins), so an acknowledged write is seen on every connection before it
+// reaches the image. The queue is bounded: push() waits while more than `queue_max`
+// bytes are queued. The flusher take()s pending records in seq order, reports them
+// durable, then applied; only then do they leave the overlay and free queue space.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "rewind/extent_map.h"
+#include "rewind/record.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+using Payload = std::shared_ptr<const uint8_t[]>;
+
+struct QueuedRecord {
+  RecordHeader header;  // type, seq, time, offset, length, payload length and checksum
+  Payload payload;      // WRITE data or MARK name; null otherwise
+};
+
+// Where the newest queued bytes of a range are: `data` + `data_offset`, or zeroes.
+struct OverlayValue {
+  uint64_t seq = 0;
+  Payload data;  // null: the range reads as zeroes (ZERO or TRIM)
+  uint64_t data_offset = 0;
+  OverlayValue advanced(uint64_t n) const { return {seq, data, data ? data_offset + n : 0}; }
+};
+
+class WriteQueue {
+ public:
+  using Clock = std::function<uint64_t()>;  // nanoseconds since the Unix epoch
+
+  // `next_seq` and `last_time_ns` continue the journal's history.
+  WriteQueue(uint64_t queue_max, uint64_t next_seq, uint64_t last_time_ns, Clock clock = {});
+  WriteQueue(const WriteQueue&) = delete;
+  WriteQueue& operator=(const WriteQueue&) = delete;
+
+  // Stamps and queues a record, waiting while the queue is full. For WRITE and MARK
+  // `payload` holds payload_length bytes and its checksum must be set in `h`; the
+  // other fields of `h` except seq and time_ns must be set. Returns the seq.
+  Result<uint64_t> push(RecordHeader h, Payload payload);
+
+  // Reads [offset, offset+buf.size()): calls read_base(buf) for what is under the
+  // queue (the image), then lays every queued byte of the range over it.
+  Status read(std::span<uint8_t> buf, uint64_t offset,
+              const std::function<Status(std::span<uint8_t>)>& read_base) const;
+
+  // The queued ranges overlapping [offset, offset+length), in offset order, and
+  // whether each reads as zeroes.
+  struct QueuedRange {
+    uint64_t start, end;
+    bool zero;
+  };
+  std::vector<QueuedRange> queued_ranges(uint64_t offset, uint64_t length) const;
+
+  // Waits until every record pushed before this call is durable; asks the flusher to
+  // run now. Fails with the sticky error if journaling failed.
+  Status wait_durable();
+  Status wait_durable(uint64_t seq);
+
+  // ---- For the flusher ----
+  // Waits up to `max_wait` for pending records (returning early when a flush is
+  // requested, `batch_bytes` are pending, or stop() was called), then moves every
+  // pending record to *out (cleared first). Returns false once stopped and drained.
+  bool take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
+            std::vector<QueuedRecord>* out);
+  void mark_durable(uint64_t seq);
+  // The records (a batch from take(), already durable) are in the image: drop them
+  // from the overlay and free their queue space.
+  void mark_applied(std::span<const QueuedRecord> records);
+  // Makes `st` sticky: every later push and wait_durable fails with it.
+  void fail(const Status& st);
+  void stop();
+
+  uint64_t last_seq() const;
+  uint64_t durable_seq() const;
+  uint64_t queued_bytes() const;
+  Status error() const;
+
+  static uint64_t cost(const RecordHeader& h);
+
+ private:
+  mutable std::mutex mu_;               // guards every member below
+  std::condition_variable space_cv_;    // queue space freed, or failed
+  std::condition_variable work_cv_;     // records pending, flush requested, or stop
+  std::condition_variable durable_cv_;  // durable_seq_ advanced, or failed
+  const uint64_t queue_max_;
+  Clock clock_;
+  uint64_t next_seq_;
+  uint64_t last_time_ns_;
+  uint64_t durable_seq_;
+  uint64_t bytes_ = 0;          // cost of every record not yet applied
+  uint64_t pending_bytes_ = 0;  // cost of records not yet taken
+  uint64_t flush_wanted_ = 0;   // highest seq a waiter wants durable
+  bool stopping_ = false;
+  Status error_;
+  std::vector<QueuedRecord> pending_;
+  ExtentMap<OverlayValue> overlay_;
+};
+
+uint64_t wall_clock_ns();
+
+}  // namespace rwd

@@ -1,0 +1,237 @@
+#include "rewind/file.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace rwd {
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<File> File::open(const std::string& path, int flags, int mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return Status::io_error(fmt::format("cannot open {}", path), errno);
+  return File(fd, path);
+}
+
+Status File::pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got) const {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n =
+        ::pread(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::io_error(fmt::format("read of {} at offset {} failed", path_, offset + done),
+                              errno);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  if (got != nullptr) {
+    *got = done;
+  } else if (done < buf.size()) {
+    return Status::corruption(
+        fmt::format("{} ends at offset {}, before the {} bytes expected at {}", path_,
+                    offset + done, buf.size(), offset));
+  }
+  return Status::ok();
+}
+
+Status File::pwrite_full(std::span<const uint8_t> buf, uint64_t offset) const {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n =
+        ::pwrite(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::io_error(fmt::format("write to {} at offset {} failed", path_, offset + done),
+                              errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status File::pwritev_full(struct iovec* iov, int iovcnt, uint64_t offset) const {
+  while (iovcnt > 0) {
+    // Skip exhausted entries (after a short write, or empty payloads).
+    if (iov->iov_len == 0) {
+      ++iov;
+      --iovcnt;
+      continue;
+    }
+    int chunk = std::min(iovcnt, IOV_MAX);
+    ssize_t n = ::pwritev(fd_, iov, chunk, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::io_error(fmt::format("write to {} at offset {} failed", path_, offset), errno);
+    }
+    offset += static_cast<uint64_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (left > 0 && iovcnt > 0) {
+      if (left >= iov->iov_len) {
+        left -= iov->iov_len;
+        ++iov;
+        --iovcnt;
+      } else {
+        iov->iov_base = static_cast<uint8_t*>(iov->iov_base) + left;
+        iov->iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status File::datasync() const {
+  if (::fdatasync(fd_) != 0)
+    return Status::io_error(fmt::format("fdatasync of {} failed", path_), errno);
+  return Status::ok();
+}
+
+Status File::sync() const {
+  if (::fsync(fd_) != 0) return Status::io_error(fmt::format("fsync of {} failed", path_), errno);
+  return Status::ok();
+}
+
+Status File::truncate(uint64_t size) const {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+    return Status::io_error(fmt::format("cannot truncate {} to {} bytes", path_, size), errno);
+  return Status::ok();
+}
+
+Result<uint64_t> File::size() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::io_error(fmt::format("cannot stat {}", path_), errno);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Status File::close() {
+  if (fd_ < 0) return Status::ok();
+  int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) return Status::io_error(fmt::format("close of {} failed", path_), errno);
+  return Status::ok();
+}
+
+Status sync_dir(const std::string& dir) {
+  auto f = File::open(dir, O_RDONLY | O_DIRECTORY);
+  if (!f) return f.status();
+  return f->sync();
+}
+
+std::string join_path(const std::string& dir, const std::string& name) {
+  if (dir.empty() || dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+Status write_file_atomic(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp";
+  auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (!f) return f.status();
+  REWIND_RETURN_IF_ERROR(f->pwrite_full(
+      std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()), 0));
+  REWIND_RETURN_IF_ERROR(f->sync());
+  REWIND_RETURN_IF_ERROR(f->close());
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
+  auto slash = path.find_last_of('/');
+  return sync_dir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+}
+
+Result<std::string> read_small_file(const std::string& path, size_t limit) {
+  auto f = File::open(path, O_RDONLY);
+  if (!f) return f.status();
+  auto size = f->size();
+  if (!size) return size.status();
+  if (*size > limit)
+    return Status::corruption(
+        fmt::format("{} is {} bytes, larger than the {} expected", path, *size, limit));
+  std::string s(*size, '\0');
+  size_t got = 0;
+  REWIND_RETURN_IF_ERROR(
+      f->pread_full(std::span(reinterpret_cast<uint8_t*>(s.data()), s.size()), 0, &got));
+  s.resize(got);
+  return s;
+}
+
+Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, bool* reflinked) {
+  *reflinked = false;
+  if (::ioctl(dst.fd(), FICLONE, src.fd()) == 0) {
+    *reflinked = true;
+    return dst.sync();
+  }
+  REWIND_RETURN_IF_ERROR(dst.truncate(size));
+  // Copy only the data regions; holes stay holes in the copy.
+  off_t pos = 0;
+  const off_t end = static_cast<off_t>(size);
+  while (pos < end) {
+    off_t data = ::lseek(src.fd(), pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // no data after pos
+      return Status::io_error(fmt::format("SEEK_DATA on {} failed", src.path()), errno);
+    }
+    off_t hole = ::lseek(src.fd(), data, SEEK_HOLE);
+    if (hole < 0) return Status::io_error(fmt::format("SEEK_HOLE on {} failed", src.path()), errno);
+    hole = std::min(hole, end);
+    off_t in = data, out = data;
+    while (in < hole) {
+      ssize_t n =
+          ::copy_file_range(src.fd(), &in, dst.fd(), &out, static_cast<size_t>(hole - in), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::io_error(
+            fmt::format("copy of {} to {} at offset {} failed", src.path(), dst.path(), in), errno);
+      }
+      if (n == 0)
+        return Status::corruption(fmt::format("{} shrank while being copied", src.path()));
+    }
+    pos = hole;
+  }
+  return dst.sync();
+}
+
+Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch) {
+  if (len == 0) return Status::ok();
+  auto off = static_cast<off_t>(offset);
+  auto n = static_cast<off_t>(len);
+  if (may_punch && ::fallocate(f.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
+    return Status::ok();
+  if (::fallocate(f.fd(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
+    return Status::ok();
+  if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+    return Status::io_error(
+        fmt::format("cannot zero {} bytes of {} at offset {}", len, f.path(), offset), errno);
+  static const std::vector<uint8_t> zeroes(1u << 20, 0);
+  while (len > 0) {
+    size_t chunk = static_cast<size_t>(std::min<uint64_t>(len, zeroes.size()));
+    REWIND_RETURN_IF_ERROR(f.pwrite_full(std::span(zeroes.data(), chunk), offset));
+    offset += chunk;
+    len -= chunk;
+  }
+  return Status::ok();
+}
+
+}  // namespace rwd

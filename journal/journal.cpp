@@ -1,0 +1,143 @@
+#include "rewind/journal.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "rewind/format.h"
+
+namespace rwd {
+
+std::string segment_path(const std::string& journal_dir, const std::string& file) {
+  return join_path(join_path(journal_dir, format::kSegmentDir), file);
+}
+
+std::string base_path(const std::string& journal_dir, const std::string& file) {
+  return join_path(join_path(journal_dir, format::kBaseDir), file);
+}
+
+Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger logger)
+    : dir_(std::move(dir)),
+      manifest_(std::move(manifest)),
+      opts_(opts),
+      logger_(std::move(logger)) {}
+
+uint64_t Journal::last_seq() const {
+  if (writer_ && open_stats_.records > 0) return open_stats_.last_seq;
+  for (auto it = manifest_.segments.rbegin(); it != manifest_.segments.rend(); ++it)
+    if (it->sealed) return it->last_seq;
+  return manifest_.base_seq;
+}
+
+Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
+  std::string file = segment_file_name(first_seq);
+  SegmentHeader h{manifest_.volume_id, first_seq, now_ns};
+  auto w = SegmentWriter::create(segment_path(dir_, file), h, opts_.segment_size);
+  if (!w) return w.status();
+  // The manifest names the segment before any record is written to it, so recovery
+  // always knows which segment was open.
+  Manifest next = manifest_;
+  next.segments.push_back(ManifestSegment{file, first_seq, false});
+  REWIND_RETURN_IF_ERROR(next.store(dir_));
+  manifest_ = std::move(next);
+  writer_.emplace(std::move(*w));
+  open_created_ns_ = now_ns;
+  open_stats_ = ManifestSegment{file, first_seq, false};
+  open_stats_.last_seq = first_seq - 1;
+  log_to(logger_, LogLevel::kDebug, fmt::format("opened segment {}", file));
+  return Status::ok();
+}
+
+Status Journal::seal_open(bool store_manifest) {
+  if (!writer_) return Status::ok();
+  if (open_stats_.records == 0) {
+    // Nothing was ever written to it: drop it rather than keep an empty segment.
+    Manifest next = manifest_;
+    next.segments.pop_back();
+    if (store_manifest) REWIND_RETURN_IF_ERROR(next.store(dir_));
+    manifest_ = std::move(next);
+    std::string path = writer_->path();
+    writer_.reset();
+    ::unlink(path.c_str());
+    return Status::ok();
+  }
+  REWIND_RETURN_IF_ERROR(writer_->seal());
+  ManifestSegment s = open_stats_;
+  s.sealed = true;
+  s.bytes = writer_->end();
+  Manifest next = manifest_;
+  next.segments.back() = s;
+  if (store_manifest) REWIND_RETURN_IF_ERROR(next.store(dir_));
+  manifest_ = std::move(next);
+  writer_.reset();
+  sealed_since_checked_ = true;
+  log_to(logger_, LogLevel::kDebug,
+         fmt::format("sealed segment {}: seq {}..{}, {} bytes", s.file, s.first_seq, s.last_seq,
+                     s.bytes));
+  return Status::ok();
+}
+
+Status Journal::seal() {
+  return seal_open(true);
+}
+
+Status Journal::seal_if_old(uint64_t now_ns) {
+  if (!writer_ || open_stats_.records == 0) return Status::ok();
+  if (now_ns < open_created_ns_ + static_cast<uint64_t>(opts_.segment_age.count()))
+    return Status::ok();
+  return seal_open(true);
+}
+
+Status Journal::append(std::span<const QueuedRecord> batch) {
+  size_t i = 0;
+  while (i < batch.size()) {
+    if (!writer_)
+      REWIND_RETURN_IF_ERROR(open_segment(batch[i].header.seq, batch[i].header.time_ns));
+    // Take as many records as fit in the open segment; an empty segment takes at
+    // least one, however large.
+    uint64_t end = writer_->end();
+    size_t j = i;
+    while (j < batch.size()) {
+      uint64_t span = format::record_span(batch[j].header.payload_length);
+      bool empty = end == format::kSegmentHeaderSize;
+      if (!empty && end + span > opts_.segment_size) break;
+      end += span;
+      ++j;
+    }
+    if (j == i) {
+      REWIND_RETURN_IF_ERROR(seal_open(true));
+      continue;
+    }
+    headers_.resize(j - i);
+    refs_.clear();
+    for (size_t k = i; k < j; ++k) {
+      RecordHeader h = batch[k].header;
+      if (k == i) h.flags |= format::kFlagBatchStart;
+      encode_header(h, headers_[k - i].data());
+      refs_.push_back(
+          RecordRef{headers_[k - i].data(),
+                    std::span<const uint8_t>(batch[k].payload.get(), h.payload_length)});
+    }
+    REWIND_RETURN_IF_ERROR(writer_->append(refs_));
+    if (open_stats_.records == 0) open_stats_.first_time_ns = batch[i].header.time_ns;
+    open_stats_.records += j - i;
+    open_stats_.last_seq = batch[j - 1].header.seq;
+    open_stats_.last_time_ns = batch[j - 1].header.time_ns;
+    i = j;
+    // A full segment is sealed (which syncs it) before the rest of the batch goes on.
+    if (writer_->end() >= opts_.segment_size) REWIND_RETURN_IF_ERROR(seal_open(true));
+  }
+  if (writer_) REWIND_RETURN_IF_ERROR(writer_->sync());
+  return Status::ok();
+}
+
+Status Journal::checkpoint(uint64_t seq) {
+  if (seq == manifest_.checkpoint_seq) return Status::ok();
+  Manifest next = manifest_;
+  next.checkpoint_seq = seq;
+  REWIND_RETURN_IF_ERROR(next.store(dir_));
+  manifest_ = std::move(next);
+  return Status::ok();
+}
+
+}  // namespace rwd

@@ -1,0 +1,102 @@
+#include "rewind/record.h"
+
+#include <xxhash.h>
+
+#include <fmt/format.h>
+
+namespace rwd {
+
+using format::RecordType;
+
+uint64_t payload_checksum(std::span<const uint8_t> payload) {
+  return XXH3_64bits(payload.data(), payload.size());
+}
+
+const char* record_type_name(RecordType t) {
+  switch (t) {
+    case RecordType::kNone:
+      return "NONE";
+    case RecordType::kWrite:
+      return "WRITE";
+    case RecordType::kZero:
+      return "ZERO";
+    case RecordType::kTrim:
+      return "TRIM";
+    case RecordType::kMark:
+      return "MARK";
+  }
+  return "UNKNOWN";
+}
+
+void encode_header(const RecordHeader& h, uint8_t* out) {
+  out[8] = static_cast<uint8_t>(h.type);
+  out[9] = h.flags;
+  put_u16(out + 10, 0);
+  put_u32(out + 12, h.payload_length);
+  put_u64(out + 16, h.seq);
+  put_u64(out + 24, h.time_ns);
+  put_u64(out + 32, h.offset);
+  put_u64(out + 40, h.length);
+  put_u64(out + 48, h.payload_checksum);
+  put_u64(out, XXH3_64bits(out + format::kRecordChecksummedOffset,
+                           format::kRecordHeaderSize - format::kRecordChecksummedOffset));
+}
+
+bool is_zero_header(const uint8_t* in) {
+  for (size_t i = 0; i < format::kRecordHeaderSize; ++i)
+    if (in[i] != 0) return false;
+  return true;
+}
+
+Status validate_header(const RecordHeader& h) {
+  auto type = static_cast<uint8_t>(h.type);
+  if (type == 0 || type > format::kMaxRecordType)
+    return Status::corruption(fmt::format("unknown record type {}", type));
+  if ((h.flags & ~format::kKnownFlags) != 0)
+    return Status::corruption(fmt::format("unknown record flags {:#x}", h.flags));
+  if (h.offset + h.length < h.offset) return Status::corruption("record range overflows");
+  switch (h.type) {
+    case RecordType::kWrite:
+      if (h.length == 0 || h.length > format::kMaxPayload || h.payload_length != h.length)
+        return Status::corruption(fmt::format("WRITE record of length {} with payload length {}",
+                                              h.length, h.payload_length));
+      break;
+    case RecordType::kZero:
+    case RecordType::kTrim:
+      if (h.length == 0 || h.payload_length != 0)
+        return Status::corruption(fmt::format("{} record of length {} with payload length {}",
+                                              record_type_name(h.type), h.length,
+                                              h.payload_length));
+      break;
+    case RecordType::kMark:
+      if (h.offset != 0 || h.length != 0 || h.payload_length == 0 ||
+          h.payload_length > format::kMaxMarkName)
+        return Status::corruption(fmt::format("MARK record with name length {}", h.payload_length));
+      break;
+    case RecordType::kNone:
+      break;
+  }
+  return Status::ok();
+}
+
+Status decode_header(const uint8_t* in, RecordHeader* out) {
+  uint64_t stored = get_u64(in);
+  uint64_t computed = XXH3_64bits(in + format::kRecordChecksummedOffset,
+                                  format::kRecordHeaderSize - format::kRecordChecksummedOffset);
+  if (stored != computed) return Status::corruption("record header checksum mismatch");
+  if (get_u16(in + 10) != 0) return Status::corruption("reserved record header bytes are not zero");
+  RecordHeader h;
+  h.type = static_cast<RecordType>(in[8]);
+  h.flags = in[9];
+  h.payload_length = get_u32(in + 12);
+  h.seq = get_u64(in + 16);
+  h.time_ns = get_u64(in + 24);
+  h.offset = get_u64(in + 32);
+  h.length = get_u64(in + 40);
+  h.payload_checksum = get_u64(in + 48);
+  REWIND_RETURN_IF_ERROR(validate_header(h));
+  *out = h;
+  return Status::ok();
+}
+
+}  // namespace rwd

@@ -1,0 +1,256 @@
+#include "rewind/segment.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace rwd {
+
+namespace {
+constexpr size_t kReadWindow = 1u << 20;
+const uint8_t kZeroPad[format::kRecordAlignment] = {};
+
+std::string base_name(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+}  // namespace
+
+std::string volume_id_hex(const VolumeId& id) {
+  std::string s;
+  for (uint8_t b : id) s += fmt::format("{:02x}", b);
+  return s;
+}
+
+bool parse_volume_id(std::string_view hex, VolumeId* out) {
+  if (hex.size() != 2 * format::kVolumeIdSize) return false;
+  for (size_t i = 0; i < out->size(); ++i) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; ++k) {
+      char c = hex[2 * i + k];
+      unsigned d;
+      if (c >= '0' && c <= '9')
+        d = c - '0';
+      else if (c >= 'a' && c <= 'f')
+        d = c - 'a' + 10;
+      else
+        return false;
+      v = v * 16 + d;
+    }
+    (*out)[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
+
+VolumeId random_volume_id() {
+  VolumeId id;
+  size_t done = 0;
+  while (done < id.size()) {
+    ssize_t n = ::getrandom(id.data() + done, id.size() - done, 0);
+    if (n > 0) done += static_cast<size_t>(n);
+  }
+  return id;
+}
+
+std::string segment_file_name(uint64_t first_seq) {
+  return fmt::format("{:020}{}", first_seq, format::kSegmentSuffix);
+}
+
+void encode_segment_header(const SegmentHeader& h, uint8_t* out) {
+  std::memset(out, 0, format::kSegmentHeaderSize);
+  std::memcpy(out, format::kSegmentMagic, format::kSegmentMagicSize);
+  put_u32(out + 8, format::kFormatVersion);
+  put_u32(out + 12, format::kSegmentHeaderSize);
+  std::memcpy(out + 16, h.volume_id.data(), format::kVolumeIdSize);
+  put_u64(out + 32, h.first_seq);
+  put_u64(out + 40, h.created_ns);
+  put_u64(out + format::kSegmentHeaderChecksumOffset,
+          XXH3_64bits(out, format::kSegmentHeaderChecksumOffset));
+}
+
+Status decode_segment_header(const uint8_t* in, SegmentHeader* out) {
+  if (std::memcmp(in, format::kSegmentMagic, format::kSegmentMagicSize) != 0)
+    return Status::corruption("not a rewind segment (bad magic)");
+  if (get_u64(in + format::kSegmentHeaderChecksumOffset) !=
+      XXH3_64bits(in, format::kSegmentHeaderChecksumOffset))
+    return Status::corruption("segment header checksum mismatch");
+  uint32_t version = get_u32(in + 8);
+  if (version != format::kFormatVersion)
+    return Status::corruption(fmt::format("segment format version {} (this build reads {})",
+                                          version, format::kFormatVersion));
+  if (get_u32(in + 12) != format::kSegmentHeaderSize)
+    return Status::corruption("segment header size mismatch");
+  std::memcpy(out->volume_id.data(), in + 16, format::kVolumeIdSize);
+  out->first_seq = get_u64(in + 32);
+  out->created_ns = get_u64(in + 40);
+  return Status::ok();
+}
+
+// ---- SegmentWriter ---------------------------------------------------------------
+
+Result<SegmentWriter> SegmentWriter::create(const std::string& path, const SegmentHeader& header,
+                                            uint64_t prealloc) {
+  auto f = File::open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+  if (!f) return f.status();
+  uint8_t hdr[format::kSegmentHeaderSize];
+  encode_segment_header(header, hdr);
+  REWIND_RETURN_IF_ERROR(f->pwrite_full(hdr, 0));
+  if (prealloc > format::kSegmentHeaderSize) {
+    // Reserve the blocks and the size now; appends then only fill them in.
+    if (::fallocate(f->fd(), 0, 0, static_cast<off_t>(prealloc)) != 0 && errno != EOPNOTSUPP)
+      return Status::io_error(fmt::format("cannot reserve {} bytes for {}", prealloc, path), errno);
+  }
+  REWIND_RETURN_IF_ERROR(f->sync());
+  auto slash = path.find_last_of('/');
+  REWIND_RETURN_IF_ERROR(sync_dir(slash == std::string::npos ? "." : path.substr(0, slash)));
+  return SegmentWriter(std::move(*f));
+}
+
+Status SegmentWriter::append(std::span<const RecordRef> records) {
+  iov_.clear();
+  uint64_t total = 0;
+  for (const RecordRef& r : records) {
+    iov_.push_back({const_cast<uint8_t*>(r.header), format::kRecordHeaderSize});
+    if (!r.payload.empty())
+      iov_.push_back({const_cast<uint8_t*>(r.payload.data()), r.payload.size()});
+    size_t pad = static_cast<size_t>(format::record_span(static_cast<uint32_t>(r.payload.size())) -
+                                     format::kRecordHeaderSize - r.payload.size());
+    if (pad != 0) iov_.push_back({const_cast<uint8_t*>(kZeroPad), pad});
+    total += format::record_span(static_cast<uint32_t>(r.payload.size()));
+  }
+  REWIND_RETURN_IF_ERROR(file_.pwritev_full(iov_.data(), static_cast<int>(iov_.size()), end_));
+  end_ += total;
+  return Status::ok();
+}
+
+Status SegmentWriter::seal() {
+  REWIND_RETURN_IF_ERROR(file_.truncate(end_));
+  return file_.sync();
+}
+
+// ---- SegmentReader ---------------------------------------------------------------
+
+Result<SegmentReader> SegmentReader::open(const std::string& path, bool sealed) {
+  auto f = File::open(path, O_RDONLY);
+  if (!f) return f.status();
+  SegmentReader r(std::move(*f), sealed);
+  auto size = r.file_.size();
+  if (!size) return size.status();
+  r.file_size_ = *size;
+  auto got = r.fill(0, format::kSegmentHeaderSize);
+  if (!got) return got.status();
+  if (*got < format::kSegmentHeaderSize)
+    return Status::corruption(fmt::format("segment {}: file is {} bytes, shorter than its header",
+                                          base_name(path), r.file_size_));
+  Status st = decode_segment_header(r.at(0), &r.header_);
+  if (!st)
+    return Status::corruption(
+        fmt::format("segment {} offset 0: {}", base_name(path), st.message()));
+  r.expected_seq_ = r.header_.first_seq;
+  return r;
+}
+
+Result<size_t> SegmentReader::fill(uint64_t pos, size_t n) {
+  if (pos >= buf_start_ && pos + n <= buf_start_ + buf_len_) return n;
+  size_t want = std::max(n, kReadWindow);
+  if (buf_.size() < want) buf_.resize(want);
+  size_t got = 0;
+  REWIND_RETURN_IF_ERROR(file_.pread_full(std::span(buf_.data(), want), pos, &got));
+  buf_start_ = pos;
+  buf_len_ = got;
+  return std::min(n, got);
+}
+
+Status SegmentReader::corruption(uint64_t pos, const std::string& why) const {
+  return Status::corruption(fmt::format("segment {} offset {} seq {}: {}", base_name(file_.path()),
+                                        pos, expected_seq_, why));
+}
+
+Result<bool> SegmentReader::damaged(const std::string& why, bool clean_if_nothing_follows) {
+  if (sealed_) return corruption(pos_, why);
+  // Look for a later batch start behind the damage. Holes (never written) are skipped.
+  bool anything_follows = false;
+  uint64_t p = pos_ + format::kRecordAlignment;
+  while (p + format::kRecordHeaderSize <= file_size_) {
+    off_t data = ::lseek(file_.fd(), static_cast<off_t>(p), SEEK_DATA);
+    if (data < 0) break;  // ENXIO: nothing but holes from p on
+    if (static_cast<uint64_t>(data) > p)
+      p = (static_cast<uint64_t>(data) + format::kRecordAlignment - 1) / format::kRecordAlignment *
+          format::kRecordAlignment;
+    auto got = fill(p, format::kRecordHeaderSize);
+    if (!got) return got.status();
+    if (*got < format::kRecordHeaderSize) break;
+    const uint8_t* h = at(p);
+    if (!is_zero_header(h)) {
+      anything_follows = true;
+      RecordHeader rh;
+      if (decode_header(h, &rh).is_ok() && (rh.flags & format::kFlagBatchStart) != 0 &&
+          rh.seq > expected_seq_) {
+        return corruption(pos_, fmt::format("{}, and a later batch (seq {}) follows at offset {}",
+                                            why, rh.seq, p));
+      }
+    }
+    p += format::kRecordAlignment;
+  }
+  done_ = true;
+  if (!(clean_if_nothing_follows && !anything_follows))
+    torn_ = fmt::format("offset {} seq {}: {}", pos_, expected_seq_, why);
+  return false;
+}
+
+Result<bool> SegmentReader::next(RecordView* out) {
+  if (done_) return false;
+  if (pos_ + format::kRecordHeaderSize > file_size_) {
+    if (pos_ == file_size_) {
+      done_ = true;
+      return false;
+    }
+    if (sealed_) return corruption(pos_, "record header cut off at end of file");
+    size_t rest = static_cast<size_t>(file_size_ - pos_);
+    auto got = fill(pos_, rest);
+    if (!got) return got.status();
+    if (std::all_of(at(pos_), at(pos_) + *got, [](uint8_t b) { return b == 0; })) {
+      done_ = true;
+      return false;
+    }
+    return damaged("record header cut off at end of file", false);
+  }
+  auto got = fill(pos_, format::kRecordHeaderSize);
+  if (!got) return got.status();
+  const uint8_t* h = at(pos_);
+  if (is_zero_header(h)) {
+    if (sealed_) return corruption(pos_, "zero bytes where a record header should be");
+    return damaged("zero bytes where a record header should be", true);
+  }
+  RecordHeader rh;
+  Status st = decode_header(h, &rh);
+  if (!st) return damaged(st.message(), false);
+  if (rh.seq != expected_seq_)
+    return corruption(pos_, fmt::format("seq {} where {} was expected", rh.seq, expected_seq_));
+  if (rh.time_ns < last_time_)
+    return corruption(
+        pos_, fmt::format("time {} is before the previous record's {}", rh.time_ns, last_time_));
+  uint64_t span = format::record_span(rh.payload_length);
+  if (pos_ + span > file_size_) return damaged("payload cut off at end of file", false);
+  got = fill(pos_, static_cast<size_t>(span));
+  if (!got) return got.status();
+  std::span<const uint8_t> payload(at(pos_) + format::kRecordHeaderSize, rh.payload_length);
+  if (payload_checksum(payload) != rh.payload_checksum)
+    return damaged("payload checksum mismatch", false);
+  out->header = rh;
+  out->payload = payload;
+  out->position = pos_;
+  pos_ += span;
+  ++expected_seq_;
+  last_time_ = rh.time_ns;
+  ++records_;
+  return true;
+}
+
+}  // namespace rwd

@@ -1,0 +1,554 @@
+#include "rewind/volume.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "rewind/format.h"
+#include "rewind/redo.h"
+
+namespace rwd {
+
+using format::RecordType;
+
+namespace {
+
+Result<std::vector<std::string>> list_dir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Status::io_error(fmt::format("cannot list {}", dir), errno);
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  return names;
+}
+
+Status make_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return Status::io_error(fmt::format("cannot create directory {}", dir), errno);
+  return Status::ok();
+}
+
+std::string parent_dir(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The volume id recorded on the image (user xattr), if the file system keeps one.
+std::optional<VolumeId> image_volume_id(const std::string& image) {
+  char buf[64];
+  ssize_t n = ::getxattr(image.c_str(), format::kImageXattr, buf, sizeof buf);
+  VolumeId id;
+  if (n <= 0 || !parse_volume_id(std::string_view(buf, static_cast<size_t>(n)), &id)) return {};
+  return id;
+}
+
+}  // namespace
+
+Result<uint64_t> check_image(const std::string& image_path) {
+  struct stat st;
+  if (::stat(image_path.c_str(), &st) != 0)
+    return Status::io_error(fmt::format("image {}", image_path), errno);
+  if (!S_ISREG(st.st_mode))
+    return Status::invalid(fmt::format("image {} is not a regular file", image_path));
+  auto size = static_cast<uint64_t>(st.st_size);
+  if (size == 0 || size % 512 != 0)
+    return Status::invalid(fmt::format(
+        "image {} is {} bytes, not a non-zero multiple of 512; resize it (truncate -s) first",
+        image_path, size));
+  return size;
+}
+
+Result<File> lock_journal(const std::string& journal_dir) {
+  auto f = File::open(join_path(journal_dir, format::kLockName), O_RDWR | O_CREAT, 0644);
+  if (!f) return f.status();
+  if (::flock(f->fd(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return Status::busy(fmt::format(
+          "journal {} is in use by another rewind process; stop it first", journal_dir));
+    return Status::io_error(fmt::format("cannot lock journal {}", journal_dir), errno);
+  }
+  return f;
+}
+
+namespace {
+
+// The journal directory must be empty but for what an interrupted create left.
+Status check_empty_journal_dir(const std::string& journal_dir) {
+  auto names = list_dir(journal_dir);
+  if (!names) return names.status();
+  for (const std::string& n : *names) {
+    if (n == format::kLockName || n == std::string(format::kManifestName) + ".tmp") continue;
+    if (n == format::kSegmentDir || n == format::kBaseDir) {
+      auto inner = list_dir(join_path(journal_dir, n));
+      if (!inner) return inner.status();
+      bool only_tmp = true;
+      for (const std::string& i : *inner)
+        if (i.size() < 4 || i.substr(i.size() - 4) != ".tmp") only_tmp = false;
+      if (only_tmp) continue;
+    }
+    return Status::invalid(fmt::format(
+        "journal directory {} is not empty and has no {}: it is not a rewind journal; give a new "
+        "or empty directory",
+        journal_dir, format::kManifestName));
+  }
+  return Status::ok();
+}
+
+Status create_journal_locked(const std::string& image_path, const std::string& journal_dir,
+                             const Logger& logger) {
+  auto size = check_image(image_path);
+  if (!size) return size.status();
+  REWIND_RETURN_IF_ERROR(check_empty_journal_dir(journal_dir));
+  const std::string seg_dir = join_path(journal_dir, format::kSegmentDir);
+  const std::string base_dir = join_path(journal_dir, format::kBaseDir);
+  REWIND_RETURN_IF_ERROR(make_dir(seg_dir));
+  REWIND_RETURN_IF_ERROR(make_dir(base_dir));
+
+  Manifest m;
+  m.volume_id = random_volume_id();
+  m.image_path = image_path;
+  m.image_size = *size;
+  m.created_ns = wall_clock_ns();
+  m.base_file = fmt::format("{:020}.img", 0);
+  m.base_seq = 0;
+  m.base_time_ns = m.created_ns;
+  m.checkpoint_seq = 0;
+
+  auto src = File::open(image_path, O_RDONLY);
+  if (!src) return src.status();
+  std::string base = base_path(journal_dir, m.base_file);
+  std::string tmp = base + ".tmp";
+  auto dst = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (!dst) return dst.status();
+  bool reflinked = false;
+  REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(*src, *size, *dst, &reflinked));
+  if (::rename(tmp.c_str(), base.c_str()) != 0)
+    return Status::io_error(fmt::format("cannot rename {} to {}", tmp, base), errno);
+  REWIND_RETURN_IF_ERROR(sync_dir(base_dir));
+  REWIND_RETURN_IF_ERROR(sync_dir(journal_dir));
+  REWIND_RETURN_IF_ERROR(sync_dir(parent_dir(journal_dir)));
+  // Tag the image with the volume id where the file system allows user xattrs, so a
+  // journal is never applied to another image, even one moved to this path.
+  std::string hex = volume_id_hex(m.volume_id);
+  if (::setxattr(image_path.c_str(), format::kImageXattr, hex.data(), hex.size(), 0) != 0)
+    log_to(logger, LogLevel::kDebug,
+           fmt::format("image {} keeps no xattr ({}); the journal is tied to its path only",
+                       image_path, std::strerror(errno)));
+  REWIND_RETURN_IF_ERROR(m.store(journal_dir));
+  log_to(logger, LogLevel::kInfo,
+         fmt::format("created journal {} for image {} ({} bytes, base snapshot by {}), volume {}",
+                     journal_dir, image_path, *size, reflinked ? "reflink" : "sparse copy", hex));
+  return Status::ok();
+}
+
+// Checks that the journal in `dir` belongs to the image at `image_path`.
+Status check_identity(const Manifest& m, const std::string& dir, const std::string& image_path,
+                      uint64_t image_size) {
+  auto tagged = image_volume_id(image_path);
+  if (tagged && *tagged != m.volume_id)
+    return Status::invalid(fmt::format(
+        "image {} belongs to volume {} but journal {} is volume {} (created for {}); give the "
+        "journal that was created with this image, or a new journal directory",
+        image_path, volume_id_hex(*tagged), dir, volume_id_hex(m.volume_id), m.image_path));
+  if (!tagged && m.image_path != image_path)
+    return Status::invalid(fmt::format(
+        "journal {} (volume {}) was created for image {}, not {}; give that image, or a new "
+        "journal directory",
+        dir, volume_id_hex(m.volume_id), m.image_path, image_path));
+  if (m.image_size != image_size)
+    return Status::invalid(fmt::format(
+        "image {} is {} bytes but journal {} was created for {} bytes; resizing a volume is not "
+        "supported",
+        image_path, image_size, dir, m.image_size));
+  return Status::ok();
+}
+
+// Seals the segment an unclean stop left open: keeps every whole record, cuts off a
+// torn tail (never acknowledged as flushed), drops the segment if it holds nothing.
+Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logger) {
+  if (m->segments.empty() || m->segments.back().sealed) return Status::ok();
+  ManifestSegment& seg = m->segments.back();
+  const std::string path = segment_path(dir, seg.file);
+  auto reader = SegmentReader::open(path, false);
+  if (!reader) return reader.status();
+  RecordView rec;
+  uint64_t first_time = 0, last_time = 0;
+  for (;;) {
+    auto more = reader->next(&rec);
+    if (!more) return more.status();
+    if (!*more) break;
+    if (reader->records() == 1) first_time = rec.header.time_ns;
+    last_time = rec.header.time_ns;
+  }
+  if (reader->torn_tail())
+    log_to(logger, LogLevel::kWarning,
+           fmt::format("segment {}: discarding a torn tail at {} (it was never acknowledged as "
+                       "flushed)",
+                       seg.file, *reader->torn_tail()));
+  if (reader->records() == 0) {
+    log_to(logger, LogLevel::kInfo, fmt::format("removing empty segment {}", seg.file));
+    m->segments.pop_back();
+    REWIND_RETURN_IF_ERROR(m->store(dir));
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return Status::io_error(fmt::format("cannot remove {}", path), errno);
+    return Status::ok();
+  }
+  auto f = File::open(path, O_RDWR);
+  if (!f) return f.status();
+  REWIND_RETURN_IF_ERROR(f->truncate(reader->end()));
+  REWIND_RETURN_IF_ERROR(f->sync());
+  seg.sealed = true;
+  seg.last_seq = reader->last_seq();
+  seg.bytes = reader->end();
+  seg.records = reader->records();
+  seg.first_time_ns = first_time;
+  seg.last_time_ns = last_time;
+  log_to(logger, LogLevel::kInfo,
+         fmt::format("sealed segment {} left open by an unclean stop: seq {}..{}", seg.file,
+                     seg.first_seq, seg.last_seq));
+  return m->store(dir);
+}
+
+// Checks what can be checked cheaply at every start: each sealed segment exists, has
+// the size the manifest says and a valid header of this volume. Removes segment files
+// newer than the manifest knows (created, never written) and leftover temporaries.
+Status check_segments(const Manifest& m, const std::string& dir, const Logger& logger) {
+  std::set<std::string> listed;
+  for (const ManifestSegment& seg : m.segments) {
+    listed.insert(seg.file);
+    const std::string path = segment_path(dir, seg.file);
+    auto reader = SegmentReader::open(path, seg.sealed);
+    if (!reader) {
+      if (reader.status().code() == Status::Code::kNotFound ||
+          reader.status().errno_value() == ENOENT)
+        return Status::corruption(
+            fmt::format("segment {} (seq {}..) listed in the manifest of {} is missing", seg.file,
+                        seg.first_seq, dir));
+      return reader.status();
+    }
+    if (reader->header().volume_id != m.volume_id)
+      return Status::corruption(fmt::format("segment {} belongs to volume {}, not {}", seg.file,
+                                            volume_id_hex(reader->header().volume_id),
+                                            volume_id_hex(m.volume_id)));
+    if (reader->header().first_seq != seg.first_seq)
+      return Status::corruption(fmt::format("segment {} starts at seq {} but the manifest says {}",
+                                            seg.file, reader->header().first_seq, seg.first_seq));
+    if (seg.sealed) {
+      auto f = File::open(path, O_RDONLY);
+      if (!f) return f.status();
+      auto size = f->size();
+      if (!size) return size.status();
+      if (*size != seg.bytes)
+        return Status::corruption(fmt::format(
+            "segment {} is {} bytes but the manifest says {} (truncated or overwritten)", seg.file,
+            *size, seg.bytes));
+    }
+  }
+  uint64_t last = m.segments.empty() ? m.base_seq : m.segments.back().first_seq;
+  auto names = list_dir(join_path(dir, format::kSegmentDir));
+  if (!names) return names.status();
+  for (const std::string& n : *names) {
+    if (listed.count(n) != 0) continue;
+    uint64_t first = 0;
+    bool is_segment = n.size() == 20 + std::strlen(format::kSegmentSuffix) &&
+                      std::sscanf(n.c_str(), "%20lu", &first) == 1;
+    if ((is_segment && first > last) || n.ends_with(".tmp")) {
+      log_to(logger, LogLevel::kInfo, fmt::format("removing unused segment file {}", n));
+      ::unlink(segment_path(dir, n).c_str());
+    } else {
+      log_to(logger, LogLevel::kWarning,
+             fmt::format("segment directory of {} holds {}, which the manifest does not list", dir,
+                         n));
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status create_journal(const std::string& image_path, const std::string& journal_dir,
+                      const Logger& logger) {
+  REWIND_RETURN_IF_ERROR(make_dir(journal_dir));
+  auto lock = lock_journal(journal_dir);
+  if (!lock) return lock.status();
+  if (::access(join_path(journal_dir, format::kManifestName).c_str(), F_OK) == 0)
+    return Status::invalid(fmt::format("journal {} already exists", journal_dir));
+  return create_journal_locked(image_path, journal_dir, logger);
+}
+
+Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger logger) {
+  std::unique_ptr<Volume> v(new Volume());
+  v->opts_ = opts;
+  v->logger_ = std::move(logger);
+  const std::string& dir = opts.journal_dir;
+
+  auto size = check_image(opts.image_path);
+  if (!size) return size.status();
+  REWIND_RETURN_IF_ERROR(make_dir(dir));
+  auto lock = lock_journal(dir);
+  if (!lock) return lock.status();
+  v->lock_ = std::move(*lock);
+  if (::access(join_path(dir, format::kManifestName).c_str(), F_OK) != 0)
+    REWIND_RETURN_IF_ERROR(create_journal_locked(opts.image_path, dir, v->logger_));
+
+  auto m = Manifest::load(dir);
+  if (!m) return m.status();
+  REWIND_RETURN_IF_ERROR(check_identity(*m, dir, opts.image_path, *size));
+  REWIND_RETURN_IF_ERROR(check_segments(*m, dir, v->logger_));
+  REWIND_RETURN_IF_ERROR(seal_open_segment(&*m, dir, v->logger_));
+
+  auto image = File::open(opts.image_path, O_RDWR);
+  if (!image) return image.status();
+  v->image_ = std::move(*image);
+  v->size_ = *size;
+
+  uint64_t last_seq = m->base_seq, last_time = m->base_time_ns;
+  if (!m->segments.empty()) {
+    last_seq = m->segments.back().last_seq;
+    last_time = m->segments.back().last_time_ns;
+  }
+  if (m->checkpoint_seq > last_seq)
+    return Status::corruption(fmt::format(
+        "manifest of {} says the image is current to seq {} but the journal ends at seq {}", dir,
+        m->checkpoint_seq, last_seq));
+  if (m->checkpoint_seq < last_seq) {
+    // Unclean stop: the image holds a prefix of the journal; redo the rest.
+    log_to(v->logger_, LogLevel::kInfo,
+           fmt::format("redoing journal records {}..{} onto image {}", m->checkpoint_seq + 1,
+                       last_seq, opts.image_path));
+    REWIND_RETURN_IF_ERROR(redo_records(dir, *m, m->checkpoint_seq, v->image_));
+    REWIND_RETURN_IF_ERROR(v->image_.datasync());
+    m->checkpoint_seq = last_seq;
+    REWIND_RETURN_IF_ERROR(m->store(dir));
+  }
+  v->applied_seq_ = last_seq;
+  v->last_checkpoint_ns_ = wall_clock_ns();
+  v->journal_ = std::make_unique<Journal>(dir, std::move(*m), opts.journal, v->logger_);
+  v->queue_ = std::make_unique<WriteQueue>(opts.queue_max, last_seq + 1, last_time);
+  return v;
+}
+
+Volume::~Volume() {
+  if (!closed_) (void)close();
+}
+
+void Volume::start() {
+  if (!flusher_.joinable() && !closed_) flusher_ = std::thread([this] { flusher_loop(); });
+}
+
+Status Volume::check_range(const char* what, uint64_t offset, uint64_t length) const {
+  if (offset > size_ || length > size_ - offset)
+    return Status::invalid(
+        fmt::format("{} of {} bytes at offset {} is beyond the end of the volume ({} bytes)", what,
+                    length, offset, size_));
+  return Status::ok();
+}
+
+Status Volume::push(RecordHeader h, Payload payload, bool fua) {
+  auto seq = queue_->push(h, std::move(payload));
+  if (!seq) return seq.status();
+  if (fua) return queue_->wait_durable(*seq);
+  return Status::ok();
+}
+
+Status Volume::write(std::span<const uint8_t> data, uint64_t offset, bool fua) {
+  REWIND_RETURN_IF_ERROR(check_range("write", offset, data.size()));
+  if (data.empty()) return fua ? flush() : Status::ok();
+  if (data.size() > format::kMaxPayload)
+    return Status::invalid(fmt::format("write of {} bytes is larger than the {} byte maximum",
+                                       data.size(), format::kMaxPayload));
+  // The one copy of the request path; the checksum is computed here, in parallel
+  // across request threads, rather than in the single flusher.
+  std::shared_ptr<uint8_t[]> buf(new uint8_t[data.size()]);
+  std::memcpy(buf.get(), data.data(), data.size());
+  RecordHeader h;
+  h.type = RecordType::kWrite;
+  h.offset = offset;
+  h.length = data.size();
+  h.payload_length = static_cast<uint32_t>(data.size());
+  h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), data.size()));
+  return push(h, std::move(buf), fua);
+}
+
+Status Volume::zero(uint64_t offset, uint64_t length, bool fua) {
+  REWIND_RETURN_IF_ERROR(check_range("zero", offset, length));
+  if (length == 0) return fua ? flush() : Status::ok();
+  RecordHeader h;
+  h.type = RecordType::kZero;
+  h.offset = offset;
+  h.length = length;
+  h.payload_checksum = payload_checksum({});
+  return push(h, nullptr, fua);
+}
+
+Status Volume::trim(uint64_t offset, uint64_t length, bool fua) {
+  REWIND_RETURN_IF_ERROR(check_range("trim", offset, length));
+  if (length == 0) return fua ? flush() : Status::ok();
+  RecordHeader h;
+  h.type = RecordType::kTrim;
+  h.offset = offset;
+  h.length = length;
+  h.payload_checksum = payload_checksum({});
+  return push(h, nullptr, fua);
+}
+
+Status Volume::flush() {
+  return queue_->wait_durable();
+}
+
+Status Volume::read(std::span<uint8_t> buf, uint64_t offset) const {
+  REWIND_RETURN_IF_ERROR(check_range("read", offset, buf.size()));
+  return queue_->read(buf, offset,
+                      [&](std::span<uint8_t> b) { return image_.pread_full(b, offset); });
+}
+
+namespace {
+struct KindValue {
+  Volume::ExtentKind kind;
+  KindValue advanced(uint64_t) const { return *this; }
+};
+}  // namespace
+
+Status Volume::extents(uint64_t offset, uint64_t length,
+                       const std::function<void(uint64_t, uint64_t, ExtentKind)>& f) const {
+  REWIND_RETURN_IF_ERROR(check_range("extents", offset, length));
+  // Queued records first, then the image, as in read(): a record that left the queue
+  // before the lookup is already in the image.
+  auto queued = queue_->queued_ranges(offset, length);
+  ExtentMap<KindValue> map;
+  const uint64_t end = offset + length;
+  uint64_t pos = offset;
+  while (pos < end) {
+    off_t data = ::lseek(image_.fd(), static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0 && errno != ENXIO)
+      return Status::io_error(fmt::format("SEEK_DATA on {} failed", image_.path()), errno);
+    uint64_t data_start = data < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(data), end);
+    if (data_start > pos) map.insert(pos, data_start - pos, KindValue{ExtentKind::kHole});
+    if (data_start >= end) break;
+    off_t hole = ::lseek(image_.fd(), static_cast<off_t>(data_start), SEEK_HOLE);
+    if (hole < 0)
+      return Status::io_error(fmt::format("SEEK_HOLE on {} failed", image_.path()), errno);
+    uint64_t data_end = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+    map.insert(data_start, data_end - data_start, KindValue{ExtentKind::kData});
+    pos = data_end;
+  }
+  for (const auto& q : queued)
+    map.insert(q.start, q.end - q.start, KindValue{q.zero ? ExtentKind::kZero : ExtentKind::kData});
+  for (const auto& [s, e] : map) f(s, e.end, e.value.kind);
+  return Status::ok();
+}
+
+namespace {
+// Where the newest bytes of a batch are, for applying it in offset order.
+struct ApplyValue {
+  const uint8_t* data;  // null: zeroes
+  bool trim;
+  ApplyValue advanced(uint64_t n) const { return {data ? data + n : nullptr, trim}; }
+};
+}  // namespace
+
+Status Volume::apply_batch(std::span<const QueuedRecord> batch) {
+  // Newest wins within the batch, so bytes overwritten again are written once, and
+  // the image is written in offset order with neighbours merged into one pwritev.
+  ExtentMap<ApplyValue> map;
+  for (const QueuedRecord& r : batch) {
+    const RecordHeader& h = r.header;
+    if (h.type == RecordType::kWrite)
+      map.insert(h.offset, h.length, ApplyValue{r.payload.get(), false});
+    else if (h.type == RecordType::kZero)
+      map.insert(h.offset, h.length, ApplyValue{nullptr, false});
+    else if (h.type == RecordType::kTrim)
+      map.insert(h.offset, h.length, ApplyValue{nullptr, true});
+  }
+  std::vector<struct iovec> iov;
+  uint64_t run_start = 0, run_end = 0;
+  auto flush_run = [&]() -> Status {
+    if (iov.empty()) return Status::ok();
+    Status st = image_.pwritev_full(iov.data(), static_cast<int>(iov.size()), run_start);
+    iov.clear();
+    return st;
+  };
+  for (const auto& [start, e] : map) {
+    if (e.value.data == nullptr) {
+      REWIND_RETURN_IF_ERROR(flush_run());
+      REWIND_RETURN_IF_ERROR(zero_range(image_, start, e.end - start, e.value.trim));
+      continue;
+    }
+    if (!iov.empty() && (start != run_end || iov.size() >= 1024))
+      REWIND_RETURN_IF_ERROR(flush_run());
+    if (iov.empty()) run_start = start;
+    iov.push_back({const_cast<uint8_t*>(e.value.data), e.end - start});
+    run_end = e.end;
+  }
+  return flush_run();
+}
+
+Status Volume::checkpoint() {
+  if (applied_seq_ == journal_->manifest().checkpoint_seq) return Status::ok();
+  REWIND_RETURN_IF_ERROR(image_.datasync());
+  REWIND_RETURN_IF_ERROR(journal_->checkpoint(applied_seq_));
+  last_checkpoint_ns_ = wall_clock_ns();
+  return Status::ok();
+}
+
+void Volume::flusher_loop() {
+  std::vector<QueuedRecord> batch;
+  const uint64_t batch_bytes = std::max<uint64_t>(opts_.queue_max / 4, 1u << 20);
+  auto fail = [&](const char* what, const Status& st) {
+    log_to(logger_, LogLevel::kError,
+           fmt::format("{}: {}; writes and flushes now fail until the volume is restarted", what,
+                       st.message()));
+    queue_->fail(st);
+  };
+  while (queue_->take(opts_.flush_interval, batch_bytes, &batch)) {
+    if (!batch.empty()) {
+      Status st = journal_->append(batch);
+      if (!st) return fail("journal write failed", st);
+      queue_->mark_durable(batch.back().header.seq);
+      // Journal before image: the records are durable, now the image may see them.
+      st = apply_batch(batch);
+      if (!st) return fail("image write failed", st);
+      applied_seq_ = batch.back().header.seq;
+      queue_->mark_applied(batch);
+    }
+    const uint64_t now = wall_clock_ns();
+    Status st = journal_->seal_if_old(now);
+    if (!st) return fail("sealing a segment failed", st);
+    if (journal_->take_sealed_flag() ||
+        now >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count())) {
+      st = checkpoint();
+      if (!st) return fail("checkpoint failed", st);
+    }
+  }
+}
+
+Status Volume::close() {
+  if (closed_) return close_status_;
+  closed_ = true;
+  queue_->stop();
+  if (flusher_.joinable()) {
+    flusher_.join();
+  } else {
+    flusher_loop();  // never started: drain here
+  }
+  Status st = queue_->error();
+  if (st.is_ok()) st = journal_->seal();
+  if (st.is_ok()) st = checkpoint();
+  if (st.is_ok()) st = image_.close();
+  close_status_ = st;
+  return st;
+}
+
+}  // namespace rwd

@@ -1,0 +1,182 @@
+#include "rewind/write_queue.h"
+
+#include <time.h>
+
+#include <cstring>
+
+namespace rwd {
+
+uint64_t wall_clock_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+WriteQueue::WriteQueue(uint64_t queue_max, uint64_t next_seq, uint64_t last_time_ns, Clock clock)
+    : queue_max_(queue_max),
+      clock_(clock ? std::move(clock) : Clock(wall_clock_ns)),
+      next_seq_(next_seq),
+      last_time_ns_(last_time_ns),
+      durable_seq_(next_seq - 1) {}
+
+uint64_t WriteQueue::cost(const RecordHeader& h) {
+  return format::kRecordHeaderSize + h.payload_length;
+}
+
+Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload) {
+  const uint64_t c = cost(h);
+  std::unique_lock lk(mu_);
+  // Back-pressure. A record larger than the whole queue still goes in alone.
+  space_cv_.wait(
+      lk, [&] { return !error_.is_ok() || stopping_ || bytes_ == 0 || bytes_ + c <= queue_max_; });
+  if (!error_.is_ok()) return error_;
+  if (stopping_) return Status::io_error("the volume is shutting down", ESHUTDOWN);
+  // seq and time are assigned together, so time is non-decreasing in seq order even
+  // when the clock steps back.
+  h.seq = next_seq_++;
+  h.time_ns = std::max(clock_(), last_time_ns_);
+  last_time_ns_ = h.time_ns;
+  using format::RecordType;
+  if (h.type == RecordType::kWrite) {
+    overlay_.insert(h.offset, h.length, OverlayValue{h.seq, payload, 0});
+  } else if (h.type == RecordType::kZero || h.type == RecordType::kTrim) {
+    overlay_.insert(h.offset, h.length, OverlayValue{h.seq, nullptr, 0});
+  }
+  bytes_ += c;
+  pending_bytes_ += c;
+  pending_.push_back(QueuedRecord{h, std::move(payload)});
+  if (pending_.size() == 1) work_cv_.notify_one();
+  return h.seq;
+}
+
+Status WriteQueue::read(std::span<uint8_t> buf, uint64_t offset,
+                        const std::function<Status(std::span<uint8_t>)>& read_base) const {
+  struct Piece {
+    uint64_t start, end;
+    Payload data;
+    uint64_t data_offset;
+  };
+  std::vector<Piece> pieces;
+  {
+    std::lock_guard lk(mu_);
+    overlay_.for_each(offset, buf.size(),
+                      [&](uint64_t s, uint64_t e, const OverlayValue& v, uint64_t adv) {
+                        pieces.push_back(Piece{s, e, v.data, v.data ? v.data_offset + adv : 0});
+                      });
+  }
+  // The base is read after the overlay was looked at: a record that left the overlay
+  // before then had already been written to the image.
+  if (pieces.size() != 1 || pieces[0].start != offset || pieces[0].end != offset + buf.size())
+    REWIND_RETURN_IF_ERROR(read_base(buf));
+  for (const Piece& p : pieces) {
+    uint8_t* dst = buf.data() + (p.start - offset);
+    if (p.data) {
+      std::memcpy(dst, p.data.get() + p.data_offset, p.end - p.start);
+    } else {
+      std::memset(dst, 0, p.end - p.start);
+    }
+  }
+  return Status::ok();
+}
+
+std::vector<WriteQueue::QueuedRange> WriteQueue::queued_ranges(uint64_t offset,
+                                                               uint64_t length) const {
+  std::vector<QueuedRange> out;
+  std::lock_guard lk(mu_);
+  overlay_.for_each(offset, length, [&](uint64_t s, uint64_t e, const OverlayValue& v, uint64_t) {
+    out.push_back(QueuedRange{s, e, !v.data});
+  });
+  return out;
+}
+
+Status WriteQueue::wait_durable() {
+  uint64_t target;
+  {
+    std::lock_guard lk(mu_);
+    target = next_seq_ - 1;
+  }
+  return wait_durable(target);
+}
+
+Status WriteQueue::wait_durable(uint64_t seq) {
+  std::unique_lock lk(mu_);
+  if (!error_.is_ok()) return error_;
+  if (durable_seq_ >= seq) return Status::ok();
+  if (seq > flush_wanted_) {
+    flush_wanted_ = seq;
+    work_cv_.notify_one();
+  }
+  durable_cv_.wait(lk, [&] { return !error_.is_ok() || durable_seq_ >= seq; });
+  if (durable_seq_ >= seq) return Status::ok();
+  return error_;
+}
+
+bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
+                      std::vector<QueuedRecord>* out) {
+  out->clear();
+  std::unique_lock lk(mu_);
+  auto ready = [&] {
+    return stopping_ || !error_.is_ok() || pending_bytes_ >= batch_bytes ||
+           (flush_wanted_ > durable_seq_ && !pending_.empty());
+  };
+  if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
+  if (!error_.is_ok()) return false;
+  if (pending_.empty()) return !stopping_;
+  out->swap(pending_);
+  pending_bytes_ = 0;
+  return true;
+}
+
+void WriteQueue::mark_durable(uint64_t seq) {
+  std::lock_guard lk(mu_);
+  if (seq > durable_seq_) durable_seq_ = seq;
+  durable_cv_.notify_all();
+}
+
+void WriteQueue::mark_applied(std::span<const QueuedRecord> records) {
+  if (records.empty()) return;
+  const uint64_t last = records.back().header.seq;
+  std::lock_guard lk(mu_);
+  for (const QueuedRecord& r : records) {
+    const RecordHeader& h = r.header;
+    if (h.length != 0)
+      overlay_.erase_if(h.offset, h.length,
+                        [last](const OverlayValue& v) { return v.seq <= last; });
+    bytes_ -= cost(h);
+  }
+  space_cv_.notify_all();
+}
+
+void WriteQueue::fail(const Status& st) {
+  std::lock_guard lk(mu_);
+  if (error_.is_ok()) error_ = st;
+  space_cv_.notify_all();
+  durable_cv_.notify_all();
+  work_cv_.notify_all();
+}
+
+void WriteQueue::stop() {
+  std::lock_guard lk(mu_);
+  stopping_ = true;
+  space_cv_.notify_all();
+  work_cv_.notify_all();
+}
+
+uint64_t WriteQueue::last_seq() const {
+  std::lock_guard lk(mu_);
+  return next_seq_ - 1;
+}
+uint64_t WriteQueue::durable_seq() const {
+  std::lock_guard lk(mu_);
+  return durable_seq_;
+}
+uint64_t WriteQueue::queued_bytes() const {
+  std::lock_guard lk(mu_);
+  return bytes_;
+}
+Status WriteQueue::error() const {
+  std::lock_guard lk(mu_);
+  return error_;
+}
+
+}  // namespace rwd

@@ -1,0 +1,331 @@
+// nbdkit-rewind-plugin: serves a volume over NBD. A thin adapter: each callback
+// translates to the Volume API of journal/ and maps its Status to an NBD error.
+//
+// Life cycle (see docs/DURABILITY.md): config -> config_complete (check keys) ->
+// get_ready (open the volume: create the journal or recover it; errors still reach
+// the user's terminal) -> fork -> after_fork (start the flusher thread, which would
+// not survive the fork) -> requests -> cleanup (drain, sync, seal, checkpoint).
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "rewind/units.h"
+#include "rewind/volume.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+// Set by -D rewind.verbose=1: log segment and checkpoint activity.
+extern "C" {
+NBDKIT_DLL_PUBLIC int rewind_debug_verbose = 0;
+}
+
+namespace {
+
+using rwd::Status;
+
+struct Config {
+  std::string image;
+  std::string journal;
+  std::string control;
+  rwd::VolumeOptions opts;
+  bool have_image = false, have_journal = false;
+};
+
+// Plain pointers, not objects with destructors: the parent process nbdkit leaves
+// behind when it forks runs static destructors, and must not close the volume.
+Config* config_state() {
+  static Config* c = new Config();
+  return c;
+}
+rwd::Volume* g_volume = nullptr;
+
+int fail(const Status& st) {
+  nbdkit_error("rewind: %s", st.message().c_str());
+  nbdkit_set_error(st.errno_value());
+  return -1;
+}
+
+// Exceptions must not cross into nbdkit.
+template <class F>
+int guarded(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    nbdkit_error("rewind: %s: out of memory", what);
+    nbdkit_set_error(ENOMEM);
+  } catch (const std::exception& e) {
+    nbdkit_error("rewind: %s: %s", what, e.what());
+    nbdkit_set_error(EIO);
+  }
+  return -1;
+}
+
+void log_line(rwd::LogLevel level, const std::string& msg) {
+  switch (level) {
+    case rwd::LogLevel::kDebug:
+      if (rewind_debug_verbose) nbdkit_debug("rewind: %s", msg.c_str());
+      break;
+    case rwd::LogLevel::kInfo:
+      nbdkit_debug("rewind: %s", msg.c_str());
+      break;
+    case rwd::LogLevel::kWarning:
+      nbdkit_error("rewind: warning: %s", msg.c_str());
+      break;
+    case rwd::LogLevel::kError:
+      nbdkit_error("rewind: %s", msg.c_str());
+      break;
+  }
+}
+
+int config_size(const char* key, const char* value, uint64_t min, uint64_t max, uint64_t* out) {
+  auto v = rwd::parse_size(value);
+  if (!v) {
+    nbdkit_error("rewind: %s=%s: %s", key, value, v.status().message().c_str());
+    return -1;
+  }
+  if (*v < min || *v > max) {
+    nbdkit_error("rewind: %s=%s: must be between %s and %s", key, value,
+                 rwd::format_size(min).c_str(), rwd::format_size(max).c_str());
+    return -1;
+  }
+  *out = *v;
+  return 0;
+}
+
+int config_duration(const char* key, const char* value, std::chrono::nanoseconds min,
+                    std::chrono::nanoseconds max, std::chrono::nanoseconds* out) {
+  auto v = rwd::parse_duration(value);
+  if (!v) {
+    nbdkit_error("rewind: %s=%s: %s", key, value, v.status().message().c_str());
+    return -1;
+  }
+  if (*v < min || *v > max) {
+    nbdkit_error("rewind: %s=%s: must be between %s and %s", key, value,
+                 rwd::format_duration(min).c_str(), rwd::format_duration(max).c_str());
+    return -1;
+  }
+  *out = *v;
+  return 0;
+}
+
+int rewind_config(const char* key, const char* value) {
+  return guarded("config", [&] {
+    Config& c = *config_state();
+    using namespace std::chrono_literals;
+    std::string k = key;
+    if (k == "image") {
+      char* p = nbdkit_realpath(value);  // the image must exist
+      if (p == nullptr) return -1;
+      c.image = p;
+      free(p);
+      c.have_image = true;
+    } else if (k == "journal") {
+      char* p = nbdkit_absolute_path(value);  // created on first serve
+      if (p == nullptr) return -1;
+      c.journal = p;
+      free(p);
+      c.have_journal = true;
+    } else if (k == "control") {
+      char* p = nbdkit_absolute_path(value);
+      if (p == nullptr) return -1;
+      c.control = p;
+      free(p);
+    } else if (k == "flush-interval") {
+      return config_duration(key, value, 1ms, 1h, &c.opts.flush_interval);
+    } else if (k == "queue-max") {
+      return config_size(key, value, 1ull << 20, 64ull << 30, &c.opts.queue_max);
+    } else if (k == "segment-size") {
+      return config_size(key, value, 1ull << 20, 64ull << 30, &c.opts.journal.segment_size);
+    } else if (k == "segment-age") {
+      return config_duration(key, value, 1s, std::chrono::hours(24 * 365),
+                             &c.opts.journal.segment_age);
+    } else if (k == "at" || k == "seq" || k == "mark") {
+      nbdkit_error(
+          "rewind: %s=: read-only point-in-time views are not in this version; "
+          "serve the volume with image= and journal=",
+          key);
+      return -1;
+    } else {
+      nbdkit_error("rewind: unknown parameter '%s'; see 'nbdkit rewind --help' for the keys", key);
+      return -1;
+    }
+    return 0;
+  });
+}
+
+int rewind_config_complete() {
+  Config& c = *config_state();
+  if (!c.have_image || !c.have_journal) {
+    nbdkit_error("rewind: missing parameter: %s; usage: nbdkit rewind image=DISK.img journal=DIR",
+                 !c.have_image ? "image=DISK.img (the disk image to serve)"
+                               : "journal=DIR (where its journal lives)");
+    return -1;
+  }
+  if (c.journal == c.image) {
+    nbdkit_error("rewind: journal=%s is the image itself; give a directory", c.journal.c_str());
+    return -1;
+  }
+  c.opts.image_path = c.image;
+  c.opts.journal_dir = c.journal;
+  return 0;
+}
+
+int rewind_get_ready() {
+  return guarded("get_ready", [&] {
+    auto v = rwd::Volume::open(config_state()->opts, log_line);
+    if (!v) return fail(v.status());
+    g_volume = v->release();
+    return 0;
+  });
+}
+
+int rewind_after_fork() {
+  g_volume->start();
+  return 0;
+}
+
+void rewind_cleanup() {
+  if (g_volume == nullptr) return;
+  try {
+    Status st = g_volume->close();
+    if (!st) nbdkit_error("rewind: shutdown: %s", st.message().c_str());
+    delete g_volume;
+  } catch (const std::exception& e) {
+    nbdkit_error("rewind: shutdown: %s", e.what());
+  }
+  g_volume = nullptr;
+}
+
+int g_handle;  // every connection shares the one volume
+
+void* rewind_open(int /*readonly*/) {
+  return &g_handle;
+}
+
+int64_t rewind_get_size(void*) {
+  return static_cast<int64_t>(g_volume->size());
+}
+
+int rewind_can_true(void*) {
+  return 1;
+}
+int rewind_can_fua(void*) {
+  return NBDKIT_FUA_NATIVE;
+}
+int rewind_can_rotational(void*) {
+  return 0;
+}
+
+int rewind_pread(void*, void* buf, uint32_t count, uint64_t offset, uint32_t) {
+  return guarded("read", [&] {
+    Status st = g_volume->read(std::span(static_cast<uint8_t*>(buf), count), offset);
+    return st ? 0 : fail(st);
+  });
+}
+
+int rewind_pwrite(void*, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  return guarded("write", [&] {
+    Status st = g_volume->write(std::span(static_cast<const uint8_t*>(buf), count), offset,
+                                (flags & NBDKIT_FLAG_FUA) != 0);
+    return st ? 0 : fail(st);
+  });
+}
+
+int rewind_flush(void*, uint32_t) {
+  return guarded("flush", [&] {
+    Status st = g_volume->flush();
+    return st ? 0 : fail(st);
+  });
+}
+
+int rewind_trim(void*, uint32_t count, uint64_t offset, uint32_t flags) {
+  return guarded("trim", [&] {
+    Status st = g_volume->trim(offset, count, (flags & NBDKIT_FLAG_FUA) != 0);
+    return st ? 0 : fail(st);
+  });
+}
+
+// A zero is always fast here (one queued record, whatever its length), so a fast-zero
+// request is served rather than refused.
+int rewind_zero(void*, uint32_t count, uint64_t offset, uint32_t flags) {
+  return guarded("zero", [&] {
+    Status st = g_volume->zero(offset, count, (flags & NBDKIT_FLAG_FUA) != 0);
+    return st ? 0 : fail(st);
+  });
+}
+
+int rewind_extents(void*, uint32_t count, uint64_t offset, uint32_t, struct nbdkit_extents* exts) {
+  return guarded("extents", [&] {
+    int rc = 0;
+    Status st =
+        g_volume->extents(offset, count, [&](uint64_t s, uint64_t e, rwd::Volume::ExtentKind k) {
+          uint32_t type = 0;
+          if (k == rwd::Volume::ExtentKind::kZero) type = NBDKIT_EXTENT_ZERO;
+          if (k == rwd::Volume::ExtentKind::kHole) type = NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
+          if (rc == 0) rc = nbdkit_add_extent(exts, s, e - s, type);
+        });
+    if (!st) return fail(st);
+    return rc;
+  });
+}
+
+int rewind_thread_model() {
+  return NBDKIT_THREAD_MODEL_PARALLEL;
+}
+
+nbdkit_plugin make_plugin() {
+  nbdkit_plugin p{};
+  p.name = "rewind";
+  p.longname = "rewind continuous data protection";
+  p.version = "0.1.0";
+  p.description =
+      "Serves a disk image and journals every write, so any past moment can be restored.";
+  p.config = rewind_config;
+  p.config_complete = rewind_config_complete;
+  p.config_help =
+      "image=DISK.img        (required) The disk image to serve.\n"
+      "journal=DIR           (required) Its journal directory (created on first serve).\n"
+      "flush-interval=DUR    Longest time a write waits before it is journaled (100ms).\n"
+      "queue-max=SIZE        Bytes queued before writers wait (64M).\n"
+      "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
+      "segment-age=DUR       Seal a journal segment at this age (10m).\n"
+      "control=PATH          Control socket (default DIR/control.sock).";
+  p.magic_config_key = nullptr;
+  p.thread_model = rewind_thread_model;
+  p.get_ready = rewind_get_ready;
+  p.after_fork = rewind_after_fork;
+  p.cleanup = rewind_cleanup;
+  p.open = rewind_open;
+  p.get_size = rewind_get_size;
+  p.can_write = rewind_can_true;
+  p.can_flush = rewind_can_true;
+  p.is_rotational = rewind_can_rotational;
+  p.can_trim = rewind_can_true;
+  p.can_zero = rewind_can_true;
+  p.can_fast_zero = rewind_can_true;
+  p.can_fua = rewind_can_fua;
+  p.can_multi_conn = rewind_can_true;  // one queue for all: a flush covers every connection
+  p.can_extents = rewind_can_true;
+  p.pread = rewind_pread;
+  p.pwrite = rewind_pwrite;
+  p.flush = rewind_flush;
+  p.trim = rewind_trim;
+  p.zero = rewind_zero;
+  p.extents = rewind_extents;
+  p.errno_is_preserved = 0;
+  return p;
+}
+
+nbdkit_plugin plugin = make_plugin();
+
+}  // namespace
+
+NBDKIT_REGISTER_PLUGIN(plugin)
