@@ -1,0 +1,54 @@
+// Inspection of a journal directory for `rewind info` and `rewind log`: what the
+// manifest says, and optionally what scanning every record finds.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rewind/manifest.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+struct SegmentReport {
+  std::string file;
+  bool sealed = false;
+  bool scanned = false;  // counts by type below are known only when scanned
+  uint64_t first_seq = 0, last_seq = 0, records = 0, bytes = 0;
+  uint64_t first_time_ns = 0, last_time_ns = 0;
+  uint64_t writes = 0, zeroes = 0, trims = 0, marks = 0;
+  uint64_t bytes_written = 0, bytes_zeroed = 0, bytes_trimmed = 0;
+  std::optional<std::string> torn_tail;  // open segment of a running or crashed server
+};
+
+struct MarkReport {
+  std::string name;
+  uint64_t seq = 0, time_ns = 0;
+};
+
+struct JournalReport {
+  std::string dir;
+  Manifest manifest;
+  std::vector<SegmentReport> segments;
+  std::vector<MarkReport> marks;  // found only when scanned
+  bool in_use = false;            // a server holds the journal's lock
+  uint64_t base_bytes = 0;        // apparent size of the base snapshot
+  uint64_t base_allocated = 0;    // bytes the base snapshot occupies on disk
+
+  uint64_t first_seq() const { return manifest.base_seq; }
+  uint64_t last_seq() const;
+  uint64_t last_time_ns() const;
+  uint64_t records() const;
+  uint64_t journal_bytes() const;
+};
+
+// Reads the manifest of `dir` and reports its segments. With `scan_records`, or for
+// the open segment of a running server, reads every record (verifying checksums).
+Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records);
+
+// RFC 3339 in UTC with milliseconds: 2026-11-25T10:00:03.250Z
+std::string format_time(uint64_t time_ns);
+
+}  // namespace rwd

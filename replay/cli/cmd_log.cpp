@@ -1,0 +1,70 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "rewind/inspect.h"
+#include "rewind/units.h"
+
+namespace rwd::cli {
+
+void setup_log(CLI::App& app, LogOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_flag("--json", o.json, "Print JSON instead of text");
+}
+
+namespace {
+
+void print_json(const JournalReport& r) {
+  const Manifest& m = r.manifest;
+  fmt::print("{{\"volume_id\":\"{}\",\"base\":{{\"file\":{},\"seq\":{},\"time_ns\":{}}},\"segments\":[",
+             volume_id_hex(m.volume_id), json_string(m.base_file), m.base_seq, m.base_time_ns);
+  for (size_t i = 0; i < r.segments.size(); ++i) {
+    const SegmentReport& s = r.segments[i];
+    fmt::print("{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
+               "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
+               "\"trims\":{},\"marks\":{},\"bytes_written\":{},\"bytes_zeroed\":{},"
+               "\"bytes_trimmed\":{},\"torn_tail\":{}}}",
+               i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records,
+               s.bytes, s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks,
+               s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
+               s.torn_tail ? json_string(*s.torn_tail) : "null");
+  }
+  fmt::print("],\"marks\":[");
+  for (size_t i = 0; i < r.marks.size(); ++i)
+    fmt::print("{}{{\"name\":{},\"seq\":{},\"time_ns\":{}}}", i ? "," : "",
+               json_string(r.marks[i].name), r.marks[i].seq, r.marks[i].time_ns);
+  fmt::print("]}}\n");
+}
+
+void print_text(const JournalReport& r) {
+  const Manifest& m = r.manifest;
+  fmt::print("base {}  seq {}  {}\n", m.base_file, m.base_seq, format_time(m.base_time_ns));
+  uint64_t w = 0, z = 0, t = 0, mk = 0, bw = 0;
+  for (const SegmentReport& s : r.segments) {
+    fmt::print("segment {}  {}  seq {}..{}  {} .. {}\n", s.file, s.sealed ? "sealed" : "open",
+               s.first_seq, s.last_seq, s.records ? format_time(s.first_time_ns) : "-",
+               s.records ? format_time(s.last_time_ns) : "-");
+    fmt::print("    {} records: {} WRITE ({}), {} ZERO ({}), {} TRIM ({}), {} MARK; {} on disk\n",
+               s.records, s.writes, format_size(s.bytes_written), s.zeroes,
+               format_size(s.bytes_zeroed), s.trims, format_size(s.bytes_trimmed), s.marks,
+               format_size(s.bytes));
+    if (s.torn_tail) fmt::print("    torn tail at {}\n", *s.torn_tail);
+    w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, bw += s.bytes_written;
+  }
+  for (const MarkReport& mr : r.marks)
+    fmt::print("mark {}  seq {}  {}\n", mr.name, mr.seq, format_time(mr.time_ns));
+  fmt::print("total {} records: {} WRITE ({} written), {} ZERO, {} TRIM, {} MARK in {} segment{}\n",
+             r.records(), w, format_size(bw), z, t, mk, r.segments.size(),
+             r.segments.size() == 1 ? "" : "s");
+}
+
+}  // namespace
+
+int run_log(const LogOptions& o) {
+  auto r = inspect_journal(o.journal, true);
+  if (!r) return report("log", r.status(), journal_hint(r.status()));
+  if (o.json) print_json(*r);
+  else print_text(*r);
+  return kExitOk;
+}
+
+}  // namespace rwd::cli
