@@ -27,9 +27,8 @@ Status apply_record(const File& image, const RecordHeader& h, std::span<const ui
 Status redo_records(const std::string& journal_dir, const Manifest& m, uint64_t after_seq,
                     const File& image) {
   for (const ManifestSegment& seg : m.segments) {
-    if (!seg.sealed) return Status::invalid(fmt::format("segment {} is still open", seg.file));
-    if (seg.last_seq <= after_seq) continue;
-    auto reader = SegmentReader::open(segment_path(journal_dir, seg.file), true);
+    if (seg.sealed && seg.last_seq <= after_seq) continue;
+    auto reader = SegmentReader::open(segment_path(journal_dir, seg.file), seg.sealed);
     if (!reader) return reader.status();
     RecordView rec;
     for (;;) {
@@ -39,7 +38,7 @@ Status redo_records(const std::string& journal_dir, const Manifest& m, uint64_t 
       if (rec.header.seq <= after_seq) continue;
       REWIND_RETURN_IF_ERROR(apply_record(image, rec.header, rec.payload));
     }
-    if (reader->last_seq() != seg.last_seq)
+    if (seg.sealed && reader->last_seq() != seg.last_seq)
       return Status::corruption(fmt::format("segment {} ends at seq {} but the manifest says {}",
                                             seg.file, reader->last_seq(), seg.last_seq));
   }

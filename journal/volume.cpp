@@ -341,7 +341,8 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
 }
 
 Volume::~Volume() {
-  if (!closed_) (void)close();
+  // A volume whose open() failed half-way has no queue and nothing to drain.
+  if (!closed_ && queue_) (void)close();
 }
 
 void Volume::start() {

@@ -65,16 +65,23 @@ Status scan_segment(const std::string& dir, SegmentReport* s, std::vector<MarkRe
     s->last_time_ns = h.time_ns;
     ++s->records;
     switch (h.type) {
-      case RecordType::kWrite: ++s->writes, s->bytes_written += h.length; break;
-      case RecordType::kZero: ++s->zeroes, s->bytes_zeroed += h.length; break;
-      case RecordType::kTrim: ++s->trims, s->bytes_trimmed += h.length; break;
+      case RecordType::kWrite:
+        ++s->writes, s->bytes_written += h.length;
+        break;
+      case RecordType::kZero:
+        ++s->zeroes, s->bytes_zeroed += h.length;
+        break;
+      case RecordType::kTrim:
+        ++s->trims, s->bytes_trimmed += h.length;
+        break;
       case RecordType::kMark:
         ++s->marks;
         marks->push_back(MarkReport{
             std::string(reinterpret_cast<const char*>(rec.payload.data()), rec.payload.size()),
             h.seq, h.time_ns});
         break;
-      case RecordType::kNone: break;
+      case RecordType::kNone:
+        break;
     }
   }
   s->last_seq = s->records == 0 ? s->first_seq - 1 : reader->last_seq();
@@ -98,7 +105,8 @@ Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records)
 
   struct stat st;
   if (::stat(base_path(dir, r.manifest.base_file).c_str(), &st) != 0)
-    return Status::io_error(fmt::format("base snapshot {} of {}", r.manifest.base_file, dir), errno);
+    return Status::io_error(fmt::format("base snapshot {} of {}", r.manifest.base_file, dir),
+                            errno);
   r.base_bytes = static_cast<uint64_t>(st.st_size);
   r.base_allocated = static_cast<uint64_t>(st.st_blocks) * 512;
 

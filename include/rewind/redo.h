@@ -16,8 +16,9 @@ namespace rwd {
 // TRIM punches a hole (reads as zeroes, as replay treats it), MARK does nothing.
 Status apply_record(const File& image, const RecordHeader& h, std::span<const uint8_t> payload);
 
-// Applies every record with after_seq < seq of the sealed segments of `m` to
-// `image`, reading and verifying each. Does not sync the image.
+// Applies every record with after_seq < seq in the segments of `m` to `image`,
+// reading and verifying each; an open segment is read up to its last whole record.
+// Does not sync the image.
 Status redo_records(const std::string& journal_dir, const Manifest& m, uint64_t after_seq,
                     const File& image);
 

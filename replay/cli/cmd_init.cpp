@@ -26,8 +26,9 @@ int run_init(const InitOptions& o) {
     auto size = parse_size(o.size);
     if (!size) return report("init", size.status().with_context("--size"), {}, kExitUsage);
     if (*size == 0 || *size % 512 != 0)
-      return report("init", Status::invalid(fmt::format(
-                                "--size {}: {} bytes is not a non-zero multiple of 512", o.size, *size)),
+      return report("init",
+                    Status::invalid(fmt::format(
+                        "--size {}: {} bytes is not a non-zero multiple of 512", o.size, *size)),
                     {}, kExitUsage);
     if (exists) {
       if (static_cast<uint64_t>(st.st_size) != *size)

@@ -15,18 +15,19 @@ namespace {
 
 void print_json(const JournalReport& r) {
   const Manifest& m = r.manifest;
-  fmt::print("{{\"volume_id\":\"{}\",\"base\":{{\"file\":{},\"seq\":{},\"time_ns\":{}}},\"segments\":[",
-             volume_id_hex(m.volume_id), json_string(m.base_file), m.base_seq, m.base_time_ns);
+  fmt::print(
+      "{{\"volume_id\":\"{}\",\"base\":{{\"file\":{},\"seq\":{},\"time_ns\":{}}},\"segments\":[",
+      volume_id_hex(m.volume_id), json_string(m.base_file), m.base_seq, m.base_time_ns);
   for (size_t i = 0; i < r.segments.size(); ++i) {
     const SegmentReport& s = r.segments[i];
-    fmt::print("{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
-               "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
-               "\"trims\":{},\"marks\":{},\"bytes_written\":{},\"bytes_zeroed\":{},"
-               "\"bytes_trimmed\":{},\"torn_tail\":{}}}",
-               i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records,
-               s.bytes, s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks,
-               s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
-               s.torn_tail ? json_string(*s.torn_tail) : "null");
+    fmt::print(
+        "{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
+        "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
+        "\"trims\":{},\"marks\":{},\"bytes_written\":{},\"bytes_zeroed\":{},"
+        "\"bytes_trimmed\":{},\"torn_tail\":{}}}",
+        i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records, s.bytes,
+        s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.bytes_written,
+        s.bytes_zeroed, s.bytes_trimmed, s.torn_tail ? json_string(*s.torn_tail) : "null");
   }
   fmt::print("],\"marks\":[");
   for (size_t i = 0; i < r.marks.size(); ++i)
@@ -62,8 +63,10 @@ void print_text(const JournalReport& r) {
 int run_log(const LogOptions& o) {
   auto r = inspect_journal(o.journal, true);
   if (!r) return report("log", r.status(), journal_hint(r.status()));
-  if (o.json) print_json(*r);
-  else print_text(*r);
+  if (o.json)
+    print_json(*r);
+  else
+    print_text(*r);
   return kExitOk;
 }
 

@@ -25,13 +25,23 @@ std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += c;
     }
   }
   return out + "\"";
@@ -41,16 +51,19 @@ std::string json_string(std::string_view s) {
 
 int main(int argc, char** argv) {
   using namespace rwd::cli;
-  CLI::App app{"rewind: continuous data protection for block devices.\n"
-               "Serve a volume with: nbdkit rewind image=DISK.img journal=DIR"};
+  CLI::App app{
+      "rewind: continuous data protection for block devices.\n"
+      "Serve a volume with: nbdkit rewind image=DISK.img journal=DIR"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show the help of every subcommand");
 
   InitOptions init;
-  CLI::App* init_cmd = app.add_subcommand("init", "Create the journal of a new volume (and its image)");
+  CLI::App* init_cmd =
+      app.add_subcommand("init", "Create the journal of a new volume (and its image)");
   setup_init(*init_cmd, init);
   InfoOptions info;
-  CLI::App* info_cmd = app.add_subcommand("info", "Volume, size, restorable range, segments, bytes");
+  CLI::App* info_cmd =
+      app.add_subcommand("info", "Volume, size, restorable range, segments, bytes");
   setup_info(*info_cmd, info);
   LogOptions log;
   CLI::App* log_cmd = app.add_subcommand("log", "History: segments, marks, time ranges, counts");

@@ -1,0 +1,62 @@
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "rewind/extent_map.h"
+
+using namespace rwd;
+
+namespace {
+// A value that remembers which write it came from and the byte offset within it.
+struct Src {
+  int id;
+  uint64_t pos;
+  Src advanced(uint64_t n) const { return {id, pos + n}; }
+};
+}  // namespace
+
+TEST_CASE("extent map agrees with a byte array under random overlapping inserts", "[extent_map]") {
+  auto seed = GENERATE(range(1, 41));
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  const uint64_t size = 4096;
+  // Reference: for each byte, (write id, position within that write); -1 = never written.
+  std::vector<std::pair<int, uint64_t>> ref(size, {-1, 0});
+  ExtentMap<Src> map;
+  for (int id = 0; id < 200; ++id) {
+    uint64_t off = rng() % size;
+    uint64_t len = 1 + rng() % std::min<uint64_t>(size - off, id % 10 == 0 ? size : 300);
+    map.insert(off, len, Src{id, 0});
+    for (uint64_t i = 0; i < len; ++i) ref[off + i] = {id, i};
+  }
+  std::vector<std::pair<int, uint64_t>> got(size, {-1, 0});
+  uint64_t prev_end = 0;
+  map.for_each(0, size, [&](uint64_t s, uint64_t e, const Src& v, uint64_t adv) {
+    REQUIRE(s >= prev_end);  // in order, no overlap
+    prev_end = e;
+    for (uint64_t b = s; b < e; ++b) got[b] = {v.id, v.pos + adv + (b - s)};
+  });
+  CHECK(got == ref);
+}
+
+TEST_CASE("extent map lookups clip to the asked range", "[extent_map]") {
+  ExtentMap<Src> map;
+  map.insert(100, 100, Src{1, 0});
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> seen;
+  map.for_each(150, 20, [&](uint64_t s, uint64_t e, const Src& v, uint64_t adv) {
+    seen.emplace_back(s, e, v.pos + adv);
+  });
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == std::make_tuple(uint64_t{150}, uint64_t{170}, uint64_t{50}));
+}
+
+TEST_CASE("extent map erase_if removes whole matching extents in a range", "[extent_map]") {
+  ExtentMap<Src> map;
+  map.insert(0, 100, Src{1, 0});
+  map.insert(100, 100, Src{2, 0});
+  map.insert(300, 100, Src{1, 0});
+  map.erase_if(50, 100, [](const Src& s) { return s.id == 1; });
+  REQUIRE(map.size() == 2);
+  CHECK(map.begin()->first == 100);
+  CHECK(std::next(map.begin())->first == 300);
+}

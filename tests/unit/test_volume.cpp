@@ -1,0 +1,312 @@
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "rewind/inspect.h"
+#include "rewind/journal.h"
+#include "rewind/replay.h"
+#include "rewind/segment.h"
+#include "rewind/volume.h"
+#include "test_util.h"
+
+using namespace rwd;
+
+namespace {
+
+constexpr uint64_t kSize = 8 << 20;
+
+struct Fixture {
+  test::TempDir dir;
+  std::string image = dir / "disk.img";
+  std::string journal = dir / "disk.rewind";
+  std::string log;
+  Fixture() { test::make_image(image, kSize); }
+
+  VolumeOptions options() const {
+    VolumeOptions o;
+    o.image_path = image;
+    o.journal_dir = journal;
+    o.flush_interval = std::chrono::milliseconds(5);
+    return o;
+  }
+  Logger logger() {
+    return [this](LogLevel, const std::string& m) { log += m + "\n"; };
+  }
+  std::unique_ptr<Volume> open(VolumeOptions o) {
+    auto v = Volume::open(o, logger());
+    INFO(v.status().message());
+    REQUIRE(v.is_ok());
+    return std::move(*v);
+  }
+  std::unique_ptr<Volume> open() { return open(options()); }
+};
+
+std::vector<uint8_t> vread(const Volume& v, uint64_t off, size_t n) {
+  std::vector<uint8_t> buf(n);
+  REQUIRE(v.read(buf, off).is_ok());
+  return buf;
+}
+
+// The bytes of `path` in [off, off+n).
+std::vector<uint8_t> file_range(const std::string& path, uint64_t off, size_t n) {
+  auto all = test::read_file(path);
+  return std::vector<uint8_t>(all.begin() + static_cast<long>(off),
+                              all.begin() + static_cast<long>(off + n));
+}
+
+}  // namespace
+
+TEST_CASE("first open creates the journal with a base snapshot of the image", "[volume]") {
+  Fixture f;
+  auto data = test::pattern(4096, 1);
+  test::write_file(f.image, data);
+  test::truncate_file(f.image, kSize);
+  auto v = f.open();
+  CHECK(std::filesystem::exists(f.journal + "/MANIFEST"));
+  auto base = test::read_file(f.journal + "/base/00000000000000000000.img");
+  CHECK(base == test::read_file(f.image));
+  CHECK(v->manifest().base_seq == 0);
+  CHECK(v->size() == kSize);
+}
+
+TEST_CASE("writes are readable at once, durable after flush, in the image after close",
+          "[volume]") {
+  Fixture f;
+  auto a = test::pattern(8192, 2), b = test::pattern(4096, 3);
+  {
+    auto v = f.open();
+    v->start();
+    REQUIRE(v->write(a, 4096, false).is_ok());
+    REQUIRE(v->write(b, 8192, false).is_ok());  // overlaps the second half of a
+    REQUIRE(v->zero(20000, 1000, false).is_ok());
+    REQUIRE(v->trim(1 << 20, 1 << 20, false).is_ok());
+    auto got = vread(*v, 4096, 8192);
+    CHECK(std::equal(a.begin(), a.begin() + 4096, got.begin()));
+    CHECK(std::equal(b.begin(), b.end(), got.begin() + 4096));
+    REQUIRE(v->flush().is_ok());
+    CHECK(v->queue().durable_seq() == 4);
+    REQUIRE(v->close().is_ok());
+    CHECK(v->manifest().checkpoint_seq == 4);
+    CHECK(v->manifest().segments.size() == 1);
+    CHECK(v->manifest().segments[0].sealed);
+  }
+  CHECK(file_range(f.image, 4096, 4096) == std::vector<uint8_t>(a.begin(), a.begin() + 4096));
+  CHECK(file_range(f.image, 8192, 4096) == b);
+  // image == replay(base, journal)
+  REQUIRE(replay_newest(f.journal, f.dir / "replayed.img").is_ok());
+  CHECK(test::read_file(f.dir / "replayed.img") == test::read_file(f.image));
+}
+
+TEST_CASE("a FUA write is in the journal when it returns", "[volume]") {
+  Fixture f;
+  auto v = f.open();
+  v->start();
+  auto a = test::pattern(4096, 4);
+  REQUIRE(v->write(a, 0, true).is_ok());
+  CHECK(v->queue().durable_seq() >= 1);
+  // Read the open segment as recovery would.
+  auto seg =
+      SegmentReader::open(segment_path(f.journal, v->manifest().segments.back().file), false);
+  REQUIRE(seg.is_ok());
+  RecordView rec;
+  auto more = seg->next(&rec);
+  REQUIRE(more.is_ok());
+  REQUIRE(*more);
+  CHECK(std::vector<uint8_t>(rec.payload.begin(), rec.payload.end()) == a);
+}
+
+TEST_CASE("records queued before the flusher starts are drained by close", "[volume]") {
+  Fixture f;
+  auto a = test::pattern(512, 5);
+  {
+    auto v = f.open();
+    REQUIRE(v->write(a, 512, false).is_ok());
+    CHECK(vread(*v, 512, 512) == a);
+    REQUIRE(v->close().is_ok());
+  }
+  CHECK(file_range(f.image, 512, 512) == a);
+}
+
+TEST_CASE("segments roll by size and the volume reopens from many segments", "[volume]") {
+  Fixture f;
+  VolumeOptions o = f.options();
+  o.journal.segment_size = 1 << 20;
+  std::vector<uint8_t> expected(kSize, 0);
+  {
+    auto v = f.open(o);
+    v->start();
+    for (int i = 0; i < 40; ++i) {
+      auto d = test::pattern(100 * 1024, 100 + i);
+      uint64_t off = static_cast<uint64_t>(i) * 37 * 4096 % (kSize - d.size());
+      REQUIRE(v->write(d, off, i % 7 == 0).is_ok());
+      std::copy(d.begin(), d.end(), expected.begin() + static_cast<long>(off));
+    }
+    REQUIRE(v->close().is_ok());
+    CHECK(v->manifest().segments.size() >= 4);
+  }
+  CHECK(test::read_file(f.image) == expected);
+  auto v = f.open(o);
+  CHECK(vread(*v, 0, kSize) == expected);
+  CHECK(v->queue().last_seq() == 40);
+}
+
+TEST_CASE("after an unclean stop, open redoes the journal onto the image", "[volume][crash]") {
+  Fixture f;
+  auto a = test::pattern(65536, 6);
+  VolumeOptions o = f.options();
+  o.checkpoint_interval = std::chrono::hours(1);  // no checkpoint before the "crash"
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child serves, flushes, and dies without any shutdown.
+    auto v = Volume::open(o, {});
+    if (!v) ::_exit(3);
+    (*v)->start();
+    if (!(*v)->write(a, 1 << 20, false).is_ok() || !(*v)->flush().is_ok()) ::_exit(4);
+    // Undo what the flusher applied, as if the page cache had been lost: the image
+    // holds nothing, the journal everything.
+    test::write_file(o.image_path, std::vector<uint8_t>(kSize, 0));
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(file_range(f.image, 1 << 20, a.size()) != a);
+
+  auto v = f.open(o);
+  CHECK(f.log.find("sealed segment") != std::string::npos);
+  CHECK(f.log.find("redoing journal records 1..1") != std::string::npos);
+  CHECK(file_range(f.image, 1 << 20, a.size()) == a);
+  CHECK(v->manifest().checkpoint_seq == 1);
+  REQUIRE(v->close().is_ok());
+  REQUIRE(replay_newest(f.journal, f.dir / "replayed.img").is_ok());
+  CHECK(test::read_file(f.dir / "replayed.img") == test::read_file(f.image));
+}
+
+TEST_CASE("a torn tail left by a crash is discarded with a warning", "[volume][crash]") {
+  Fixture f;
+  auto a = test::pattern(4096, 7);
+  std::string seg_file;
+  {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto v = Volume::open(f.options(), {});
+      if (!v) ::_exit(3);
+      (*v)->start();
+      if (!(*v)->write(a, 0, true).is_ok()) ::_exit(4);
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WEXITSTATUS(status) == 0);
+  }
+  auto m = Manifest::load(f.journal);
+  REQUIRE(m.is_ok());
+  REQUIRE(m->segments.size() == 1);
+  REQUIRE_FALSE(m->segments[0].sealed);
+  const std::string seg = segment_path(f.journal, m->segments[0].file);
+  // A half-written record after the flushed one: a header whose payload never arrived.
+  RecordHeader h;
+  h.type = format::RecordType::kWrite;
+  h.flags = format::kFlagBatchStart;
+  h.seq = 2;
+  h.time_ns = wall_clock_ns();
+  h.length = h.payload_length = 4096;
+  h.payload_checksum = 12345;
+  auto enc = encode_header(h);
+  const uint64_t end = format::kSegmentHeaderSize + format::record_span(4096);
+  {
+    auto file = File::open(seg, O_RDWR);
+    REQUIRE(file.is_ok());
+    REQUIRE(file->pwrite_full(enc, end).is_ok());
+    REQUIRE(file->pwrite_full(test::pattern(1000, 8), end + enc.size()).is_ok());
+  }
+  auto v = f.open();
+  CHECK(f.log.find(fmt::format("torn tail at offset {} seq 2", end)) != std::string::npos);
+  CHECK(v->queue().last_seq() == 1);
+  CHECK(vread(*v, 0, 4096) == a);
+  CHECK(test::read_file(seg).size() == end);  // cut at the last whole record
+}
+
+TEST_CASE("bad images and journals are refused and left untouched", "[volume][errors]") {
+  Fixture f;
+  SECTION("image size not a multiple of 512") {
+    test::truncate_file(f.image, 1000);
+    auto v = Volume::open(f.options(), {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("multiple of 512") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(f.journal + "/MANIFEST"));
+  }
+  SECTION("image missing") {
+    std::filesystem::remove(f.image);
+    auto v = Volume::open(f.options(), {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("disk.img") != std::string::npos);
+  }
+  SECTION("journal of another image") {
+    { auto v = f.open(); }
+    std::string other = f.dir / "other.img";
+    test::make_image(other, kSize);
+    VolumeOptions o = f.options();
+    o.image_path = other;
+    auto before = test::read_file(f.journal + "/MANIFEST");
+    auto v = Volume::open(o, {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("was created for image") != std::string::npos);
+    CHECK(test::read_file(f.journal + "/MANIFEST") == before);
+  }
+  SECTION("image tagged with another volume's id") {
+    { auto v = f.open(); }
+    std::string j2 = f.dir / "second.rewind";
+    std::string img2 = f.dir / "second.img";
+    test::make_image(img2, kSize);
+    VolumeOptions o2 = f.options();
+    o2.image_path = img2;
+    o2.journal_dir = j2;
+    { auto v = f.open(o2); }
+    // Swap the images: same paths, other volumes.
+    std::filesystem::rename(f.image, f.dir / "tmp.img");
+    std::filesystem::rename(img2, f.image);
+    auto v = Volume::open(f.options(), {});
+    // The path matches, so only the volume id tag (a user xattr) can tell.
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("belongs to volume") != std::string::npos);
+  }
+  SECTION("image resized since the journal was made") {
+    { auto v = f.open(); }
+    test::truncate_file(f.image, kSize * 2);
+    auto v = Volume::open(f.options(), {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("resizing a volume is not supported") != std::string::npos);
+  }
+  SECTION("journal directory holds something else") {
+    std::filesystem::create_directories(f.journal);
+    test::write_file(f.journal + "/notes.txt", {'x'});
+    auto v = Volume::open(f.options(), {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("not a rewind journal") != std::string::npos);
+  }
+  SECTION("journal in use by another server") {
+    auto first = f.open();
+    auto v = Volume::open(f.options(), {});
+    REQUIRE_FALSE(v.is_ok());
+    CHECK(v.status().message().find("in use") != std::string::npos);
+  }
+}
+
+TEST_CASE("requests beyond the end of the volume are refused and journal nothing",
+          "[volume][errors]") {
+  Fixture f;
+  auto v = f.open();
+  std::vector<uint8_t> buf(4096);
+  CHECK(v->write(buf, kSize - 512, false).errno_value() == EINVAL);
+  CHECK(v->zero(kSize, 1, false).errno_value() == EINVAL);
+  CHECK(v->trim(~uint64_t{0} - 10, 100, false).errno_value() == EINVAL);
+  CHECK(v->read(buf, kSize).errno_value() == EINVAL);
+  CHECK(v->queue().last_seq() == 0);
+}
