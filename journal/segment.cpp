@@ -95,21 +95,32 @@ Status decode_segment_header(const uint8_t* in, SegmentHeader* out) {
 // ---- SegmentWriter ---------------------------------------------------------------
 
 Result<SegmentWriter> SegmentWriter::create(const std::string& path, const SegmentHeader& header,
-                                            uint64_t prealloc) {
+                                            uint64_t prealloc_limit) {
   auto f = File::open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
   if (!f) return f.status();
   uint8_t hdr[format::kSegmentHeaderSize];
   encode_segment_header(header, hdr);
   REWIND_RETURN_IF_ERROR(f->pwrite_full(hdr, 0));
-  if (prealloc > format::kSegmentHeaderSize) {
-    // Reserve the blocks and the size now; appends then only fill them in.
-    if (::fallocate(f->fd(), 0, 0, static_cast<off_t>(prealloc)) != 0 && errno != EOPNOTSUPP)
-      return Status::io_error(fmt::format("cannot reserve {} bytes for {}", prealloc, path), errno);
-  }
-  REWIND_RETURN_IF_ERROR(f->sync());
+  SegmentWriter w(std::move(*f), prealloc_limit);
+  REWIND_RETURN_IF_ERROR(w.reserve(format::kSegmentHeaderSize + 1));
+  REWIND_RETURN_IF_ERROR(w.file_.sync());
   auto slash = path.find_last_of('/');
   REWIND_RETURN_IF_ERROR(sync_dir(slash == std::string::npos ? "." : path.substr(0, slash)));
-  return SegmentWriter(std::move(*f));
+  return w;
+}
+
+Status SegmentWriter::reserve(uint64_t need) {
+  if (need <= allocated_ || prealloc_limit_ <= allocated_) return Status::ok();
+  uint64_t target = std::max(need, std::min(need + kPreallocStep, prealloc_limit_));
+  if (::fallocate(file_.fd(), 0, static_cast<off_t>(allocated_),
+                  static_cast<off_t>(target - allocated_)) != 0) {
+    if (errno != EOPNOTSUPP)
+      return Status::io_error(fmt::format("cannot reserve {} bytes for {}", target, file_.path()),
+                              errno);
+    return Status::ok();  // the file system cannot reserve: appends extend the file instead
+  }
+  allocated_ = target;
+  return Status::ok();
 }
 
 Status SegmentWriter::append(std::span<const RecordRef> records) {
@@ -124,6 +135,7 @@ Status SegmentWriter::append(std::span<const RecordRef> records) {
     if (pad != 0) iov_.push_back({const_cast<uint8_t*>(kZeroPad), pad});
     total += format::record_span(static_cast<uint32_t>(r.payload.size()));
   }
+  REWIND_RETURN_IF_ERROR(reserve(end_ + total));
   REWIND_RETURN_IF_ERROR(file_.pwritev_full(iov_.data(), static_cast<int>(iov_.size()), end_));
   end_ += total;
   return Status::ok();
@@ -174,29 +186,39 @@ Status SegmentReader::corruption(uint64_t pos, const std::string& why) const {
 
 Result<bool> SegmentReader::damaged(const std::string& why, bool clean_if_nothing_follows) {
   if (sealed_) return corruption(pos_, why);
-  // Look for a later batch start behind the damage. Holes (never written) are skipped.
+  // Look for a later batch start behind the damage: read the rest of the file in
+  // windows, skipping holes, and try every aligned position whose first word (the
+  // header checksum) is not zero.
+  constexpr uint64_t kH = format::kRecordHeaderSize;
+  constexpr uint64_t kA = format::kRecordAlignment;
   bool anything_follows = false;
-  uint64_t p = pos_ + format::kRecordAlignment;
-  while (p + format::kRecordHeaderSize <= file_size_) {
+  uint64_t p = pos_ + kA;
+  while (p + kH <= file_size_) {
     off_t data = ::lseek(file_.fd(), static_cast<off_t>(p), SEEK_DATA);
-    if (data < 0) break;  // ENXIO: nothing but holes from p on
-    if (static_cast<uint64_t>(data) > p)
-      p = (static_cast<uint64_t>(data) + format::kRecordAlignment - 1) / format::kRecordAlignment *
-          format::kRecordAlignment;
-    auto got = fill(p, format::kRecordHeaderSize);
-    if (!got) return got.status();
-    if (*got < format::kRecordHeaderSize) break;
-    const uint8_t* h = at(p);
-    if (!is_zero_header(h)) {
-      anything_follows = true;
-      RecordHeader rh;
-      if (decode_header(h, &rh).is_ok() && (rh.flags & format::kFlagBatchStart) != 0 &&
-          rh.seq > expected_seq_) {
-        return corruption(pos_, fmt::format("{}, and a later batch (seq {}) follows at offset {}",
-                                            why, rh.seq, p));
+    if (data < 0) break;  // ENXIO: only holes from p on
+    uint64_t q = (std::max<uint64_t>(p, static_cast<uint64_t>(data)) + kA - 1) / kA * kA;
+    off_t hole = ::lseek(file_.fd(), static_cast<off_t>(q), SEEK_HOLE);
+    uint64_t region_end =
+        hole < 0 ? file_size_ : std::min<uint64_t>(static_cast<uint64_t>(hole), file_size_);
+    while (q < region_end && q + kH <= file_size_) {
+      auto got = fill(q, static_cast<size_t>(std::min<uint64_t>(kReadWindow, file_size_ - q)));
+      if (!got) return got.status();
+      if (*got < kH) break;
+      const uint8_t* w = at(q);
+      const size_t last = (*got - kH) / kA * kA;  // last header start inside the window
+      for (size_t off = 0; off <= last; off += kA) {
+        if (get_u64(w + off) == 0) continue;
+        anything_follows = true;
+        RecordHeader rh;
+        if (decode_header(w + off, &rh).is_ok() && (rh.flags & format::kFlagBatchStart) != 0 &&
+            rh.seq > expected_seq_) {
+          return corruption(pos_, fmt::format("{}, and a later batch (seq {}) follows at offset {}",
+                                              why, rh.seq, q + off));
+        }
       }
+      q += last + kA;
     }
-    p += format::kRecordAlignment;
+    p = std::max(q, region_end);
   }
   done_ = true;
   if (!(clean_if_nothing_follows && !anything_follows))

@@ -296,6 +296,10 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
 
   auto size = check_image(opts.image_path);
   if (!size) return size.status();
+  // A directory that is not a journal is refused before anything is created in it.
+  const bool have_manifest = ::access(join_path(dir, format::kManifestName).c_str(), F_OK) == 0;
+  if (!have_manifest && ::access(dir.c_str(), F_OK) == 0)
+    REWIND_RETURN_IF_ERROR(check_empty_journal_dir(dir));
   REWIND_RETURN_IF_ERROR(make_dir(dir));
   auto lock = lock_journal(dir);
   if (!lock) return lock.status();

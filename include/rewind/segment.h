@@ -51,10 +51,13 @@ struct RecordRef {
 
 class SegmentWriter {
  public:
-  // Creates `path`, which must not exist: header, `prealloc` bytes reserved (so that
-  // syncing appended data needs no size update), file and directory synced.
+  // Creates `path`, which must not exist: header written, file and directory synced.
+  // Space is reserved ahead of the appends in steps of kPreallocStep, up to
+  // `prealloc_limit` bytes, so that syncing appended data rarely needs a size update,
+  // while the unwritten tail that recovery must scan stays short.
   static Result<SegmentWriter> create(const std::string& path, const SegmentHeader& header,
-                                      uint64_t prealloc);
+                                      uint64_t prealloc_limit);
+  static constexpr uint64_t kPreallocStep = 16ull << 20;
   SegmentWriter(SegmentWriter&&) = default;
   SegmentWriter& operator=(SegmentWriter&&) = default;
 
@@ -68,10 +71,13 @@ class SegmentWriter {
   const std::string& path() const { return file_.path(); }
 
  private:
-  explicit SegmentWriter(File f) : file_(std::move(f)) {}
+  SegmentWriter(File f, uint64_t limit) : file_(std::move(f)), prealloc_limit_(limit) {}
+  Status reserve(uint64_t need);
   File file_;
-  uint64_t end_ = format::kSegmentHeaderSize;  // offset where the next record goes
-  std::vector<struct iovec> iov_;              // reused between appends
+  uint64_t prealloc_limit_;
+  uint64_t allocated_ = format::kSegmentHeaderSize;  // file size, reserved space included
+  uint64_t end_ = format::kSegmentHeaderSize;        // offset where the next record goes
+  std::vector<struct iovec> iov_;                    // reused between appends
 };
 
 // A record read back. `payload` points into the reader's buffer and stays valid only

@@ -141,7 +141,7 @@ TEST_CASE("records written in batches read back in order with their payloads", "
   if (seal) CHECK(test::read_file(path).size() == rb.end);
 }
 
-TEST_CASE("a torn last batch of the open segment is a torn tail, not corruption", "[segment]") {
+TEST_CASE("a torn last batch of the open segment is a torn tail and not corruption", "[segment]") {
   test::TempDir dir;
   const std::string path = dir / "s.seg";
   auto offsets = write_segment(path, random_volume_id(), 1, three_batches(), 1 << 20, false);
@@ -187,7 +187,7 @@ TEST_CASE("damage inside the last batch is torn even if later records of it surv
   CHECK(rb2.torn);
 }
 
-TEST_CASE("any damage to a sealed segment is corruption naming segment, offset and seq",
+TEST_CASE("any damage to a sealed segment is corruption naming segment and offset and seq",
           "[segment]") {
   test::TempDir dir;
   const std::string path = dir / "00000000000000000001.seg";

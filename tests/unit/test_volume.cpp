@@ -72,7 +72,7 @@ TEST_CASE("first open creates the journal with a base snapshot of the image", "[
   CHECK(v->size() == kSize);
 }
 
-TEST_CASE("writes are readable at once, durable after flush, in the image after close",
+TEST_CASE("writes are readable at once and durable after flush and in the image after close",
           "[volume]") {
   Fixture f;
   auto a = test::pattern(8192, 2), b = test::pattern(4096, 3);
@@ -153,7 +153,7 @@ TEST_CASE("segments roll by size and the volume reopens from many segments", "[v
   CHECK(v->queue().last_seq() == 40);
 }
 
-TEST_CASE("after an unclean stop, open redoes the journal onto the image", "[volume][crash]") {
+TEST_CASE("after an unclean stop open redoes the journal onto the image", "[volume][crash]") {
   Fixture f;
   auto a = test::pattern(65536, 6);
   VolumeOptions o = f.options();

@@ -80,7 +80,7 @@ TEST_CASE("applied records leave the overlay and free queue space", "[queue]") {
   CHECK(q.queued_bytes() == 0);
 }
 
-TEST_CASE("writers wait while the queue is full, and resume when it drains", "[queue]") {
+TEST_CASE("writers wait while the queue is full and resume when it drains", "[queue]") {
   const uint64_t one = WriteQueue::cost(write_header(0, 1000));
   WriteQueue q(3 * one, 1, 0);
   for (int i = 0; i < 3; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
@@ -131,7 +131,7 @@ TEST_CASE("seq is gapless and time non-decreasing under many concurrent writers"
   CHECK(q.last_seq() == all.size());
 }
 
-TEST_CASE("when the clock steps back, the last time is reused", "[queue]") {
+TEST_CASE("when the clock steps back the last time is reused", "[queue]") {
   std::vector<uint64_t> clock = {1000, 2000, 1500, 900, 2500};
   size_t tick = 0;
   WriteQueue q(1 << 20, 10, 500, [&] { return clock[tick++]; });

@@ -1,0 +1,71 @@
+# Shared by the shell end-to-end tests: sourced, never run.
+# CTest sets REWIND_PLUGIN, REWIND_CLI and REWIND_REPLAY to the built artefacts.
+set -euo pipefail
+
+: "${REWIND_PLUGIN:?set by CTest: path of nbdkit-rewind-plugin.so}"
+: "${REWIND_CLI:?set by CTest: path of the rewind tool}"
+: "${REWIND_REPLAY:?set by CTest: path of rewind-test-replay}"
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# The README's test command installs every tool; a missing one is a failure.
+requires() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null || fail "$c is not installed (run scripts/install-deps.sh)"
+  done
+}
+
+workdir=$(mktemp -d /tmp/rewind-e2e.XXXXXX)
+_cleanups=()
+# Registers a command to run on exit, before those registered earlier.
+cleanup() { _cleanups=("$1" "${_cleanups[@]}"); }
+_on_exit() {
+  local rc=$? c
+  for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+  rm -rf "$workdir"
+  exit $rc
+}
+trap _on_exit EXIT
+
+# start_server SOCK KEY=VALUE...: the plugin under nbdkit in the foreground (in the
+# background of this script); sets server_pid and waits until it accepts clients.
+start_server() {
+  local sock=$1
+  shift
+  rm -f "$sock"
+  nbdkit -f -U "$sock" "$REWIND_PLUGIN" "$@" 2>>"$workdir/server.log" &
+  server_pid=$!
+  cleanup "kill -KILL $server_pid"
+  local i
+  for i in $(seq 1 200); do
+    if [ -S "$sock" ] && nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$server_pid" 2>/dev/null || { cat "$workdir/server.log" >&2; fail "server exited at start"; }
+    sleep 0.05
+  done
+  fail "server did not start on $sock"
+}
+
+# stop_server: SIGTERM (clean shutdown) and check the exit status.
+stop_server() {
+  kill -TERM "$server_pid"
+  local rc=0
+  wait "$server_pid" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$workdir/server.log" >&2; fail "server exited with status $rc"; }
+}
+
+uri_of() { echo "nbd+unix:///?socket=$1"; }
+
+# JSON field of `rewind info --json` / `rewind log --json` output.
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# image == replay(base, journal)
+check_replay() {
+  local journal=$1 image=$2
+  "$REWIND_REPLAY" "$journal" "$workdir/replayed.img"
+  cmp "$workdir/replayed.img" "$image" || fail "image differs from replay of the journal"
+  rm -f "$workdir/replayed.img"
+}

@@ -1,0 +1,73 @@
+// Starts the real nbdkit with the built rewind plugin on a UNIX socket, for the
+// end-to-end tests, and connects libnbd handles to it.
+#pragma once
+
+#include <fcntl.h>
+#include <libnbd.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rwd::test {
+
+class Server {
+ public:
+  // `args` are the plugin's key=value parameters.
+  Server(const std::string& sock, const std::vector<std::string>& args) : sock_(sock) {
+    ::unlink(sock.c_str());
+    std::vector<std::string> argv = {"nbdkit",          "-f", "-U", sock, "--exit-with-parent",
+                                     REWIND_PLUGIN_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::vector<char*> cargv;
+      for (auto& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      ::execvp("nbdkit", cargv.data());
+      ::_exit(127);
+    }
+  }
+  ~Server() { stop(SIGKILL); }
+  Server(const Server&) = delete;
+
+  // A connected handle, or null if the server did not come up within 20 s.
+  struct nbd_handle* connect(bool block_status = false) const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      struct nbd_handle* h = nbd_create();
+      if (block_status) nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+      if (nbd_connect_unix(h, sock_.c_str()) == 0) return h;
+      nbd_close(h);
+      if (!running()) return nullptr;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return nullptr;
+  }
+
+  bool running() const {
+    if (pid_ <= 0) return false;
+    int status;
+    return ::waitpid(pid_, &status, WNOHANG) == 0;
+  }
+
+  // Signals the server and waits; returns its wait status (or -1 if not running).
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  std::string sock_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace rwd::test

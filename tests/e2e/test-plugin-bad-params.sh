@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Bad parameters and mismatched files: one clear error line, a failing exit status,
+# and nothing created or changed.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit sha256sum
+
+cd "$workdir"
+truncate -s 16M disk.img
+truncate -s 16M other.img
+truncate -s 1000 odd.img
+mkdir notajournal && echo hello > notajournal/notes.txt
+
+# expect_error MESSAGE KEY=VALUE...: nbdkit must fail, print MESSAGE, change nothing.
+expect_error() {
+  local msg=$1
+  shift
+  local before after rc=0
+  before=$(find . -path ./server.log -prune -o -print0 | sort -z | xargs -0 sha256sum 2>/dev/null; find . | sort)
+  nbdkit -U - "$REWIND_PLUGIN" "$@" --run true >out.log 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] || fail "nbdkit accepted: $*"
+  grep -qF -- "$msg" out.log || { cat out.log; fail "no '$msg' for: $*"; }
+  rm -f out.log
+  after=$(find . -path ./server.log -prune -o -print0 | sort -z | xargs -0 sha256sum 2>/dev/null; find . | sort)
+  [ "$before" = "$after" ] || fail "files changed by: $*"
+}
+
+expect_error "missing parameter: image=" journal=j
+expect_error "missing parameter: journal=" image=disk.img
+expect_error "unknown parameter 'colour'" image=disk.img journal=j colour=blue
+expect_error "nothere.img" image=nothere.img journal=j
+expect_error "flush-interval=soon: 'soon' is not a duration" image=disk.img journal=j flush-interval=soon
+expect_error "'100' is not a duration" image=disk.img journal=j flush-interval=100
+expect_error "queue-max=1K: must be between" image=disk.img journal=j queue-max=1K
+expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
+expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-age=0s
+expect_error "not in this version" journal=j at=now
+expect_error "not a rewind journal" image=disk.img journal=notajournal
+expect_error "not a non-zero multiple of 512" image=odd.img journal=j2
+# A journal that belongs to another image.
+nbdkit -U - "$REWIND_PLUGIN" image=disk.img journal=disk.rewind --run true
+expect_error "was created for image" image=other.img journal=disk.rewind
+# Another server already serves the journal.
+start_server "$workdir/nbd.sock" image=disk.img journal=disk.rewind
+expect_error "is in use by another rewind process" image=disk.img journal=disk.rewind
+stop_server
+echo "PASS: bad parameters"
