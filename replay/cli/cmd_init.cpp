@@ -44,8 +44,10 @@ int run_init(const InitOptions& o) {
       if (!t) return report("init", t);
     }
   } else if (!exists) {
-    return report("init", Status::invalid(fmt::format(
-                              "image {} does not exist; give --size to create it", o.image)));
+    return report(
+        "init",
+        Status::invalid(fmt::format("image {} does not exist; give --size to create it", o.image)),
+        {}, kExitUsage);
   }
   char image[PATH_MAX];
   if (::realpath(o.image.c_str(), image) == nullptr)

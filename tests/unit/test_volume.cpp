@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 #include <unistd.h>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -151,6 +152,25 @@ TEST_CASE("segments roll by size and the volume reopens from many segments", "[v
   auto v = f.open(o);
   CHECK(vread(*v, 0, kSize) == expected);
   CHECK(v->queue().last_seq() == 40);
+}
+
+TEST_CASE("an open segment is sealed once it reaches segment-age", "[volume]") {
+  Fixture f;
+  VolumeOptions o = f.options();
+  o.journal.segment_age = std::chrono::milliseconds(100);
+  auto v = f.open(o);
+  v->start();
+  auto a = test::pattern(4096, 9);
+  REQUIRE(v->write(a, 0, true).is_ok());
+  // The flusher checks the age on every pass (each flush-interval, 5 ms here).
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  REQUIRE(v->write(a, 8192, true).is_ok());
+  REQUIRE(v->close().is_ok());
+  const auto& segs = v->manifest().segments;
+  REQUIRE(segs.size() == 2);
+  CHECK(segs[0].sealed);
+  CHECK(segs[0].last_seq == 1);
+  CHECK(segs[1].first_seq == 2);
 }
 
 TEST_CASE("after an unclean stop open redoes the journal onto the image", "[volume][crash]") {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The rewind tool: init creates a volume that the plugin then serves; info and log
+# describe it; errors are one line with the documented exit status and change nothing.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit qemu-io
+
+cd "$workdir"
+# expect STATUS MESSAGE ARGS...: rewind exits with STATUS and one stderr line with MESSAGE.
+expect() {
+  local want=$1 msg=$2 rc=0
+  shift 2
+  "$REWIND_CLI" "$@" >out.txt 2>err.txt || rc=$?
+  [ "$rc" -eq "$want" ] || fail "rewind $*: exit $rc, expected $want ($(cat err.txt))"
+  [ "$(wc -l <err.txt)" -eq 1 ] || fail "rewind $*: expected one error line, got: $(cat err.txt)"
+  grep -qF -- "$msg" err.txt || fail "rewind $*: no '$msg' in: $(cat err.txt)"
+}
+
+expect 2 "image new.img does not exist; give --size" init --image new.img --journal new.rewind
+expect 2 "'lots' is not a size" init --image new.img --journal new.rewind --size lots
+expect 2 "not a non-zero multiple of 512" init --image new.img --journal new.rewind --size 1000
+[ ! -e new.img ] && [ ! -e new.rewind ] || fail "a failed init left files behind"
+expect 2 "A subcommand is required" 
+expect 2 "journal is required" info
+expect 2 "" frobnicate
+
+"$REWIND_CLI" init --image new.img --journal new.rewind --size 64M | grep -q "created journal" ||
+  fail "init did not say what it created"
+[ "$(stat -c %s new.img)" -eq $((64 << 20)) ] || fail "init made an image of the wrong size"
+expect 1 "already exists" init --image new.img --journal new.rewind
+expect 1 "exists and is 67108864 bytes" init --image new.img --journal other.rewind --size 1G
+
+# The plugin serves what init created, and info/log show the writes.
+sock=$workdir/nbd.sock
+start_server "$sock" image=new.img journal=new.rewind
+qemu-io -f raw -t writeback -c 'write -P 7 0 1M' -c 'write -z 1M 1M' -c 'discard 2M 1M' -c flush \
+  "$(uri_of "$sock")" >/dev/null
+stop_server
+"$REWIND_CLI" info new.rewind | grep -q '^records     3 in 1 segment (0 open)' || fail "info: $("$REWIND_CLI" info new.rewind)"
+"$REWIND_CLI" log new.rewind | grep -q '3 records: 1 WRITE (1.0 MiB), 1 ZERO (1.0 MiB), 1 TRIM (1.0 MiB), 0 MARK' ||
+  fail "log: $("$REWIND_CLI" log new.rewind)"
+
+expect 1 "cannot open nothere/MANIFEST" info nothere
+# A damaged manifest is named, not trusted.
+cp new.rewind/MANIFEST manifest.good
+sed -i 's/checkpoint-seq 3/checkpoint-seq 2/' new.rewind/MANIFEST
+expect 1 "checksum mismatch" info new.rewind
+expect 1 "checksum mismatch" log new.rewind
+cp manifest.good new.rewind/MANIFEST
+"$REWIND_CLI" info new.rewind >/dev/null
+echo "PASS: rewind CLI"
