@@ -43,6 +43,7 @@ Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
   writer_.emplace(std::move(*w));
   open_created_ns_ = now_ns;
   open_stats_ = ManifestSegment{file, first_seq, false};
+  open_entries_.clear();
   open_stats_.last_seq = first_seq - 1;
   log_to(logger_, LogLevel::kDebug, fmt::format("opened segment {}", file));
   return Status::ok();
@@ -62,11 +63,21 @@ Status Journal::seal_open(bool store_manifest) {
     return Status::ok();
   }
   REWIND_RETURN_IF_ERROR(writer_->seal());
+  // The index is derived data: if it cannot be written it is rebuilt when needed.
+  Status idx = write_segment_index(dir_, open_stats_.file, manifest_.volume_id,
+                                   open_stats_.first_seq, open_entries_);
+  if (!idx)
+    log_to(logger_, LogLevel::kWarning,
+           fmt::format("could not write the index of segment {}: {}", open_stats_.file,
+                       idx.message()));
+  open_entries_.clear();
   ManifestSegment s = open_stats_;
   s.sealed = true;
   s.bytes = writer_->end();
   Manifest next = manifest_;
   next.segments.back() = s;
+  next.marks.insert(next.marks.end(), open_marks_.begin(), open_marks_.end());
+  open_marks_.clear();
   if (store_manifest) REWIND_RETURN_IF_ERROR(next.store(dir_));
   manifest_ = std::move(next);
   writer_.reset();
@@ -110,8 +121,16 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     }
     headers_.resize(j - i);
     refs_.clear();
+    uint64_t pos = writer_->end();
     for (size_t k = i; k < j; ++k) {
       RecordHeader h = batch[k].header;
+      open_entries_.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, pos, h.type,
+                                         h.payload_length, h.payload_checksum});
+      if (h.type == format::RecordType::kMark)
+        open_marks_.push_back(ManifestMark{
+            std::string(reinterpret_cast<const char*>(batch[k].payload.get()), h.payload_length),
+            h.seq, h.time_ns});
+      pos += format::record_span(h.payload_length);
       if (k == i) h.flags |= format::kFlagBatchStart;
       encode_header(h, headers_[k - i].data());
       refs_.push_back(

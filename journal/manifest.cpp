@@ -9,6 +9,7 @@
 
 #include "rewind/file.h"
 #include "rewind/format.h"
+#include "rewind/record.h"
 
 namespace rwd {
 
@@ -61,6 +62,8 @@ std::string Manifest::serialize() const {
       s += fmt::format("segment {} first {} open\n", seg.file, seg.first_seq);
     }
   }
+  for (const ManifestMark& mk : marks)
+    s += fmt::format("mark {} seq {} time-ns {}\n", mk.name, mk.seq, mk.time_ns);
   s += fmt::format("checksum {:016x}\n", XXH3_64bits(s.data(), s.size()));
   return s;
 }
@@ -163,6 +166,16 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
           (seg.last_seq + 1 < seg.first_seq || seg.records != seg.last_seq + 1 - seg.first_seq))
         return bad(line_no, "segment seq range and record count disagree");
       m.segments.push_back(std::move(seg));
+    } else if (key == "mark") {
+      ManifestMark mk;
+      if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !check_mark_name(w[1]).is_ok() ||
+          !to_u64(w[3], &mk.seq) || !to_u64(w[5], &mk.time_ns))
+        return bad(line_no, "bad mark line");
+      mk.name = std::string(w[1]);
+      for (const ManifestMark& other : m.marks)
+        if (other.name == mk.name)
+          return bad(line_no, fmt::format("mark '{}' listed twice", mk.name));
+      m.marks.push_back(std::move(mk));
     } else {
       return bad(line_no, fmt::format("unknown key '{}'", key));
     }

@@ -99,4 +99,17 @@ Status decode_header(const uint8_t* in, RecordHeader* out) {
   return Status::ok();
 }
 
+Status check_mark_name(std::string_view name) {
+  if (name.empty() || name.size() > format::kMaxMarkName)
+    return Status::invalid(
+        fmt::format("mark name '{}' must be 1 to {} bytes", name, format::kMaxMarkName));
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f)
+      return Status::invalid(fmt::format(
+          "mark name '{}' has whitespace or a control character; use e.g. before-upgrade", name));
+  }
+  return Status::ok();
+}
+
 }  // namespace rwd

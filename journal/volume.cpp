@@ -14,6 +14,7 @@
 
 #include "rewind/format.h"
 #include "rewind/redo.h"
+#include "rewind/segment_index.h"
 
 namespace rwd {
 
@@ -181,23 +182,15 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
   if (m->segments.empty() || m->segments.back().sealed) return Status::ok();
   ManifestSegment& seg = m->segments.back();
   const std::string path = segment_path(dir, seg.file);
-  auto reader = SegmentReader::open(path, false);
-  if (!reader) return reader.status();
-  RecordView rec;
-  uint64_t first_time = 0, last_time = 0;
-  for (;;) {
-    auto more = reader->next(&rec);
-    if (!more) return more.status();
-    if (!*more) break;
-    if (reader->records() == 1) first_time = rec.header.time_ns;
-    last_time = rec.header.time_ns;
-  }
-  if (reader->torn_tail())
+  auto scanned = scan_segment_entries(dir, m->volume_id, seg);
+  if (!scanned) return scanned.status();
+  const std::vector<IndexEntry>& entries = scanned->entries;
+  if (scanned->torn_tail)
     log_to(logger, LogLevel::kWarning,
            fmt::format("segment {}: discarding a torn tail at {} (it was never acknowledged as "
                        "flushed)",
-                       seg.file, *reader->torn_tail()));
-  if (reader->records() == 0) {
+                       seg.file, *scanned->torn_tail));
+  if (entries.empty()) {
     log_to(logger, LogLevel::kInfo, fmt::format("removing empty segment {}", seg.file));
     m->segments.pop_back();
     REWIND_RETURN_IF_ERROR(m->store(dir));
@@ -205,16 +198,28 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
       return Status::io_error(fmt::format("cannot remove {}", path), errno);
     return Status::ok();
   }
+  const IndexEntry& last = entries.back();
+  const uint64_t end = last.position + format::record_span(last.payload_length);
   auto f = File::open(path, O_RDWR);
   if (!f) return f.status();
-  REWIND_RETURN_IF_ERROR(f->truncate(reader->end()));
+  REWIND_RETURN_IF_ERROR(f->truncate(end));
   REWIND_RETURN_IF_ERROR(f->sync());
   seg.sealed = true;
-  seg.last_seq = reader->last_seq();
-  seg.bytes = reader->end();
-  seg.records = reader->records();
-  seg.first_time_ns = first_time;
-  seg.last_time_ns = last_time;
+  seg.last_seq = last.seq;
+  seg.bytes = end;
+  seg.records = entries.size();
+  seg.first_time_ns = entries.front().time_ns;
+  seg.last_time_ns = last.time_ns;
+  for (const IndexEntry& e : entries) {
+    if (e.type != format::RecordType::kMark) continue;
+    auto name = read_mark_name(dir, seg, e);
+    if (!name) return name.status();
+    m->marks.push_back(ManifestMark{*name, e.seq, e.time_ns});
+  }
+  Status idx = write_segment_index(dir, seg.file, m->volume_id, seg.first_seq, entries);
+  if (!idx)
+    log_to(logger, LogLevel::kWarning,
+           fmt::format("could not write the index of segment {}: {}", seg.file, idx.message()));
   log_to(logger, LogLevel::kInfo,
          fmt::format("sealed segment {} left open by an unclean stop: seq {}..{}", seg.file,
                      seg.first_seq, seg.last_seq));
@@ -261,6 +266,7 @@ Status check_segments(const Manifest& m, const std::string& dir, const Logger& l
   if (!names) return names.status();
   for (const std::string& n : *names) {
     if (listed.count(n) != 0) continue;
+    if (n.ends_with(format::kIndexSuffix)) continue;  // indexes of listed segments
     uint64_t first = 0;
     bool is_segment = n.size() == 20 + std::strlen(format::kSegmentSuffix) &&
                       std::sscanf(n.c_str(), "%20lu", &first) == 1;
@@ -337,6 +343,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
     m->checkpoint_seq = last_seq;
     REWIND_RETURN_IF_ERROR(m->store(dir));
   }
+  for (const ManifestMark& mk : m->marks) v->marks_[mk.name] = mk.seq;
   v->applied_seq_ = last_seq;
   v->last_checkpoint_ns_ = wall_clock_ns();
   v->journal_ = std::make_unique<Journal>(dir, std::move(*m), opts.journal, v->logger_);
@@ -411,6 +418,29 @@ Status Volume::trim(uint64_t offset, uint64_t length, bool fua) {
 
 Status Volume::flush() {
   return queue_->wait_durable();
+}
+
+Result<Volume::MarkStamp> Volume::mark(const std::string& name) {
+  REWIND_RETURN_IF_ERROR(check_mark_name(name));
+  std::lock_guard lk(marks_mu_);
+  if (auto it = marks_.find(name); it != marks_.end())
+    return Status::invalid(
+        fmt::format("mark '{}' already exists (seq {}); choose another name", name, it->second));
+  std::shared_ptr<uint8_t[]> buf(new uint8_t[name.size()]);
+  std::memcpy(buf.get(), name.data(), name.size());
+  RecordHeader h;
+  h.type = RecordType::kMark;
+  h.payload_length = static_cast<uint32_t>(name.size());
+  h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), name.size()));
+  MarkStamp stamp{};
+  auto seq = queue_->push(h, std::move(buf), &stamp.time_ns);
+  if (!seq) return seq.status();
+  stamp.seq = *seq;
+  // The mark is durable together with everything acknowledged before it.
+  REWIND_RETURN_IF_ERROR(queue_->wait_durable(stamp.seq));
+  marks_[name] = stamp.seq;
+  log_to(logger_, LogLevel::kInfo, fmt::format("mark '{}' at seq {}", name, stamp.seq));
+  return stamp;
 }
 
 Status Volume::read(std::span<uint8_t> buf, uint64_t offset) const {

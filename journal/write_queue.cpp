@@ -23,7 +23,7 @@ uint64_t WriteQueue::cost(const RecordHeader& h) {
   return format::kRecordHeaderSize + h.payload_length;
 }
 
-Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload) {
+Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* time_ns) {
   const uint64_t c = cost(h);
   std::unique_lock lk(mu_);
   // Back-pressure. A record larger than the whole queue still goes in alone.
@@ -46,6 +46,7 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload) {
   pending_bytes_ += c;
   pending_.push_back(QueuedRecord{h, std::move(payload)});
   if (pending_.size() == 1) work_cv_.notify_one();
+  if (time_ns != nullptr) *time_ns = h.time_ns;
   return h.seq;
 }
 

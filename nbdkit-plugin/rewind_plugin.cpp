@@ -9,6 +9,7 @@
 #include <nbdkit-plugin.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -17,7 +18,10 @@
 
 #include <fmt/format.h>
 
+#include "rewind/control.h"
+#include "rewind/format.h"
 #include "rewind/units.h"
+#include "rewind/view.h"
 #include "rewind/volume.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -37,6 +41,9 @@ struct Config {
   std::string control;
   rwd::VolumeOptions opts;
   bool have_image = false, have_journal = false;
+  // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume.
+  std::string at, seq, mark;
+  bool view() const { return !at.empty() || !seq.empty() || !mark.empty(); }
 };
 
 // Plain pointers, not objects with destructors: the parent process nbdkit leaves
@@ -45,7 +52,9 @@ Config* config_state() {
   static Config* c = new Config();
   return c;
 }
-rwd::Volume* g_volume = nullptr;
+rwd::Volume* g_volume = nullptr;          // the live volume, or
+rwd::JournalView* g_view = nullptr;       // a point-in-time view
+rwd::ControlServer* g_control = nullptr;  // the live volume's control socket
 
 int fail(const Status& st) {
   nbdkit_error("rewind: %s", st.message().c_str());
@@ -148,11 +157,11 @@ int rewind_config(const char* key, const char* value) {
       return config_duration(key, value, 1s, std::chrono::hours(24 * 365),
                              &c.opts.journal.segment_age);
     } else if (k == "at" || k == "seq" || k == "mark") {
-      nbdkit_error(
-          "rewind: %s=: read-only point-in-time views are not in this version; "
-          "serve the volume with image= and journal=",
-          key);
-      return -1;
+      if (*value == '\0') {
+        nbdkit_error("rewind: %s= needs a value", key);
+        return -1;
+      }
+      (k == "at" ? c.at : k == "seq" ? c.seq : c.mark) = value;
     } else {
       nbdkit_error("rewind: unknown parameter '%s'; see 'nbdkit rewind --help' for the keys", key);
       return -1;
@@ -163,6 +172,25 @@ int rewind_config(const char* key, const char* value) {
 
 int rewind_config_complete() {
   Config& c = *config_state();
+  if (c.view()) {
+    if (!c.have_journal) {
+      nbdkit_error(
+          "rewind: missing parameter: journal=DIR; usage: nbdkit rewind journal=DIR at=TIME");
+      return -1;
+    }
+    if (c.have_image) {
+      nbdkit_error(
+          "rewind: image= and a point in time (at=/seq=/mark=) exclude each other: a view is "
+          "served from the journal alone; drop image=");
+      return -1;
+    }
+    auto t = rwd::make_target(c.at, c.seq, c.mark, rwd::wall_clock_ns());
+    if (!t) {
+      nbdkit_error("rewind: %s", t.status().message().c_str());
+      return -1;
+    }
+    return 0;
+  }
   if (!c.have_image || !c.have_journal) {
     nbdkit_error("rewind: missing parameter: %s; usage: nbdkit rewind image=DISK.img journal=DIR",
                  !c.have_image ? "image=DISK.img (the disk image to serve)"
@@ -173,6 +201,7 @@ int rewind_config_complete() {
     nbdkit_error("rewind: journal=%s is the image itself; give a directory", c.journal.c_str());
     return -1;
   }
+  if (c.control.empty()) c.control = rwd::join_path(c.journal, rwd::format::kControlSocketName);
   c.opts.image_path = c.image;
   c.opts.journal_dir = c.journal;
   return 0;
@@ -180,28 +209,72 @@ int rewind_config_complete() {
 
 int rewind_get_ready() {
   return guarded("get_ready", [&] {
-    auto v = rwd::Volume::open(config_state()->opts, log_line);
+    Config& c = *config_state();
+    if (c.view()) {
+      auto t = rwd::make_target(c.at, c.seq, c.mark, rwd::wall_clock_ns());
+      if (!t) return fail(t.status());
+      auto v = rwd::JournalView::open(c.journal, *t, log_line);
+      if (!v) return fail(v.status());
+      nbdkit_debug("rewind: serving %s read-only at seq %" PRIu64 "%s%s", c.journal.c_str(),
+                   (*v)->seq(), (*v)->note().empty() ? "" : ": ", (*v)->note().c_str());
+      g_view = v->release();
+      return 0;
+    }
+    auto v = rwd::Volume::open(c.opts, log_line);
     if (!v) return fail(v.status());
     g_volume = v->release();
     return 0;
   });
 }
 
+// One request line from the control socket (see rewind/control.h).
+std::string control_handler(const std::string& line) {
+  try {
+    if (line.starts_with("MARK ")) {
+      auto m = g_volume->mark(line.substr(5));
+      if (!m) return "ERR " + m.status().message();
+      return fmt::format("OK {} {}", m->seq, m->time_ns);
+    }
+    if (line == "STATUS") {
+      const rwd::WriteQueue& q = g_volume->queue();
+      return fmt::format(
+          "OK {{\"last_seq\":{},\"durable_seq\":{},\"queued_bytes\":{},\"size\":{}}}", q.last_seq(),
+          q.durable_seq(), q.queued_bytes(), g_volume->size());
+    }
+    return "ERR unknown request; send MARK <name> or STATUS";
+  } catch (const std::exception& e) {
+    return std::string("ERR ") + e.what();
+  }
+}
+
 int rewind_after_fork() {
+  if (g_volume == nullptr) return 0;  // a view has no threads
   g_volume->start();
+  // After the fork, like the flusher: a thread started before it would be gone.
+  auto server = rwd::ControlServer::start(config_state()->control, control_handler, log_line);
+  if (!server) return fail(server.status());
+  g_control = server->release();
   return 0;
 }
 
 void rewind_cleanup() {
-  if (g_volume == nullptr) return;
   try {
-    Status st = g_volume->close();
-    if (!st) nbdkit_error("rewind: shutdown: %s", st.message().c_str());
-    delete g_volume;
+    if (g_control != nullptr) {
+      g_control->stop();
+      delete g_control;
+      g_control = nullptr;
+    }
+    if (g_volume != nullptr) {
+      Status st = g_volume->close();
+      if (!st) nbdkit_error("rewind: shutdown: %s", st.message().c_str());
+      delete g_volume;
+      g_volume = nullptr;
+    }
+    delete g_view;
+    g_view = nullptr;
   } catch (const std::exception& e) {
     nbdkit_error("rewind: shutdown: %s", e.what());
   }
-  g_volume = nullptr;
 }
 
 int g_handle;  // every connection shares the one volume
@@ -211,11 +284,17 @@ void* rewind_open(int /*readonly*/) {
 }
 
 int64_t rewind_get_size(void*) {
-  return static_cast<int64_t>(g_volume->size());
+  return static_cast<int64_t>(g_view != nullptr ? g_view->size() : g_volume->size());
 }
 
 int rewind_can_true(void*) {
   return 1;
+}
+int rewind_can_write(void*) {
+  return g_view == nullptr;  // a view is read-only
+}
+int rewind_can_extents(void*) {
+  return g_view == nullptr;
 }
 int rewind_can_fua(void*) {
   return NBDKIT_FUA_NATIVE;
@@ -226,7 +305,8 @@ int rewind_can_rotational(void*) {
 
 int rewind_pread(void*, void* buf, uint32_t count, uint64_t offset, uint32_t) {
   return guarded("read", [&] {
-    Status st = g_volume->read(std::span(static_cast<uint8_t*>(buf), count), offset);
+    std::span dst(static_cast<uint8_t*>(buf), count);
+    Status st = g_view != nullptr ? g_view->read(dst, offset) : g_volume->read(dst, offset);
     return st ? 0 : fail(st);
   });
 }
@@ -297,7 +377,10 @@ nbdkit_plugin make_plugin() {
       "queue-max=SIZE        Bytes queued before writers wait (64M).\n"
       "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
       "segment-age=DUR       Seal a journal segment at this age (10m).\n"
-      "control=PATH          Control socket (default DIR/control.sock).";
+      "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
+      "at=TIME | seq=N | mark=NAME\n"
+      "                      With journal= alone: serve the volume read-only as it\n"
+      "                      was at that point in time.";
   p.magic_config_key = nullptr;
   p.thread_model = rewind_thread_model;
   p.get_ready = rewind_get_ready;
@@ -305,7 +388,7 @@ nbdkit_plugin make_plugin() {
   p.cleanup = rewind_cleanup;
   p.open = rewind_open;
   p.get_size = rewind_get_size;
-  p.can_write = rewind_can_true;
+  p.can_write = rewind_can_write;
   p.can_flush = rewind_can_true;
   p.is_rotational = rewind_can_rotational;
   p.can_trim = rewind_can_true;
@@ -313,7 +396,7 @@ nbdkit_plugin make_plugin() {
   p.can_fast_zero = rewind_can_true;
   p.can_fua = rewind_can_fua;
   p.can_multi_conn = rewind_can_true;  // one queue for all: a flush covers every connection
-  p.can_extents = rewind_can_true;
+  p.can_extents = rewind_can_extents;
   p.pread = rewind_pread;
   p.pwrite = rewind_pwrite;
   p.flush = rewind_flush;

@@ -78,9 +78,38 @@ constexpr uint64_t record_span(uint32_t payload_length) {
 }
 static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) == 4152);
 
+// ---- Segment index (segments/<first_seq>.idx) -------------------------------------
+// Derived data: one entry per record of a sealed segment, so that a target resolves
+// without reading payloads. Rebuilt from the segment when missing or damaged.
+//
+// header: offset size field
+//              0    8 magic "REWINDIX"
+//              8    4 format_version (kFormatVersion)
+//             12    4 entry_size (kIndexEntrySize)
+//             16   16 volume_id
+//             32    8 first_seq of the segment
+//             40    8 entry count
+// entry:       0    8 seq
+//              8    8 time_ns
+//             16    8 offset
+//             24    8 length
+//             32    8 position (byte offset of the record header in the segment)
+//             40    1 type
+//             41    3 reserved, zero
+//             44    4 payload_length
+//             48    8 payload_checksum (as in the record header)
+// trailer:     0    8 XXH3-64 of every byte before it
+inline constexpr char kIndexMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'I', 'X'};
+inline constexpr size_t kIndexHeaderSize = 8 + 4 + 4 + kVolumeIdSize + 8 + 8;
+inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 3 + 4 + 8;
+inline constexpr size_t kIndexTrailerSize = 8;
+static_assert(kIndexHeaderSize == 48 && kIndexEntrySize == 56);
+inline constexpr const char* kIndexSuffix = ".idx";
+
 // ---- Files in a journal directory -----------------------------------------------
 inline constexpr const char* kManifestName = "MANIFEST";
 inline constexpr const char* kLockName = "LOCK";
+inline constexpr const char* kControlSocketName = "control.sock";
 inline constexpr const char* kSegmentDir = "segments";
 inline constexpr const char* kBaseDir = "base";
 inline constexpr const char* kSegmentSuffix = ".seg";

@@ -16,6 +16,7 @@
 #include "rewind/log.h"
 #include "rewind/manifest.h"
 #include "rewind/segment.h"
+#include "rewind/segment_index.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {
@@ -62,7 +63,9 @@ class Journal {
   Logger logger_;
   std::optional<SegmentWriter> writer_;  // the open segment, if any
   uint64_t open_created_ns_ = 0;
-  ManifestSegment open_stats_;  // records, seq and time range of the open segment
+  ManifestSegment open_stats_;            // records, seq and time range of the open segment
+  std::vector<ManifestMark> open_marks_;  // marks in the open segment
+  std::vector<IndexEntry> open_entries_;  // the open segment's index, written when sealed
   bool sealed_since_checked_ = false;
   std::vector<EncodedHeader> headers_;  // reused between appends
   std::vector<RecordRef> refs_;

@@ -28,6 +28,13 @@ struct ManifestSegment {
   bool operator==(const ManifestSegment&) const = default;
 };
 
+struct ManifestMark {
+  std::string name;
+  uint64_t seq = 0;
+  uint64_t time_ns = 0;
+  bool operator==(const ManifestMark&) const = default;
+};
+
 struct Manifest {
   VolumeId volume_id{};
   std::string image_path;  // absolute path of the image the volume was created from
@@ -40,6 +47,9 @@ struct Manifest {
   // were applied). Records after it are redone from the journal at start-up.
   uint64_t checkpoint_seq = 0;
   std::vector<ManifestSegment> segments;  // in seq order; at most the last is open
+  // Marks in sealed segments, in seq order (those in the open segment are found by
+  // reading it).
+  std::vector<ManifestMark> marks;
 
   bool operator==(const Manifest&) const = default;
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "rewind/format.h"
 #include "rewind/status.h"
@@ -49,6 +50,9 @@ bool is_zero_header(const uint8_t* in);
 Status validate_header(const RecordHeader& h);
 
 const char* record_type_name(format::RecordType t);
+
+// Mark names: 1..255 bytes, no whitespace or control characters.
+Status check_mark_name(std::string_view name);
 
 // Little-endian helpers shared by the codecs.
 inline void put_u16(uint8_t* p, uint16_t v) {

@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -64,6 +66,14 @@ class Volume {
   Status zero(uint64_t offset, uint64_t length, bool fua);
   Status trim(uint64_t offset, uint64_t length, bool fua);
   Status flush();
+
+  // Inserts a MARK record after everything acknowledged before it and returns once it
+  // is durable, with its seq and time. Names are unique per volume.
+  struct MarkStamp {
+    uint64_t seq, time_ns;
+  };
+  Result<MarkStamp> mark(const std::string& name);
+
   Status read(std::span<uint8_t> buf, uint64_t offset) const;
 
   // What [offset, offset+length) holds, as runs in offset order: data, zeroes that
@@ -95,8 +105,10 @@ class Volume {
   std::unique_ptr<Journal> journal_;  // used by the flusher only (or close() once it stopped)
   std::unique_ptr<WriteQueue> queue_;
   std::thread flusher_;
-  uint64_t applied_seq_ = 0;         // flusher only
-  uint64_t last_checkpoint_ns_ = 0;  // flusher only
+  uint64_t applied_seq_ = 0;               // flusher only
+  uint64_t last_checkpoint_ns_ = 0;        // flusher only
+  std::mutex marks_mu_;                    // guards marks_, and serialises mark()
+  std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
   bool closed_ = false;
   Status close_status_;
 };

@@ -50,8 +50,9 @@ class WriteQueue {
 
   // Stamps and queues a record, waiting while the queue is full. For WRITE and MARK
   // `payload` holds payload_length bytes and its checksum must be set in `h`; the
-  // other fields of `h` except seq and time_ns must be set. Returns the seq.
-  Result<uint64_t> push(RecordHeader h, Payload payload);
+  // other fields of `h` except seq and time_ns must be set. Returns the seq (and the time stamped
+  // on it through `time_ns`, if given).
+  Result<uint64_t> push(RecordHeader h, Payload payload, uint64_t* time_ns = nullptr);
 
   // Reads [offset, offset+buf.size()): calls read_base(buf) for what is under the
   // queue (the image), then lays every queued byte of the range over it.

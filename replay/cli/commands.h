@@ -3,6 +3,7 @@
 // corruption found, 2 usage error). The work itself lives in the libraries.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +41,57 @@ struct LogOptions {
 };
 void setup_log(CLI::App& app, LogOptions& o);
 int run_log(const LogOptions& o);
+
+// --at / --seq / --mark, shared by the commands that take a target.
+struct TargetOptions {
+  std::string at, seq, mark;
+};
+void add_target_options(CLI::App& app, TargetOptions& t);
+
+struct RestoreCmdOptions {
+  std::string journal;
+  TargetOptions target;
+  std::string out;
+  std::string to;
+  bool force = false;
+};
+void setup_restore(CLI::App& app, RestoreCmdOptions& o);
+int run_restore(const RestoreCmdOptions& o);
+
+struct VerifyOptions {
+  std::string journal;
+  std::string image;
+};
+void setup_verify(CLI::App& app, VerifyOptions& o);
+int run_verify(const VerifyOptions& o);
+
+struct DiffOptions {
+  std::string journal;
+  std::string from, to;
+  bool json = false;
+};
+void setup_diff(CLI::App& app, DiffOptions& o);
+int run_diff(const DiffOptions& o);
+
+struct ServeOptions {
+  std::string journal;
+  TargetOptions target;
+  std::string socket;
+};
+void setup_serve(CLI::App& app, ServeOptions& o);
+int run_serve(const ServeOptions& o);
+
+struct MarkOptions {
+  std::string journal;
+  std::string name;
+  std::string socket;
+};
+void setup_mark(CLI::App& app, MarkOptions& o);
+int run_mark(const MarkOptions& o);
+
+// A progress line on stderr when it is a terminal (bytes done, rate, time left);
+// nothing otherwise.
+std::function<void(uint64_t, uint64_t)> progress_bar(const char* what);
 
 // Hint for a journal directory that cannot be read.
 std::string journal_hint(const Status& st);

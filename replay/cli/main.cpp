@@ -1,10 +1,14 @@
 // rewind: the command-line tool for rewind journals. main only wires the
 // subcommands together; see commands.h.
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/units.h"
 
 namespace rwd::cli {
 
@@ -19,6 +23,32 @@ std::string journal_hint(const Status& st) {
   if (st.errno_value() == ENOENT)
     return "is it a rewind journal? (one is created by 'rewind init' or on first serve)";
   return {};
+}
+
+void add_target_options(CLI::App& app, TargetOptions& t) {
+  app.add_option("--at", t.at,
+                 "Every record up to this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' (local), "
+                 "-90s/-5m/-2h/-1d, or now");
+  app.add_option("--seq", t.seq, "Every record up to this seq");
+  app.add_option("--mark", t.mark, "Every record up to and including this mark");
+}
+
+std::function<void(uint64_t, uint64_t)> progress_bar(const char* what) {
+  if (!::isatty(2)) return {};
+  auto start = std::chrono::steady_clock::now();
+  auto last = start - std::chrono::seconds(1);
+  return [=](uint64_t done, uint64_t total) mutable {
+    auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last < std::chrono::milliseconds(200)) return;
+    last = now;
+    double secs = std::chrono::duration<double>(now - start).count();
+    double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    double left = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    fmt::print(stderr, "\r{}: {} / {}  {}/s  {} left   ", what, rwd::format_size(done),
+               rwd::format_size(total), rwd::format_size(static_cast<uint64_t>(rate)),
+               rwd::format_duration(std::chrono::nanoseconds(static_cast<int64_t>(left * 1e9))));
+    if (done >= total) fmt::print(stderr, "\n");
+  };
 }
 
 std::string json_string(std::string_view s) {
@@ -69,6 +99,24 @@ int main(int argc, char** argv) {
   CLI::App* log_cmd = app.add_subcommand("log", "History: segments, marks, time ranges, counts");
   setup_log(*log_cmd, log);
 
+  RestoreCmdOptions restore;
+  CLI::App* restore_cmd =
+      app.add_subcommand("restore", "Materialise the volume as it was at a target");
+  setup_restore(*restore_cmd, restore);
+  VerifyOptions verify;
+  CLI::App* verify_cmd =
+      app.add_subcommand("verify", "Check every checksum, seq continuity, and image == replay");
+  setup_verify(*verify_cmd, verify);
+  DiffOptions diff;
+  CLI::App* diff_cmd = app.add_subcommand("diff", "Extents changed between two points in time");
+  setup_diff(*diff_cmd, diff);
+  ServeOptions serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Serve a point in time read-only over NBD");
+  setup_serve(*serve_cmd, serve);
+  MarkOptions mark;
+  CLI::App* mark_cmd = app.add_subcommand("mark", "Insert a named mark into a running volume");
+  setup_mark(*mark_cmd, mark);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -79,5 +127,10 @@ int main(int argc, char** argv) {
   if (init_cmd->parsed()) return run_init(init);
   if (info_cmd->parsed()) return run_info(info);
   if (log_cmd->parsed()) return run_log(log);
+  if (restore_cmd->parsed()) return run_restore(restore);
+  if (verify_cmd->parsed()) return run_verify(verify);
+  if (diff_cmd->parsed()) return run_diff(diff);
+  if (serve_cmd->parsed()) return run_serve(serve);
+  if (mark_cmd->parsed()) return run_mark(mark);
   return kExitUsage;
 }

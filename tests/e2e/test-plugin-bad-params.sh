@@ -33,7 +33,9 @@ expect_error "'100' is not a duration" image=disk.img journal=j flush-interval=1
 expect_error "queue-max=1K: must be between" image=disk.img journal=j queue-max=1K
 expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
 expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-age=0s
-expect_error "not in this version" journal=j at=now
+expect_error "image= and a point in time (at=/seq=/mark=) exclude each other" image=disk.img journal=j at=now
+expect_error "'yesterday' is not a time" journal=j at=yesterday
+expect_error "give only one of" journal=j seq=1 mark=x
 expect_error "not a rewind journal" image=disk.img journal=notajournal
 expect_error "not a non-zero multiple of 512" image=odd.img journal=j2
 # A journal that belongs to another image.

@@ -1,0 +1,52 @@
+// Materialising a view, checking a journal, and listing what changed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "rewind/status.h"
+#include "rewind/view.h"
+
+namespace rwd {
+
+using Progress = std::function<void(uint64_t done, uint64_t total)>;
+
+struct RestoreOptions {
+  bool force = false;  // replace an existing OUT
+  Progress progress;   // called as extents are written
+};
+
+// Writes the view to the file `out`: the base snapshot is cloned (a reflink where
+// possible, else a sparse copy) to a temporary name beside OUT, each extent of the
+// map is written once, the file is synced and only then renamed to OUT. On any
+// error the temporary is removed and OUT is untouched.
+Status restore_to_file(const JournalView& view, const std::string& out, const RestoreOptions& opts);
+
+// Writes the whole view into a live NBD export (nbd://, nbd+unix://) through libnbd,
+// each byte once (holes and zero extents as NBD zero requests), then flushes. The
+// export must be at least as large as the volume.
+Status restore_to_nbd(const JournalView& view, const std::string& uri, const RestoreOptions& opts);
+
+struct VerifyReport {
+  uint64_t segments = 0, records = 0, bytes = 0;
+  uint64_t first_seq = 0, last_seq = 0;
+  std::vector<std::string> notes;  // things that are not errors (a rebuilt index, a torn tail)
+};
+
+// Checks every checksum, seq continuity across segments, the manifest against the
+// segments (and their indexes), and with `image` that the newest state equals the
+// image byte for byte. Returns the first problem, naming segment, offset and seq.
+Status verify_journal(const std::string& journal_dir, const std::string& image,
+                      VerifyReport* report, const Progress& progress);
+
+struct ChangedExtent {
+  uint64_t offset, length;
+};
+// The byte ranges written, zeroed or trimmed by records with from_seq < seq <= to_seq,
+// merged and in offset order.
+std::vector<ChangedExtent> changed_extents(const JournalHistory& h, uint64_t from_seq,
+                                           uint64_t to_seq);
+
+}  // namespace rwd

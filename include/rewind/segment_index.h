@@ -1,0 +1,67 @@
+// The record entries of a segment: from its index file when sealed (rebuilt from the
+// records if the index is missing or damaged), from the records when open.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/format.h"
+#include "rewind/log.h"
+#include "rewind/manifest.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+struct IndexEntry {
+  uint64_t seq = 0;
+  uint64_t time_ns = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t position = 0;  // of the record header in the segment file
+  format::RecordType type = format::RecordType::kNone;
+  uint32_t payload_length = 0;
+  uint64_t payload_checksum = 0;
+
+  uint64_t payload_position() const { return position + format::kRecordHeaderSize; }
+  bool operator==(const IndexEntry&) const = default;
+};
+
+// "00000000000000000042.idx" beside "00000000000000000042.seg".
+std::string index_file_name(const std::string& segment_file);
+
+// Writes the index of a sealed segment (temporary name, then rename). Not synced:
+// the index is derived data, and a damaged one is detected and rebuilt.
+Status write_segment_index(const std::string& journal_dir, const std::string& segment_file,
+                           const VolumeId& volume_id, uint64_t first_seq,
+                           std::span<const IndexEntry> entries);
+
+struct SegmentEntries {
+  std::vector<IndexEntry> entries;
+  std::optional<std::string> torn_tail;  // open segments only
+  bool index_rebuilt = false;
+};
+
+// Reads every record of a segment (verifying every checksum) into entries.
+Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
+                                            const VolumeId& volume_id, const ManifestSegment& seg);
+
+// The entries of a segment. For a sealed segment, from its index when that is
+// present and consistent with the manifest; otherwise rebuilt from the records (and,
+// with `repair`, the index rewritten). For the open segment, scanned.
+Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
+                                            const VolumeId& volume_id, const ManifestSegment& seg,
+                                            bool repair, const Logger& logger);
+
+// Reads and checks the index file of a sealed segment against the manifest.
+Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_dir,
+                                                   const VolumeId& volume_id,
+                                                   const ManifestSegment& seg);
+
+// Reads the name of a MARK entry from its segment.
+Result<std::string> read_mark_name(const std::string& journal_dir, const ManifestSegment& seg,
+                                   const IndexEntry& e);
+
+}  // namespace rwd

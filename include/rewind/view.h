@@ -1,0 +1,124 @@
+// JournalView: the volume as it was at a target, resolved to an extent map, read
+// straight from the base snapshot and the segments without materialising anything.
+//
+// open() reads the manifest and each segment's index entries (headers only; the
+// open segment of a running server is read record by record), resolves the target to
+// a seq, and maps every byte range written at or before it to where its newest bytes
+// live. Opening costs O(records) and does not depend on the size of the disk; reads
+// and restores then touch each unique extent once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rewind/extent_map.h"
+#include "rewind/file.h"
+#include "rewind/log.h"
+#include "rewind/manifest.h"
+#include "rewind/segment_index.h"
+#include "rewind/target.h"
+
+namespace rwd {
+
+// Where the bytes of an extent live: a record's payload in a segment, or zeroes.
+// Ranges the map does not cover come from the base snapshot.
+struct ViewSource {
+  bool zero = false;
+  uint32_t segment = 0;  // index into the manifest's segments
+  uint32_t entry = 0;    // index of the record in that segment's entries
+  uint64_t delta = 0;    // offset of the extent's first byte within the record's payload
+  ViewSource advanced(uint64_t n) const { return {zero, segment, entry, zero ? 0 : delta + n}; }
+};
+
+struct MarkInfo {
+  std::string name;
+  uint64_t seq = 0;
+  uint64_t time_ns = 0;
+};
+
+// The records of a journal: every segment's entries and the restorable range.
+class JournalHistory {
+ public:
+  // `repair`: rewrite damaged or missing segment indexes (never for verify).
+  static Result<JournalHistory> load(const std::string& journal_dir, bool repair,
+                                     const Logger& logger);
+
+  const std::string& dir() const { return dir_; }
+  const Manifest& manifest() const { return manifest_; }
+  const std::vector<SegmentEntries>& segments() const { return segments_; }
+  uint64_t first_seq() const { return manifest_.base_seq; }
+  uint64_t first_time_ns() const { return manifest_.base_time_ns; }
+  uint64_t last_seq() const { return last_seq_; }
+  uint64_t last_time_ns() const { return last_time_ns_; }
+  const std::vector<MarkInfo>& marks() const { return marks_; }
+  // "seq 0 (2026-...Z) .. seq 41 (2026-...Z)"
+  std::string range_text() const;
+
+  // Resolves a target to the seq it selects. *note says how (e.g. that a time after
+  // the newest record gives the newest state, and at which seq it ended).
+  Result<uint64_t> resolve(const Target& t, std::string* note) const;
+
+  // Calls f(entry, segment index) for each record with from < seq <= to, in seq order.
+  template <class F>
+  void for_each_entry(uint64_t from, uint64_t to, F&& f) const {
+    for (size_t s = 0; s < segments_.size(); ++s) {
+      const auto& es = segments_[s].entries;
+      if (es.empty() || es.back().seq <= from || es.front().seq > to) continue;
+      for (const IndexEntry& e : es)
+        if (e.seq > from && e.seq <= to) f(e, static_cast<uint32_t>(s));
+    }
+  }
+
+ private:
+  std::string dir_;
+  Manifest manifest_;
+  std::vector<SegmentEntries> segments_;  // parallel to manifest_.segments
+  std::vector<MarkInfo> marks_;
+  uint64_t last_seq_ = 0;
+  uint64_t last_time_ns_ = 0;
+};
+
+class JournalView {
+ public:
+  static Result<std::unique_ptr<JournalView>> open(const std::string& journal_dir,
+                                                   const Target& target, const Logger& logger);
+  // A view of an already loaded history at `seq` (which must be in its range).
+  static Result<std::unique_ptr<JournalView>> open(std::shared_ptr<const JournalHistory> history,
+                                                   uint64_t seq);
+  JournalView(const JournalView&) = delete;
+  JournalView& operator=(const JournalView&) = delete;
+
+  uint64_t seq() const { return seq_; }
+  uint64_t time_ns() const { return time_ns_; }
+  uint64_t size() const { return history_->manifest().image_size; }
+  const std::string& note() const { return note_; }
+  const JournalHistory& history() const { return *history_; }
+  const ExtentMap<ViewSource>& map() const { return map_; }
+  const File& base() const { return base_; }
+  const File& segment(uint32_t i) const { return segments_[i]; }
+
+  // Reads the volume as it was at seq(). The first time a record's bytes are read its
+  // whole payload is checked against its checksum: damage is an error naming the
+  // segment, offset and seq, never wrong data.
+  Status read(std::span<uint8_t> buf, uint64_t offset) const;
+  // Checks the payload of one record (once; later calls return at once).
+  Status verify_record(uint32_t segment, uint32_t entry) const;
+
+ private:
+  JournalView() = default;
+  std::shared_ptr<const JournalHistory> history_;
+  uint64_t seq_ = 0;
+  uint64_t time_ns_ = 0;
+  std::string note_;
+  ExtentMap<ViewSource> map_;
+  File base_;
+  std::vector<File> segments_;                       // opened for those the map refers to
+  mutable std::mutex verified_mu_;                   // guards verified_
+  mutable std::vector<std::vector<bool>> verified_;  // [segment][entry]: payload checked
+};
+
+}  // namespace rwd

@@ -1,0 +1,182 @@
+#include "rewind/segment_index.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "rewind/file.h"
+#include "rewind/journal.h"
+#include "rewind/record.h"
+#include "rewind/segment.h"
+
+namespace rwd {
+
+std::string index_file_name(const std::string& segment_file) {
+  std::string base = segment_file;
+  const std::string suffix = format::kSegmentSuffix;
+  if (base.size() > suffix.size() && base.ends_with(suffix))
+    base.resize(base.size() - suffix.size());
+  return base + format::kIndexSuffix;
+}
+
+Status write_segment_index(const std::string& journal_dir, const std::string& segment_file,
+                           const VolumeId& volume_id, uint64_t first_seq,
+                           std::span<const IndexEntry> entries) {
+  std::string buf(format::kIndexHeaderSize + entries.size() * format::kIndexEntrySize +
+                      format::kIndexTrailerSize,
+                  '\0');
+  auto* p = reinterpret_cast<uint8_t*>(buf.data());
+  std::memcpy(p, format::kIndexMagic, 8);
+  put_u32(p + 8, format::kFormatVersion);
+  put_u32(p + 12, format::kIndexEntrySize);
+  std::memcpy(p + 16, volume_id.data(), format::kVolumeIdSize);
+  put_u64(p + 32, first_seq);
+  put_u64(p + 40, entries.size());
+  uint8_t* e = p + format::kIndexHeaderSize;
+  for (const IndexEntry& x : entries) {
+    put_u64(e, x.seq);
+    put_u64(e + 8, x.time_ns);
+    put_u64(e + 16, x.offset);
+    put_u64(e + 24, x.length);
+    put_u64(e + 32, x.position);
+    e[40] = static_cast<uint8_t>(x.type);
+    put_u32(e + 44, x.payload_length);
+    put_u64(e + 48, x.payload_checksum);
+    e += format::kIndexEntrySize;
+  }
+  put_u64(e, XXH3_64bits(p, static_cast<size_t>(e - p)));
+  const std::string path = segment_path(journal_dir, index_file_name(segment_file));
+  const std::string tmp = path + ".tmp";
+  {
+    auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (!f) return f.status();
+    REWIND_RETURN_IF_ERROR(f->pwrite_full(std::span(p, buf.size()), 0));
+    REWIND_RETURN_IF_ERROR(f->close());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
+  return Status::ok();
+}
+
+Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_dir,
+                                                   const VolumeId& volume_id,
+                                                   const ManifestSegment& seg) {
+  const std::string name = index_file_name(seg.file);
+  auto text = read_small_file(segment_path(journal_dir, name), 1ull << 32);
+  if (!text) return text.status();
+  const auto* p = reinterpret_cast<const uint8_t*>(text->data());
+  const size_t size = text->size();
+  auto bad = [&](const char* why) {
+    return Status::corruption(fmt::format("index {}: {}", name, why));
+  };
+  if (size < format::kIndexHeaderSize + format::kIndexTrailerSize) return bad("too short");
+  if (get_u64(p + size - 8) != XXH3_64bits(p, size - 8)) return bad("checksum mismatch");
+  if (std::memcmp(p, format::kIndexMagic, 8) != 0 || get_u32(p + 8) != format::kFormatVersion ||
+      get_u32(p + 12) != format::kIndexEntrySize)
+    return bad("not a version 1 index");
+  if (std::memcmp(p + 16, volume_id.data(), format::kVolumeIdSize) != 0)
+    return bad("of another volume");
+  const uint64_t count = get_u64(p + 40);
+  if (get_u64(p + 32) != seg.first_seq || count != seg.records ||
+      size !=
+          format::kIndexHeaderSize + count * format::kIndexEntrySize + format::kIndexTrailerSize)
+    return bad("does not match the manifest");
+  std::vector<IndexEntry> out(count);
+  const uint8_t* e = p + format::kIndexHeaderSize;
+  for (uint64_t i = 0; i < count; ++i, e += format::kIndexEntrySize) {
+    IndexEntry& x = out[i];
+    x.seq = get_u64(e);
+    x.time_ns = get_u64(e + 8);
+    x.offset = get_u64(e + 16);
+    x.length = get_u64(e + 24);
+    x.position = get_u64(e + 32);
+    x.type = static_cast<format::RecordType>(e[40]);
+    x.payload_length = get_u32(e + 44);
+    x.payload_checksum = get_u64(e + 48);
+    if (x.seq != seg.first_seq + i ||
+        x.position + format::record_span(x.payload_length) > seg.bytes)
+      return bad("entries do not match the segment");
+  }
+  return out;
+}
+
+Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
+                                            const VolumeId& volume_id, const ManifestSegment& seg) {
+  auto reader = SegmentReader::open(segment_path(journal_dir, seg.file), seg.sealed);
+  if (!reader) return reader.status();
+  if (reader->header().volume_id != volume_id)
+    return Status::corruption(fmt::format("segment {} belongs to another volume", seg.file));
+  SegmentEntries out;
+  RecordView rec;
+  for (;;) {
+    auto more = reader->next(&rec);
+    if (!more) return more.status();
+    if (!*more) break;
+    const RecordHeader& h = rec.header;
+    out.entries.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, rec.position, h.type,
+                                     h.payload_length, h.payload_checksum});
+  }
+  if (seg.sealed && (reader->last_seq() != seg.last_seq || reader->end() != seg.bytes))
+    return Status::corruption(fmt::format(
+        "segment {} holds seq {}..{} in {} bytes but the manifest says {}..{} in {} bytes",
+        seg.file, seg.first_seq, reader->last_seq(), reader->end(), seg.first_seq, seg.last_seq,
+        seg.bytes));
+  out.torn_tail = reader->torn_tail();
+  return out;
+}
+
+Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
+                                            const VolumeId& volume_id, const ManifestSegment& seg,
+                                            bool repair, const Logger& logger) {
+  if (seg.sealed) {
+    auto idx = read_segment_index(journal_dir, volume_id, seg);
+    if (idx) {
+      SegmentEntries out;
+      out.entries = std::move(*idx);
+      return out;
+    }
+    auto scanned = scan_segment_entries(journal_dir, volume_id, seg);
+    if (!scanned) return scanned;
+    scanned->index_rebuilt = true;
+    std::string why = idx.status().errno_value() == ENOENT ? "missing" : idx.status().message();
+    if (repair) {
+      Status w =
+          write_segment_index(journal_dir, seg.file, volume_id, seg.first_seq, scanned->entries);
+      log_to(
+          logger, w ? LogLevel::kInfo : LogLevel::kWarning,
+          w ? fmt::format("rebuilt the index of segment {} from its records ({})", seg.file, why)
+            : fmt::format("could not rewrite the index of segment {}: {}", seg.file, w.message()));
+    } else {
+      log_to(logger, LogLevel::kInfo,
+             fmt::format("index of segment {} is unusable ({}); read its records instead", seg.file,
+                         why));
+    }
+    return scanned;
+  }
+  return scan_segment_entries(journal_dir, volume_id, seg);
+}
+
+Result<std::string> read_mark_name(const std::string& journal_dir, const ManifestSegment& seg,
+                                   const IndexEntry& e) {
+  auto f = File::open(segment_path(journal_dir, seg.file), O_RDONLY);
+  if (!f) return f.status();
+  std::vector<uint8_t> rec(format::kRecordHeaderSize + e.payload_length);
+  REWIND_RETURN_IF_ERROR(f->pread_full(rec, e.position));
+  RecordHeader h;
+  Status st = decode_header(rec.data(), &h);
+  std::span<const uint8_t> name(rec.data() + format::kRecordHeaderSize, e.payload_length);
+  if (st.is_ok() && (h.seq != e.seq || h.type != format::RecordType::kMark))
+    st = Status::corruption("record does not match its index entry");
+  if (st.is_ok() && payload_checksum(name) != h.payload_checksum)
+    st = Status::corruption("payload checksum mismatch");
+  if (!st)
+    return Status::corruption(
+        fmt::format("segment {} offset {} seq {}: {}", seg.file, e.position, e.seq, st.message()));
+  return std::string(name.begin(), name.end());
+}
+
+}  // namespace rwd

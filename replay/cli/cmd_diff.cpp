@@ -1,0 +1,60 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "rewind/inspect.h"
+#include "rewind/restore.h"
+#include "rewind/units.h"
+#include "rewind/write_queue.h"
+
+namespace rwd::cli {
+
+void setup_diff(CLI::App& app, DiffOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("--from", o.from, "Start point: a time, seq:N or mark:NAME")->required();
+  app.add_option("--to", o.to, "End point: a time, seq:N or mark:NAME (default: newest)");
+  app.add_flag("--json", o.json, "Print JSON instead of text");
+}
+
+namespace {
+// "seq:N", "mark:NAME" or a time.
+Result<Target> point(const std::string& text) {
+  if (text.starts_with("seq:")) return make_target({}, text.substr(4), {}, wall_clock_ns());
+  if (text.starts_with("mark:")) return make_target({}, {}, text.substr(5), wall_clock_ns());
+  return make_target(text, {}, {}, wall_clock_ns());
+}
+}  // namespace
+
+int run_diff(const DiffOptions& o) {
+  auto from = point(o.from);
+  if (!from) return report("diff", from.status().with_context("--from"), {}, kExitUsage);
+  auto to = o.to.empty() ? Result<Target>(Target::newest()) : point(o.to);
+  if (!to) return report("diff", to.status().with_context("--to"), {}, kExitUsage);
+  auto h = JournalHistory::load(o.journal, true, {});
+  if (!h) return report("diff", h.status(), journal_hint(h.status()));
+  std::string note;
+  auto s1 = h->resolve(*from, &note);
+  if (!s1) return report("diff", s1.status().with_context("--from"));
+  auto s2 = h->resolve(*to, &note);
+  if (!s2) return report("diff", s2.status().with_context("--to"));
+  if (*s1 > *s2)
+    return report("diff",
+                  Status::invalid(fmt::format("--from (seq {}) is after --to (seq {})", *s1, *s2)),
+                  {}, kExitUsage);
+  auto extents = changed_extents(*h, *s1, *s2);
+  uint64_t bytes = 0;
+  for (const auto& e : extents) bytes += e.length;
+  if (o.json) {
+    fmt::print("{{\"from_seq\":{},\"to_seq\":{},\"bytes\":{},\"extents\":[", *s1, *s2, bytes);
+    for (size_t i = 0; i < extents.size(); ++i)
+      fmt::print("{}{{\"offset\":{},\"length\":{}}}", i ? "," : "", extents[i].offset,
+                 extents[i].length);
+    fmt::print("]}}\n");
+    return kExitOk;
+  }
+  for (const auto& e : extents) fmt::print("{} {}\n", e.offset, e.length);
+  fmt::print(stderr, "seq {}..{}: {} extents, {} changed\n", *s1, *s2, extents.size(),
+             format_size(bytes));
+  return kExitOk;
+}
+
+}  // namespace rwd::cli

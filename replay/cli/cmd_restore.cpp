@@ -1,0 +1,46 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "rewind/inspect.h"
+#include "rewind/restore.h"
+#include "rewind/units.h"
+#include "rewind/write_queue.h"
+
+namespace rwd::cli {
+
+void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  add_target_options(app, o.target);
+  auto* out = app.add_option("-o,--output", o.out, "Write the image to this file");
+  auto* to =
+      app.add_option("--to", o.to, "Write into a live NBD export (nbd://... or nbd+unix://...)");
+  out->excludes(to);
+  app.add_flag("--force", o.force, "Replace OUT if it exists");
+}
+
+int run_restore(const RestoreCmdOptions& o) {
+  if (o.out.empty() && o.to.empty())
+    return report("restore", Status::invalid("give -o OUT (a file) or --to URI (an NBD export)"),
+                  {}, kExitUsage);
+  auto target = make_target(o.target.at, o.target.seq, o.target.mark, wall_clock_ns());
+  if (!target) return report("restore", target.status(), {}, kExitUsage);
+  auto view = JournalView::open(o.journal, *target, [](LogLevel level, const std::string& m) {
+    if (level >= LogLevel::kInfo) fmt::print(stderr, "rewind restore: {}\n", m);
+  });
+  if (!view) return report("restore", view.status(), journal_hint(view.status()));
+  RestoreOptions ro;
+  ro.force = o.force;
+  ro.progress = progress_bar("restore");
+  const std::string dest = o.out.empty() ? o.to : o.out;
+  Status st = o.out.empty() ? restore_to_nbd(**view, o.to, ro) : restore_to_file(**view, o.out, ro);
+  if (!st) return report("restore", st);
+  uint64_t extents = (*view)->map().size(), bytes = 0;
+  for (const auto& [start, e] : (*view)->map()) bytes += e.end - start;
+  if (!(*view)->note().empty()) fmt::print("{}\n", (*view)->note());
+  fmt::print(
+      "restored seq {} ({}) to {}: {} extents ({}) from the journal over the base snapshot\n",
+      (*view)->seq(), format_time((*view)->time_ns()), dest, extents, format_size(bytes));
+  return kExitOk;
+}
+
+}  // namespace rwd::cli

@@ -1,0 +1,143 @@
+#include "rewind/restore.h"
+
+#include <fcntl.h>
+#include <libnbd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "rewind/file.h"
+#include "rewind/journal.h"
+
+namespace rwd {
+
+namespace {
+
+constexpr uint64_t kChunk = 4ull << 20;
+
+uint64_t mapped_bytes(const JournalView& view) {
+  uint64_t total = 0;
+  for (const auto& [start, e] : view.map()) total += e.end - start;
+  return total;
+}
+
+std::string parent_of(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+Status restore_to_file(const JournalView& view, const std::string& out,
+                       const RestoreOptions& opts) {
+  if (!opts.force && ::access(out.c_str(), F_OK) == 0)
+    return Status::invalid(
+        fmt::format("{} exists; give --force to replace it, or another path", out));
+  const std::string tmp = out + ".rewind-tmp";
+  auto f = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (!f) return f.status();
+  auto body = [&]() -> Status {
+    bool reflinked = false;
+    REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), *f, &reflinked));
+    const uint64_t total = mapped_bytes(view);
+    uint64_t done = 0;
+    std::vector<uint8_t> buf;
+    for (const auto& [start, e] : view.map()) {
+      if (e.value.zero) {
+        REWIND_RETURN_IF_ERROR(zero_range(*f, start, e.end - start, true));
+        done += e.end - start;
+      } else {
+        // Through the view's read path, so every payload is checked once.
+        for (uint64_t pos = start; pos < e.end; pos += kChunk) {
+          uint64_t n = std::min(kChunk, e.end - pos);
+          buf.resize(n);
+          REWIND_RETURN_IF_ERROR(view.read(buf, pos));
+          REWIND_RETURN_IF_ERROR(f->pwrite_full(buf, pos));
+          done += n;
+          if (opts.progress) opts.progress(done, total);
+        }
+      }
+    }
+    if (opts.progress) opts.progress(total, total);
+    REWIND_RETURN_IF_ERROR(f->sync());
+    REWIND_RETURN_IF_ERROR(f->close());
+    if (::rename(tmp.c_str(), out.c_str()) != 0)
+      return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
+    return sync_dir(parent_of(out));
+  };
+  Status st = body();
+  if (!st) ::unlink(tmp.c_str());
+  return st;
+}
+
+Status restore_to_nbd(const JournalView& view, const std::string& uri, const RestoreOptions& opts) {
+  struct nbd_handle* h = nbd_create();
+  if (h == nullptr) return Status::io_error("cannot create an NBD handle", ENOMEM);
+  auto nbd_fail = [&](const char* what) {
+    return Status::io_error(fmt::format("{} {}: {}", what, uri, nbd_get_error()),
+                            nbd_get_errno() ? nbd_get_errno() : EIO);
+  };
+  auto body = [&]() -> Status {
+    if (nbd_connect_uri(h, uri.c_str()) != 0) return nbd_fail("cannot connect to");
+    if (nbd_is_read_only(h) == 1) return Status::invalid(fmt::format("{} is read-only", uri));
+    int64_t size = nbd_get_size(h);
+    if (size < 0) return nbd_fail("cannot get the size of");
+    if (static_cast<uint64_t>(size) < view.size())
+      return Status::invalid(fmt::format("{} is {} bytes, smaller than the volume ({} bytes)", uri,
+                                         size, view.size()));
+    std::vector<uint8_t> buf;
+    uint64_t done = 0;
+    const uint64_t total = view.size();
+    // Walk the volume once: base data and journal data are written, holes and zero
+    // extents zeroed.
+    uint64_t pos = 0;
+    while (pos < total) {
+      uint64_t n = std::min(kChunk, total - pos);
+      // A whole chunk that is a hole in the base and not mapped is zeroed without reading.
+      bool any_mapped = false;
+      view.map().for_each(
+          pos, n, [&](uint64_t, uint64_t, const ViewSource&, uint64_t) { any_mapped = true; });
+      off_t data = ::lseek(view.base().fd(), static_cast<off_t>(pos), SEEK_DATA);
+      bool base_hole = data < 0 || static_cast<uint64_t>(data) >= pos + n;
+      if (!any_mapped && base_hole) {
+        if (nbd_zero(h, n, pos, 0) != 0) return nbd_fail("zero request failed on");
+      } else {
+        buf.resize(n);
+        REWIND_RETURN_IF_ERROR(view.read(buf, pos));
+        if (nbd_pwrite(h, buf.data(), n, pos, 0) != 0) return nbd_fail("write failed on");
+      }
+      pos += n;
+      done += n;
+      if (opts.progress) opts.progress(done, total);
+    }
+    if (nbd_flush(h, 0) != 0) return nbd_fail("flush failed on");
+    nbd_shutdown(h, 0);
+    return Status::ok();
+  };
+  Status st = body();
+  nbd_close(h);
+  return st;
+}
+
+std::vector<ChangedExtent> changed_extents(const JournalHistory& h, uint64_t from_seq,
+                                           uint64_t to_seq) {
+  struct Unit {
+    Unit advanced(uint64_t) const { return *this; }
+  };
+  ExtentMap<Unit> map;
+  h.for_each_entry(from_seq, to_seq, [&](const IndexEntry& e, uint32_t) {
+    if (e.length != 0) map.insert(e.offset, e.length, Unit{});
+  });
+  std::vector<ChangedExtent> out;
+  for (const auto& [start, e] : map) {
+    if (!out.empty() && out.back().offset + out.back().length == start) {
+      out.back().length += e.end - start;
+    } else {
+      out.push_back(ChangedExtent{start, e.end - start});
+    }
+  }
+  return out;
+}
+
+}  // namespace rwd

@@ -1,0 +1,119 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include "rewind/file.h"
+#include "rewind/inspect.h"
+#include "rewind/journal.h"
+#include "rewind/restore.h"
+
+namespace rwd {
+
+Status verify_journal(const std::string& journal_dir, const std::string& image,
+                      VerifyReport* report, const Progress& progress) {
+  auto m = Manifest::load(journal_dir);
+  if (!m) return m.status();
+  const std::string base = base_path(journal_dir, m->base_file);
+  struct stat st;
+  if (::stat(base.c_str(), &st) != 0)
+    return Status::io_error(fmt::format("base snapshot {}", base), errno);
+  if (static_cast<uint64_t>(st.st_size) != m->image_size)
+    return Status::corruption(fmt::format("base snapshot {} is {} bytes but the volume is {}", base,
+                                          st.st_size, m->image_size));
+  uint64_t total_bytes = 0, done = 0;
+  for (const ManifestSegment& seg : m->segments) total_bytes += seg.bytes;
+
+  report->first_seq = m->base_seq;
+  uint64_t next_seq = m->base_seq + 1, last_time = m->base_time_ns;
+  for (const ManifestSegment& seg : m->segments) {
+    // Every record: header and payload checksums, seq continuity, time order; for a
+    // sealed segment also its length and last seq against the manifest.
+    auto scanned = scan_segment_entries(journal_dir, m->volume_id, seg);
+    if (!scanned) return scanned.status();
+    const auto& es = scanned->entries;
+    if (seg.first_seq != next_seq)
+      return Status::corruption(
+          fmt::format("segment {} starts at seq {} but the journal before it ends at {}", seg.file,
+                      seg.first_seq, next_seq - 1));
+    if (!es.empty()) {
+      if (es.front().time_ns < last_time)
+        return Status::corruption(
+            fmt::format("segment {} offset {} seq {}: time goes back across segments", seg.file,
+                        es.front().position, es.front().seq));
+      next_seq = es.back().seq + 1;
+      last_time = es.back().time_ns;
+    }
+    if (seg.sealed) {
+      if (es.size() != seg.records || (!es.empty() && (es.front().time_ns != seg.first_time_ns ||
+                                                       es.back().time_ns != seg.last_time_ns)))
+        return Status::corruption(
+            fmt::format("segment {}: records or time range differ from the manifest", seg.file));
+      auto idx = read_segment_index(journal_dir, m->volume_id, seg);
+      if (!idx) {
+        report->notes.push_back(
+            fmt::format("{} (derived data: rebuilt from the records when next used)",
+                        idx.status().errno_value() == ENOENT
+                            ? fmt::format("index of segment {} is missing", seg.file)
+                            : idx.status().message()));
+      } else if (*idx != es) {
+        report->notes.push_back(
+            fmt::format("index of segment {} disagrees with its records (rebuilt "
+                        "from the records when next used)",
+                        seg.file));
+      }
+    } else if (scanned->torn_tail) {
+      report->notes.push_back(
+          fmt::format("open segment {} ends in a torn tail at {} (discarded at the "
+                      "next start)",
+                      seg.file, *scanned->torn_tail));
+    }
+    report->segments++;
+    report->records += es.size();
+    report->bytes += seg.sealed ? seg.bytes : 0;
+    done += seg.bytes;
+    if (progress) progress(done, total_bytes);
+  }
+  report->last_seq = next_seq - 1;
+  if (m->checkpoint_seq > report->last_seq)
+    return Status::corruption(
+        fmt::format("manifest checkpoint seq {} is after the last record, seq {}",
+                    m->checkpoint_seq, report->last_seq));
+  if (image.empty()) return Status::ok();
+
+  // image == replay(base, journal), compared chunk by chunk without materialising.
+  auto history = JournalHistory::load(journal_dir, false, {});
+  if (!history) return history.status();
+  auto view = JournalView::open(std::make_shared<const JournalHistory>(std::move(*history)),
+                                report->last_seq);
+  if (!view) return view.status();
+  auto img = File::open(image, O_RDONLY);
+  if (!img) return img.status();
+  auto size = img->size();
+  if (!size) return size.status();
+  if (*size != (*view)->size())
+    return Status::corruption(
+        fmt::format("image {} is {} bytes but the volume is {}", image, *size, (*view)->size()));
+  constexpr uint64_t kChunk = 4ull << 20;
+  std::vector<uint8_t> a, b;
+  for (uint64_t pos = 0; pos < *size; pos += kChunk) {
+    uint64_t n = std::min(kChunk, *size - pos);
+    a.resize(n);
+    b.resize(n);
+    REWIND_RETURN_IF_ERROR((*view)->read(a, pos));
+    REWIND_RETURN_IF_ERROR(img->pread_full(b, pos));
+    if (a != b) {
+      uint64_t i = 0;
+      while (a[i] == b[i]) ++i;
+      return Status::corruption(
+          fmt::format("image {} differs from the replay of the journal at offset {} (newest state "
+                      "seq {}); if the "
+                      "server is running, stop it first so that the image is checkpointed",
+                      image, pos + i, report->last_seq));
+    }
+    if (progress) progress(pos + n, *size);
+  }
+  return Status::ok();
+}
+
+}  // namespace rwd

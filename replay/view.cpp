@@ -1,0 +1,208 @@
+#include "rewind/view.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "rewind/inspect.h"
+#include "rewind/journal.h"
+#include "rewind/record.h"
+
+namespace rwd {
+
+using format::RecordType;
+
+Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, bool repair,
+                                            const Logger& logger) {
+  JournalHistory h;
+  h.dir_ = journal_dir;
+  auto m = Manifest::load(journal_dir);
+  if (!m) return m.status();
+  h.manifest_ = std::move(*m);
+  h.last_seq_ = h.manifest_.base_seq;
+  h.last_time_ns_ = h.manifest_.base_time_ns;
+  for (const ManifestSegment& seg : h.manifest_.segments) {
+    auto entries = load_segment_entries(journal_dir, h.manifest_.volume_id, seg, repair, logger);
+    if (!entries) return entries.status();
+    if (!entries->entries.empty()) {
+      if (entries->entries.front().seq != h.last_seq_ + 1)
+        return Status::corruption(
+            fmt::format("segment {} starts at seq {} but the journal before it "
+                        "ends at seq {}",
+                        seg.file, entries->entries.front().seq, h.last_seq_));
+      h.last_seq_ = entries->entries.back().seq;
+      h.last_time_ns_ = entries->entries.back().time_ns;
+    }
+    for (const IndexEntry& e : entries->entries) {
+      if (e.type != RecordType::kMark) continue;
+      auto name = read_mark_name(journal_dir, seg, e);
+      if (!name) return name.status();
+      h.marks_.push_back(MarkInfo{*name, e.seq, e.time_ns});
+    }
+    h.segments_.push_back(std::move(*entries));
+  }
+  return h;
+}
+
+std::string JournalHistory::range_text() const {
+  return fmt::format("seq {} ({}) .. seq {} ({})", first_seq(), format_time(first_time_ns()),
+                     last_seq(), format_time(last_time_ns()));
+}
+
+Result<uint64_t> JournalHistory::resolve(const Target& t, std::string* note) const {
+  note->clear();
+  switch (t.kind) {
+    case Target::Kind::kNewest:
+      *note = fmt::format("newest state: seq {} ({})", last_seq_, format_time(last_time_ns_));
+      return last_seq_;
+    case Target::Kind::kSeq:
+      if (t.seq < first_seq())
+        return Status::invalid(
+            fmt::format("seq {} is before the oldest restorable point; the "
+                        "restorable range is {}",
+                        t.seq, range_text()));
+      if (t.seq > last_seq_)
+        return Status::invalid(
+            fmt::format("seq {} does not exist; the journal ends at seq {} (range {})", t.seq,
+                        last_seq_, range_text()));
+      return t.seq;
+    case Target::Kind::kTime: {
+      if (t.time_ns < first_time_ns())
+        return Status::invalid(
+            fmt::format("{} ({}) is before the oldest restorable point; the "
+                        "restorable range is {}",
+                        t.text, format_time(t.time_ns), range_text()));
+      if (t.time_ns >= last_time_ns_) {
+        *note =
+            fmt::format("{} is at or after the newest record: newest state, ending at seq {} ({})",
+                        t.text, last_seq_, format_time(last_time_ns_));
+        return last_seq_;
+      }
+      // Times never decrease in seq order: the last record at or before the time.
+      uint64_t seq = first_seq();
+      for (const SegmentEntries& s : segments_) {
+        if (s.entries.empty() || s.entries.front().time_ns > t.time_ns) break;
+        auto it = std::upper_bound(s.entries.begin(), s.entries.end(), t.time_ns,
+                                   [](uint64_t v, const IndexEntry& e) { return v < e.time_ns; });
+        seq = std::prev(it)->seq;
+      }
+      return seq;
+    }
+    case Target::Kind::kMark: {
+      for (const MarkInfo& m : marks_)
+        if (m.name == t.mark) return m.seq;
+      std::string known;
+      for (size_t i = 0; i < marks_.size() && i < 10; ++i)
+        known += (i ? ", " : "") + marks_[i].name;
+      return Status::invalid(fmt::format("no mark named '{}' in {}; marks: {}", t.mark, dir_,
+                                         known.empty() ? "none" : known));
+    }
+  }
+  return Status::invalid("unknown target");
+}
+
+Result<std::unique_ptr<JournalView>> JournalView::open(const std::string& journal_dir,
+                                                       const Target& target, const Logger& logger) {
+  auto history = JournalHistory::load(journal_dir, true, logger);
+  if (!history) return history.status();
+  auto shared = std::make_shared<const JournalHistory>(std::move(*history));
+  std::string note;
+  auto seq = shared->resolve(target, &note);
+  if (!seq) return seq.status();
+  auto view = open(shared, *seq);
+  if (view && !note.empty()) (*view)->note_ = note;
+  return view;
+}
+
+Result<std::unique_ptr<JournalView>> JournalView::open(
+    std::shared_ptr<const JournalHistory> history, uint64_t seq) {
+  std::unique_ptr<JournalView> v(new JournalView());
+  v->history_ = std::move(history);
+  const JournalHistory& h = *v->history_;
+  if (seq < h.first_seq() || seq > h.last_seq())
+    return Status::invalid(
+        fmt::format("seq {} is outside the restorable range {}", seq, h.range_text()));
+  v->seq_ = seq;
+  v->time_ns_ = h.first_time_ns();
+  auto base = File::open(base_path(h.dir(), h.manifest().base_file), O_RDONLY);
+  if (!base) return base.status();
+  v->base_ = std::move(*base);
+  std::vector<bool> used(h.segments().size(), false);
+  h.for_each_entry(h.first_seq(), seq, [&](const IndexEntry& e, uint32_t s) {
+    v->time_ns_ = e.time_ns;
+    auto entry = static_cast<uint32_t>(&e - h.segments()[s].entries.data());
+    switch (e.type) {
+      case RecordType::kWrite:
+        v->map_.insert(e.offset, e.length, ViewSource{false, s, entry, 0});
+        used[s] = true;
+        break;
+      case RecordType::kZero:
+      case RecordType::kTrim:
+        v->map_.insert(e.offset, e.length, ViewSource{true, s, entry, 0});
+        break;
+      default:
+        break;
+    }
+  });
+  v->verified_.resize(used.size());
+  v->segments_.resize(used.size());
+  for (size_t s = 0; s < used.size(); ++s) {
+    if (!used[s]) continue;
+    auto f = File::open(segment_path(h.dir(), h.manifest().segments[s].file), O_RDONLY);
+    if (!f) return f.status();
+    v->segments_[s] = std::move(*f);
+    v->verified_[s].assign(h.segments()[s].entries.size(), false);
+  }
+  return v;
+}
+
+Status JournalView::verify_record(uint32_t segment, uint32_t entry) const {
+  {
+    std::lock_guard lk(verified_mu_);
+    if (verified_[segment][entry]) return Status::ok();
+  }
+  const IndexEntry& e = history_->segments()[segment].entries[entry];
+  std::vector<uint8_t> payload(e.payload_length);
+  REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(payload, e.payload_position()));
+  if (payload_checksum(payload) != e.payload_checksum)
+    return Status::corruption(fmt::format("segment {} offset {} seq {}: payload checksum mismatch",
+                                          history_->manifest().segments[segment].file, e.position,
+                                          e.seq));
+  std::lock_guard lk(verified_mu_);
+  verified_[segment][entry] = true;
+  return Status::ok();
+}
+
+Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
+  if (offset > size() || buf.size() > size() - offset)
+    return Status::invalid(
+        fmt::format("read of {} bytes at offset {} is beyond the end of the volume ({} bytes)",
+                    buf.size(), offset, size()));
+  Status st;
+  uint64_t pos = offset;
+  auto read_base = [&](uint64_t from, uint64_t to) {
+    if (st.is_ok() && to > from) st = base_.pread_full(buf.subspan(from - offset, to - from), from);
+  };
+  map_.for_each(offset, buf.size(), [&](uint64_t s, uint64_t e, const ViewSource& v, uint64_t adv) {
+    read_base(pos, s);
+    pos = e;
+    if (!st.is_ok()) return;
+    auto dst = buf.subspan(s - offset, e - s);
+    if (v.zero) {
+      std::memset(dst.data(), 0, dst.size());
+      return;
+    }
+    st = verify_record(v.segment, v.entry);
+    if (st.is_ok()) {
+      const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
+      st = segments_[v.segment].pread_full(dst, rec.payload_position() + v.delta + adv);
+    }
+  });
+  read_base(pos, offset + buf.size());
+  return st;
+}
+
+}  // namespace rwd
