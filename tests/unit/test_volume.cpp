@@ -253,6 +253,44 @@ TEST_CASE("a torn tail left by a crash is discarded with a warning", "[volume][c
   CHECK(test::read_file(seg).size() == end);  // cut at the last whole record
 }
 
+TEST_CASE("marks are unique and survive a clean restart and a crash", "[volume][marks]") {
+  Fixture f;
+  {
+    auto v = f.open();
+    v->start();
+    auto a = test::pattern(4096, 12);
+    REQUIRE(v->write(a, 0, false).is_ok());
+    auto m = v->mark("first");
+    REQUIRE(m.is_ok());
+    CHECK(m->seq == 2);  // after the write acknowledged before it
+    CHECK(v->queue().durable_seq() >= 2);
+    CHECK(v->mark("first").status().message().find("already exists (seq 2)") != std::string::npos);
+    CHECK(v->mark("bad name").status().code() == Status::Code::kInvalidArgument);
+    REQUIRE(v->close().is_ok());
+  }
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto v = Volume::open(f.options(), {});
+    if (!v) ::_exit(3);
+    (*v)->start();
+    if (!(*v)->mark("second").is_ok()) ::_exit(4);
+    ::_exit(0);  // no shutdown: the mark sits in the open segment
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto v = f.open();
+  v->start();
+  const auto& marks = v->manifest().marks;
+  REQUIRE(marks.size() == 2);
+  CHECK(marks[0].name == "first");
+  CHECK(marks[1].name == "second");
+  CHECK(marks[1].seq == 3);
+  CHECK_FALSE(v->mark("second").is_ok());
+  CHECK(v->mark("third").is_ok());
+}
+
 TEST_CASE("bad images and journals are refused and left untouched", "[volume][errors]") {
   Fixture f;
   SECTION("image size not a multiple of 512") {
