@@ -1,5 +1,7 @@
 #include "rewind/target.h"
 
+#include "rewind/units.h"
+
 #include <time.h>
 
 #include <charconv>
@@ -79,26 +81,12 @@ Result<uint64_t> parse_time(std::string_view text, uint64_t now_ns) {
   };
   if (text == "now") return now_ns;
   if (!text.empty() && text[0] == '-') {
-    double v = 0;
-    size_t end = 1;
-    while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.')) ++end;
-    auto [p, ec] = std::from_chars(text.data() + 1, text.data() + end, v);
-    if (end == 1 || ec != std::errc() || p != text.data() + end) return bad("");
-    std::string_view unit = text.substr(end);
-    double scale;
-    if (unit == "s")
-      scale = 1e9;
-    else if (unit == "m")
-      scale = 60e9;
-    else if (unit == "h")
-      scale = 3600e9;
-    else if (unit == "d")
-      scale = 86400e9;
-    else
-      return bad(" (a relative time ends in s, m, h or d)");
-    double back = v * scale;
-    if (back > static_cast<double>(now_ns)) return bad(" (before 1970)");
-    return now_ns - static_cast<uint64_t>(std::llround(back));
+    // A duration before now: -90s, -5m, -2h, -1d (and the finer units durations take).
+    auto back = parse_duration(text.substr(1));
+    if (!back) return bad(" (a relative time is a minus sign and a duration, e.g. -5m)");
+    auto ns = static_cast<uint64_t>(back->count());
+    if (ns > now_ns) return bad(" (before 1970)");
+    return now_ns - ns;
   }
   // YYYY-MM-DD(T| )HH:MM:SS[.frac][Z|±HH:MM]
   size_t i = 0;

@@ -69,3 +69,41 @@ check_replay() {
   cmp "$workdir/replayed.img" "$image" || fail "image differs from replay of the journal"
   rm -f "$workdir/replayed.img"
 }
+
+# expect_cli STATUS MESSAGE ARGS...: `rewind ARGS` exits with STATUS and prints one
+# error line on stderr holding MESSAGE.
+expect_cli() {
+  local want=$1 msg=$2 rc=0
+  shift 2
+  "$REWIND_CLI" "$@" >"$workdir/cli.out" 2>"$workdir/cli.err" || rc=$?
+  [ "$rc" -eq "$want" ] || fail "rewind $*: exit $rc, expected $want ($(cat "$workdir/cli.err"))"
+  [ "$(wc -l <"$workdir/cli.err")" -eq 1 ] ||
+    fail "rewind $*: expected one error line, got: $(cat "$workdir/cli.err")"
+  grep -qF -- "$msg" "$workdir/cli.err" || fail "rewind $*: no '$msg' in: $(cat "$workdir/cli.err")"
+}
+
+# mount_ext4 SOCK MKFS_OPTIONS...: a new ext4 on the export at SOCK, through nbdfuse
+# and a loop device, mounted on $workdir/mnt; sets fuse_pid and loop.
+mount_ext4() {
+  local sock=$1 i
+  shift
+  mkdir -p "$workdir/fuse" "$workdir/mnt"
+  nbdfuse "$workdir/fuse/disk" --unix "$sock" &
+  fuse_pid=$!
+  cleanup "fusermount3 -u $workdir/fuse || umount -l $workdir/fuse; kill $fuse_pid"
+  for i in $(seq 1 100); do [ -e "$workdir/fuse/disk" ] && break; sleep 0.1; done
+  [ -e "$workdir/fuse/disk" ] || fail "nbdfuse did not expose the disk"
+  loop=$(losetup -f --show "$workdir/fuse/disk")
+  cleanup "losetup -d $loop"
+  mkfs.ext4 -q "$@" "$loop"
+  mount "$loop" "$workdir/mnt"
+  cleanup "umount $workdir/mnt"
+}
+
+# unmount_ext4: unmount, detach the loop device, stop nbdfuse (all data flushed).
+unmount_ext4() {
+  umount "$workdir/mnt"
+  losetup -d "$loop"
+  fusermount3 -u "$workdir/fuse"
+  wait "$fuse_pid" || true
+}

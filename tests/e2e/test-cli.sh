@@ -5,29 +5,20 @@ source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io
 
 cd "$workdir"
-# expect STATUS MESSAGE ARGS...: rewind exits with STATUS and one stderr line with MESSAGE.
-expect() {
-  local want=$1 msg=$2 rc=0
-  shift 2
-  "$REWIND_CLI" "$@" >out.txt 2>err.txt || rc=$?
-  [ "$rc" -eq "$want" ] || fail "rewind $*: exit $rc, expected $want ($(cat err.txt))"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "rewind $*: expected one error line, got: $(cat err.txt)"
-  grep -qF -- "$msg" err.txt || fail "rewind $*: no '$msg' in: $(cat err.txt)"
-}
 
-expect 2 "image new.img does not exist; give --size" init --image new.img --journal new.rewind
-expect 2 "'lots' is not a size" init --image new.img --journal new.rewind --size lots
-expect 2 "not a non-zero multiple of 512" init --image new.img --journal new.rewind --size 1000
+expect_cli 2 "image new.img does not exist; give --size" init --image new.img --journal new.rewind
+expect_cli 2 "'lots' is not a size" init --image new.img --journal new.rewind --size lots
+expect_cli 2 "not a non-zero multiple of 512" init --image new.img --journal new.rewind --size 1000
 [ ! -e new.img ] && [ ! -e new.rewind ] || fail "a failed init left files behind"
-expect 2 "A subcommand is required" 
-expect 2 "journal is required" info
-expect 2 "" frobnicate
+expect_cli 2 "A subcommand is required" 
+expect_cli 2 "journal is required" info
+expect_cli 2 "" frobnicate
 
 "$REWIND_CLI" init --image new.img --journal new.rewind --size 64M | grep -q "created journal" ||
   fail "init did not say what it created"
 [ "$(stat -c %s new.img)" -eq $((64 << 20)) ] || fail "init made an image of the wrong size"
-expect 1 "already exists" init --image new.img --journal new.rewind
-expect 1 "exists and is 67108864 bytes" init --image new.img --journal other.rewind --size 1G
+expect_cli 1 "already exists" init --image new.img --journal new.rewind
+expect_cli 1 "exists and is 67108864 bytes" init --image new.img --journal other.rewind --size 1G
 
 # The plugin serves what init created, and info/log show the writes.
 sock=$workdir/nbd.sock
@@ -39,12 +30,12 @@ stop_server
 "$REWIND_CLI" log new.rewind | grep -q '3 records: 1 WRITE (1.0 MiB), 1 ZERO (1.0 MiB), 1 TRIM (1.0 MiB), 0 MARK' ||
   fail "log: $("$REWIND_CLI" log new.rewind)"
 
-expect 1 "cannot open nothere/MANIFEST" info nothere
+expect_cli 1 "cannot open nothere/MANIFEST" info nothere
 # A damaged manifest is named, not trusted.
 cp new.rewind/MANIFEST manifest.good
 sed -i 's/checkpoint-seq 3/checkpoint-seq 2/' new.rewind/MANIFEST
-expect 1 "checksum mismatch" info new.rewind
-expect 1 "checksum mismatch" log new.rewind
+expect_cli 1 "checksum mismatch" info new.rewind
+expect_cli 1 "checksum mismatch" log new.rewind
 cp manifest.good new.rewind/MANIFEST
 "$REWIND_CLI" info new.rewind >/dev/null
 echo "PASS: rewind CLI"

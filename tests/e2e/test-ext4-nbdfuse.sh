@@ -11,18 +11,7 @@ truncate -s 256M disk.img
 sock=$workdir/nbd.sock
 start_server "$sock" image=disk.img journal=disk.rewind flush-interval=50ms
 
-mkdir fuse mnt
-nbdfuse fuse/disk --unix "$sock" &
-fuse_pid=$!
-cleanup "fusermount3 -u $workdir/fuse || umount -l $workdir/fuse; kill $fuse_pid"
-for i in $(seq 1 100); do [ -e fuse/disk ] && break; sleep 0.1; done
-[ -e fuse/disk ] || fail "nbdfuse did not expose the disk"
-
-loop=$(losetup -f --show fuse/disk)
-cleanup "losetup -d $loop"
-mkfs.ext4 -q -E nodiscard "$loop"
-mount "$loop" mnt
-cleanup "umount $workdir/mnt"
+mount_ext4 "$sock" -E nodiscard
 
 # Files of many sizes, some in directories, one rewritten and one deleted.
 mkdir -p mnt/a/b
@@ -35,10 +24,7 @@ sync
 rm mnt/gone
 sync
 (cd mnt && find . -type f -print0 | sort -z | xargs -0 sha256sum) > sums.txt
-umount mnt
-losetup -d "$loop"
-fusermount3 -u fuse
-wait "$fuse_pid" || true
+unmount_ext4
 stop_server
 
 e2fsck -fn disk.img >e2fsck.log 2>&1 || { cat e2fsck.log; fail "e2fsck found problems"; }

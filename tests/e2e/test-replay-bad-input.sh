@@ -46,27 +46,18 @@ qemu-io -f raw -c 'read -P 3 8M 768k' "$uri" | grep -q 'read 786432/786432' || f
 stop_server
 "$REWIND_CLI" log --json disk.rewind | grep -q '"name":"half-sent-and-gone"' && fail "a half-sent mark was inserted"
 
-# expect STATUS MESSAGE ARGS...: exit status, one stderr line holding MESSAGE.
-expect() {
-  local want=$1 msg=$2 rc=0
-  shift 2
-  "$REWIND_CLI" "$@" >out.txt 2>err.txt || rc=$?
-  [ "$rc" -eq "$want" ] || fail "rewind $*: exit $rc, expected $want ($(cat err.txt))"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "rewind $*: expected one error line, got: $(cat err.txt)"
-  grep -qF -- "$msg" err.txt || fail "rewind $*: no '$msg' in: $(cat err.txt)"
-}
 last=$("$REWIND_CLI" info --json disk.rewind | json_field '["last_seq"]')
-expect 1 "no mark named 'nope'" restore disk.rewind --mark nope -o out.img
-expect 1 "seq $((last + 1)) does not exist; the journal ends at seq $last" restore disk.rewind --seq $((last + 1)) -o out.img
-expect 1 "is before the oldest restorable point; the restorable range is seq 0" restore disk.rewind --at 2001-01-01T00:00:00Z -o out.img
-expect 2 "'tomorrow' is not a time" restore disk.rewind --at tomorrow -o out.img
-expect 2 "give only one of --at, --seq and --mark" restore disk.rewind --seq 1 --mark good -o out.img
-expect 2 "give -o OUT" restore disk.rewind --mark good
-expect 1 "no mark named 'nope'" serve disk.rewind --mark nope
-expect 2 "--from (seq" diff disk.rewind --from seq:$last --to seq:1
+expect_cli 1 "no mark named 'nope'" restore disk.rewind --mark nope -o out.img
+expect_cli 1 "seq $((last + 1)) does not exist; the journal ends at seq $last" restore disk.rewind --seq $((last + 1)) -o out.img
+expect_cli 1 "is before the oldest restorable point; the restorable range is seq 0" restore disk.rewind --at 2001-01-01T00:00:00Z -o out.img
+expect_cli 2 "'tomorrow' is not a time" restore disk.rewind --at tomorrow -o out.img
+expect_cli 2 "give only one of --at, --seq and --mark" restore disk.rewind --seq 1 --mark good -o out.img
+expect_cli 2 "give -o OUT" restore disk.rewind --mark good
+expect_cli 1 "no mark named 'nope'" serve disk.rewind --mark nope
+expect_cli 2 "--from (seq" diff disk.rewind --from seq:$last --to seq:1
 [ ! -e out.img ] || fail "a failed restore left out.img"
 "$REWIND_CLI" restore disk.rewind --mark good -o out.img >/dev/null
-expect 1 "out.img exists; give --force" restore disk.rewind --mark good -o out.img
+expect_cli 1 "out.img exists; give --force" restore disk.rewind --mark good -o out.img
 "$REWIND_CLI" restore disk.rewind --mark good -o out.img --force >/dev/null || fail "--force"
 
 # A time after the newest record gives the newest state and says where it ended.
@@ -83,9 +74,9 @@ p = sys.argv[1]
 with open(p, "r+b") as f:
     f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 0x40]))
 PY
-expect 1 "segment $segname offset" restore disk.rewind -o damaged.img
+expect_cli 1 "segment $segname offset" restore disk.rewind -o damaged.img
 [ ! -e damaged.img ] && [ ! -e damaged.img.rewind-tmp ] || fail "a failed restore left output behind"
-expect 1 "segment $segname offset" verify disk.rewind
+expect_cli 1 "segment $segname offset" verify disk.rewind
 # Points before the damaged segment still restore.
 "$REWIND_CLI" restore disk.rewind --mark good -o before.img --force >/dev/null || fail "restore before the damage"
 cmp before.img out.img || fail "restore before the damage differs"

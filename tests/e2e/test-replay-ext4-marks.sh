@@ -11,16 +11,7 @@ cd "$workdir"
 truncate -s 128M disk.img
 sock=$workdir/nbd.sock
 start_server "$sock" image=disk.img journal=disk.rewind flush-interval=50ms
-mkdir fuse mnt
-nbdfuse fuse/disk --unix "$sock" &
-fuse_pid=$!
-cleanup "fusermount3 -u $workdir/fuse || umount -l $workdir/fuse; kill $fuse_pid"
-for i in $(seq 1 100); do [ -e fuse/disk ] && break; sleep 0.1; done
-loop=$(losetup -f --show fuse/disk)
-cleanup "losetup -d $loop"
-mkfs.ext4 -q "$loop"
-mount "$loop" mnt
-cleanup "umount $workdir/mnt"
+mount_ext4 "$sock"
 
 snapshot() {  # snapshot NAME: mark the frozen file system, record its files
   (cd mnt && find . -type f -print0 | sort -z | xargs -0 -r sha256sum) >"files-$1.txt"
@@ -41,10 +32,7 @@ rm -r mnt/docs
 for i in 1 3; do head -c 100K /dev/urandom >"mnt/data/a$i"; done
 mkdir mnt/new && head -c 700K /dev/urandom >mnt/new/file
 snapshot round-3
-umount mnt
-losetup -d "$loop"
-fusermount3 -u fuse
-wait "$fuse_pid" || true
+unmount_ext4
 stop_server
 
 for round in round-1 round-2 round-3; do
