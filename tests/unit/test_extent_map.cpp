@@ -39,6 +39,33 @@ TEST_CASE("extent map agrees with a byte array under random overlapping inserts"
   CHECK(got == ref);
 }
 
+TEST_CASE("extent map at a random target agrees with the reference over 2000 histories",
+          "[extent_map][property]") {
+  // Each history is a run of WRITE (id >= 0), ZERO and TRIM (id -2: reads as zeroes)
+  // records; the map built from the first `target` of them must give, for every byte,
+  // the newest record at or before the target that covers it.
+  auto seed = GENERATE(range(1000, 3000));
+  std::mt19937_64 rng(static_cast<uint64_t>(seed));
+  const uint64_t size = 1 + rng() % 2048;
+  const int ops = 1 + static_cast<int>(rng() % 120);
+  const int target = static_cast<int>(rng() % (ops + 1));
+  CAPTURE(seed, size, ops, target);
+  std::vector<std::pair<int, uint64_t>> ref(size, {-1, 0});  // -1: the base snapshot
+  ExtentMap<Src> map;
+  for (int id = 0; id < target; ++id) {
+    uint64_t off = rng() % size;
+    uint64_t len = 1 + rng() % (size - off);
+    bool zero = rng() % 4 == 0;
+    map.insert(off, len, Src{zero ? -2 : id, 0});
+    for (uint64_t i = 0; i < len; ++i) ref[off + i] = {zero ? -2 : id, zero ? 0 : i};
+  }
+  std::vector<std::pair<int, uint64_t>> got(size, {-1, 0});
+  map.for_each(0, size, [&](uint64_t s, uint64_t e, const Src& v, uint64_t adv) {
+    for (uint64_t b = s; b < e; ++b) got[b] = {v.id, v.id == -2 ? 0 : v.pos + adv + (b - s)};
+  });
+  REQUIRE(got == ref);
+}
+
 TEST_CASE("extent map lookups clip to the asked range", "[extent_map]") {
   ExtentMap<Src> map;
   map.insert(100, 100, Src{1, 0});
