@@ -37,17 +37,24 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const char* what) {
   if (!::isatty(2)) return {};
   auto start = std::chrono::steady_clock::now();
   auto last = start - std::chrono::seconds(1);
+  bool finished = false;
   return [=](uint64_t done, uint64_t total) mutable {
+    if (finished) return;
     auto now = std::chrono::steady_clock::now();
     if (done < total && now - last < std::chrono::milliseconds(200)) return;
     last = now;
     double secs = std::chrono::duration<double>(now - start).count();
     double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
     double left = rate > 0 ? static_cast<double>(total - done) / rate : 0;
-    fmt::print(stderr, "\r{}: {} / {}  {}/s  {} left   ", what, rwd::format_size(done),
+    finished = done >= total;
+    fmt::print(stderr, "\r{}: {} / {}  {}/s  {}   {}", what, rwd::format_size(done),
                rwd::format_size(total), rwd::format_size(static_cast<uint64_t>(rate)),
-               rwd::format_duration(std::chrono::nanoseconds(static_cast<int64_t>(left * 1e9))));
-    if (done >= total) fmt::print(stderr, "\n");
+               finished ? fmt::format("done in {}", rwd::format_duration(std::chrono::nanoseconds(
+                                                        static_cast<int64_t>(secs * 1e9))))
+                        : rwd::format_duration(
+                              std::chrono::nanoseconds(static_cast<int64_t>(left * 1e9))) +
+                              " left",
+               finished ? "\n" : "");
   };
 }
 
