@@ -10,7 +10,7 @@
 #include "rewind/file.h"
 #include "rewind/format.h"
 #include "rewind/journal.h"
-#include "rewind/segment.h"
+#include "rewind/segment_index.h"
 
 namespace rwd {
 
@@ -51,42 +51,46 @@ std::string format_time(uint64_t time_ns) {
 
 namespace {
 
-Status scan_segment(const std::string& dir, SegmentReport* s, std::vector<MarkReport>* marks) {
-  auto reader = SegmentReader::open(segment_path(dir, s->file), s->sealed);
-  if (!reader) return reader.status();
-  RecordView rec;
-  s->records = 0;
-  for (;;) {
-    auto more = reader->next(&rec);
-    if (!more) return more.status();
-    if (!*more) break;
-    const RecordHeader& h = rec.header;
-    if (s->records == 0) s->first_time_ns = h.time_ns;
-    s->last_time_ns = h.time_ns;
-    ++s->records;
-    switch (h.type) {
+// Counts by type, from the segment's index (rebuilt if need be) or, for the open
+// segment, from its records.
+Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSegment& ms,
+                    SegmentReport* s, std::vector<MarkReport>* marks) {
+  auto loaded = load_segment_entries(dir, m.volume_id, ms, true, {});
+  if (!loaded) return loaded.status();
+  const std::vector<IndexEntry>& es = loaded->entries;
+  s->records = es.size();
+  for (const IndexEntry& e : es) {
+    switch (e.type) {
       case RecordType::kWrite:
-        ++s->writes, s->bytes_written += h.length;
+        ++s->writes, s->bytes_written += e.length;
         break;
       case RecordType::kZero:
-        ++s->zeroes, s->bytes_zeroed += h.length;
+        ++s->zeroes, s->bytes_zeroed += e.length;
         break;
       case RecordType::kTrim:
-        ++s->trims, s->bytes_trimmed += h.length;
+        ++s->trims, s->bytes_trimmed += e.length;
         break;
-      case RecordType::kMark:
+      case RecordType::kMark: {
         ++s->marks;
-        marks->push_back(MarkReport{
-            std::string(reinterpret_cast<const char*>(rec.payload.data()), rec.payload.size()),
-            h.seq, h.time_ns});
+        auto name = read_mark_name(dir, ms, e);
+        if (!name) return name.status();
+        marks->push_back(MarkReport{*name, e.seq, e.time_ns});
         break;
+      }
       case RecordType::kNone:
         break;
     }
   }
-  s->last_seq = s->records == 0 ? s->first_seq - 1 : reader->last_seq();
-  if (!s->sealed) s->bytes = reader->end();
-  s->torn_tail = reader->torn_tail();
+  if (!es.empty()) {
+    s->first_time_ns = es.front().time_ns;
+    s->last_time_ns = es.back().time_ns;
+    s->last_seq = es.back().seq;
+    if (!ms.sealed) s->bytes = es.back().position + format::record_span(es.back().payload_length);
+  } else {
+    s->last_seq = s->first_seq - 1;
+    if (!ms.sealed) s->bytes = format::kSegmentHeaderSize;
+  }
+  s->torn_tail = loaded->torn_tail;
   s->scanned = true;
   return Status::ok();
 }
@@ -121,7 +125,7 @@ Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records)
     s.first_time_ns = ms.first_time_ns;
     s.last_time_ns = ms.last_time_ns;
     if (scan_records || !ms.sealed) {
-      Status scanned = scan_segment(dir, &s, &r.marks);
+      Status scanned = scan_segment(dir, r.manifest, ms, &s, &r.marks);
       if (!scanned) return scanned;
     }
     r.segments.push_back(std::move(s));

@@ -44,8 +44,9 @@ struct JournalReport {
   uint64_t journal_bytes() const;
 };
 
-// Reads the manifest of `dir` and reports its segments. With `scan_records`, or for
-// the open segment of a running server, reads every record (verifying checksums).
+// Reads the manifest of `dir` and reports its segments. With `scan_records` (and
+// always for the open segment of a running server) counts records by type, from the
+// segment indexes (rebuilt if missing) and the open segment's records.
 Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records);
 
 // RFC 3339 in UTC with milliseconds: 2026-11-25T10:00:03.250Z

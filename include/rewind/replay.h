@@ -1,5 +1,6 @@
-// Replay to the newest state: the base snapshot with every journal record applied
-// in seq order. (Point-in-time targets and the extent-map restore build on this.)
+// Replay to the newest state the simple way: the base snapshot with every journal
+// record applied in seq order. Independent of the extent-map views, which is why the
+// tests use it to check image == replay(base, journal).
 #pragma once
 
 #include <string>
