@@ -8,6 +8,8 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <sys/un.h>
+
 #include <cerrno>
 #include <cinttypes>
 #include <cstdlib>
@@ -201,7 +203,25 @@ int rewind_config_complete() {
     nbdkit_error("rewind: journal=%s is the image itself; give a directory", c.journal.c_str());
     return -1;
   }
-  if (c.control.empty()) c.control = rwd::join_path(c.journal, rwd::format::kControlSocketName);
+  constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+  if (!c.control.empty() && c.control.size() > kMaxSocketPath) {
+    nbdkit_error(
+        "rewind: control=%s is longer than %zu bytes, the limit for a UNIX socket; give a "
+        "shorter path",
+        c.control.c_str(), kMaxSocketPath);
+    return -1;
+  }
+  if (c.control.empty()) {
+    c.control = rwd::join_path(c.journal, rwd::format::kControlSocketName);
+    if (c.control.size() > kMaxSocketPath) {
+      // The disk matters more than marks: serve it, and say how to get marks back.
+      nbdkit_error(
+          "rewind: warning: %s is too long for a UNIX socket, so this volume takes no "
+          "marks; give control=PATH with a shorter path",
+          c.control.c_str());
+      c.control.clear();
+    }
+  }
   c.opts.image_path = c.image;
   c.opts.journal_dir = c.journal;
   return 0;
@@ -250,6 +270,7 @@ std::string control_handler(const std::string& line) {
 int rewind_after_fork() {
   if (g_volume == nullptr) return 0;  // a view has no threads
   g_volume->start();
+  if (config_state()->control.empty()) return 0;
   // After the fork, like the flusher: a thread started before it would be gone.
   auto server = rwd::ControlServer::start(config_state()->control, control_handler, log_line);
   if (!server) return fail(server.status());

@@ -36,6 +36,7 @@ expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-
 expect_error "image= and a point in time (at=/seq=/mark=) exclude each other" image=disk.img journal=j at=now
 expect_error "'yesterday' is not a time" journal=j at=yesterday
 expect_error "give only one of" journal=j seq=1 mark=x
+expect_error "is longer than 107 bytes, the limit for a UNIX socket" image=disk.img journal=j control=$workdir/$(printf 'x%.0s' $(seq 1 120))
 expect_error "not a rewind journal" image=disk.img journal=notajournal
 expect_error "not a non-zero multiple of 512" image=odd.img journal=j2
 # A journal that belongs to another image.
@@ -45,4 +46,11 @@ expect_error "was created for image" image=other.img journal=disk.rewind
 start_server "$workdir/nbd.sock" image=disk.img journal=disk.rewind
 expect_error "is in use by another rewind process" image=disk.img journal=disk.rewind
 stop_server
+# A journal so deep that its default control socket cannot exist still serves.
+deep=$workdir/$(printf 'd%.0s' $(seq 1 60))/$(printf 'e%.0s' $(seq 1 60))
+mkdir -p "$deep"
+nbdkit -U - "$REWIND_PLUGIN" image=disk.img journal="$deep/j" --run 'nbdinfo --size $uri' >deep.log 2>&1 ||
+  { cat deep.log; fail "a deep journal path stopped the server"; }
+grep -q "this volume takes no marks; give control=PATH" deep.log || fail "no warning about the control socket"
+rm -rf "$workdir/dddd"* deep.log
 echo "PASS: bad parameters"
