@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 #include <unistd.h>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -43,6 +44,23 @@ struct Fixture {
     return std::move(*v);
   }
   std::unique_ptr<Volume> open() { return open(options()); }
+
+  // Serves the volume in a child process that runs `work` and then dies without any
+  // shutdown, as a crash would leave it. Requires that `work` succeeded.
+  void crash_after(const VolumeOptions& o, const std::function<bool(Volume&)>& work) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto v = Volume::open(o, {});
+      if (!v) ::_exit(3);
+      (*v)->start();
+      ::_exit(work(**v) ? 0 : 4);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+  }
 };
 
 std::vector<uint8_t> vread(const Volume& v, uint64_t off, size_t n) {
@@ -178,23 +196,13 @@ TEST_CASE("after an unclean stop open redoes the journal onto the image", "[volu
   auto a = test::pattern(65536, 6);
   VolumeOptions o = f.options();
   o.checkpoint_interval = std::chrono::hours(1);  // no checkpoint before the "crash"
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // The child serves, flushes, and dies without any shutdown.
-    auto v = Volume::open(o, {});
-    if (!v) ::_exit(3);
-    (*v)->start();
-    if (!(*v)->write(a, 1 << 20, false).is_ok() || !(*v)->flush().is_ok()) ::_exit(4);
+  f.crash_after(o, [&](Volume& v) {
+    if (!v.write(a, 1 << 20, false).is_ok() || !v.flush().is_ok()) return false;
     // Undo what the flusher applied, as if the page cache had been lost: the image
     // holds nothing, the journal everything.
     test::write_file(o.image_path, std::vector<uint8_t>(kSize, 0));
-    ::_exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+    return true;
+  });
   CHECK(file_range(f.image, 1 << 20, a.size()) != a);
 
   auto v = f.open(o);
@@ -211,20 +219,7 @@ TEST_CASE("a torn tail left by a crash is discarded with a warning", "[volume][c
   Fixture f;
   auto a = test::pattern(4096, 7);
   std::string seg_file;
-  {
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      auto v = Volume::open(f.options(), {});
-      if (!v) ::_exit(3);
-      (*v)->start();
-      if (!(*v)->write(a, 0, true).is_ok()) ::_exit(4);
-      ::_exit(0);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    REQUIRE(WEXITSTATUS(status) == 0);
-  }
+  f.crash_after(f.options(), [&](Volume& v) { return v.write(a, 0, true).is_ok(); });
   auto m = Manifest::load(f.journal);
   REQUIRE(m.is_ok());
   REQUIRE(m->segments.size() == 1);
@@ -268,18 +263,8 @@ TEST_CASE("marks are unique and survive a clean restart and a crash", "[volume][
     CHECK(v->mark("bad name").status().code() == Status::Code::kInvalidArgument);
     REQUIRE(v->close().is_ok());
   }
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    auto v = Volume::open(f.options(), {});
-    if (!v) ::_exit(3);
-    (*v)->start();
-    if (!(*v)->mark("second").is_ok()) ::_exit(4);
-    ::_exit(0);  // no shutdown: the mark sits in the open segment
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  REQUIRE(WEXITSTATUS(status) == 0);
+  // No shutdown: the mark sits in the open segment.
+  f.crash_after(f.options(), [](Volume& v) { return v.mark("second").is_ok(); });
   auto v = f.open();
   v->start();
   const auto& marks = v->manifest().marks;
