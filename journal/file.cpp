@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <vector>
@@ -16,9 +17,65 @@
 
 namespace rwd {
 
+int FileSystem::open(const char* path, int flags, mode_t mode) {
+  return ::open(path, flags, mode);
+}
+int FileSystem::close(int fd) {
+  return ::close(fd);
+}
+ssize_t FileSystem::pread(int fd, void* buf, size_t n, off_t offset) {
+  return ::pread(fd, buf, n, offset);
+}
+ssize_t FileSystem::pwrite(int fd, const void* buf, size_t n, off_t offset) {
+  return ::pwrite(fd, buf, n, offset);
+}
+ssize_t FileSystem::pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
+  return ::pwritev(fd, iov, iovcnt, offset);
+}
+int FileSystem::fsync(int fd) {
+  return ::fsync(fd);
+}
+int FileSystem::fdatasync(int fd) {
+  return ::fdatasync(fd);
+}
+int FileSystem::ftruncate(int fd, off_t size) {
+  return ::ftruncate(fd, size);
+}
+int FileSystem::fallocate(int fd, int mode, off_t offset, off_t len) {
+  return ::fallocate(fd, mode, offset, len);
+}
+int FileSystem::clone(int dst, int src) {
+  return ::ioctl(dst, FICLONE, src);
+}
+ssize_t FileSystem::copy_file_range(int in, off_t* in_off, int out, off_t* out_off, size_t n) {
+  return ::copy_file_range(in, in_off, out, out_off, n, 0);
+}
+int FileSystem::rename(const char* from, const char* to) {
+  return ::rename(from, to);
+}
+int FileSystem::unlink(const char* path) {
+  return ::unlink(path);
+}
+int FileSystem::mkdir(const char* path, mode_t mode) {
+  return ::mkdir(path, mode);
+}
+
+namespace {
+FileSystem kernel_fs;
+std::atomic<FileSystem*> current_fs{&kernel_fs};
+}  // namespace
+
+FileSystem& file_system() {
+  return *current_fs.load(std::memory_order_acquire);
+}
+
+FileSystem* set_file_system(FileSystem* fs) {
+  return current_fs.exchange(fs != nullptr ? fs : &kernel_fs, std::memory_order_acq_rel);
+}
+
 File& File::operator=(File&& o) noexcept {
   if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) file_system().close(fd_);
     fd_ = o.fd_;
     path_ = std::move(o.path_);
     o.fd_ = -1;
@@ -27,11 +84,11 @@ File& File::operator=(File&& o) noexcept {
 }
 
 File::~File() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) file_system().close(fd_);
 }
 
 Result<File> File::open(const std::string& path, int flags, int mode) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  int fd = file_system().open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return Status::io_error(fmt::format("cannot open {}", path), errno);
   return File(fd, path);
 }
@@ -39,8 +96,8 @@ Result<File> File::open(const std::string& path, int flags, int mode) {
 Status File::pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got) const {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n =
-        ::pread(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n = file_system().pread(fd_, buf.data() + done, buf.size() - done,
+                                    static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::io_error(fmt::format("read of {} at offset {} failed", path_, offset + done),
@@ -62,8 +119,8 @@ Status File::pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got) co
 Status File::pwrite_full(std::span<const uint8_t> buf, uint64_t offset) const {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t n =
-        ::pwrite(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n = file_system().pwrite(fd_, buf.data() + done, buf.size() - done,
+                                     static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::io_error(fmt::format("write to {} at offset {} failed", path_, offset + done),
@@ -83,7 +140,7 @@ Status File::pwritev_full(struct iovec* iov, int iovcnt, uint64_t offset) const 
       continue;
     }
     int chunk = std::min(iovcnt, IOV_MAX);
-    ssize_t n = ::pwritev(fd_, iov, chunk, static_cast<off_t>(offset));
+    ssize_t n = file_system().pwritev(fd_, iov, chunk, static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::io_error(fmt::format("write to {} at offset {} failed", path_, offset), errno);
@@ -106,18 +163,19 @@ Status File::pwritev_full(struct iovec* iov, int iovcnt, uint64_t offset) const 
 }
 
 Status File::datasync() const {
-  if (::fdatasync(fd_) != 0)
+  if (file_system().fdatasync(fd_) != 0)
     return Status::io_error(fmt::format("fdatasync of {} failed", path_), errno);
   return Status::ok();
 }
 
 Status File::sync() const {
-  if (::fsync(fd_) != 0) return Status::io_error(fmt::format("fsync of {} failed", path_), errno);
+  if (file_system().fsync(fd_) != 0)
+    return Status::io_error(fmt::format("fsync of {} failed", path_), errno);
   return Status::ok();
 }
 
 Status File::truncate(uint64_t size) const {
-  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+  if (file_system().ftruncate(fd_, static_cast<off_t>(size)) != 0)
     return Status::io_error(fmt::format("cannot truncate {} to {} bytes", path_, size), errno);
   return Status::ok();
 }
@@ -130,7 +188,7 @@ Result<uint64_t> File::size() const {
 
 Status File::close() {
   if (fd_ < 0) return Status::ok();
-  int rc = ::close(fd_);
+  int rc = file_system().close(fd_);
   fd_ = -1;
   if (rc != 0) return Status::io_error(fmt::format("close of {} failed", path_), errno);
   return Status::ok();
@@ -155,7 +213,7 @@ Status write_file_atomic(const std::string& path, std::string_view content) {
       std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()), 0));
   REWIND_RETURN_IF_ERROR(f->sync());
   REWIND_RETURN_IF_ERROR(f->close());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
+  if (file_system().rename(tmp.c_str(), path.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
   auto slash = path.find_last_of('/');
   return sync_dir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
@@ -179,7 +237,7 @@ Result<std::string> read_small_file(const std::string& path, size_t limit) {
 
 Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, bool* reflinked) {
   *reflinked = false;
-  if (::ioctl(dst.fd(), FICLONE, src.fd()) == 0) {
+  if (file_system().clone(dst.fd(), src.fd()) == 0) {
     *reflinked = true;
     return dst.sync();
   }
@@ -198,8 +256,8 @@ Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, boo
     hole = std::min(hole, end);
     off_t in = data, out = data;
     while (in < hole) {
-      ssize_t n =
-          ::copy_file_range(src.fd(), &in, dst.fd(), &out, static_cast<size_t>(hole - in), 0);
+      ssize_t n = file_system().copy_file_range(src.fd(), &in, dst.fd(), &out,
+                                                static_cast<size_t>(hole - in));
       if (n < 0) {
         if (errno == EINTR) continue;
         return Status::io_error(
@@ -217,9 +275,10 @@ Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch) 
   if (len == 0) return Status::ok();
   auto off = static_cast<off_t>(offset);
   auto n = static_cast<off_t>(len);
-  if (may_punch && ::fallocate(f.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
+  if (may_punch &&
+      file_system().fallocate(f.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
     return Status::ok();
-  if (::fallocate(f.fd(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
+  if (file_system().fallocate(f.fd(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, n) == 0)
     return Status::ok();
   if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
     return Status::io_error(

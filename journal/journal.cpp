@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 #include "rewind/format.h"
@@ -32,7 +34,11 @@ uint64_t Journal::last_seq() const {
 Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
   std::string file = segment_file_name(first_seq);
   SegmentHeader h{manifest_.volume_id, first_seq, now_ns};
-  auto w = SegmentWriter::create(segment_path(dir_, file), h, opts_.segment_size);
+  // A file of this name can only be one a failed attempt created but never listed.
+  const std::string path = segment_path(dir_, file);
+  if (file_system().unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Status::io_error(fmt::format("cannot remove unused segment file {}", path), errno);
+  auto w = SegmentWriter::create(path, h, opts_.segment_size);
   if (!w) return w.status();
   // The manifest names the segment before any record is written to it, so recovery
   // always knows which segment was open.
@@ -45,6 +51,8 @@ Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
   open_stats_ = ManifestSegment{file, first_seq, false};
   open_entries_.clear();
   open_stats_.last_seq = first_seq - 1;
+  open_marks_.clear();
+  synced_ = Synced{writer_->end(), open_stats_, 0, 0};
   log_to(logger_, LogLevel::kDebug, fmt::format("opened segment {}", file));
   return Status::ok();
 }
@@ -59,7 +67,7 @@ Status Journal::seal_open(bool store_manifest) {
     manifest_ = std::move(next);
     std::string path = writer_->path();
     writer_.reset();
-    ::unlink(path.c_str());
+    file_system().unlink(path.c_str());
     return Status::ok();
   }
   REWIND_RETURN_IF_ERROR(writer_->seal());
@@ -146,8 +154,20 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     // A full segment is sealed (which syncs it) before the rest of the batch goes on.
     if (writer_->end() >= opts_.segment_size) REWIND_RETURN_IF_ERROR(seal_open(true));
   }
-  if (writer_) REWIND_RETURN_IF_ERROR(writer_->sync());
+  if (writer_) {
+    REWIND_RETURN_IF_ERROR(writer_->sync());
+    synced_ = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size()};
+  }
   return Status::ok();
+}
+
+Status Journal::recover() {
+  if (!writer_) return Status::ok();
+  open_stats_ = synced_.stats;
+  open_marks_.resize(synced_.marks);
+  open_entries_.resize(synced_.entries);
+  REWIND_RETURN_IF_ERROR(writer_->cut(synced_.end));
+  return seal_open(true);
 }
 
 Status Journal::checkpoint(uint64_t seq) {

@@ -112,8 +112,8 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
 Status SegmentWriter::reserve(uint64_t need) {
   if (need <= allocated_ || prealloc_limit_ <= allocated_) return Status::ok();
   uint64_t target = std::max(need, std::min(need + kPreallocStep, prealloc_limit_));
-  if (::fallocate(file_.fd(), 0, static_cast<off_t>(allocated_),
-                  static_cast<off_t>(target - allocated_)) != 0) {
+  if (file_system().fallocate(file_.fd(), 0, static_cast<off_t>(allocated_),
+                              static_cast<off_t>(target - allocated_)) != 0) {
     if (errno != EOPNOTSUPP)
       return Status::io_error(fmt::format("cannot reserve {} bytes for {}", target, file_.path()),
                               errno);
@@ -144,6 +144,12 @@ Status SegmentWriter::append(std::span<const RecordRef> records) {
 Status SegmentWriter::seal() {
   REWIND_RETURN_IF_ERROR(file_.truncate(end_));
   return file_.sync();
+}
+
+Status SegmentWriter::cut(uint64_t end) {
+  end_ = end;
+  allocated_ = end;
+  return seal();
 }
 
 // ---- SegmentReader ---------------------------------------------------------------

@@ -57,7 +57,7 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
     REWIND_RETURN_IF_ERROR(f->pwrite_full(std::span(p, buf.size()), 0));
     REWIND_RETURN_IF_ERROR(f->close());
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
+  if (file_system().rename(tmp.c_str(), path.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
   return Status::ok();
 }

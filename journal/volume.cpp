@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -35,7 +36,7 @@ Result<std::vector<std::string>> list_dir(const std::string& dir) {
 }
 
 Status make_dir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+  if (file_system().mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     return Status::io_error(fmt::format("cannot create directory {}", dir), errno);
   return Status::ok();
 }
@@ -85,19 +86,23 @@ Result<File> lock_journal(const std::string& journal_dir) {
 
 namespace {
 
-// The journal directory must be empty but for what an interrupted create left.
+// The journal directory must be empty but for what an interrupted create left: the
+// lock, temporaries, empty subdirectories and a base snapshot written before the
+// manifest (never served from, so it is simply made again).
 Status check_empty_journal_dir(const std::string& journal_dir) {
   auto names = list_dir(journal_dir);
   if (!names) return names.status();
+  const std::string first_base = fmt::format("{:020}.img", 0);
   for (const std::string& n : *names) {
     if (n == format::kLockName || n == std::string(format::kManifestName) + ".tmp") continue;
     if (n == format::kSegmentDir || n == format::kBaseDir) {
       auto inner = list_dir(join_path(journal_dir, n));
       if (!inner) return inner.status();
-      bool only_tmp = true;
+      bool leftovers_only = true;
       for (const std::string& i : *inner)
-        if (i.size() < 4 || i.substr(i.size() - 4) != ".tmp") only_tmp = false;
-      if (only_tmp) continue;
+        if (!i.ends_with(".tmp") && !(n == format::kBaseDir && i == first_base))
+          leftovers_only = false;
+      if (leftovers_only) continue;
     }
     return Status::invalid(fmt::format(
         "journal directory {} is not empty and has no {}: it is not a rewind journal; give a new "
@@ -135,7 +140,7 @@ Status create_journal_locked(const std::string& image_path, const std::string& j
   if (!dst) return dst.status();
   bool reflinked = false;
   REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(*src, *size, *dst, &reflinked));
-  if (::rename(tmp.c_str(), base.c_str()) != 0)
+  if (file_system().rename(tmp.c_str(), base.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", tmp, base), errno);
   REWIND_RETURN_IF_ERROR(sync_dir(base_dir));
   REWIND_RETURN_IF_ERROR(sync_dir(journal_dir));
@@ -194,7 +199,7 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
     log_to(logger, LogLevel::kInfo, fmt::format("removing empty segment {}", seg.file));
     m->segments.pop_back();
     REWIND_RETURN_IF_ERROR(m->store(dir));
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (file_system().unlink(path.c_str()) != 0 && errno != ENOENT)
       return Status::io_error(fmt::format("cannot remove {}", path), errno);
     return Status::ok();
   }
@@ -278,7 +283,7 @@ Status check_segments(const Manifest& m, const std::string& dir, const Logger& l
                       std::sscanf(n.c_str(), "%20lu", &first) == 1;
     if ((is_segment && first > last) || n.ends_with(".tmp")) {
       log_to(logger, LogLevel::kInfo, fmt::format("removing unused segment file {}", n));
-      ::unlink(segment_path(dir, n).c_str());
+      file_system().unlink(segment_path(dir, n).c_str());
     } else {
       log_to(logger, LogLevel::kWarning,
              fmt::format("segment directory of {} holds {}, which the manifest does not list", dir,
@@ -544,33 +549,122 @@ Status Volume::checkpoint() {
   return Status::ok();
 }
 
-void Volume::flusher_loop() {
-  std::vector<QueuedRecord> batch;
-  const uint64_t batch_bytes = std::max<uint64_t>(opts_.queue_max / 4, 1u << 20);
-  auto fail = [&](const char* what, const Status& st) {
-    log_to(logger_, LogLevel::kError,
-           fmt::format("{}: {}; writes and flushes now fail until the volume is restarted", what,
-                       st.message()));
+void Volume::fail(Part part, const char* what, const Status& st) {
+  (part == Part::kJournal ? journal_failed_ : image_failed_) = true;
+  if (queue_->error().is_ok()) {
+    failed_since_ns_ = wall_clock_ns();
+    log_to(
+        logger_, LogLevel::kError,
+        fmt::format(
+            "{}: {}; writes and flushes fail until it works again (retrying every {} "
+            "ms); reads go on",
+            what, st.message(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(opts_.retry_interval).count()));
     queue_->fail(st);
-  };
-  while (queue_->take(opts_.flush_interval, batch_bytes, &batch)) {
-    if (!batch.empty()) {
-      Status st = journal_->append(batch);
-      if (!st) return fail("journal write failed", st);
-      queue_->mark_durable(batch.back().header.seq);
-      // Journal before image: the records are durable, now the image may see them.
-      st = apply_batch(batch);
-      if (!st) return fail("image write failed", st);
-      applied_seq_ = batch.back().header.seq;
-      queue_->mark_applied(batch);
+  } else {
+    log_to(logger_, LogLevel::kDebug, fmt::format("{} again: {}", what, st.message()));
+  }
+}
+
+bool Volume::write_held() {
+  if (!unjournaled_.empty()) {
+    Status st = journal_->append(unjournaled_);
+    if (!st) {
+      fail(Part::kJournal, "journal write failed", st);
+      return false;
     }
+    queue_->mark_durable(unjournaled_.back().header.seq);
+    unapplied_.insert(unapplied_.end(), std::make_move_iterator(unjournaled_.begin()),
+                      std::make_move_iterator(unjournaled_.end()));
+    unjournaled_.clear();
+  }
+  if (!unapplied_.empty()) {
+    // Journal before image: the records are durable, now the image may see them.
+    Status st = apply_batch(unapplied_);
+    if (!st) {
+      fail(Part::kImage, "image write failed", st);
+      return false;
+    }
+    applied_seq_ = unapplied_.back().header.seq;
+    queue_->mark_applied(unapplied_);
+    unapplied_.clear();
+  }
+  return true;
+}
+
+bool Volume::recover() {
+  if (journal_failed_) {
+    Status st = journal_->recover();
+    if (!st) {
+      log_to(logger_, LogLevel::kDebug, fmt::format("journal still failing: {}", st.message()));
+      return false;
+    }
+    // A failed append may have made some records durable (in a segment it sealed
+    // before failing): those must not be written twice.
+    const uint64_t durable = journal_->last_seq();
+    auto split = std::find_if(unjournaled_.begin(), unjournaled_.end(),
+                              [&](const QueuedRecord& r) { return r.header.seq > durable; });
+    if (split != unjournaled_.begin()) {
+      queue_->mark_durable(durable);
+      unapplied_.insert(unapplied_.end(), std::make_move_iterator(unjournaled_.begin()),
+                        std::make_move_iterator(split));
+      unjournaled_.erase(unjournaled_.begin(), split);
+    }
+    journal_failed_ = false;
+  }
+  if (image_failed_) {
+    // A failed write or sync leaves the image unknown since its last checkpoint:
+    // redo that part of the journal onto it, as start-up after a crash would.
+    const Manifest& m = journal_->manifest();
+    const uint64_t last = journal_->last_seq();
+    Status st = redo_records(journal_->dir(), m, m.checkpoint_seq, image_);
+    if (st) st = image_.datasync();
+    if (st) st = journal_->checkpoint(last);
+    if (!st) {
+      log_to(logger_, LogLevel::kDebug, fmt::format("image still failing: {}", st.message()));
+      return false;
+    }
+    image_failed_ = false;
+    applied_seq_ = last;
+    last_checkpoint_ns_ = wall_clock_ns();
+    queue_->mark_applied(unapplied_);
+    unapplied_.clear();
+  }
+  if (!write_held()) return false;
+  queue_->clear_error();
+  log_to(logger_, LogLevel::kInfo,
+         fmt::format("journal and image writable again after {:.1f} s; writes are accepted",
+                     static_cast<double>(wall_clock_ns() - failed_since_ns_) / 1e9));
+  return true;
+}
+
+void Volume::flusher_loop() {
+  std::vector<QueuedRecord> taken;
+  const uint64_t batch_bytes = std::max<uint64_t>(opts_.queue_max / 4, 1u << 20);
+  for (;;) {
+    if (journal_failed_ || image_failed_) {
+      const bool stopping = queue_->wait_stop(opts_.retry_interval);
+      if (!recover()) {
+        if (stopping) return;  // close() reports what is lost
+        continue;
+      }
+    }
+    const bool running = queue_->take(opts_.flush_interval, batch_bytes, &taken);
+    unjournaled_.insert(unjournaled_.end(), std::make_move_iterator(taken.begin()),
+                        std::make_move_iterator(taken.end()));
+    taken.clear();
+    if (!write_held()) continue;
+    if (!running) return;
     const uint64_t now = wall_clock_ns();
     Status st = journal_->seal_if_old(now);
-    if (!st) return fail("sealing a segment failed", st);
+    if (!st) {
+      fail(Part::kJournal, "sealing a segment failed", st);
+      continue;
+    }
     if (journal_->take_sealed_flag() ||
         now >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count())) {
       st = checkpoint();
-      if (!st) return fail("checkpoint failed", st);
+      if (!st) fail(Part::kImage, "checkpoint failed", st);
     }
   }
 }
@@ -585,6 +679,21 @@ Status Volume::close() {
     flusher_loop();  // never started: drain here
   }
   Status st = queue_->error();
+  if (!st) {
+    const uint64_t durable = queue_->durable_seq(), last = queue_->last_seq();
+    if (journal_failed_ && last > durable) {
+      log_to(logger_, LogLevel::kError,
+             fmt::format("stopping with records {}..{} not journaled ({}): those writes were "
+                         "acknowledged but never flushed, and are lost; every write a completed "
+                         "flush covered is in the journal",
+                         durable + 1, last, st.message()));
+    } else {
+      log_to(logger_, LogLevel::kError,
+             fmt::format("stopping with the image behind the journal ({}); it is redone from the "
+                         "journal at the next start",
+                         st.message()));
+    }
+  }
   if (st.is_ok()) st = journal_->seal();
   if (st.is_ok()) st = checkpoint();
   if (st.is_ok()) st = image_.close();

@@ -117,11 +117,10 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
   out->clear();
   std::unique_lock lk(mu_);
   auto ready = [&] {
-    return stopping_ || !error_.is_ok() || pending_bytes_ >= batch_bytes ||
+    return stopping_ || pending_bytes_ >= batch_bytes ||
            (flush_wanted_ > durable_seq_ && !pending_.empty());
   };
   if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
-  if (!error_.is_ok()) return false;
   if (pending_.empty()) return !stopping_;
   out->swap(pending_);
   pending_bytes_ = 0;
@@ -154,6 +153,17 @@ void WriteQueue::fail(const Status& st) {
   space_cv_.notify_all();
   durable_cv_.notify_all();
   work_cv_.notify_all();
+}
+
+void WriteQueue::clear_error() {
+  std::lock_guard lk(mu_);
+  error_ = Status::ok();
+}
+
+bool WriteQueue::wait_stop(std::chrono::nanoseconds d) {
+  std::unique_lock lk(mu_);
+  work_cv_.wait_for(lk, d, [&] { return stopping_; });
+  return stopping_;
 }
 
 void WriteQueue::stop() {

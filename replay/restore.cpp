@@ -62,12 +62,12 @@ Status restore_to_file(const JournalView& view, const std::string& out,
     if (opts.progress) opts.progress(total, total);
     REWIND_RETURN_IF_ERROR(f->sync());
     REWIND_RETURN_IF_ERROR(f->close());
-    if (::rename(tmp.c_str(), out.c_str()) != 0)
+    if (file_system().rename(tmp.c_str(), out.c_str()) != 0)
       return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
     return sync_dir(parent_of(out));
   };
   Status st = body();
-  if (!st) ::unlink(tmp.c_str());
+  if (!st) file_system().unlink(tmp.c_str());
   return st;
 }
 

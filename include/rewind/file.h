@@ -2,6 +2,7 @@
 // report failures as Status values naming the file.
 #pragma once
 
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <cstdint>
@@ -11,6 +12,38 @@
 #include "rewind/status.h"
 
 namespace rwd {
+
+// The system calls through which every journal, manifest and image byte is written
+// and synced. Each has the system call's contract: -1 (or a negative count) with
+// errno set on failure. The default passes straight to the kernel; tests install a
+// fault-injecting one (tests/support/fault_fs.h) to simulate power cuts and I/O
+// errors at this seam, which is why File and the helpers below never call the kernel
+// directly for these.
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+  virtual int open(const char* path, int flags, mode_t mode);
+  virtual int close(int fd);
+  virtual ssize_t pread(int fd, void* buf, size_t n, off_t offset);
+  virtual ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset);
+  virtual ssize_t pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset);
+  virtual int fsync(int fd);
+  virtual int fdatasync(int fd);
+  virtual int ftruncate(int fd, off_t size);
+  virtual int fallocate(int fd, int mode, off_t offset, off_t len);
+  // ioctl(FICLONE): makes `dst` a copy-on-write clone of `src`.
+  virtual int clone(int dst, int src);
+  virtual ssize_t copy_file_range(int in, off_t* in_off, int out, off_t* out_off, size_t n);
+  virtual int rename(const char* from, const char* to);
+  virtual int unlink(const char* path);
+  virtual int mkdir(const char* path, mode_t mode);
+};
+
+// The file system in use (the kernel's unless a test installed another).
+FileSystem& file_system();
+// Installs `fs` (nullptr: the kernel's again) and returns the previous one. For tests;
+// not thread-safe against I/O in flight.
+FileSystem* set_file_system(FileSystem* fs);
 
 // An open file descriptor and the path it was opened as (for error messages).
 // Move-only; closes on destruction.

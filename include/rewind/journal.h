@@ -35,7 +35,15 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // Appends the records (consecutive seqs, continuing the journal) and syncs them.
+  // After a failure, call recover() before anything else: which of the records
+  // became durable is then last_seq().
   Status append(std::span<const QueuedRecord> batch);
+  // After a failed append, seal or segment creation: seals the open segment at the
+  // end of its last successful sync, so that nothing written after it (and perhaps
+  // not on disk) is ever read as a record, and the next append starts a new segment.
+  // The failed sync is never retried: that would report data the kernel may already
+  // have dropped as durable. Safe to call again if it fails.
+  Status recover();
   // Seals the open segment if it is older than segment-age.
   Status seal_if_old(uint64_t now_ns);
   // Seals the open segment, if any.
@@ -51,6 +59,8 @@ class Journal {
   }
 
   const Manifest& manifest() const { return manifest_; }
+  const std::string& dir() const { return dir_; }
+  // The last durable record (after a failure: once recover() succeeded).
   uint64_t last_seq() const;
 
  private:
@@ -66,6 +76,12 @@ class Journal {
   ManifestSegment open_stats_;            // records, seq and time range of the open segment
   std::vector<ManifestMark> open_marks_;  // marks in the open segment
   std::vector<IndexEntry> open_entries_;  // the open segment's index, written when sealed
+  // The open segment as of its last successful sync: where recover() cuts it.
+  struct Synced {
+    uint64_t end = 0;
+    ManifestSegment stats;
+    size_t marks = 0, entries = 0;
+  } synced_;
   bool sealed_since_checked_ = false;
   std::vector<EncodedHeader> headers_;  // reused between appends
   std::vector<RecordRef> refs_;

@@ -66,6 +66,9 @@ class SegmentWriter {
   Status sync() const { return file_.datasync(); }
   // Cuts the pre-allocated tail off and fsyncs: the file then ends at end().
   Status seal();
+  // Forgets everything appended after `end` (a point the file was synced at) and
+  // seals the file there.
+  Status cut(uint64_t end);
 
   uint64_t end() const { return end_; }
   const std::string& path() const { return file_.path(); }

@@ -8,6 +8,13 @@
 //   checkpoint      -> image synced, then the manifest records how far it is current
 // open() redoes the journal after the last checkpoint, so after any crash
 // image == replay(base, journal).
+//
+// A journal or image error (a full disk, EIO) does not stop the volume: from then
+// on writes, flushes and marks fail with that error while reads go on; the flusher
+// keeps what it could not write and tries again every retry-interval. A failed sync
+// is never retried on the same data: the journal starts a new segment after the last
+// successful sync, and the image is redone from the journal since its last
+// checkpoint. Once that works, writes are accepted again.
 #pragma once
 
 #include <atomic>
@@ -32,6 +39,8 @@ struct VolumeOptions {
   uint64_t queue_max = 64ull << 20;
   std::chrono::nanoseconds flush_interval = std::chrono::milliseconds(100);
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(30);
+  // After a journal or image error, how often the flusher tries again.
+  std::chrono::nanoseconds retry_interval = std::chrono::seconds(1);
   JournalOptions journal;
 };
 
@@ -94,8 +103,14 @@ class Volume {
   Status push(RecordHeader h, Payload payload, bool fua);
   Status check_range(const char* what, uint64_t offset, uint64_t length) const;
   void flusher_loop();
+  // Journals, then applies, what the flusher holds; false after a failure.
+  bool write_held();
   Status apply_batch(std::span<const QueuedRecord> batch);
   Status checkpoint();
+  enum class Part { kJournal, kImage };
+  void fail(Part part, const char* what, const Status& st);
+  // Tries to undo a failure (see the class comment); true once writes may go on.
+  bool recover();
 
   VolumeOptions opts_;
   Logger logger_;
@@ -107,6 +122,11 @@ class Volume {
   std::thread flusher_;
   uint64_t applied_seq_ = 0;               // flusher only
   uint64_t last_checkpoint_ns_ = 0;        // flusher only
+  std::vector<QueuedRecord> unjournaled_;  // flusher only: taken, not yet durable
+  std::vector<QueuedRecord> unapplied_;    // flusher only: durable, not yet in the image
+  bool journal_failed_ = false;            // flusher only
+  bool image_failed_ = false;              // flusher only
+  uint64_t failed_since_ns_ = 0;           // flusher only
   std::mutex marks_mu_;                    // guards marks_, and serialises mark()
   std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
   bool closed_ = false;

@@ -68,7 +68,7 @@ class WriteQueue {
   std::vector<QueuedRange> queued_ranges(uint64_t offset, uint64_t length) const;
 
   // Waits until every record pushed before this call is durable; asks the flusher to
-  // run now. Fails with the sticky error if journaling failed.
+  // run now. Fails with the error while the volume is failing (see fail()).
   Status wait_durable();
   Status wait_durable(uint64_t seq);
 
@@ -82,9 +82,13 @@ class WriteQueue {
   // The records (a batch from take(), already durable) are in the image: drop them
   // from the overlay and free their queue space.
   void mark_applied(std::span<const QueuedRecord> records);
-  // Makes `st` sticky: every later push and wait_durable fails with it.
+  // Makes every push and wait_durable fail with `st` until clear_error(); records
+  // already queued stay queued, and visible to reads.
   void fail(const Status& st);
+  void clear_error();
   void stop();
+  // Waits up to `d` for stop(); returns whether it was called.
+  bool wait_stop(std::chrono::nanoseconds d);
 
   uint64_t last_seq() const;
   uint64_t durable_seq() const;

@@ -163,13 +163,21 @@ TEST_CASE("flush waiters return once the flusher reports their seq durable", "[q
   CHECK(flushed.load());
 }
 
-TEST_CASE("a journaling failure is sticky for writers and flush waiters", "[queue]") {
+TEST_CASE("a journaling failure fails writers and flush waiters until it is cleared", "[queue]") {
   WriteQueue q(1 << 20, 1, 0);
   REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
   q.fail(Status::io_error("journal write failed", ENOSPC));
   Status st = q.wait_durable();
   CHECK(st.errno_value() == ENOSPC);
   CHECK(q.push(write_header(0, 1), bytes(1, 0)).status().errno_value() == ENOSPC);
-  // Reads still see the queued data.
+  // Reads still see the queued data, and the flusher still gets the record.
   CHECK(read(q, 0, 1) == expect({{1, 0}}));
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(1), 1, &batch));
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0].header.seq == 1);
+  q.clear_error();
+  CHECK(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
+  q.mark_durable(2);
+  CHECK(q.wait_durable().is_ok());
 }
