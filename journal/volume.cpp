@@ -231,12 +231,40 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
   return m->store(dir);
 }
 
-// Checks what can be checked cheaply at every start: each sealed segment exists, has
-// the size the manifest says and a valid header of this volume. Removes segment files
+// Reads every record of a sealed segment, verifying its checksums, and rebuilds the
+// segment's index if it is missing, damaged or disagrees with the records.
+Status check_sealed_records(const Manifest& m, const std::string& dir, const ManifestSegment& seg,
+                            const Logger& logger) {
+  auto scanned = scan_segment_entries(dir, m.volume_id, seg);
+  if (!scanned) return scanned.status();
+  const std::vector<IndexEntry>& entries = scanned->entries;
+  const uint64_t last = entries.empty() ? seg.first_seq - 1 : entries.back().seq;
+  if (last != seg.last_seq || entries.size() != seg.records)
+    return Status::corruption(
+        fmt::format("segment {} holds {} records up to seq {} but the manifest says {} up to {}",
+                    seg.file, entries.size(), last, seg.records, seg.last_seq));
+  auto index = read_segment_index(dir, m.volume_id, seg);
+  if (index && *index == entries) return Status::ok();
+  log_to(logger, LogLevel::kWarning,
+         fmt::format("index of segment {} {}; rebuilt from its records", seg.file,
+                     index ? "disagrees with the records" : index.status().message()));
+  return write_segment_index(dir, seg.file, m.volume_id, seg.first_seq, entries);
+}
+
+// Checks the segments at start: each sealed segment exists, has the size the manifest
+// says and a valid header of this volume, and the seqs run on without a gap. With
+// `full`, every record is read and its checksums verified as well, and an index that
+// is missing, damaged or disagrees with the records is rebuilt. Removes segment files
 // newer than the manifest knows (created, never written) and leftover temporaries.
-Status check_segments(const Manifest& m, const std::string& dir, const Logger& logger) {
+Status check_segments(const Manifest& m, const std::string& dir, bool full, const Logger& logger) {
   std::set<std::string> listed;
+  uint64_t next_seq = m.base_seq + 1;
   for (const ManifestSegment& seg : m.segments) {
+    if (seg.first_seq != next_seq)
+      return Status::corruption(
+          fmt::format("segment {} starts at seq {} but the one before it ends at seq {}", seg.file,
+                      seg.first_seq, next_seq - 1));
+    if (seg.sealed) next_seq = seg.last_seq + 1;
     listed.insert(seg.file);
     const std::string path = segment_path(dir, seg.file);
     // One open, the 64-byte header and the size: nothing more is read at start.
@@ -270,6 +298,7 @@ Status check_segments(const Manifest& m, const std::string& dir, const Logger& l
         return Status::corruption(fmt::format(
             "segment {} is {} bytes but the manifest says {} (truncated or overwritten)", seg.file,
             *size, seg.bytes));
+      if (full) REWIND_RETURN_IF_ERROR(check_sealed_records(m, dir, seg, logger));
     }
   }
   uint64_t last = m.segments.empty() ? m.base_seq : m.segments.back().first_seq;
@@ -325,10 +354,25 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
     REWIND_RETURN_IF_ERROR(create_journal_locked(opts.image_path, dir, v->logger_));
 
   auto m = Manifest::load(dir);
-  if (!m) return m.status();
+  if (!m) {
+    if (m.status().code() != Status::Code::kCorruption) return m.status();
+    return Status::corruption(
+        fmt::format("{}. Not serving journal {}: without its manifest its history cannot be "
+                    "trusted. Nothing was changed; put back a good copy of {}, or move the "
+                    "journal aside to serve the image with a new history",
+                    m.status().message(), dir, format::kManifestName));
+  }
   REWIND_RETURN_IF_ERROR(check_identity(*m, dir, opts.image_path, *size));
-  REWIND_RETURN_IF_ERROR(check_segments(*m, dir, v->logger_));
-  REWIND_RETURN_IF_ERROR(seal_open_segment(&*m, dir, v->logger_));
+  Status checked = check_segments(*m, dir, opts.full_check, v->logger_);
+  if (checked.is_ok()) checked = seal_open_segment(&*m, dir, v->logger_);
+  if (checked.code() == Status::Code::kCorruption)
+    return Status::corruption(fmt::format(
+        "journal {} is damaged: {}. Not serving it read-write, since new writes would extend a "
+        "history that cannot be restored. Nothing was changed. `rewind verify {}` lists the "
+        "damage; `rewind restore` recovers any point before it; to serve the image with a new "
+        "history, move the journal aside",
+        dir, checked.message(), dir));
+  REWIND_RETURN_IF_ERROR(checked);
 
   auto image = File::open(opts.image_path, O_RDWR);
   if (!image) return image.status();

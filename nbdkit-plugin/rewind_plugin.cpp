@@ -158,6 +158,12 @@ int rewind_config(const char* key, const char* value) {
     } else if (k == "segment-age") {
       return config_duration(key, value, 1s, std::chrono::hours(24 * 365),
                              &c.opts.journal.segment_age);
+    } else if (k == "start-check") {
+      if (std::string_view(value) != "full" && std::string_view(value) != "quick") {
+        nbdkit_error("rewind: start-check=%s: must be full or quick", value);
+        return -1;
+      }
+      c.opts.full_check = std::string_view(value) == "full";
     } else if (k == "at" || k == "seq" || k == "mark") {
       if (*value == '\0') {
         nbdkit_error("rewind: %s= needs a value", key);
@@ -399,6 +405,8 @@ nbdkit_plugin make_plugin() {
       "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
       "segment-age=DUR       Seal a journal segment at this age (10m).\n"
       "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
+      "start-check=full|quick  At start, verify every journal record (full, the\n"
+      "                      default) or only segment headers and sizes (quick).\n"
       "at=TIME | seq=N | mark=NAME\n"
       "                      With journal= alone: serve the volume read-only as it\n"
       "                      was at that point in time.";

@@ -39,6 +39,10 @@ struct VolumeOptions {
   uint64_t queue_max = 64ull << 20;
   std::chrono::nanoseconds flush_interval = std::chrono::milliseconds(100);
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(30);
+  // At open, read every record of every sealed segment and verify its checksums
+  // (about the time it takes to read the journal); otherwise only headers, sizes and
+  // seq continuity are checked, and `rewind verify` is left to find damaged records.
+  bool full_check = true;
   // After a journal or image error, how often the flusher tries again.
   std::chrono::nanoseconds retry_interval = std::chrono::seconds(1);
   JournalOptions journal;
