@@ -676,7 +676,8 @@ bool Volume::recover() {
   }
   if (!write_held()) return false;
   queue_->clear_error();
-  log_to(logger_, LogLevel::kInfo,
+  // As loud as the error it ends, so that the operator sees both.
+  log_to(logger_, LogLevel::kWarning,
          fmt::format("journal and image writable again after {:.1f} s; writes are accepted",
                      static_cast<double>(wall_clock_ns() - failed_since_ns_) / 1e9));
   return true;
