@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, whatever rewind needs to build, serve and test that is not
-# installed yet (Debian 12, as root). Does nothing when all is present.
+# installed yet (Debian 12, as root). Does nothing when all is present. With --test,
+# also what only the test suite needs: clang and its runtime for the fuzzers.
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,10 @@ packages=(
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
 )
+if [ "${1:-}" = "--test" ]; then
+  # libFuzzer targets (scripts/fuzz.sh); the sanitizer build uses g++'s runtimes
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libnbd.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,9 @@ class Server {
       std::vector<char*> cargv;
       for (auto& a : argv) cargv.push_back(a.data());
       cargv.push_back(nullptr);
+      // A sanitizer build: nbdkit needs the runtime the plugin was built with.
+      const char* preload = ::getenv("REWIND_PRELOAD");
+      if (preload != nullptr && *preload != '\0') ::setenv("LD_PRELOAD", preload, 1);
       ::execvp("nbdkit", cargv.data());
       ::_exit(127);
     }
