@@ -176,7 +176,10 @@ Result<SegmentReader> SegmentReader::open(const std::string& path, bool sealed) 
 
 Result<size_t> SegmentReader::fill(uint64_t pos, size_t n) {
   if (pos >= buf_start_ && pos + n <= buf_start_ + buf_len_) return n;
-  size_t want = std::max(n, kReadWindow);
+  // A whole window, but no more than the file holds: small segments (and fuzz
+  // inputs) need no 1 MiB buffer.
+  const uint64_t left = file_size_ > pos ? file_size_ - pos : 0;
+  size_t want = std::max(n, static_cast<size_t>(std::min<uint64_t>(kReadWindow, left)));
   if (buf_.size() < want) buf_.resize(want);
   size_t got = 0;
   REWIND_RETURN_IF_ERROR(file_.pread_full(std::span(buf_.data(), want), pos, &got));
