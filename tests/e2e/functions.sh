@@ -6,16 +6,6 @@ set -euo pipefail
 : "${REWIND_CLI:?set by CTest: path of the rewind tool}"
 : "${REWIND_REPLAY:?set by CTest: path of rewind-test-replay}"
 
-# A sanitizer build (REWIND_SANITIZE): nbdkit is not built with the sanitizer, so the
-# runtime the plugin needs is preloaded. Leaks are checked in rewind's own programs
-# (the unit tests, e2e_tests and the CLI), not in nbdkit and the clients it runs.
-if [ -n "${REWIND_PRELOAD:-}" ]; then
-  nbdkit() {
-    LD_PRELOAD="$REWIND_PRELOAD" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-      command nbdkit "$@"
-  }
-fi
-
 fail() {
   echo "FAIL: $*" >&2
   exit 1
@@ -40,6 +30,21 @@ _on_exit() {
   exit $rc
 }
 trap _on_exit EXIT
+
+# A sanitizer build (REWIND_SANITIZE): nbdkit is not built with the sanitizer, so the
+# runtime the plugin needs is preloaded (in the order CMakeLists.txt explains), by a
+# wrapper first in PATH that execs nbdkit.
+# (Not a shell function: `nbdkit ... &` must leave nbdkit's own pid in $!, or SIGTERM
+# reaches a subshell and the server runs on.) Leaks are checked in rewind's own
+# programs (the unit tests, e2e_tests and the CLI), not in nbdkit and its clients.
+if [ -n "${REWIND_PRELOAD:-}" ]; then
+  requires nbdkit
+  mkdir "$workdir/bin"
+  printf '#!/bin/sh\nLD_PRELOAD="%s" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:verify_asan_link_order=0" exec %s "$@"\n' \
+    "$REWIND_PRELOAD" "$(command -v nbdkit)" >"$workdir/bin/nbdkit"
+  chmod +x "$workdir/bin/nbdkit"
+  PATH=$workdir/bin:$PATH
+fi
 
 # start_server SOCK KEY=VALUE...: the plugin under nbdkit in the foreground (in the
 # background of this script); sets server_pid and waits until it accepts clients.

@@ -29,9 +29,13 @@ class Server {
       std::vector<char*> cargv;
       for (auto& a : argv) cargv.push_back(a.data());
       cargv.push_back(nullptr);
-      // A sanitizer build: nbdkit needs the runtime the plugin was built with.
+      // A sanitizer build: nbdkit needs the runtime the plugin was built with, in the
+      // order CMakeLists.txt explains; leaks are checked in rewind's programs only.
       const char* preload = ::getenv("REWIND_PRELOAD");
-      if (preload != nullptr && *preload != '\0') ::setenv("LD_PRELOAD", preload, 1);
+      if (preload != nullptr && *preload != '\0') {
+        ::setenv("LD_PRELOAD", preload, 1);
+        ::setenv("ASAN_OPTIONS", "detect_leaks=0:verify_asan_link_order=0", 1);
+      }
       ::execvp("nbdkit", cargv.data());
       ::_exit(127);
     }
