@@ -33,6 +33,7 @@ struct Fixture {
   std::unique_ptr<test::ScopedFileSystem> use;
   std::atomic<int> fail_errno{0};
   std::function<bool(Op, const std::string&)> fail_where;
+  std::atomic<int> image_syncs{0};  // syncs of the image let through so far
 
   Fixture() {
     std::filesystem::create_directory(root);
@@ -41,7 +42,9 @@ struct Fixture {
     use = std::make_unique<test::ScopedFileSystem>(fs.get());
     fs->inject([this](Op op, const std::string& path) {
       int e = fail_errno.load();
-      return e != 0 && fail_where(op, path) ? e : 0;
+      if (e != 0 && fail_where(op, path)) return e;
+      if (op == Op::kSync && path == image) image_syncs++;
+      return 0;
     });
   }
 
@@ -138,7 +141,9 @@ TEST_CASE("a full journal disk fails writes and flushes with ENOSPC until space 
 TEST_CASE("a failed journal sync is not retried: the segment is cut at its last good sync",
           "[errors][io]") {
   Fixture f;
-  f.fail_where = [](Op op, const std::string& path) { return in_segments(path) && op == Op::kSync; };
+  f.fail_where = [](Op op, const std::string& path) {
+    return in_segments(path) && op == Op::kSync;
+  };
   auto v = f.open();
   std::vector<uint8_t> expect(kSize, 0);
   auto a = test::pattern(4096, 1);
@@ -171,8 +176,14 @@ TEST_CASE("image write and sync errors are reported and the image is redone from
   auto v = f.open();
   std::vector<uint8_t> expect(kSize, 0);
   auto a = test::pattern(4096, 1);
+  const int syncs = f.image_syncs;
   REQUIRE(v->write(a, 0, true).is_ok());
   std::copy(a.begin(), a.end(), expect.begin());
+  // The flusher checkpoints `a` into the image on its own time: let it, so that the
+  // error below meets `b` and not `a` (on a slow machine it otherwise meets `a`).
+  for (int i = 0; i < 2000 && f.image_syncs == syncs; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(f.image_syncs > syncs);
 
   f.fail_errno = EIO;
   auto b = test::pattern(65536, 2);
@@ -200,7 +211,9 @@ TEST_CASE("image write and sync errors are reported and the image is redone from
 
 TEST_CASE("a volume stopped while the journal fails keeps every flushed write", "[errors][io]") {
   Fixture f;
-  f.fail_where = [](Op op, const std::string& path) { return in_segments(path) && op == Op::kWrite; };
+  f.fail_where = [](Op op, const std::string& path) {
+    return in_segments(path) && op == Op::kWrite;
+  };
   std::vector<uint8_t> expect(kSize, 0);
   {
     auto v = f.open();
