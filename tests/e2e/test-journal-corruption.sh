@@ -2,8 +2,8 @@
 # A damaged journal at start: a flipped byte in a sealed segment, a truncated or a
 # missing segment, a damaged manifest. The plugin refuses to serve read-write with one
 # error naming the damage and changes nothing; `rewind verify` and `rewind restore`
-# name the same problem. A damaged index is rebuilt from the records and the volume
-# served as before.
+# name the same problem. A damaged index is rebuilt from the records, by the plugin at
+# start and by a restore, and the volume is served and restored as before.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io sha256sum
 
@@ -64,18 +64,24 @@ fresh
 truncate -s 500000 "$third"
 expect_refused "$third_name is 500000 bytes but the manifest says"
 expect_cli 1 "$third_name" verify disk.rewind
+expect_cli 1 "$third_name" restore disk.rewind --seq "$last" -o out.img
+[ ! -e out.img ] || fail "restore left a partial OUT"
 
 # --- a missing segment ---------------------------------------------------------------
 fresh
 rm "$third"
 expect_refused "segment $third_name (seq $((before_third + 1))..) listed in the manifest of"
 expect_cli 1 "$third_name" verify disk.rewind
+expect_cli 1 "$third_name" restore disk.rewind --seq "$last" -o out.img
+[ ! -e out.img ] || fail "restore left a partial OUT"
 
 # --- a damaged manifest ----------------------------------------------------------------
 fresh
 sed -i 's/^checkpoint-seq .*/checkpoint-seq 1/' disk.rewind/MANIFEST
 expect_refused "MANIFEST"
 expect_cli 1 "MANIFEST" verify disk.rewind
+expect_cli 1 "MANIFEST" restore disk.rewind --seq "$last" -o out.img
+[ ! -e out.img ] || fail "restore left a partial OUT"
 
 # --- a damaged index: rebuilt, and the volume served as before -----------------------
 fresh
@@ -89,5 +95,13 @@ cmp "$idx" "pristine.rewind/segments/$(basename "$idx")" || fail "the rebuilt in
 qemu-io -f raw -c "read -P 6 10M 900k" "$uri" | grep -q 'read 921600/921600' || fail "read after rebuild"
 stop_server
 "$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify after the rebuild"
+# A restore, too, reads past a damaged index: it rebuilds it from the records.
+printf '\x00\x00\x00\x00' | dd of="$idx" bs=1 seek=100 conv=notrunc status=none
+"$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >/dev/null 2>restore.err ||
+  { cat restore.err; fail "restore with a damaged index"; }
+grep -q "rebuilt the index of segment $third_name from its records" restore.err ||
+  { cat restore.err; fail "restore did not say it rebuilt the index"; }
+cmp out.img disk.img || fail "restore with a damaged index differs from the image"
+rm -f out.img
 
 echo "PASS: damaged journals are refused, named, and left unchanged; indexes are rebuilt"
