@@ -26,6 +26,11 @@ cleanup() { _cleanups=("$1" "${_cleanups[@]}"); }
 _on_exit() {
   local rc=$? c
   for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+  if compgen -G "$workdir/sanitizer.*" >/dev/null; then
+    cat "$workdir"/sanitizer.* >&2
+    echo "FAIL: a sanitizer reported a problem in nbdkit" >&2
+    rc=1
+  fi
   rm -rf "$workdir"
   exit $rc
 }
@@ -33,15 +38,20 @@ trap _on_exit EXIT
 
 # A sanitizer build (REWIND_SANITIZE): nbdkit is not built with the sanitizer, so the
 # runtime the plugin needs is preloaded (in the order CMakeLists.txt explains), by a
-# wrapper first in PATH that execs nbdkit.
-# (Not a shell function: `nbdkit ... &` must leave nbdkit's own pid in $!, or SIGTERM
-# reaches a subshell and the server runs on.) Leaks are checked in rewind's own
-# programs (the unit tests, e2e_tests and the CLI), not in nbdkit and its clients.
+# wrapper first in PATH that execs nbdkit. (Not a shell function: `nbdkit ... &` must
+# leave nbdkit's own pid in $!, or SIGTERM reaches a subshell and the server runs on.)
+# The server's reports go to $workdir/sanitizer.PID, and any there fails the test.
+# Leaks are checked in rewind's own programs (the unit tests, e2e_tests and the CLI),
+# not in nbdkit and its clients.
 if [ -n "${REWIND_PRELOAD:-}" ]; then
   requires nbdkit
   mkdir "$workdir/bin"
-  printf '#!/bin/sh\nLD_PRELOAD="%s" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:verify_asan_link_order=0" exec %s "$@"\n' \
-    "$REWIND_PRELOAD" "$(command -v nbdkit)" >"$workdir/bin/nbdkit"
+  log=log_path=$workdir/sanitizer
+  cat >"$workdir/bin/nbdkit" <<EOF
+#!/bin/sh
+LD_PRELOAD="$REWIND_PRELOAD" ASAN_OPTIONS="$log:detect_leaks=0:verify_asan_link_order=0" \\
+  UBSAN_OPTIONS="$log" TSAN_OPTIONS="$log" exec $(command -v nbdkit) "\$@"
+EOF
   chmod +x "$workdir/bin/nbdkit"
   PATH=$workdir/bin:$PATH
 fi

@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,11 +33,15 @@ class Server {
       for (auto& a : argv) cargv.push_back(a.data());
       cargv.push_back(nullptr);
       // A sanitizer build: nbdkit needs the runtime the plugin was built with, in the
-      // order CMakeLists.txt explains; leaks are checked in rewind's programs only.
+      // order CMakeLists.txt explains, and reports go to files that the test checks
+      // (sanitizer_reports). Leaks are checked in rewind's programs only.
       const char* preload = ::getenv("REWIND_PRELOAD");
       if (preload != nullptr && *preload != '\0') {
+        const std::string log = "log_path=" + reports_prefix();
         ::setenv("LD_PRELOAD", preload, 1);
-        ::setenv("ASAN_OPTIONS", "detect_leaks=0:verify_asan_link_order=0", 1);
+        ::setenv("ASAN_OPTIONS", (log + ":detect_leaks=0:verify_asan_link_order=0").c_str(), 1);
+        ::setenv("UBSAN_OPTIONS", log.c_str(), 1);
+        ::setenv("TSAN_OPTIONS", log.c_str(), 1);
       }
       ::execvp("nbdkit", cargv.data());
       ::_exit(127);
@@ -63,6 +70,18 @@ class Server {
     return ::waitpid(pid_, &status, WNOHANG) == 0;
   }
 
+  // What a sanitizer build reported in the server (empty: nothing, or no sanitizer).
+  std::string sanitizer_reports() const {
+    std::string all;
+    const std::filesystem::path prefix = reports_prefix();
+    for (const auto& e : std::filesystem::directory_iterator(prefix.parent_path())) {
+      if (!e.path().filename().string().starts_with(prefix.filename().string())) continue;
+      std::ifstream in(e.path());
+      all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    return all;
+  }
+
   // Signals the server and waits; returns its wait status (or -1 if not running).
   int stop(int sig = SIGTERM) {
     if (pid_ <= 0) return -1;
@@ -74,6 +93,8 @@ class Server {
   }
 
  private:
+  std::string reports_prefix() const { return sock_ + ".sanitizer"; }
+
   std::string sock_;
   pid_t pid_ = -1;
 };

@@ -127,6 +127,8 @@ TEST_CASE("several connections write and zero and trim at once and every connect
   for (uint64_t off = 0; off < kSize; off += 4 << 20)
     check(nbd_pread(h.h, got.data() + off, 4 << 20, off, 0), h.h);
   CHECK(got == model);
+  CHECK(server.sanitizer_reports() == "");
+  CHECK(again.sanitizer_reports() == "");
 }
 
 TEST_CASE("out-of-range and oversized and odd requests fail cleanly and the server stays up",
@@ -158,6 +160,7 @@ TEST_CASE("out-of-range and oversized and odd requests fail cleanly and the serv
   REQUIRE(report.is_ok());
   CHECK(report->records() == 2);
   CHECK(server.running());
+  CHECK(server.sanitizer_reports() == "");
 }
 
 TEST_CASE("block status reports written data and holes", "[e2e][libnbd]") {
@@ -187,6 +190,7 @@ TEST_CASE("block status reports written data and holes", "[e2e][libnbd]") {
   }
   CHECK(at_zero == (LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO));
   CHECK(at_data == 0);
+  CHECK(server.sanitizer_reports() == "");
 }
 
 TEST_CASE("huge requests and 64 connections at once are served or refused cleanly",
@@ -241,4 +245,5 @@ TEST_CASE("huge requests and 64 connections at once are served or refused cleanl
   auto report = inspect_journal(vol.journal, true);
   REQUIRE(report.is_ok());
   CHECK(report->records() == 1 + kMany);
+  CHECK(server.sanitizer_reports() == "");
 }
