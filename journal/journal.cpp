@@ -132,14 +132,14 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     uint64_t pos = writer_->end();
     for (size_t k = i; k < j; ++k) {
       RecordHeader h = batch[k].header;
-      open_entries_.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, pos, h.type,
+      if (k == i) h.flags |= format::kFlagBatchStart;
+      open_entries_.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, pos, h.type, h.flags,
                                          h.payload_length, h.payload_checksum});
       if (h.type == format::RecordType::kMark)
         open_marks_.push_back(ManifestMark{
             std::string(reinterpret_cast<const char*>(batch[k].payload.get()), h.payload_length),
             h.seq, h.time_ns});
       pos += format::record_span(h.payload_length);
-      if (k == i) h.flags |= format::kFlagBatchStart;
       encode_header(h, headers_[k - i].data());
       refs_.push_back(
           RecordRef{headers_[k - i].data(),

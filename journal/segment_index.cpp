@@ -44,6 +44,7 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
     put_u64(e + 24, x.length);
     put_u64(e + 32, x.position);
     e[40] = static_cast<uint8_t>(x.type);
+    e[41] = x.flags;
     put_u32(e + 44, x.payload_length);
     put_u64(e + 48, x.payload_checksum);
     e += format::kIndexEntrySize;
@@ -95,9 +96,10 @@ Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_di
     x.length = get_u64(e + 24);
     x.position = get_u64(e + 32);
     x.type = static_cast<format::RecordType>(e[40]);
+    x.flags = e[41];
     x.payload_length = get_u32(e + 44);
     x.payload_checksum = get_u64(e + 48);
-    if (x.seq != seg.first_seq + i ||
+    if (x.seq != seg.first_seq + i || (x.flags & ~format::kKnownFlags) != 0 ||
         x.position + format::record_span(x.payload_length) > seg.bytes)
       return bad("entries do not match the segment");
   }
@@ -118,7 +120,7 @@ Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
     if (!*more) break;
     const RecordHeader& h = rec.header;
     out.entries.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, rec.position, h.type,
-                                     h.payload_length, h.payload_checksum});
+                                     h.flags, h.payload_length, h.payload_checksum});
   }
   if (seg.sealed && (reader->last_seq() != seg.last_seq || reader->end() != seg.bytes))
     return Status::corruption(fmt::format(

@@ -424,6 +424,7 @@ Status Volume::check_range(const char* what, uint64_t offset, uint64_t length) c
 }
 
 Status Volume::push(RecordHeader h, Payload payload, bool fua) {
+  if (fua) h.flags |= format::kFlagFlushPoint;
   auto seq = queue_->push(h, std::move(payload));
   if (!seq) return seq.status();
   if (fua) return queue_->wait_durable(*seq);
@@ -485,6 +486,7 @@ Result<Volume::MarkStamp> Volume::mark(const std::string& name) {
   std::memcpy(buf.get(), name.data(), name.size());
   RecordHeader h;
   h.type = RecordType::kMark;
+  h.flags = format::kFlagFlushPoint;
   h.payload_length = static_cast<uint32_t>(name.size());
   h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), name.size()));
   MarkStamp stamp{};

@@ -103,6 +103,10 @@ Status WriteQueue::wait_durable(uint64_t seq) {
   std::unique_lock lk(mu_);
   if (!error_.is_ok()) return error_;
   if (durable_seq_ >= seq) return Status::ok();
+  // The record the client waits for, if the flusher has not taken it yet, says so in
+  // the journal (pending_ holds consecutive seqs).
+  if (!pending_.empty() && pending_.front().header.seq <= seq && seq <= pending_.back().header.seq)
+    pending_[seq - pending_.front().header.seq].header.flags |= format::kFlagFlushPoint;
   if (seq > flush_wanted_) {
     flush_wanted_ = seq;
     work_cv_.notify_one();

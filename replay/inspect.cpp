@@ -60,6 +60,7 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
   const std::vector<IndexEntry>& es = loaded->entries;
   s->records = es.size();
   for (const IndexEntry& e : es) {
+    if (e.flags & format::kFlagFlushPoint) ++s->flush_points;
     switch (e.type) {
       case RecordType::kWrite:
         ++s->writes, s->bytes_written += e.length;

@@ -8,7 +8,9 @@
 // the next multiple of 8 (records start 8-byte aligned). The first record of every
 // flush batch carries kFlagBatchStart: recovery uses it to tell a torn tail (damage
 // inside the last, never-synced batch) from corruption (damage followed by a later
-// batch, which was only written after the damaged one had been synced).
+// batch, which was only written after the damaged one had been synced). A record a
+// client's FLUSH, FUA request or mark waited for carries kFlagFlushPoint: the state
+// up to it is one the client was told is durable.
 #pragma once
 
 #include <cstddef>
@@ -47,7 +49,11 @@ enum class RecordType : uint8_t {
 inline constexpr uint8_t kMaxRecordType = 4;
 
 inline constexpr uint8_t kFlagBatchStart = 0x01;  // first record of a flush batch
-inline constexpr uint8_t kKnownFlags = kFlagBatchStart;
+// The newest record when a FLUSH or FUA request, or a mark, began to wait for the
+// journal (set while the record is queued; a FLUSH that arrives while its newest
+// record is already being written leaves no flag).
+inline constexpr uint8_t kFlagFlushPoint = 0x02;
+inline constexpr uint8_t kKnownFlags = kFlagBatchStart | kFlagFlushPoint;
 
 // offset  size  field
 //      0     8  header_checksum: XXH3-64 of bytes [8, 56)
@@ -95,13 +101,14 @@ static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) 
 //             24    8 length
 //             32    8 position (byte offset of the record header in the segment)
 //             40    1 type
-//             41    3 reserved, zero
+//             41    1 flags (as in the record header)
+//             42    2 reserved, zero
 //             44    4 payload_length
 //             48    8 payload_checksum (as in the record header)
 // trailer:     0    8 XXH3-64 of every byte before it
 inline constexpr char kIndexMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'I', 'X'};
 inline constexpr size_t kIndexHeaderSize = 8 + 4 + 4 + kVolumeIdSize + 8 + 8;
-inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 3 + 4 + 8;
+inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 1 + 2 + 4 + 8;
 inline constexpr size_t kIndexTrailerSize = 8;
 static_assert(kIndexHeaderSize == 48 && kIndexEntrySize == 56);
 inline constexpr const char* kIndexSuffix = ".idx";

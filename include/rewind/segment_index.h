@@ -22,6 +22,7 @@ struct IndexEntry {
   uint64_t length = 0;
   uint64_t position = 0;  // of the record header in the segment file
   format::RecordType type = format::RecordType::kNone;
+  uint8_t flags = 0;  // the record's (format::kFlag*)
   uint32_t payload_length = 0;
   uint64_t payload_checksum = 0;
 

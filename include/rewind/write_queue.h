@@ -68,7 +68,8 @@ class WriteQueue {
   std::vector<QueuedRange> queued_ranges(uint64_t offset, uint64_t length) const;
 
   // Waits until every record pushed before this call is durable; asks the flusher to
-  // run now. Fails with the error while the volume is failing (see fail()).
+  // run now. The record waited for, if still queued, gets format::kFlagFlushPoint.
+  // Fails with the error while the volume is failing (see fail()).
   Status wait_durable();
   Status wait_durable(uint64_t seq);
 

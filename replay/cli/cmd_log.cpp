@@ -23,11 +23,12 @@ void print_json(const JournalReport& r) {
     fmt::print(
         "{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
         "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
-        "\"trims\":{},\"marks\":{},\"bytes_written\":{},\"bytes_zeroed\":{},"
-        "\"bytes_trimmed\":{},\"torn_tail\":{}}}",
+        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"bytes_written\":{},"
+        "\"bytes_zeroed\":{},\"bytes_trimmed\":{},\"torn_tail\":{}}}",
         i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records, s.bytes,
-        s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.bytes_written,
-        s.bytes_zeroed, s.bytes_trimmed, s.torn_tail ? json_string(*s.torn_tail) : "null");
+        s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.flush_points,
+        s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
+        s.torn_tail ? json_string(*s.torn_tail) : "null");
   }
   fmt::print("],\"marks\":[");
   for (size_t i = 0; i < r.marks.size(); ++i)
@@ -39,23 +40,27 @@ void print_json(const JournalReport& r) {
 void print_text(const JournalReport& r) {
   const Manifest& m = r.manifest;
   fmt::print("base {}  seq {}  {}\n", m.base_file, m.base_seq, format_time(m.base_time_ns));
-  uint64_t w = 0, z = 0, t = 0, mk = 0, bw = 0;
+  uint64_t w = 0, z = 0, t = 0, mk = 0, fp = 0, bw = 0;
   for (const SegmentReport& s : r.segments) {
     fmt::print("segment {}  {}  seq {}..{}  {} .. {}\n", s.file, s.sealed ? "sealed" : "open",
                s.first_seq, s.last_seq, s.records ? format_time(s.first_time_ns) : "-",
                s.records ? format_time(s.last_time_ns) : "-");
-    fmt::print("    {} records: {} WRITE ({}), {} ZERO ({}), {} TRIM ({}), {} MARK; {} on disk\n",
-               s.records, s.writes, format_size(s.bytes_written), s.zeroes,
-               format_size(s.bytes_zeroed), s.trims, format_size(s.bytes_trimmed), s.marks,
-               format_size(s.bytes));
+    fmt::print(
+        "    {} records: {} WRITE ({}), {} ZERO ({}), {} TRIM ({}), {} MARK; {} flush points; "
+        "{} on disk\n",
+        s.records, s.writes, format_size(s.bytes_written), s.zeroes, format_size(s.bytes_zeroed),
+        s.trims, format_size(s.bytes_trimmed), s.marks, s.flush_points, format_size(s.bytes));
     if (s.torn_tail) fmt::print("    torn tail at {}\n", *s.torn_tail);
-    w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, bw += s.bytes_written;
+    w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, fp += s.flush_points,
+        bw += s.bytes_written;
   }
   for (const MarkReport& mr : r.marks)
     fmt::print("mark {}  seq {}  {}\n", mr.name, mr.seq, format_time(mr.time_ns));
-  fmt::print("total {} records: {} WRITE ({} written), {} ZERO, {} TRIM, {} MARK in {} segment{}\n",
-             r.records(), w, format_size(bw), z, t, mk, r.segments.size(),
-             r.segments.size() == 1 ? "" : "s");
+  fmt::print(
+      "total {} records: {} WRITE ({} written), {} ZERO, {} TRIM, {} MARK in {} segment{}; {} "
+      "flush points\n",
+      r.records(), w, format_size(bw), z, t, mk, r.segments.size(),
+      r.segments.size() == 1 ? "" : "s", fp);
 }
 
 }  // namespace

@@ -248,6 +248,46 @@ TEST_CASE("a torn tail left by a crash is discarded with a warning", "[volume][c
   CHECK(test::read_file(seg).size() == end);  // cut at the last whole record
 }
 
+TEST_CASE("flushes and FUA writes and marks leave flush points in the journal and its index",
+          "[volume][marks]") {
+  Fixture f;
+  auto o = f.options();
+  o.flush_interval = std::chrono::hours(1);  // the flusher runs only when asked to
+  {
+    auto v = f.open(o);
+    v->start();
+    REQUIRE(v->write(test::pattern(512, 1), 0, false).is_ok());
+    REQUIRE(v->write(test::pattern(512, 2), 512, false).is_ok());
+    REQUIRE(v->flush().is_ok());
+    REQUIRE(v->write(test::pattern(512, 3), 1024, true).is_ok());
+    REQUIRE(v->mark("m").is_ok());
+    REQUIRE(v->write(test::pattern(512, 4), 1536, false).is_ok());
+    REQUIRE(v->close().is_ok());
+  }
+  auto flush_points = [&] {
+    auto m = Manifest::load(f.journal);
+    REQUIRE(m.is_ok());
+    REQUIRE(m->segments.size() == 1);
+    auto loaded = load_segment_entries(f.journal, m->volume_id, m->segments[0], false, {});
+    REQUIRE(loaded.is_ok());
+    std::vector<uint64_t> seqs;
+    for (const IndexEntry& e : loaded->entries)
+      if (e.flags & format::kFlagFlushPoint) seqs.push_back(e.seq);
+    return seqs;
+  };
+  // The flush covered seq 2; the FUA write is seq 3, the mark seq 4; seq 5 was only
+  // made durable by close.
+  CHECK(flush_points() == std::vector<uint64_t>{2, 3, 4});
+  auto report = inspect_journal(f.journal, true);
+  REQUIRE(report.is_ok());
+  CHECK(report->segments.at(0).flush_points == 3);
+  // The same from an index rebuilt from the records.
+  auto m = Manifest::load(f.journal);
+  REQUIRE(m.is_ok());
+  std::filesystem::remove(segment_path(f.journal, index_file_name(m->segments[0].file)));
+  CHECK(flush_points() == std::vector<uint64_t>{2, 3, 4});
+}
+
 TEST_CASE("marks are unique and survive a clean restart and a crash", "[volume][marks]") {
   Fixture f;
   {

@@ -181,3 +181,26 @@ TEST_CASE("a journaling failure fails writers and flush waiters until it is clea
   q.mark_durable(2);
   CHECK(q.wait_durable().is_ok());
 }
+
+TEST_CASE("the record a flush waits for is flagged as a flush point while it is queued",
+          "[queue]") {
+  WriteQueue q(1 << 20, 1, 0);
+  for (int i = 0; i < 3; ++i) REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
+  std::thread waiter([&] { CHECK(q.wait_durable().is_ok()); });
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::seconds(30), 1ull << 30, &batch));  // woken by the flush
+  REQUIRE(batch.size() == 3);
+  // A flush that arrives while its records are being written cannot flag them.
+  std::thread late([&] { CHECK(q.wait_durable(2).is_ok()); });
+  q.mark_durable(3);
+  waiter.join();
+  late.join();
+  std::vector<uint8_t> flags;
+  for (const auto& r : batch) flags.push_back(r.header.flags);
+  CHECK(flags == std::vector<uint8_t>{0, 0, format::kFlagFlushPoint});
+  // Nothing is flagged when everything is durable already.
+  CHECK(q.wait_durable().is_ok());
+  REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
+  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &batch));
+  CHECK(batch.at(0).header.flags == 0);
+}
