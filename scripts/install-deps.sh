@@ -15,6 +15,8 @@ packages=(
 if [ "${1:-}" = "--test" ]; then
   # libFuzzer targets (scripts/fuzz.sh); the sanitizer build uses g++'s runtimes
   packages+=(clang libclang-rt-14-dev)
+  # the Linux guest tests (tests/vm/): QEMU, and what goes into the guest's initramfs
+  packages+=(qemu-system-x86 busybox-static socat kmod cpio nbd-client)
 fi
 
 missing=()
