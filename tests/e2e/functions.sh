@@ -58,11 +58,12 @@ fi
 
 # start_server SOCK KEY=VALUE...: the plugin under nbdkit in the foreground (in the
 # background of this script); sets server_pid and waits until it accepts clients.
+# The server dies with this script, even if the script is killed (a test timeout).
 start_server() {
   local sock=$1
   shift
   rm -f "$sock"
-  nbdkit -f -U "$sock" "$REWIND_PLUGIN" "$@" 2>>"$workdir/server.log" &
+  setpriv --pdeathsig KILL nbdkit -f -U "$sock" "$REWIND_PLUGIN" "$@" 2>>"$workdir/server.log" &
   server_pid=$!
   cleanup "kill -KILL $server_pid"
   local i

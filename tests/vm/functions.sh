@@ -10,7 +10,8 @@ done
 
 # boot_guest SCENARIO QEMU_ARGS...: starts the guest in the background with the
 # scenario tests/vm/guest/scenario-SCENARIO.sh, its console in $workdir/console.log
-# and a "ctl" port for wait_host (send_guest); sets qemu_pid.
+# and a "ctl" port for wait_host (send_guest); sets qemu_pid. QEMU dies with this
+# script, even if the script is killed (a test timeout).
 boot_guest() {
   local scenario=$1 accel cpu
   shift
@@ -18,7 +19,7 @@ boot_guest() {
   cpu=max
   [ "$accel" = kvm ] && cpu=host
   : >"$workdir/console.log"
-  qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 1 -m 512 -nodefaults -display none \
+  setpriv --pdeathsig KILL qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 1 -m 512 -nodefaults -display none \
     -monitor none -no-reboot -serial "file:$workdir/console.log" \
     -kernel "$REWIND_GUEST/vmlinuz" -initrd "$REWIND_GUEST/initrd.img" \
     -append "console=ttyS0 quiet panic=-1 rewind.scenario=$scenario" \
