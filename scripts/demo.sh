@@ -42,7 +42,7 @@ rewind is serving $image
 Attach it:
   Linux block device:  nbd-client -unix $sock /dev/nbd0 -b 4096 -C 4 -t 60 -N ""
                        (or over TCP: nbd-client 127.0.0.1 $port /dev/nbd0 -N "")
-  QEMU virtual disk:   qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$port,format=raw,cache=writeback
+  QEMU virtual disk:   qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$port,format=raw,cache=writeback,discard=unmap
   FUSE file + loop:    mkdir -p /mnt/rw && nbdfuse /mnt/rw/disk --unix $sock &
                        losetup -f --show /mnt/rw/disk
   Copy an image in:    nbdcopy other.img 'nbd+unix:///?socket=$sock'

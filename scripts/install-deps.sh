@@ -17,6 +17,10 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(clang libclang-rt-14-dev)
   # the Linux guest tests (tests/vm/): QEMU, and what goes into the guest's initramfs
   packages+=(qemu-system-x86 busybox-static socat kmod cpio nbd-client)
+  # systemd-analyze, to check dist/systemd/rewind@.service
+  packages+=(systemd)
+  # virt-xml-validate, to check dist/libvirt/domain.xml
+  packages+=(libvirt-clients)
 fi
 
 missing=()

@@ -5,6 +5,9 @@
 # the kernel package is fetched with `apt-get download` and unpacked, never installed.
 # The kernel is kept between runs; the initramfs is made anew each time (a second).
 # Also decides once how QEMU runs here (OUTDIR/accel: "kvm" or "tcg").
+# With REWIND_PLUGIN set (CTest sets it), the guest also gets nbdkit, that plugin and
+# scripts/rewind-attach, in /rewind; with REWIND_PRELOAD (a sanitizer build) the
+# runtime the plugin needs, listed in /rewind/preload.
 #   tests/vm/build-guest.sh OUTDIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,6 +54,7 @@ cp /bin/busybox "$root/bin/busybox"
 # Dynamic tools with the libraries ldd lists.
 copy_with_libs() {
   local bin=$1 dest=$2 lib
+  mkdir -p "$(dirname "$root/$dest")"
   cp "$bin" "$root/$dest"
   for lib in $(ldd "$bin" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}'); do
     [ -e "$root$lib" ] && continue
@@ -62,6 +66,24 @@ copy_with_libs "$(command -v nbd-client)" sbin/nbd-client
 copy_with_libs "$(command -v socat)" bin/socat
 copy_with_libs "$(command -v mke2fs)" sbin/mkfs.ext4
 cp /etc/mke2fs.conf "$root/etc/"
+
+# rewind itself, for scripts/rewind-attach inside the guest.
+if [ -n "${REWIND_PLUGIN:-}" ]; then
+  mkdir -p "$root/rewind" "$root/usr/bin"
+  copy_with_libs "$(command -v nbdkit)" usr/bin/nbdkit
+  copy_with_libs /bin/bash bin/bash
+  copy_with_libs "$REWIND_PLUGIN" rewind/nbdkit-rewind-plugin.so
+  strip --strip-debug "$root/rewind/nbdkit-rewind-plugin.so"
+  cp "$here/../../scripts/rewind-attach" "$root/rewind/"
+  : >"$root/rewind/preload"
+  for lib in ${REWIND_PRELOAD:-}; do
+    case "$lib" in
+      /*) copy_with_libs "$lib" "${lib#/}" ;;
+      *) ;;  # a soname that nbdkit loads anyway, already copied
+    esac
+    echo "$lib" >>"$root/rewind/preload"
+  done
+fi
 # The dynamic loader where the binaries look for it.
 [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || {
   mkdir -p "$root/lib64"
