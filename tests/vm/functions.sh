@@ -30,6 +30,17 @@ boot_guest() {
   cleanup "kill -KILL $qemu_pid"
 }
 
+# boot_on_rewind_disk SCENARIO: serves $workdir/disk.img (64 MiB; journal disk.rewind)
+# and boots the guest with it as its virtio disk, attached as the README shows it
+# (discards reach rewind; QEMU would reconnect across a server restart).
+boot_on_rewind_disk() {
+  truncate -s 64M "$workdir/disk.img"
+  start_server "$workdir/nbd.sock" image="$workdir/disk.img" journal="$workdir/disk.rewind"
+  boot_guest "$1" -blockdev \
+    "driver=nbd,node-name=d0,server.type=unix,server.path=$workdir/nbd.sock,export=,reconnect-delay=10,discard=unmap" \
+    -device virtio-blk-pci,drive=d0
+}
+
 # wait_console PATTERN SECONDS: waits until a console line matches "REWIND-VM: PATTERN".
 wait_console() {
   local pattern=$1 deadline=$((SECONDS + $2))

@@ -6,12 +6,7 @@
 source "$(dirname "$0")/functions.sh"
 
 cd "$workdir"
-truncate -s 64M disk.img
-sock=$workdir/nbd.sock
-start_server "$sock" image=disk.img journal=disk.rewind
-boot_guest crash \
-  -blockdev "driver=nbd,node-name=d0,server.type=unix,server.path=$sock,export=" \
-  -device virtio-blk-pci,drive=d0
+boot_on_rewind_disk crash
 
 # Let some files be synced, then pull the plug at a random moment.
 wait_console "synced .* files/f8$" 180

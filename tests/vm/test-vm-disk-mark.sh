@@ -6,13 +6,7 @@
 source "$(dirname "$0")/functions.sh"
 
 cd "$workdir"
-truncate -s 64M disk.img
-sock=$workdir/nbd.sock
-start_server "$sock" image=disk.img journal=disk.rewind
-# As the README shows it: discards reach rewind, QEMU reconnects across a restart.
-boot_guest disk \
-  -blockdev "driver=nbd,node-name=d0,server.type=unix,server.path=$sock,export=,reconnect-delay=10,discard=unmap" \
-  -device virtio-blk-pci,drive=d0
+boot_on_rewind_disk disk
 
 wait_console frozen 120
 "$REWIND_CLI" mark disk.rewind phase-1 >/dev/null || fail "rewind mark while the guest is frozen"
