@@ -43,6 +43,7 @@ trap _on_exit EXIT
 # The server's reports go to $workdir/sanitizer.PID, and any there fails the test.
 # Leaks are checked in rewind's own programs (the unit tests, e2e_tests and the CLI),
 # not in nbdkit and its clients.
+nbdkit_path=$(command -v nbdkit || true)  # the real one, whatever PATH says below
 if [ -n "${REWIND_PRELOAD:-}" ]; then
   requires nbdkit
   mkdir "$workdir/bin"
@@ -50,7 +51,7 @@ if [ -n "${REWIND_PRELOAD:-}" ]; then
   cat >"$workdir/bin/nbdkit" <<EOF
 #!/bin/sh
 LD_PRELOAD="$REWIND_PRELOAD" ASAN_OPTIONS="$log:detect_leaks=0:verify_asan_link_order=0" \\
-  UBSAN_OPTIONS="$log" TSAN_OPTIONS="$log" exec $(command -v nbdkit) "\$@"
+  UBSAN_OPTIONS="$log" TSAN_OPTIONS="$log" exec $nbdkit_path "\$@"
 EOF
   chmod +x "$workdir/bin/nbdkit"
   PATH=$workdir/bin:$PATH

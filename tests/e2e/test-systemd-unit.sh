@@ -54,7 +54,7 @@ for word in cmd.split():
 print("\n".join(out))
 PY
 mapfile -t cmd <cmd.txt
-[ "${cmd[0]}" = "$(command -v nbdkit)" ] || fail "ExecStart runs ${cmd[0]}, not nbdkit ($(command -v nbdkit))"
+[ "${cmd[0]}" = "$nbdkit_path" ] || fail "ExecStart runs ${cmd[0]}, not nbdkit ($nbdkit_path)"
 cmd[0]=nbdkit  # through PATH: a sanitizer build wraps it
 
 start_unit() {
