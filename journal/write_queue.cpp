@@ -27,8 +27,16 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   const uint64_t c = cost(h);
   std::unique_lock lk(mu_);
   // Back-pressure. A record larger than the whole queue still goes in alone.
-  space_cv_.wait(
-      lk, [&] { return !error_.is_ok() || stopping_ || bytes_ == 0 || bytes_ + c <= queue_max_; });
+  auto room = [&] {
+    return !error_.is_ok() || stopping_ || bytes_ == 0 || bytes_ + c <= queue_max_;
+  };
+  if (!room()) {
+    // The flusher takes what is pending now rather than waiting for a full batch.
+    ++space_waiters_;
+    work_cv_.notify_one();
+    space_cv_.wait(lk, room);
+    --space_waiters_;
+  }
   if (!error_.is_ok()) return error_;
   if (stopping_) return Status::io_error("the volume is shutting down", ESHUTDOWN);
   // seq and time are assigned together, so time is non-decreasing in seq order even
@@ -45,7 +53,8 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   bytes_ += c;
   pending_bytes_ += c;
   pending_.push_back(QueuedRecord{h, std::move(payload)});
-  if (pending_.size() == 1) work_cv_.notify_one();
+  if (pending_.size() == 1 || (pending_bytes_ >= batch_bytes_ && pending_bytes_ - c < batch_bytes_))
+    work_cv_.notify_one();
   if (time_ns != nullptr) *time_ns = h.time_ns;
   return h.seq;
 }
@@ -120,14 +129,20 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
                       std::vector<QueuedRecord>* out) {
   out->clear();
   std::unique_lock lk(mu_);
+  batch_bytes_ = std::max<uint64_t>(batch_bytes, 1);
   auto ready = [&] {
-    return stopping_ || pending_bytes_ >= batch_bytes ||
-           (flush_wanted_ > durable_seq_ && !pending_.empty());
+    return stopping_ || pending_bytes_ >= batch_bytes_ ||
+           ((flush_wanted_ > durable_seq_ || space_waiters_ > 0) && !pending_.empty());
   };
   if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
   if (pending_.empty()) return !stopping_;
-  out->swap(pending_);
-  pending_bytes_ = 0;
+  uint64_t taken = 0;
+  while (!pending_.empty() && (out->empty() || taken < batch_bytes_)) {
+    taken += cost(pending_.front().header);
+    out->push_back(std::move(pending_.front()));
+    pending_.pop_front();
+  }
+  pending_bytes_ -= taken;
   return true;
 }
 

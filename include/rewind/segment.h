@@ -1,8 +1,8 @@
 // Segment files: an append-only run of records behind a 64-byte header (format.h).
 //
-// SegmentWriter appends whole flush batches with one vectored write chain and syncs
-// them; SegmentReader reads records back, verifying every checksum, seq continuity
-// and time order, and classifies damage:
+// SegmentWriter appends whole flush batches in a few large writes and syncs them;
+// SegmentReader reads records back, verifying every checksum, seq continuity and time
+// order, and classifies damage:
 //   - in a sealed segment any damage is corruption;
 //   - in the open segment, damage with no later batch start behind it is a torn tail
 //     (the last batch was never synced, so nothing in it was acknowledged as flushed);
@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -49,6 +50,13 @@ struct RecordRef {
   std::span<const uint8_t> payload;
 };
 
+// Appends go around the page cache (O_DIRECT) where the file system allows: records
+// are copied into a reused, aligned staging buffer of kStageSize and written in
+// aligned blocks. The journal is written once and rarely read, so it should neither
+// evict the host's useful cache nor pay for new cache pages. The block holding the
+// end of the previous append is written again, with the same bytes in front of the
+// new ones: a torn write of it leaves those bytes as they were. Where O_DIRECT is not
+// supported (tmpfs, some network file systems), appends are ordinary vectored writes.
 class SegmentWriter {
  public:
   // Creates `path`, which must not exist: header written, file and directory synced.
@@ -58,11 +66,15 @@ class SegmentWriter {
   static Result<SegmentWriter> create(const std::string& path, const SegmentHeader& header,
                                       uint64_t prealloc_limit);
   static constexpr uint64_t kPreallocStep = 16ull << 20;
+  static constexpr size_t kDirectAlign = 4096;  // offsets, lengths and memory of O_DIRECT
+  static constexpr size_t kStageSize = 4u << 20;
   SegmentWriter(SegmentWriter&&) = default;
   SegmentWriter& operator=(SegmentWriter&&) = default;
 
   // Appends the records in order, padding each to kRecordAlignment. Not synced.
   Status append(std::span<const RecordRef> records);
+  // Whether appends bypass the page cache (see the class comment).
+  bool direct() const { return stage_ != nullptr; }
   Status sync() const { return file_.datasync(); }
   // Cuts the pre-allocated tail off and fsyncs: the file then ends at end().
   Status seal();
@@ -74,13 +86,25 @@ class SegmentWriter {
   const std::string& path() const { return file_.path(); }
 
  private:
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const { ::free(p); }
+  };
   SegmentWriter(File f, uint64_t limit) : file_(std::move(f)), prealloc_limit_(limit) {}
   Status reserve(uint64_t need);
+  Status append_direct(std::span<const RecordRef> records);
+  // Writes stage_[0, used) at stage_base_, padded with zeroes to a whole block, then
+  // keeps the last partial block at the front of stage_.
+  Status write_stage(size_t used);
   File file_;
   uint64_t prealloc_limit_;
   uint64_t allocated_ = format::kSegmentHeaderSize;  // file size, reserved space included
   uint64_t end_ = format::kSegmentHeaderSize;        // offset where the next record goes
   std::vector<struct iovec> iov_;                    // reused between appends
+  // O_DIRECT only: the staging buffer, the file offset of its first byte (a multiple
+  // of kDirectAlign), and how many bytes at its front are already in the file.
+  std::unique_ptr<uint8_t, FreeDeleter> stage_;
+  uint64_t stage_base_ = 0;
+  size_t stage_tail_ = 0;
 };
 
 // A record read back. `payload` points into the reader's buffer and stays valid only

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -75,8 +76,10 @@ class WriteQueue {
 
   // ---- For the flusher ----
   // Waits up to `max_wait` for pending records (returning early when a flush is
-  // requested, `batch_bytes` are pending, or stop() was called), then moves every
-  // pending record to *out (cleared first). Returns false once stopped and drained.
+  // requested, `batch_bytes` are pending, a writer waits for space, or stop() was
+  // called), then moves the oldest pending records, about `batch_bytes` of them (at
+  // least one), to *out (cleared first). Smaller batches let writers fill the queue
+  // while the flusher writes. Returns false once stopped and drained.
   bool take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
             std::vector<QueuedRecord>* out);
   void mark_durable(uint64_t seq);
@@ -108,12 +111,14 @@ class WriteQueue {
   uint64_t next_seq_;
   uint64_t last_time_ns_;
   uint64_t durable_seq_;
-  uint64_t bytes_ = 0;          // cost of every record not yet applied
-  uint64_t pending_bytes_ = 0;  // cost of records not yet taken
-  uint64_t flush_wanted_ = 0;   // highest seq a waiter wants durable
+  uint64_t bytes_ = 0;               // cost of every record not yet applied
+  uint64_t pending_bytes_ = 0;       // cost of records not yet taken
+  uint64_t batch_bytes_ = 1u << 20;  // take()'s batch_bytes: a push reaching it wakes take()
+  int space_waiters_ = 0;            // writers waiting for queue space
+  uint64_t flush_wanted_ = 0;        // highest seq a waiter wants durable
   bool stopping_ = false;
   Status error_;
-  std::vector<QueuedRecord> pending_;
+  std::deque<QueuedRecord> pending_;  // consecutive seqs
   ExtentMap<OverlayValue> overlay_;
 };
 

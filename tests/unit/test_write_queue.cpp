@@ -12,6 +12,8 @@ using format::RecordType;
 
 namespace {
 
+constexpr uint64_t kAll = UINT64_MAX;  // take()'s batch_bytes for "everything pending"
+
 RecordHeader write_header(uint64_t offset, uint64_t len) {
   RecordHeader h;
   h.type = RecordType::kWrite;
@@ -70,7 +72,7 @@ TEST_CASE("applied records leave the overlay and free queue space", "[queue]") {
   REQUIRE(q.push(write_header(0, 10), bytes(10, 1)).is_ok());
   REQUIRE(q.push(write_header(5, 10), bytes(10, 2)).is_ok());
   std::vector<QueuedRecord> batch;
-  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &batch));
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
   REQUIRE(batch.size() == 2);
   // Durable but not applied: still served from the overlay.
   q.mark_durable(2);
@@ -94,7 +96,7 @@ TEST_CASE("writers wait while the queue is full and resume when it drains", "[qu
   CHECK_FALSE(done.load());  // back-pressure: the fourth record does not fit
   CHECK(q.queued_bytes() == 3 * one);
   std::vector<QueuedRecord> batch;
-  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &batch));
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
   q.mark_durable(batch.back().header.seq);
   q.mark_applied(batch);
   writer.join();
@@ -118,7 +120,7 @@ TEST_CASE("seq is gapless and time non-decreasing under many concurrent writers"
   }
   for (auto& t : ts) t.join();
   std::vector<QueuedRecord> all;
-  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &all));
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &all));
   REQUIRE(all.size() == size_t{threads} * per_thread);
   for (size_t i = 0; i < all.size(); ++i) {
     CHECK(all[i].header.seq == i + 1);
@@ -139,7 +141,7 @@ TEST_CASE("when the clock steps back the last time is reused", "[queue]") {
   for (size_t i = 0; i < clock.size(); ++i)
     REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
   std::vector<QueuedRecord> all;
-  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &all));
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &all));
   for (const auto& r : all) times.push_back(r.header.time_ns);
   CHECK(times == std::vector<uint64_t>{1000, 2000, 2000, 2000, 2500});
   CHECK(all.front().header.seq == 10);
@@ -173,7 +175,7 @@ TEST_CASE("a journaling failure fails writers and flush waiters until it is clea
   // Reads still see the queued data, and the flusher still gets the record.
   CHECK(read(q, 0, 1) == expect({{1, 0}}));
   std::vector<QueuedRecord> batch;
-  REQUIRE(q.take(std::chrono::milliseconds(1), 1, &batch));
+  REQUIRE(q.take(std::chrono::milliseconds(1), kAll, &batch));
   REQUIRE(batch.size() == 1);
   CHECK(batch[0].header.seq == 1);
   q.clear_error();
@@ -201,6 +203,47 @@ TEST_CASE("the record a flush waits for is flagged as a flush point while it is 
   // Nothing is flagged when everything is durable already.
   CHECK(q.wait_durable().is_ok());
   REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
-  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &batch));
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
   CHECK(batch.at(0).header.flags == 0);
+}
+
+TEST_CASE("take moves about batch_bytes of the oldest records and leaves the rest", "[queue]") {
+  const uint64_t one = WriteQueue::cost(write_header(0, 1000));
+  WriteQueue q(1 << 20, 1, 0);
+  for (int i = 0; i < 10; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(0), 3 * one, &batch));
+  REQUIRE(batch.size() == 3);
+  CHECK(batch.front().header.seq == 1);
+  REQUIRE(q.take(std::chrono::milliseconds(0), 1, &batch));  // at least one, however small
+  REQUIRE(batch.size() == 1);
+  CHECK(batch.front().header.seq == 4);
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
+  REQUIRE(batch.size() == 6);
+  CHECK(batch.back().header.seq == 10);
+}
+
+TEST_CASE("a full batch or a writer waiting for space wakes the flusher at once", "[queue]") {
+  const uint64_t one = WriteQueue::cost(write_header(0, 1000));
+  WriteQueue q(4 * one, 1, 0);
+  std::vector<QueuedRecord> batch;
+  // The first take() waits for 2 records' worth; the second push wakes it.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 2; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(q.take(std::chrono::seconds(30), 2 * one, &batch));
+  writer.join();
+  CHECK(batch.size() == 2);
+  // Batch too large to fill: a writer that finds the queue full wakes take().
+  for (int i = 0; i < 2; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
+  std::thread blocked([&] { CHECK(q.push(write_header(0, 1000), bytes(1000, 2)).is_ok()); });
+  std::vector<QueuedRecord> next;
+  REQUIRE(q.take(std::chrono::seconds(30), kAll, &next));
+  CHECK(next.size() == 2);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+  q.mark_durable(4);
+  q.mark_applied(batch);
+  blocked.join();
 }

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Benchmarks of rewind against a plain `nbdkit file` export, measured in one run on
+# one machine, printed as markdown tables (docs/PERFORMANCE.md holds a run).
+#
+#   scripts/bench.sh [io|restore|view|all] [--size SIZE] [--runtime SECONDS] [--rounds N]
+#
+#   io       the same fio jobs (fio's nbd engine) against `nbdkit file` and the rewind
+#            plugin serving copies of one image, alternating file/rewind then
+#            rewind/file for each round: IOPS, bandwidth, p99 latency, ratio; the
+#            plugin's peak RSS; journal bytes per byte written
+#   restore  a 1 GiB volume given 4x its size in random 4k-64k writes: `rewind restore`
+#            to the end and to the middle against `cp --sparse=never` of the image,
+#            page cache dropped before each; then the history doubled by rewriting the
+#            same area, and the restore to the end timed again
+#   view     a journal of 1 million records: time to open a point-in-time export,
+#            and its sequential read rate against the live export
+#
+# Needs root (to drop the page cache), fio, and a build in build/ (scripts/build.sh).
+# Works in $BENCH_DIR (default /var/tmp/rewind-bench), on the disk being measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+what=all size=1G runtime=15 rounds=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    io | restore | view | all) what=$1 ;;
+    --size) size=$2; shift ;;
+    --runtime) runtime=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
+    *) echo "bench: unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
+cli=$root/build/replay/rewind
+for f in "$plugin" "$cli"; do
+  [ -e "$f" ] || { echo "bench: $f is missing; run scripts/build.sh" >&2; exit 1; }
+done
+for t in fio nbdkit nbdinfo python3; do
+  command -v "$t" >/dev/null || { echo "bench: $t is not installed (apt-get install $t)" >&2; exit 1; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the page cache is dropped between runs)" >&2; exit 1; }
+
+dir=${BENCH_DIR:-/var/tmp/rewind-bench}
+rm -rf "$dir"
+mkdir -p "$dir"
+pids=()
+trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+uri() { echo "nbd+unix:///?socket=$1"; }
+
+# serve NAME ARGS...: nbdkit in the foreground on $dir/NAME.sock; sets served_pid.
+serve() {
+  local name=$1 i
+  shift
+  rm -f "$dir/$name.sock"
+  nbdkit -f -U "$dir/$name.sock" "$@" 2>>"$dir/$name.log" &
+  served_pid=$!
+  pids+=("$served_pid")
+  for i in $(seq 1 400); do
+    nbdinfo --size "$(uri "$dir/$name.sock")" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  cat "$dir/$name.log" >&2
+  echo "bench: $name did not start" >&2
+  exit 1
+}
+stop() {  # stop PID: SIGTERM and wait (the plugin drains and checkpoints)
+  kill -TERM "$1"
+  wait "$1" 2>/dev/null || true
+}
+
+# fio_json SOCKET ARGS...: one fio job against the export, JSON on stdout (without
+# the line the nbd engine prints before it).
+fio_json() {
+  local sock=$1
+  shift
+  fio --name=bench --ioengine=nbd --uri="$(uri "$sock")" --size="$size" --output-format=json \
+    --randrepeat=0 --norandommap --group_reporting "$@" | sed -n '/^{/,$p'
+}
+
+# ------------------------------------------------------------------------------------
+bench_io() {
+  local img=$dir/file.img
+  truncate -s "$size" "$img"
+  serve file file "$img"
+  local file_pid=$served_pid
+  cp --sparse=always "$img" "$dir/rewind.img"
+  serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
+  local rewind_pid=$served_pid
+  # Both images fully written first, so that reads read data and writes overwrite it.
+  for e in file rewind; do
+    fio_json "$dir/$e.sock" --rw=write --bs=1M --iodepth=4 >"$dir/prefill-$e.json"
+  done
+
+  local jobs=(
+    "randwrite-4k-qd16|--rw=randwrite --bs=4k --iodepth=16"
+    "write-64k-qd4|--rw=write --bs=64k --iodepth=4"
+    "randwrite-4k-qd16-flush16|--rw=randwrite --bs=4k --iodepth=16 --fsync=16"
+    "randread-4k-qd16|--rw=randread --bs=4k --iodepth=16"
+    "randrw-70-30-4k-qd16|--rw=randrw --rwmixread=70 --bs=4k --iodepth=16"
+  )
+  local round job name args order e
+  for round in $(seq 1 "$rounds"); do
+    for job in "${jobs[@]}"; do
+      name=${job%%|*} args=${job#*|}
+      order="file rewind"
+      [ $((round % 2)) -eq 0 ] && order="rewind file"
+      for e in $order; do
+        # shellcheck disable=SC2086
+        fio_json "$dir/$e.sock" $args --time_based --runtime="$runtime" >"$dir/$name.$e.$round.json"
+      done
+    done
+  done
+  local hwm
+  hwm=$(awk '/^VmHWM/ {print $2 * 1024}' "/proc/$rewind_pid/status")
+  stop "$rewind_pid"
+  stop "$file_pid"
+  local jbytes
+  jbytes=$("$cli" info --json "$dir/rewind.rewind" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
+
+  python3 - "$dir" "$rounds" "$hwm" "$jbytes" "${jobs[@]%%|*}" <<'PY'
+import glob, json, os, statistics, sys
+d, rounds, hwm, jbytes, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+def load(path):
+    with open(path) as f:
+        return json.load(f)["jobs"][0]
+def figures(name, e):
+    iops, bw, p99 = [], [], []
+    for r in range(1, rounds + 1):
+        j = load(f"{d}/{name}.{e}.{r}.json")
+        iops.append(j["read"]["iops"] + j["write"]["iops"])
+        bw.append((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20)
+        p = [j[k]["clat_ns"]["percentile"]["99.000000"] for k in ("read", "write")
+             if j[k]["total_ios"] > 0]
+        p99.append(max(p) / 1e3)
+    return statistics.mean(iops), statistics.mean(bw), statistics.mean(p99)
+print("| job | file IOPS | rewind IOPS | file MiB/s | rewind MiB/s | file p99 µs | rewind p99 µs | rewind/file |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for n in names:
+    fi, fb, fp = figures(n, "file")
+    ri, rb, rp = figures(n, "rewind")
+    print(f"| {n} | {fi:,.0f} | {ri:,.0f} | {fb:,.1f} | {rb:,.1f} | {fp:,.0f} | {rp:,.0f} | **{ri / fi:.2f}x** |")
+written = 0
+for path in glob.glob(f"{d}/*.rewind.*.json") + [f"{d}/prefill-rewind.json"]:
+    written += load(path)["write"]["io_bytes"]
+print()
+print(f"- plugin peak RSS (VmHWM): {hwm / 2**20:.0f} MiB (queue-max 64 MiB)")
+print(f"- journal bytes / bytes written: {jbytes / written:.3f} ({jbytes / 2**30:.2f} GiB journal for {written / 2**30:.2f} GiB written)")
+print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per export")
+PY
+  rm -f "$dir"/file.img "$dir"/rewind.img
+  rm -rf "$dir"/rewind.rewind
+}
+
+# ------------------------------------------------------------------------------------
+# timed SECONDS_VAR COMMAND...: runs COMMAND with a cold page cache; the wall time in
+# seconds goes to SECONDS_VAR.
+timed() {
+  local var=$1 t0 t1
+  shift
+  drop_caches
+  t0=$(date +%s.%N)
+  "$@" >/dev/null
+  t1=$(date +%s.%N)
+  printf -v "$var" '%.2f' "$(echo "$t1 - $t0" | bc)"
+}
+
+bench_restore() {
+  local img=$dir/vol.img journal=$dir/vol.rewind
+  truncate -s 1G "$img"
+  serve vol "$plugin" image="$img" journal="$journal"
+  fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
+    >/dev/null
+  stop "$served_pid"
+  local last mid
+  last=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_seq"])')
+  mid=$((last / 2))
+  local t_cp t_end t_mid t_end2
+  timed t_cp cp --sparse=never "$img" "$dir/copy.img"
+  rm -f "$dir/copy.img"
+  timed t_end "$cli" restore "$journal" -o "$dir/end.img"
+  cmp "$dir/end.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
+  rm -f "$dir/end.img"
+  timed t_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/mid.img"
+  rm -f "$dir/mid.img"
+  local hist1
+  hist1=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
+  # Double the history: the same area rewritten as much again.
+  serve vol "$plugin" image="$img" journal="$journal"
+  fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
+    >/dev/null
+  stop "$served_pid"
+  timed t_end2 "$cli" restore "$journal" -o "$dir/end.img"
+  cmp "$dir/end.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
+  rm -f "$dir/end.img"
+  local hist2 last2
+  hist2=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
+  last2=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_seq"])')
+  echo "| 1 GiB volume, page cache dropped before each | history | records | seconds | vs cp |"
+  echo "|---|---:|---:|---:|---:|"
+  printf '| `cp --sparse=never` of the image | | | %s | 1.00x |\n' "$t_cp"
+  printf '| `rewind restore` to the end | %s GiB | %s | %s | %.2fx |\n' \
+    "$(echo "scale=1; $hist1 / 2^30" | bc)" "$last" "$t_end" "$(echo "$t_end / $t_cp" | bc -l)"
+  printf '| `rewind restore` to the middle (seq %s) | %s GiB | %s | %s | %.2fx |\n' \
+    "$mid" "$(echo "scale=1; $hist1 / 2^30" | bc)" "$mid" "$t_mid" "$(echo "$t_mid / $t_cp" | bc -l)"
+  printf '| `rewind restore` to the end, history doubled by rewrites | %s GiB | %s | %s | %.2fx |\n' \
+    "$(echo "scale=1; $hist2 / 2^30" | bc)" "$last2" "$t_end2" "$(echo "$t_end2 / $t_cp" | bc -l)"
+  echo
+  printf -- '- doubling the history changed the restore time by %+.0f%%\n' \
+    "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)"
+  rm -rf "$img" "$journal"
+}
+
+# ------------------------------------------------------------------------------------
+bench_view() {
+  local img=$dir/view.img journal=$dir/view.rewind
+  truncate -s 1G "$img"
+  serve view "$plugin" image="$img" journal="$journal"
+  # One million 4 KiB writes.
+  fio_json "$dir/view.sock" --size=1G --rw=randwrite --bs=4k --iodepth=16 --number_ios=1000000 \
+    >/dev/null
+  stop "$served_pid"
+  local last
+  last=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_seq"])')
+  # Time to open: from starting nbdkit to the first answer, for the view and, as the
+  # floor of what nbdkit itself takes, for a plain file export.
+  local t0 t1 t_view t_file
+  drop_caches
+  t0=$(date +%s%N)
+  serve pit "$plugin" journal="$journal" seq="$last"
+  t1=$(date +%s%N)
+  t_view=$(((t1 - t0) / 1000000))
+  local pit_pid=$served_pid
+  t0=$(date +%s%N)
+  serve floor file "$img"
+  t1=$(date +%s%N)
+  t_file=$(((t1 - t0) / 1000000))
+  stop "$served_pid"
+  # Sequential read of the whole volume: the view, and the live export of the same state.
+  drop_caches
+  local view_bw live_bw
+  view_bw=$(fio_json "$dir/pit.sock" --size=1G --rw=read --bs=1M --iodepth=4 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"] / 2**20)')
+  stop "$pit_pid"
+  serve live "$plugin" image="$img" journal="$journal"
+  drop_caches
+  live_bw=$(fio_json "$dir/live.sock" --size=1G --rw=read --bs=1M --iodepth=4 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"] / 2**20)')
+  stop "$served_pid"
+  echo "| point-in-time export of a journal of $last records | figure |"
+  echo "|---|---:|"
+  echo "| nbdkit start to first answer, view (page cache dropped) | $t_view ms |"
+  echo "| nbdkit start to first answer, plain file export | $t_file ms |"
+  printf '| sequential read, view | %.0f MiB/s |\n' "$view_bw"
+  printf '| sequential read, live export | %.0f MiB/s |\n' "$live_bw"
+  printf '| view / live | **%.2fx** |\n' "$(echo "$view_bw / $live_bw" | bc -l)"
+  rm -rf "$img" "$journal"
+}
+
+echo "# rewind benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "$(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -r), $(stat -f -c %T "$dir") under $dir;" \
+  "fio $(fio --version | sed 's/fio-//'), nbdkit $(nbdkit --version | cut -d' ' -f2)"
+echo
+export RUNTIME=$runtime
+case "$what" in
+  io) bench_io ;;
+  restore) bench_restore ;;
+  view) bench_view ;;
+  all)
+    bench_io
+    echo
+    bench_restore
+    echo
+    bench_view
+    ;;
+esac
