@@ -125,10 +125,11 @@ std::vector<ChangedExtent> changed_extents(const JournalHistory& h, uint64_t fro
   struct Unit {
     Unit advanced(uint64_t) const { return *this; }
   };
-  ExtentMap<Unit> map;
+  std::vector<Interval<Unit>> history;
   h.for_each_entry(from_seq, to_seq, [&](const IndexEntry& e, uint32_t) {
-    if (e.length != 0) map.insert(e.offset, e.length, Unit{});
+    history.push_back({e.offset, e.length, Unit{}});
   });
+  auto map = FlatExtentMap<Unit>::newest_wins(history);
   std::vector<ChangedExtent> out;
   for (const auto& [start, e] : map) {
     if (!out.empty() && out.back().offset + out.back().length == start) {

@@ -130,22 +130,29 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
   auto base = File::open(base_path(h.dir(), h.manifest().base_file), O_RDONLY);
   if (!base) return base.status();
   v->base_ = std::move(*base);
+  // The records up to seq, in order: the first `counts[s]` entries of each segment s.
   std::vector<bool> used(h.segments().size(), false);
-  h.for_each_entry(h.first_seq(), seq, [&](const IndexEntry& e, uint32_t s) {
-    v->time_ns_ = e.time_ns;
-    auto entry = static_cast<uint32_t>(&e - h.segments()[s].entries.data());
-    switch (e.type) {
-      case RecordType::kWrite:
-        v->map_.insert(e.offset, e.length, ViewSource{false, s, entry, 0});
-        used[s] = true;
-        break;
-      case RecordType::kZero:
-      case RecordType::kTrim:
-        v->map_.insert(e.offset, e.length, ViewSource{true, s, entry, 0});
-        break;
-      default:
-        break;
+  std::vector<size_t> first(h.segments().size() + 1, 0);  // index of a segment's first
+  size_t n = 0;
+  for (size_t s = 0; s < h.segments().size(); ++s) {
+    first[s] = n;
+    for (const IndexEntry& e : h.segments()[s].entries) {
+      if (e.seq > seq) break;
+      v->time_ns_ = e.time_ns;
+      used[s] = used[s] || e.type == RecordType::kWrite;
+      ++n;
     }
+  }
+  first.back() = n;
+  v->map_ = FlatExtentMap<ViewSource>::newest_wins(n, [&](size_t i) {
+    const auto s =
+        static_cast<uint32_t>(std::upper_bound(first.begin(), first.end(), i) - first.begin() - 1);
+    const auto entry = static_cast<uint32_t>(i - first[s]);
+    const IndexEntry& e = h.segments()[s].entries[entry];
+    const bool write = e.type == RecordType::kWrite;
+    const bool zero = e.type == RecordType::kZero || e.type == RecordType::kTrim;
+    return Interval<ViewSource>{e.offset, write || zero ? e.length : 0,
+                                ViewSource{zero, s, entry, 0}};
   });
   v->verified_.resize(used.size());
   v->segments_.resize(used.size());

@@ -220,7 +220,7 @@ bench_view() {
   truncate -s 1G "$img"
   serve view "$plugin" image="$img" journal="$journal"
   # One million 4 KiB writes.
-  fio_json "$dir/view.sock" --size=1G --rw=randwrite --bs=4k --iodepth=16 --number_ios=1000000 \
+  fio_json "$dir/view.sock" --size=1G --rw=randwrite --bs=4k --iodepth=16 --io_size=$((1000000 * 4096)) \
     >/dev/null
   stop "$served_pid"
   local last

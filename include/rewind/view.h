@@ -97,7 +97,7 @@ class JournalView {
   uint64_t size() const { return history_->manifest().image_size; }
   const std::string& note() const { return note_; }
   const JournalHistory& history() const { return *history_; }
-  const ExtentMap<ViewSource>& map() const { return map_; }
+  const FlatExtentMap<ViewSource>& map() const { return map_; }
   const File& base() const { return base_; }
   const File& segment(uint32_t i) const { return segments_[i]; }
 
@@ -114,7 +114,7 @@ class JournalView {
   uint64_t seq_ = 0;
   uint64_t time_ns_ = 0;
   std::string note_;
-  ExtentMap<ViewSource> map_;
+  FlatExtentMap<ViewSource> map_;
   File base_;
   std::vector<File> segments_;                       // opened for those the map refers to
   mutable std::mutex verified_mu_;                   // guards verified_

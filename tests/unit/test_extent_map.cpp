@@ -87,3 +87,44 @@ TEST_CASE("extent map erase_if removes whole matching extents in a range", "[ext
   CHECK(map.begin()->first == 100);
   CHECK(std::next(map.begin())->first == 300);
 }
+
+TEST_CASE("a flat extent map built newest-wins equals the extent map of the same writes",
+          "[extent_map]") {
+  auto seed = GENERATE(range(1, 201));
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  const uint64_t size = 1 + rng() % 8192;
+  std::vector<Interval<Src>> history;
+  ExtentMap<Src> map;
+  const int writes = static_cast<int>(rng() % 300);
+  // Odd seeds write whole 512-byte blocks, so that many writes start at one offset
+  // (rewrites), some covering others whole and some not.
+  const bool blocks = seed % 2 == 1;
+  for (int id = 0; id < writes; ++id) {
+    uint64_t off = rng() % size;
+    uint64_t len = rng() % std::min<uint64_t>(size - off + 1, id % 7 == 0 ? size : 200);
+    if (blocks) {
+      off = off / 512 * 512;
+      len = std::min<uint64_t>((1 + rng() % 3) * 512, size - off);
+    }
+    history.push_back({off, len, Src{id, 0}});
+    map.insert(off, len, Src{id, 0});
+  }
+  auto flat = FlatExtentMap<Src>::newest_wins(history);
+  // Same extents, in the same order: the flat map merges exactly what ExtentMap keeps
+  // as one extent (the uncut remainder of one write).
+  std::vector<std::tuple<uint64_t, uint64_t, int, uint64_t>> want, got;
+  for (const auto& [s, e] : map) want.emplace_back(s, e.end, e.value.id, e.value.pos);
+  for (const auto& [s, e] : flat) got.emplace_back(s, e.end, e.value.id, e.value.pos);
+  CHECK(got == want);
+  // And lookups clip alike.
+  const uint64_t a = rng() % size, n = 1 + rng() % size;
+  std::vector<std::tuple<uint64_t, uint64_t, int, uint64_t>> wl, gl;
+  map.for_each(a, n, [&](uint64_t s, uint64_t e, const Src& v, uint64_t adv) {
+    wl.emplace_back(s, e, v.id, v.pos + adv);
+  });
+  flat.for_each(a, n, [&](uint64_t s, uint64_t e, const Src& v, uint64_t adv) {
+    gl.emplace_back(s, e, v.id, v.pos + adv);
+  });
+  CHECK(gl == wl);
+}
