@@ -156,16 +156,25 @@ PY
 }
 
 # ------------------------------------------------------------------------------------
-# timed SECONDS_VAR COMMAND...: runs COMMAND with a cold page cache; the wall time in
-# seconds goes to SECONDS_VAR.
+# timed VAR COMMAND...: runs COMMAND with a cold page cache $repeat times; the median
+# wall time in seconds goes to VAR (this machine's times vary from run to run).
+repeat=3
 timed() {
-  local var=$1 t0 t1
+  local var=$1 i t0 t1 times=()
   shift
-  drop_caches
-  t0=$(date +%s.%N)
-  "$@" >/dev/null
-  t1=$(date +%s.%N)
-  printf -v "$var" '%.2f' "$(echo "$t1 - $t0" | bc)"
+  for i in $(seq 1 "$repeat"); do
+    drop_caches
+    t0=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    t1=$(date +%s.%N)
+    times+=("$(echo "$t1 - $t0" | bc)")
+    rm -f "$dir/copy.img" "$dir/out.img"
+  done
+  printf -v "$var" '%.2f' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((repeat + 1) / 2))p")"
+}
+
+json_of() {  # json_of JOURNAL FIELD: a field of `rewind info --json`
+  "$cli" info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
 
 bench_restore() {
@@ -175,42 +184,42 @@ bench_restore() {
   fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
     >/dev/null
   stop "$served_pid"
-  local last mid
-  last=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_seq"])')
+  local last mid hist1
+  last=$(json_of "$journal" last_seq)
+  hist1=$(json_of "$journal" journal_bytes)
   mid=$((last / 2))
-  local t_cp t_end t_mid t_end2
+  "$cli" restore "$journal" -o "$dir/check.img" >/dev/null 2>&1
+  cmp "$dir/check.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
+  rm -f "$dir/check.img"
+  local t_cp t_end t_mid t_end2 t_cp2
   timed t_cp cp --sparse=never "$img" "$dir/copy.img"
-  rm -f "$dir/copy.img"
-  timed t_end "$cli" restore "$journal" -o "$dir/end.img"
-  cmp "$dir/end.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
-  rm -f "$dir/end.img"
-  timed t_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/mid.img"
-  rm -f "$dir/mid.img"
-  local hist1
-  hist1=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
+  timed t_end "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
   # Double the history: the same area rewritten as much again.
   serve vol "$plugin" image="$img" journal="$journal"
   fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
     >/dev/null
   stop "$served_pid"
-  timed t_end2 "$cli" restore "$journal" -o "$dir/end.img"
-  cmp "$dir/end.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
-  rm -f "$dir/end.img"
   local hist2 last2
-  hist2=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
-  last2=$("$cli" info --json "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_seq"])')
-  echo "| 1 GiB volume, page cache dropped before each | history | records | seconds | vs cp |"
+  hist2=$(json_of "$journal" journal_bytes)
+  last2=$(json_of "$journal" last_seq)
+  timed t_end2 "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_cp2 cp --sparse=never "$img" "$dir/copy.img"
+  gib() { echo "scale=1; $1 / 2^30" | bc; }
+  echo "| 1 GiB volume, page cache dropped before each, median of $repeat | history | records | seconds | vs cp |"
   echo "|---|---:|---:|---:|---:|"
   printf '| `cp --sparse=never` of the image | | | %s | 1.00x |\n' "$t_cp"
   printf '| `rewind restore` to the end | %s GiB | %s | %s | %.2fx |\n' \
-    "$(echo "scale=1; $hist1 / 2^30" | bc)" "$last" "$t_end" "$(echo "$t_end / $t_cp" | bc -l)"
+    "$(gib "$hist1")" "$last" "$t_end" "$(echo "$t_end / $t_cp" | bc -l)"
   printf '| `rewind restore` to the middle (seq %s) | %s GiB | %s | %s | %.2fx |\n' \
-    "$mid" "$(echo "scale=1; $hist1 / 2^30" | bc)" "$mid" "$t_mid" "$(echo "$t_mid / $t_cp" | bc -l)"
+    "$mid" "$(gib "$hist1")" "$mid" "$t_mid" "$(echo "$t_mid / $t_cp" | bc -l)"
   printf '| `rewind restore` to the end, history doubled by rewrites | %s GiB | %s | %s | %.2fx |\n' \
-    "$(echo "scale=1; $hist2 / 2^30" | bc)" "$last2" "$t_end2" "$(echo "$t_end2 / $t_cp" | bc -l)"
+    "$(gib "$hist2")" "$last2" "$t_end2" "$(echo "$t_end2 / $t_cp2" | bc -l)"
+  printf '| `cp --sparse=never` of the image, timed again | | | %s | 1.00x |\n' "$t_cp2"
   echo
-  printf -- '- doubling the history changed the restore time by %+.0f%%\n' \
-    "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)"
+  printf -- '- doubling the history changed the restore time by %+.0f%% (%+.0f%% against cp)\n' \
+    "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)" \
+    "$(echo "($t_end2 / $t_cp2 - $t_end / $t_cp) * 100 / ($t_end / $t_cp)" | bc -l)"
   rm -rf "$img" "$journal"
 }
 

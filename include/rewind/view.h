@@ -105,11 +105,17 @@ class JournalView {
   // whole payload is checked against its checksum: damage is an error naming the
   // segment, offset and seq, never wrong data.
   Status read(std::span<uint8_t> buf, uint64_t offset) const;
+  // Asks the kernel to start reading what read(offset, length) will need (the pieces
+  // of the base snapshot and of the segments), without waiting for it.
+  void prefetch(uint64_t offset, uint64_t length) const;
   // Checks the payload of one record (once; later calls return at once).
   Status verify_record(uint32_t segment, uint32_t entry) const;
 
  private:
   JournalView() = default;
+  bool checked(uint32_t segment, uint32_t entry) const;
+  // Checks `payload`, the whole payload of a record, and remembers that it is good.
+  Status check_payload(uint32_t segment, uint32_t entry, std::span<const uint8_t> payload) const;
   std::shared_ptr<const JournalHistory> history_;
   uint64_t seq_ = 0;
   uint64_t time_ns_ = 0;
