@@ -26,6 +26,10 @@ int FileSystem::close(int fd) {
 ssize_t FileSystem::pread(int fd, void* buf, size_t n, off_t offset) {
   return ::pread(fd, buf, n, offset);
 }
+ssize_t FileSystem::pread_cached(int fd, void* buf, size_t n, off_t offset) {
+  struct iovec iov = {buf, n};
+  return ::preadv2(fd, &iov, 1, offset, RWF_NOWAIT);
+}
 ssize_t FileSystem::pwrite(int fd, const void* buf, size_t n, off_t offset) {
   return ::pwrite(fd, buf, n, offset);
 }
@@ -91,6 +95,11 @@ Result<File> File::open(const std::string& path, int flags, int mode) {
   int fd = file_system().open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return Status::io_error(fmt::format("cannot open {}", path), errno);
   return File(fd, path);
+}
+
+bool File::pread_cached(std::span<uint8_t> buf, uint64_t offset) const {
+  ssize_t n = file_system().pread_cached(fd_, buf.data(), buf.size(), static_cast<off_t>(offset));
+  return n >= 0 && static_cast<size_t>(n) == buf.size();
 }
 
 Status File::pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got) const {

@@ -192,16 +192,9 @@ Status JournalView::check_payload(uint32_t segment, uint32_t entry,
   return Status::ok();
 }
 
-namespace {
-// One run of a read: from the base snapshot (source null) or from the map.
-struct Piece {
-  uint64_t start, end;
-  const ViewSource* source;
-  uint64_t adv;
-};
-}  // namespace
-
 // The pieces of [offset, offset+length), in order, gaps filled from the base.
+using Piece = JournalView::Piece;
+
 template <class F>
 static void for_each_piece(const FlatExtentMap<ViewSource>& map, uint64_t offset, uint64_t length,
                            F&& f) {
@@ -222,20 +215,7 @@ bool JournalView::checked(uint32_t segment, uint32_t entry) const {
 void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size()) return;
   length = std::min(length, size() - offset);
-  // A record not yet checked is read whole, so all of it is asked for.
-  for_each_piece(map_, offset, length, [&](const Piece& p) {
-    if (p.source == nullptr) {
-      ::posix_fadvise(base_.fd(), static_cast<off_t>(p.start), static_cast<off_t>(p.end - p.start),
-                      POSIX_FADV_WILLNEED);
-    } else if (!p.source->zero) {
-      const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
-      const bool whole = !checked(p.source->segment, p.source->entry);
-      const uint64_t at = rec.payload_position() + (whole ? 0 : p.source->delta + p.adv);
-      const uint64_t len = whole ? rec.payload_length : p.end - p.start;
-      ::posix_fadvise(segments_[p.source->segment].fd(), static_cast<off_t>(at),
-                      static_cast<off_t>(len), POSIX_FADV_WILLNEED);
-    }
-  });
+  for_each_piece(map_, offset, length, [&](const Piece& p) { advise(p); });
 }
 
 Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
@@ -245,39 +225,70 @@ Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
                     buf.size(), offset, size()));
   std::vector<Piece> pieces;
   for_each_piece(map_, offset, buf.size(), [&](const Piece& p) { pieces.push_back(p); });
-  // Ask for every byte this read needs at once (the kernel reads them in parallel),
-  // then copy: a read of many small extents scattered through the journal costs about
-  // one round trip to the disk instead of one for each extent.
-  if (pieces.size() > 1) prefetch(offset, buf.size());
-  std::vector<uint8_t> whole;
+  // First what the page cache holds, without waiting; then the rest, asked for all at
+  // once (the kernel reads it in parallel) before it is read: a read of many small
+  // extents scattered through the journal costs about one trip to the disk, and a
+  // read of cached data no advice at all.
+  std::vector<const Piece*> missing;
+  std::vector<uint8_t> whole;  // a record read whole to be checked
   for (const Piece& p : pieces) {
-    auto dst = buf.subspan(p.start - offset, p.end - p.start);
-    if (p.source == nullptr) {
-      REWIND_RETURN_IF_ERROR(base_.pread_full(dst, p.start));
-      continue;
-    }
-    const ViewSource& v = *p.source;
-    if (v.zero) {
-      std::memset(dst.data(), 0, dst.size());
-      continue;
-    }
-    const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
-    const File& seg = segments_[v.segment];
-    const uint64_t within = v.delta + p.adv;
-    if (checked(v.segment, v.entry)) {
-      REWIND_RETURN_IF_ERROR(seg.pread_full(dst, rec.payload_position() + within));
-    } else if (within == 0 && dst.size() == rec.payload_length) {
-      // The piece is the whole payload: read it in place and check it there.
-      REWIND_RETURN_IF_ERROR(seg.pread_full(dst, rec.payload_position()));
-      REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, dst));
-    } else {
-      whole.resize(rec.payload_length);
-      REWIND_RETURN_IF_ERROR(seg.pread_full(whole, rec.payload_position()));
-      REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, whole));
-      std::memcpy(dst.data(), whole.data() + within, dst.size());
-    }
+    auto got = fill(p, buf.subspan(p.start - offset, p.end - p.start), true, &whole);
+    if (!got) return got.status();
+    if (!*got) missing.push_back(&p);
   }
+  if (missing.size() > 1)
+    for (const Piece* p : missing) advise(*p);
+  for (const Piece* p : missing)
+    REWIND_RETURN_IF_ERROR(
+        fill(*p, buf.subspan(p->start - offset, p->end - p->start), false, &whole).status());
   return Status::ok();
+}
+
+void JournalView::advise(const Piece& p) const {
+  if (p.source == nullptr) {
+    ::posix_fadvise(base_.fd(), static_cast<off_t>(p.start), static_cast<off_t>(p.end - p.start),
+                    POSIX_FADV_WILLNEED);
+  } else if (!p.source->zero) {
+    // A record not yet checked is read whole, so all of it is asked for.
+    const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
+    const bool whole = !checked(p.source->segment, p.source->entry);
+    const uint64_t at = rec.payload_position() + (whole ? 0 : p.source->delta + p.adv);
+    const uint64_t len = whole ? rec.payload_length : p.end - p.start;
+    ::posix_fadvise(segments_[p.source->segment].fd(), static_cast<off_t>(at),
+                    static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+  }
+}
+
+Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cached_only,
+                               std::vector<uint8_t>* whole) const {
+  auto read = [&](const File& f, std::span<uint8_t> into, uint64_t at) -> Result<bool> {
+    if (cached_only) return f.pread_cached(into, at);
+    REWIND_RETURN_IF_ERROR(f.pread_full(into, at));
+    return true;
+  };
+  if (p.source == nullptr) return read(base_, dst, p.start);
+  const ViewSource& v = *p.source;
+  if (v.zero) {
+    std::memset(dst.data(), 0, dst.size());
+    return true;
+  }
+  const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
+  const File& seg = segments_[v.segment];
+  const uint64_t within = v.delta + p.adv;
+  if (checked(v.segment, v.entry)) return read(seg, dst, rec.payload_position() + within);
+  if (within == 0 && dst.size() == rec.payload_length) {
+    // The piece is the whole payload: read it in place and check it there.
+    auto got = read(seg, dst, rec.payload_position());
+    if (!got || !*got) return got;
+    REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, dst));
+    return true;
+  }
+  whole->resize(rec.payload_length);
+  auto got = read(seg, *whole, rec.payload_position());
+  if (!got || !*got) return got;
+  REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, *whole));
+  std::memcpy(dst.data(), whole->data() + within, dst.size());
+  return true;
 }
 
 }  // namespace rwd

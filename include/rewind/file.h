@@ -25,6 +25,10 @@ class FileSystem {
   virtual int open(const char* path, int flags, mode_t mode);
   virtual int close(int fd);
   virtual ssize_t pread(int fd, void* buf, size_t n, off_t offset);
+  // Reads only what is in the page cache, without waiting for the disk
+  // (preadv2 with RWF_NOWAIT): fewer bytes than asked, or -1 with EAGAIN, if not all
+  // of it is there.
+  virtual ssize_t pread_cached(int fd, void* buf, size_t n, off_t offset);
   virtual ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset);
   virtual ssize_t pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset);
   virtual int fsync(int fd);
@@ -66,6 +70,8 @@ class File {
   // Reads exactly buf.size() bytes at `offset`; fewer only at end of file, in which
   // case *got says how many (an error if `got` is null).
   Status pread_full(std::span<uint8_t> buf, uint64_t offset, size_t* got = nullptr) const;
+  // Whether all of buf could be read from the page cache alone (then it is filled).
+  bool pread_cached(std::span<uint8_t> buf, uint64_t offset) const;
   Status pwrite_full(std::span<const uint8_t> buf, uint64_t offset) const;
   // Writes every iovec in order starting at `offset`, in as few system calls as
   // IOV_MAX allows. `iov` is modified.

@@ -111,8 +111,21 @@ class JournalView {
   // Checks the payload of one record (once; later calls return at once).
   Status verify_record(uint32_t segment, uint32_t entry) const;
 
+  // One run of a read: from the base snapshot (source null) or from the map.
+  struct Piece {
+    uint64_t start, end;
+    const ViewSource* source;
+    uint64_t adv;
+  };
+
  private:
   JournalView() = default;
+  // Asks the kernel to start reading what fill() will need for `p`.
+  void advise(const Piece& p) const;
+  // Fills dst with the bytes of `p` (checking its record first if need be); with
+  // `cached_only`, only if the page cache holds them all (false otherwise).
+  Result<bool> fill(const Piece& p, std::span<uint8_t> dst, bool cached_only,
+                    std::vector<uint8_t>* whole) const;
   bool checked(uint32_t segment, uint32_t entry) const;
   // Checks `payload`, the whole payload of a record, and remembers that it is good.
   Status check_payload(uint32_t segment, uint32_t entry, std::span<const uint8_t> payload) const;

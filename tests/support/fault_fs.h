@@ -19,6 +19,8 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -57,6 +59,11 @@ class FaultInjectionFs : public FileSystem {
   int open(const char* path, int flags, mode_t mode) override;
   int close(int fd) override;
   ssize_t pread(int fd, void* buf, size_t n, off_t offset) override;
+  // Never from the cache: every read goes through pread() and its fault rules.
+  ssize_t pread_cached(int, void*, size_t, off_t) override {
+    errno = EAGAIN;
+    return -1;
+  }
   ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) override;
   ssize_t pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) override;
   int fsync(int fd) override;
