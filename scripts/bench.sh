@@ -16,7 +16,8 @@
 #            and its sequential read rate against the live export
 #
 # Needs root (to drop the page cache), fio, and a build in build/ (scripts/build.sh).
-# Works in $BENCH_DIR (default /var/tmp/rewind-bench), on the disk being measured.
+# Works in $BENCH_DIR (default /var/tmp/rewind-bench, 30 GiB free), on the disk being
+# measured. All of it takes about 20 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,6 +46,9 @@ done
 dir=${BENCH_DIR:-/var/tmp/rewind-bench}
 rm -rf "$dir"
 mkdir -p "$dir"
+# A run keeps up to about 20 GiB of images and journals there at once.
+free=$(df --output=avail -B1G "$dir" | tail -n 1)
+[ "$free" -ge 30 ] || { echo "bench: $dir has $free GiB free; it needs 30 (set BENCH_DIR)" >&2; exit 1; }
 pids=()
 trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
 
@@ -72,6 +76,10 @@ stop() {  # stop PID: SIGTERM and wait (the plugin drains and checkpoints)
   wait "$1" 2>/dev/null || true
 }
 
+json_of() {  # json_of JOURNAL FIELD: a field of `rewind info --json`
+  "$cli" info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+
 # fio_json SOCKET ARGS...: one fio job against the export, JSON on stdout (without
 # the line the nbd engine prints before it).
 fio_json() {
@@ -88,8 +96,25 @@ bench_io() {
   serve file file "$img"
   local file_pid=$served_pid
   cp --sparse=always "$img" "$dir/rewind.img"
-  serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
-  local rewind_pid=$served_pid
+  # The rewind server starts each run on a new journal (a base snapshot of the image as
+  # it is): a journal keeps every byte written, and a run writes tens of GiB.
+  local rewind_pid= hwm=0 jbytes=0
+  fresh_rewind() {
+    if [ -n "$rewind_pid" ]; then
+      stop "$rewind_pid"
+      jbytes=$((jbytes + $(json_of "$dir/rewind.rewind" journal_bytes)))
+      rm -rf "$dir/rewind.rewind"
+    fi
+    serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
+    rewind_pid=$served_pid
+  }
+  peak() {  # the plugin's peak RSS so far
+    local h
+    h=$(awk '/^VmHWM/ {print $2 * 1024}' "/proc/$rewind_pid/status")
+    [ "$h" -gt "$hwm" ] && hwm=$h
+    return 0
+  }
+  fresh_rewind
   # Both images fully written first, so that reads read data and writes overwrite it.
   for e in file rewind; do
     fio_json "$dir/$e.sock" --rw=write --bs=1M --iodepth=4 >"$dir/prefill-$e.json"
@@ -111,15 +136,17 @@ bench_io() {
       for e in $order; do
         # shellcheck disable=SC2086
         fio_json "$dir/$e.sock" $args --time_based --runtime="$runtime" >"$dir/$name.$e.$round.json"
+        if [ "$e" = rewind ]; then
+          peak
+          fresh_rewind
+        fi
       done
     done
   done
-  local hwm
-  hwm=$(awk '/^VmHWM/ {print $2 * 1024}' "/proc/$rewind_pid/status")
+  peak
   stop "$rewind_pid"
+  jbytes=$((jbytes + $(json_of "$dir/rewind.rewind" journal_bytes)))
   stop "$file_pid"
-  local jbytes
-  jbytes=$("$cli" info --json "$dir/rewind.rewind" | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes"])')
 
   python3 - "$dir" "$rounds" "$hwm" "$jbytes" "${jobs[@]%%|*}" <<'PY'
 import glob, json, os, statistics, sys
@@ -149,7 +176,7 @@ for path in glob.glob(f"{d}/*.rewind.*.json") + [f"{d}/prefill-rewind.json"]:
 print()
 print(f"- plugin peak RSS (VmHWM): {hwm / 2**20:.0f} MiB (queue-max 64 MiB)")
 print(f"- journal bytes / bytes written: {jbytes / written:.3f} ({jbytes / 2**30:.2f} GiB journal for {written / 2**30:.2f} GiB written)")
-print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per export")
+print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per export; file then rewind in odd rounds, rewind then file in even ones")
 PY
   rm -f "$dir"/file.img "$dir"/rewind.img
   rm -rf "$dir"/rewind.rewind
@@ -171,10 +198,6 @@ timed() {
     rm -f "$dir/copy.img" "$dir/out.img"
   done
   printf -v "$var" '%.2f' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((repeat + 1) / 2))p")"
-}
-
-json_of() {  # json_of JOURNAL FIELD: a field of `rewind info --json`
-  "$cli" info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
 }
 
 bench_restore() {
