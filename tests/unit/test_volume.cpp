@@ -198,6 +198,12 @@ TEST_CASE("after an unclean stop open redoes the journal onto the image", "[volu
   o.checkpoint_interval = std::chrono::hours(1);  // no checkpoint before the "crash"
   f.crash_after(o, [&](Volume& v) {
     if (!v.write(a, 1 << 20, false).is_ok() || !v.flush().is_ok()) return false;
+    // A flush returns once the record is durable; the flusher applies it to the image
+    // just after. Wait for that, or it could land after the zeroing below.
+    for (int i = 0; v.queue().queued_bytes() != 0; ++i) {
+      if (i == 2000) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     // Undo what the flusher applied, as if the page cache had been lost: the image
     // holds nothing, the journal everything.
     test::write_file(o.image_path, std::vector<uint8_t>(kSize, 0));
