@@ -1,5 +1,6 @@
 #include "rewind/control.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -132,6 +133,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& p
   impl->accept();
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
+    ::pthread_setname_np(::pthread_self(), "rewind-control");
     for (;;) {
       try {
         raw->io.run();

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -412,7 +413,11 @@ Volume::~Volume() {
 }
 
 void Volume::start() {
-  if (!flusher_.joinable() && !closed_) flusher_ = std::thread([this] { flusher_loop(); });
+  if (!flusher_.joinable() && !closed_)
+    flusher_ = std::thread([this] {
+      ::pthread_setname_np(::pthread_self(), "rewind-flusher");  // for top, perf, gdb
+      flusher_loop();
+    });
 }
 
 Status Volume::check_range(const char* what, uint64_t offset, uint64_t length) const {
