@@ -15,9 +15,10 @@
 #   view     a journal of 1 million records: time to open a point-in-time export,
 #            and its sequential read rate against the live export
 #
-# Needs root (to drop the page cache), fio, and a build in build/ (scripts/build.sh).
+# Runs as root (to drop the page cache); installs what is missing (fio among it, with
+# scripts/install-deps.sh --bench) and builds build/ (scripts/build.sh) first.
 # Works in $BENCH_DIR (default /var/tmp/rewind-bench, 30 GiB free), on the disk being
-# measured. All of it takes about 20 minutes with the defaults.
+# measured. All of it takes about 15 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,15 +34,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the page cache is dropped between runs)" >&2; exit 1; }
+scripts/install-deps.sh --bench
+BUILD_DIR=build scripts/build.sh >/dev/null
 plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
 cli=$root/build/replay/rewind
-for f in "$plugin" "$cli"; do
-  [ -e "$f" ] || { echo "bench: $f is missing; run scripts/build.sh" >&2; exit 1; }
-done
-for t in fio nbdkit nbdinfo python3; do
-  command -v "$t" >/dev/null || { echo "bench: $t is not installed (apt-get install $t)" >&2; exit 1; }
-done
-[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (the page cache is dropped between runs)" >&2; exit 1; }
 
 dir=${BENCH_DIR:-/var/tmp/rewind-bench}
 rm -rf "$dir"
@@ -183,21 +180,30 @@ PY
 }
 
 # ------------------------------------------------------------------------------------
-# timed VAR COMMAND...: runs COMMAND with a cold page cache $repeat times; the median
-# wall time in seconds goes to VAR (this machine's times vary from run to run).
-repeat=3
+# timed VAR CPVAR COMMAND...: runs `cp --sparse=never` of $img and COMMAND in turn,
+# $repeat times each, each with a cold page cache; the median wall times in seconds go
+# to VAR and CPVAR. Alternating keeps the two under the same conditions: on a shared
+# machine the same cp takes from 0.6 s to 2.4 s from one minute to the next.
+repeat=5
 timed() {
-  local var=$1 i t0 t1 times=()
-  shift
-  for i in $(seq 1 "$repeat"); do
+  local var=$1 cpvar=$2 i times=() cps=()
+  shift 2
+  secs() {
+    local t0 t1
     drop_caches
     t0=$(date +%s.%N)
     "$@" >/dev/null 2>&1
     t1=$(date +%s.%N)
-    times+=("$(echo "$t1 - $t0" | bc)")
     rm -f "$dir/copy.img" "$dir/out.img"
+    echo "$t1 - $t0" | bc
+  }
+  for i in $(seq 1 "$repeat"); do
+    cps+=("$(secs cp --sparse=never "$img" "$dir/copy.img")")
+    times+=("$(secs "$@")")
   done
-  printf -v "$var" '%.2f' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((repeat + 1) / 2))p")"
+  median() { printf '%s\n' "$@" | sort -n | sed -n "$(((repeat + 1) / 2))p"; }
+  printf -v "$var" '%.2f' "$(median "${times[@]}")"
+  printf -v "$cpvar" '%.2f' "$(median "${cps[@]}")"
 }
 
 bench_restore() {
@@ -214,10 +220,9 @@ bench_restore() {
   "$cli" restore "$journal" -o "$dir/check.img" >/dev/null 2>&1
   cmp "$dir/check.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
   rm -f "$dir/check.img"
-  local t_cp t_end t_mid t_end2 t_cp2
-  timed t_cp cp --sparse=never "$img" "$dir/copy.img"
-  timed t_end "$cli" restore "$journal" -o "$dir/out.img"
-  timed t_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
+  local t_end t_mid t_end2 c_end c_mid c_end2
+  timed t_end c_end "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_mid c_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
   # Double the history: the same area rewritten as much again.
   serve vol "$plugin" image="$img" journal="$journal"
   fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
@@ -226,23 +231,20 @@ bench_restore() {
   local hist2 last2
   hist2=$(json_of "$journal" journal_bytes)
   last2=$(json_of "$journal" last_seq)
-  timed t_end2 "$cli" restore "$journal" -o "$dir/out.img"
-  timed t_cp2 cp --sparse=never "$img" "$dir/copy.img"
+  timed t_end2 c_end2 "$cli" restore "$journal" -o "$dir/out.img"
   gib() { echo "scale=1; $1 / 2^30" | bc; }
-  echo "| 1 GiB volume, page cache dropped before each, median of $repeat | history | records | seconds | vs cp |"
-  echo "|---|---:|---:|---:|---:|"
-  printf '| `cp --sparse=never` of the image | | | %s | 1.00x |\n' "$t_cp"
-  printf '| `rewind restore` to the end | %s GiB | %s | %s | %.2fx |\n' \
-    "$(gib "$hist1")" "$last" "$t_end" "$(echo "$t_end / $t_cp" | bc -l)"
-  printf '| `rewind restore` to the middle (seq %s) | %s GiB | %s | %s | %.2fx |\n' \
-    "$mid" "$(gib "$hist1")" "$mid" "$t_mid" "$(echo "$t_mid / $t_cp" | bc -l)"
-  printf '| `rewind restore` to the end, history doubled by rewrites | %s GiB | %s | %s | %.2fx |\n' \
-    "$(gib "$hist2")" "$last2" "$t_end2" "$(echo "$t_end2 / $t_cp2" | bc -l)"
-  printf '| `cp --sparse=never` of the image, timed again | | | %s | 1.00x |\n' "$t_cp2"
+  echo "| 1 GiB volume, page cache dropped before each, medians of $repeat, cp and restore in turn | history | records | restore s | cp s | restore/cp |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  printf '| `rewind restore` to the end | %s GiB | %s | %s | %s | **%.2fx** |\n' \
+    "$(gib "$hist1")" "$last" "$t_end" "$c_end" "$(echo "$t_end / $c_end" | bc -l)"
+  printf '| `rewind restore` to the middle (seq %s) | %s GiB | %s | %s | %s | **%.2fx** |\n' \
+    "$mid" "$(gib "$hist1")" "$mid" "$t_mid" "$c_mid" "$(echo "$t_mid / $c_mid" | bc -l)"
+  printf '| `rewind restore` to the end, history doubled by rewrites | %s GiB | %s | %s | %s | **%.2fx** |\n' \
+    "$(gib "$hist2")" "$last2" "$t_end2" "$c_end2" "$(echo "$t_end2 / $c_end2" | bc -l)"
   echo
-  printf -- '- doubling the history changed the restore time by %+.0f%% (%+.0f%% against cp)\n' \
+  printf -- '- doubling the history changed the restore time by %+.0f%% (the ratio to cp by %+.0f%%)\n' \
     "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)" \
-    "$(echo "($t_end2 / $t_cp2 - $t_end / $t_cp) * 100 / ($t_end / $t_cp)" | bc -l)"
+    "$(echo "($t_end2 / $c_end2 - $t_end / $c_end) * 100 / ($t_end / $c_end)" | bc -l)"
   rm -rf "$img" "$journal"
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, whatever rewind needs to build, serve and test that is not
 # installed yet (Debian 12, as root). Does nothing when all is present. With --test,
-# also what only the test suite needs: clang and its runtime for the fuzzers.
+# also what only the test suite needs (clang for the fuzzers, QEMU for the guest
+# tests, ...); with --bench, also fio for scripts/bench.sh.
 set -euo pipefail
 
 packages=(
@@ -21,6 +22,9 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(systemd)
   # virt-xml-validate, to check dist/libvirt/domain.xml
   packages+=(libvirt-clients)
+elif [ "${1:-}" = "--bench" ]; then
+  # the load generator of scripts/bench.sh (its nbd engine), and bc for its arithmetic
+  packages+=(fio bc)
 fi
 
 missing=()
