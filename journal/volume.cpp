@@ -255,10 +255,8 @@ Status check_sealed_records(const Manifest& m, const std::string& dir, const Man
 // Checks the segments at start: each sealed segment exists, has the size the manifest
 // says and a valid header of this volume, and the seqs run on without a gap. With
 // `full`, every record is read and its checksums verified as well, and an index that
-// is missing, damaged or disagrees with the records is rebuilt. Removes segment files
-// newer than the manifest knows (created, never written) and leftover temporaries.
+// is missing, damaged or disagrees with the records is rebuilt.
 Status check_segments(const Manifest& m, const std::string& dir, bool full, const Logger& logger) {
-  std::set<std::string> listed;
   uint64_t next_seq = m.base_seq + 1;
   for (const ManifestSegment& seg : m.segments) {
     if (seg.first_seq != next_seq)
@@ -266,7 +264,6 @@ Status check_segments(const Manifest& m, const std::string& dir, bool full, cons
           fmt::format("segment {} starts at seq {} but the one before it ends at seq {}", seg.file,
                       seg.first_seq, next_seq - 1));
     if (seg.sealed) next_seq = seg.last_seq + 1;
-    listed.insert(seg.file);
     const std::string path = segment_path(dir, seg.file);
     // One open, the 64-byte header and the size: nothing more is read at start.
     auto f = File::open(path, O_RDONLY);
@@ -302,28 +299,79 @@ Status check_segments(const Manifest& m, const std::string& dir, bool full, cons
       if (full) REWIND_RETURN_IF_ERROR(check_sealed_records(m, dir, seg, logger));
     }
   }
-  uint64_t last = m.segments.empty() ? m.base_seq : m.segments.back().first_seq;
-  auto names = list_dir(join_path(dir, format::kSegmentDir));
+  return Status::ok();
+}
+
+}  // namespace
+
+namespace {
+
+// The first seq in a file name of 20 digits and `suffix` ("00000000000000000042.seg").
+bool seq_file_name(const std::string& n, const char* suffix, uint64_t* seq) {
+  return n.size() == 20 + std::strlen(suffix) && n.ends_with(suffix) &&
+         std::sscanf(n.c_str(), "%20lu", seq) == 1;
+}
+
+}  // namespace
+
+Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger& logger) {
+  std::set<std::string> listed;  // segments and their indexes
+  for (const ManifestSegment& seg : m.segments) {
+    listed.insert(seg.file);
+    listed.insert(index_file_name(seg.file));
+  }
+  // Segments after the last listed one were created and never listed; those at or
+  // before the base were folded into it by a rebase.
+  const uint64_t last = m.segments.empty() ? m.base_seq : m.segments.back().first_seq;
+  auto unused = [&](uint64_t first) { return first > last || first <= m.base_seq; };
+  bool removed = false;
+  auto remove = [&](const std::string& path, const std::string& why) {
+    log_to(logger, LogLevel::kInfo, fmt::format("removing {} ({})", path, why));
+    if (file_system().unlink(path.c_str()) != 0 && errno != ENOENT)
+      return Status::io_error(fmt::format("cannot remove {}", path), errno);
+    removed = true;
+    return Status::ok();
+  };
+  const std::string seg_dir = join_path(dir, format::kSegmentDir);
+  auto names = list_dir(seg_dir);
   if (!names) return names.status();
   for (const std::string& n : *names) {
     if (listed.count(n) != 0) continue;
-    if (n.ends_with(format::kIndexSuffix)) continue;  // indexes of listed segments
     uint64_t first = 0;
-    bool is_segment = n.size() == 20 + std::strlen(format::kSegmentSuffix) &&
-                      std::sscanf(n.c_str(), "%20lu", &first) == 1;
-    if ((is_segment && first > last) || n.ends_with(".tmp")) {
-      log_to(logger, LogLevel::kInfo, fmt::format("removing unused segment file {}", n));
-      file_system().unlink(segment_path(dir, n).c_str());
+    if (n.ends_with(".tmp")) {
+      REWIND_RETURN_IF_ERROR(remove(join_path(seg_dir, n), "a temporary file"));
+    } else if ((seq_file_name(n, format::kSegmentSuffix, &first) ||
+                seq_file_name(n, format::kIndexSuffix, &first)) &&
+               unused(first)) {
+      REWIND_RETURN_IF_ERROR(remove(join_path(seg_dir, n),
+                                    first > last ? "created, never used" : "folded into the base"));
     } else {
       log_to(logger, LogLevel::kWarning,
              fmt::format("segment directory of {} holds {}, which the manifest does not list", dir,
                          n));
     }
   }
+  const std::string base_dir = join_path(dir, format::kBaseDir);
+  auto bases = list_dir(base_dir);
+  if (!bases) return bases.status();
+  for (const std::string& n : *bases) {
+    if (n == m.base_file) continue;
+    uint64_t seq = 0;
+    if (n.ends_with(".tmp") || n.ends_with(".rewind-tmp") || seq_file_name(n, ".img", &seq)) {
+      REWIND_RETURN_IF_ERROR(
+          remove(join_path(base_dir, n), "a base snapshot the manifest does not name"));
+    } else {
+      log_to(
+          logger, LogLevel::kWarning,
+          fmt::format("base directory of {} holds {}, which the manifest does not name", dir, n));
+    }
+  }
+  if (removed) {
+    REWIND_RETURN_IF_ERROR(sync_dir(seg_dir));
+    REWIND_RETURN_IF_ERROR(sync_dir(base_dir));
+  }
   return Status::ok();
 }
-
-}  // namespace
 
 Status create_journal(const std::string& image_path, const std::string& journal_dir,
                       const Logger& logger) {
@@ -374,6 +422,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
         "history, move the journal aside",
         dir, checked.message(), dir));
   REWIND_RETURN_IF_ERROR(checked);
+  REWIND_RETURN_IF_ERROR(remove_leftovers(*m, dir, v->logger_));
 
   auto image = File::open(opts.image_path, O_RDWR);
   if (!image) return image.status();

@@ -24,6 +24,9 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, bool
   h.manifest_ = std::move(*m);
   h.last_seq_ = h.manifest_.base_seq;
   h.last_time_ns_ = h.manifest_.base_time_ns;
+  // A mark at the base itself (kept by a rebase) is in no segment any more.
+  for (const ManifestMark& mk : h.manifest_.marks)
+    if (mk.seq == h.manifest_.base_seq) h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns});
   for (const ManifestSegment& seg : h.manifest_.segments) {
     auto entries = load_segment_entries(journal_dir, h.manifest_.volume_id, seg, repair, logger);
     if (!entries) return entries.status();

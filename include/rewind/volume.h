@@ -62,6 +62,12 @@ Status create_journal(const std::string& image_path, const std::string& journal_
 // servers never write one journal.
 Result<File> lock_journal(const std::string& journal_dir);
 
+// Removes what an interrupted change of the journal left: segment files created but
+// never listed, segments and indexes a rebase folded into the base, base snapshots
+// the manifest does not name, temporaries. Says what it removes; warns of (and keeps)
+// anything else it does not know. The caller holds the lock.
+Status remove_leftovers(const Manifest& m, const std::string& journal_dir, const Logger& logger);
+
 class Volume {
  public:
   // Opens a volume for serving. Creates the journal on first use; checks that the

@@ -15,19 +15,16 @@ void setup_diff(CLI::App& app, DiffOptions& o) {
   app.add_flag("--json", o.json, "Print JSON instead of text");
 }
 
-namespace {
-// "seq:N", "mark:NAME" or a time.
-Result<Target> point(const std::string& text) {
+Result<Target> parse_point(const std::string& text) {
   if (text.starts_with("seq:")) return make_target({}, text.substr(4), {}, wall_clock_ns());
   if (text.starts_with("mark:")) return make_target({}, {}, text.substr(5), wall_clock_ns());
   return make_target(text, {}, {}, wall_clock_ns());
 }
-}  // namespace
 
 int run_diff(const DiffOptions& o) {
-  auto from = point(o.from);
+  auto from = parse_point(o.from);
   if (!from) return report("diff", from.status().with_context("--from"), {}, kExitUsage);
-  auto to = o.to.empty() ? Result<Target>(Target::newest()) : point(o.to);
+  auto to = o.to.empty() ? Result<Target>(Target::newest()) : parse_point(o.to);
   if (!to) return report("diff", to.status().with_context("--to"), {}, kExitUsage);
   auto h = JournalHistory::load(o.journal, true, {});
   if (!h) return report("diff", h.status(), journal_hint(h.status()));

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "rewind/status.h"
+#include "rewind/target.h"
 
 namespace rwd::cli {
 
@@ -47,6 +48,9 @@ struct TargetOptions {
   std::string at, seq, mark;
 };
 void add_target_options(CLI::App& app, TargetOptions& t);
+
+// A point given as one option value: "seq:N", "mark:NAME" or a time.
+Result<Target> parse_point(const std::string& text);
 
 struct RestoreCmdOptions {
   std::string journal;
@@ -88,6 +92,13 @@ struct MarkOptions {
 };
 void setup_mark(CLI::App& app, MarkOptions& o);
 int run_mark(const MarkOptions& o);
+
+struct RebaseOptions {
+  std::string journal;
+  std::string before;
+};
+void setup_rebase(CLI::App& app, RebaseOptions& o);
+int run_rebase(const RebaseOptions& o);
 
 // A progress line on stderr when it is a terminal (bytes done, rate, time left);
 // nothing otherwise.

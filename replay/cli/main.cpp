@@ -123,6 +123,10 @@ int main(int argc, char** argv) {
   MarkOptions mark;
   CLI::App* mark_cmd = app.add_subcommand("mark", "Insert a named mark into a running volume");
   setup_mark(*mark_cmd, mark);
+  RebaseOptions rebase;
+  CLI::App* rebase_cmd = app.add_subcommand(
+      "rebase", "Fold the history before a point into a new base snapshot (stopped volume)");
+  setup_rebase(*rebase_cmd, rebase);
 
   try {
     app.parse(argc, argv);
@@ -139,5 +143,6 @@ int main(int argc, char** argv) {
   if (diff_cmd->parsed()) return run_diff(diff);
   if (serve_cmd->parsed()) return run_serve(serve);
   if (mark_cmd->parsed()) return run_mark(mark);
+  if (rebase_cmd->parsed()) return run_rebase(rebase);
   return kExitUsage;
 }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "random_history.h"
 #include "rewind/journal.h"
 #include "rewind/restore.h"
 #include "rewind/segment_index.h"
@@ -15,47 +16,8 @@ using namespace rwd;
 
 namespace {
 
-constexpr uint64_t kSize = 64 * 1024;
-
-// A random history written through a real volume, with the reference state (a byte
-// array) after every record.
-struct History {
-  test::TempDir dir;
-  std::string image = dir / "disk.img";
-  std::string journal = dir / "disk.rewind";
-  std::vector<std::vector<uint8_t>> states;  // states[s] = volume after seq s
-  std::vector<uint64_t> times;               // times[s] = time_ns of seq s (times[0] = base)
-  std::string log;
-
-  History(uint64_t seed, int ops) {
-    std::mt19937_64 rng(seed);
-    std::vector<uint8_t> state = test::pattern(kSize, seed);  // a base that is not all zeroes
-    test::write_file(image, state);
-    VolumeOptions o;
-    o.image_path = image;
-    o.journal_dir = journal;
-    o.journal.segment_size = 16 * 1024;  // many segments: targets cross them
-    auto v = Volume::open(o, {});
-    REQUIRE(v.is_ok());
-    states.push_back(state);
-    times.push_back((*v)->manifest().base_time_ns);
-    for (int i = 0; i < ops; ++i) {
-      uint64_t off = rng() % kSize;
-      uint64_t len = 1 + rng() % std::min<uint64_t>(kSize - off, i % 8 == 0 ? kSize : 4096);
-      int kind = static_cast<int>(rng() % 10);
-      if (kind < 7) {
-        auto data = test::pattern(len, rng());
-        REQUIRE((*v)->write(data, off, false).is_ok());
-        std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(off));
-      } else {
-        REQUIRE((kind < 9 ? (*v)->zero(off, len, false) : (*v)->trim(off, len, false)).is_ok());
-        std::fill_n(state.begin() + static_cast<long>(off), len, 0);
-      }
-      states.push_back(state);
-    }
-    REQUIRE((*v)->close().is_ok());
-  }
-};
+constexpr uint64_t kSize = test::RandomHistory::kSize;
+using History = test::RandomHistory;
 
 std::vector<uint8_t> read_view(const JournalView& view) {
   std::vector<uint8_t> got(view.size());

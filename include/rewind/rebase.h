@@ -1,0 +1,36 @@
+// Rebase: folds the oldest history of a volume into a new base snapshot, so that the
+// journal stops growing without bound. docs/FORMAT.md ("Rebase") gives the steps and
+// why a crash at any of them loses no restorable point.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rewind/log.h"
+#include "rewind/status.h"
+#include "rewind/target.h"
+
+namespace rwd {
+
+struct RebaseResult {
+  uint64_t old_base_seq = 0;
+  uint64_t new_base_seq = 0;  // == old_base_seq when there was nothing to fold
+  uint64_t new_base_time_ns = 0;
+  uint64_t segments_removed = 0;
+  uint64_t bytes_freed = 0;              // disk space of the segments, indexes and old base
+  std::vector<std::string> marks_given;  // marks before the new base, no longer listed
+  std::string note;                      // why less than asked was folded, if it was
+};
+
+// Folds every record at or before `before` into a new base snapshot and removes the
+// segments and the base snapshot it replaces. Only whole sealed segments are folded:
+// the new base sits at the end of the last segment that ends at or before the target
+// (and never after the image's checkpoint, whose later records start-up may need to
+// redo). The journal must not be in use (it is locked for the duration). A crash at
+// any moment leaves either the old volume or the new one, both whole; what it leaves
+// over is removed by the next rebase or start of the plugin.
+Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before,
+                            const Logger& logger);
+
+}  // namespace rwd

@@ -1,0 +1,274 @@
+// Rebase against the reference model: every point the journal still promises restores
+// exactly as before, the points folded away are refused naming the restorable range,
+// and a power cut at any I/O of a rebase leaves a volume that keeps those promises.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "../support/fault_fs.h"
+#include "random_history.h"
+#include "rewind/journal.h"
+#include "rewind/rebase.h"
+#include "rewind/replay.h"
+#include "rewind/restore.h"
+#include "rewind/segment_index.h"
+#include "rewind/view.h"
+#include "rewind/volume.h"
+#include "test_util.h"
+
+using namespace rwd;
+using test::RandomHistory;
+
+namespace {
+
+std::vector<uint8_t> state_at(const std::string& journal, uint64_t seq) {
+  auto view = JournalView::open(journal, Target::at_seq(seq), {});
+  INFO(view.status().message());
+  REQUIRE(view.is_ok());
+  std::vector<uint8_t> got((*view)->size());
+  REQUIRE((*view)->read(got, 0).is_ok());
+  return got;
+}
+
+// Every file of the journal is one the manifest names (and LOCK, MANIFEST).
+void check_no_leftovers(const std::string& journal) {
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  std::set<std::string> expected{m->base_file};
+  for (const ManifestSegment& seg : m->segments) {
+    expected.insert(seg.file);
+    if (seg.sealed) expected.insert(index_file_name(seg.file));
+  }
+  std::set<std::string> found;
+  for (const char* sub : {"base", "segments"})
+    for (const auto& e : std::filesystem::directory_iterator(journal + "/" + sub))
+      found.insert(e.path().filename().string());
+  CHECK(found == expected);
+}
+
+// The points a journal promises (base to newest) read as the reference, the ones
+// before are refused naming the range, and the volume serves on from its image.
+void check_promises(const RandomHistory& h, uint64_t seed) {
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  const uint64_t base = m->base_seq, last = h.states.size() - 1;
+  std::mt19937_64 rng(seed);
+  std::set<uint64_t> seqs{base, last, (base + last) / 2};
+  for (int i = 0; i < 6; ++i) seqs.insert(base + rng() % (last - base + 1));
+  for (uint64_t s : seqs) {
+    CAPTURE(s);
+    CHECK(state_at(h.journal, s) == h.states[s]);
+  }
+  if (base > 0) {
+    auto before = JournalView::open(h.journal, Target::at_seq(base - 1), {});
+    REQUIRE_FALSE(before.is_ok());
+    CHECK(before.status().message().find("before the oldest restorable point") !=
+          std::string::npos);
+    CHECK(before.status().message().find(fmt::format("seq {} (", base)) != std::string::npos);
+  }
+  VerifyReport report;
+  Status verified = verify_journal(h.journal, h.image, &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
+}  // namespace
+
+TEST_CASE("rebase folds whole segments into a new base and every later point restores as before",
+          "[rebase][property]") {
+  auto seed = GENERATE(range(1, 21));
+  CAPTURE(seed);
+  RandomHistory h(static_cast<uint64_t>(seed), 150, 20);
+  const uint64_t last = h.states.size() - 1;
+  auto before = Manifest::load(h.journal);
+  REQUIRE(before.is_ok());
+  std::mt19937_64 rng(static_cast<uint64_t>(seed) * 31);
+  const uint64_t target = 1 + rng() % last;
+  CAPTURE(target);
+
+  auto r = rebase(h.journal, Target::at_seq(target), {});
+  INFO(r.status().message());
+  REQUIRE(r.is_ok());
+  // The new base is the end of the last sealed segment at or before the target.
+  uint64_t expect_base = 0, folded = 0;
+  for (const ManifestSegment& seg : before->segments)
+    if (seg.sealed && seg.last_seq <= target) expect_base = seg.last_seq, ++folded;
+  CHECK(r->old_base_seq == 0);
+  CHECK(r->new_base_seq == expect_base);
+  CHECK(r->segments_removed == folded);
+  for (const auto& [name, seq] : h.marks) {
+    CAPTURE(name);
+    bool given =
+        std::find(r->marks_given.begin(), r->marks_given.end(), name) != r->marks_given.end();
+    CHECK(given == (seq < r->new_base_seq));
+    if (seq >= r->new_base_seq) {
+      auto view = JournalView::open(h.journal, Target::at_mark(name), {});
+      REQUIRE(view.is_ok());
+      CHECK((*view)->seq() == seq);
+    }
+  }
+  auto after = Manifest::load(h.journal);
+  REQUIRE(after.is_ok());
+  CHECK(after->base_seq == expect_base);
+  CHECK(after->segments.size() == before->segments.size() - folded);
+  check_promises(h, static_cast<uint64_t>(seed));
+  check_no_leftovers(h.journal);
+
+  // A second rebase to the newest point folds every sealed segment.
+  auto again = rebase(h.journal, Target::newest(), {});
+  REQUIRE(again.is_ok());
+  CHECK(again->new_base_seq == last);
+  check_promises(h, static_cast<uint64_t>(seed) + 1);
+  check_no_leftovers(h.journal);
+
+  // The volume serves on from the rebased journal and its seqs continue.
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  auto v = Volume::open(o, {});
+  REQUIRE(v.is_ok());
+  (*v)->start();
+  auto more = test::pattern(4096, 77);
+  REQUIRE((*v)->write(more, 0, true).is_ok());
+  CHECK((*v)->queue().last_seq() == last + 1);
+  REQUIRE((*v)->close().is_ok());
+  REQUIRE(replay_newest(h.journal, h.dir / "replayed.img").is_ok());
+  CHECK(test::read_file(h.dir / "replayed.img") == test::read_file(h.image));
+}
+
+TEST_CASE("rebase refuses a journal in use and changes nothing when no segment is old enough",
+          "[rebase]") {
+  RandomHistory h(3, 60);
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  const auto manifest = test::read_file(h.journal + "/MANIFEST");
+  {
+    auto v = Volume::open(o, {});
+    REQUIRE(v.is_ok());
+    auto busy = rebase(h.journal, Target::newest(), {});
+    REQUIRE_FALSE(busy.is_ok());
+    CHECK(busy.status().message().find("is in use") != std::string::npos);
+    REQUIRE((*v)->close().is_ok());
+  }
+  CHECK(test::read_file(h.journal + "/MANIFEST") == manifest);
+  // seq 1 lies inside the first segment: nothing to fold.
+  auto none = rebase(h.journal, Target::at_seq(1), {});
+  REQUIRE(none.is_ok());
+  CHECK(none->new_base_seq == 0);
+  CHECK(none->note.find("nothing to fold") != std::string::npos);
+  CHECK(test::read_file(h.journal + "/MANIFEST") == manifest);
+  // A time before the base: nothing to fold either.
+  auto old = rebase(h.journal, Target::at_time(1, "1970-01-01T00:00:00Z"), {});
+  REQUIRE(old.is_ok());
+  CHECK(old->new_base_seq == 0);
+  // A seq past the end is an error naming the range.
+  auto past = rebase(h.journal, Target::at_seq(100000), {});
+  REQUIRE_FALSE(past.is_ok());
+  CHECK(past.status().message().find("does not exist") != std::string::npos);
+}
+
+TEST_CASE("rebase keeps the records an unclean stop left for start-up to redo", "[rebase]") {
+  RandomHistory h(4, 120);
+  const uint64_t last = h.states.size() - 1;
+  // As after a crash: the image is current only to an early seq, and holds the base.
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  REQUIRE(m->segments.size() > 3);
+  const uint64_t checkpoint = m->segments[1].last_seq + 1;
+  m->checkpoint_seq = checkpoint;
+  REQUIRE(m->store(h.journal).is_ok());
+  test::write_file(h.image, h.states[0]);
+
+  auto r = rebase(h.journal, Target::newest(), {});
+  REQUIRE(r.is_ok());
+  CHECK(r->new_base_seq == m->segments[1].last_seq);  // not past the checkpoint
+  CHECK(r->note.find(fmt::format("current to seq {} only", checkpoint)) != std::string::npos);
+  // Start-up redoes the rest onto the image, from records the rebase kept.
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  auto v = Volume::open(o, {});
+  INFO(v.status().message());
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->close().is_ok());
+  CHECK(test::read_file(h.image) == h.states[last]);
+}
+
+TEST_CASE("a power cut at any I/O of a rebase leaves the old volume or the new one, whole",
+          "[rebase][crash][power]") {
+  RandomHistory h(11, 150, 25);
+  const uint64_t last = h.states.size() - 1;
+  test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
+  const std::string root = tmp / "vol";
+  const auto fresh = [&] {
+    std::filesystem::remove_all(root);
+    std::filesystem::create_directory(root);
+    std::filesystem::copy(h.journal, root + "/disk.rewind",
+                          std::filesystem::copy_options::recursive);
+    std::filesystem::copy(h.image, root + "/disk.img");
+    // The copy is the journal of the copied image (the xattr tag does not travel).
+    auto m = Manifest::load(root + "/disk.rewind");
+    REQUIRE(m.is_ok());
+    m->image_path = root + "/disk.img";
+    REQUIRE(m->store(root + "/disk.rewind").is_ok());
+  };
+  const uint64_t target = last * 2 / 3;
+
+  uint64_t total = 0, new_base = 0;
+  {
+    fresh();
+    test::FaultInjectionFs fs(root);
+    test::ScopedFileSystem use(&fs);
+    auto r = rebase(root + "/disk.rewind", Target::at_seq(target), {});
+    REQUIRE(r.is_ok());
+    REQUIRE(r->new_base_seq > 0);
+    new_base = r->new_base_seq;
+    total = fs.changes();
+  }
+  REQUIRE(total > 5);
+
+  std::set<uint64_t> bases_seen;
+  for (uint64_t n = 0; n <= total; ++n) {
+    CAPTURE(n);
+    fresh();
+    test::FaultInjectionFs fs(root);
+    test::ScopedFileSystem use(&fs);
+    fs.cut_power_after(n);
+    (void)rebase(root + "/disk.rewind", Target::at_seq(target), {});
+    fs.lose_unsynced(
+        n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
+
+    auto m = Manifest::load(root + "/disk.rewind");
+    INFO(m.status().message());
+    REQUIRE(m.is_ok());
+    CHECK((m->base_seq == 0 || m->base_seq == new_base));
+    bases_seen.insert(m->base_seq);
+    // Every point the manifest promises restores as the reference says.
+    for (uint64_t s : {m->base_seq, (m->base_seq + last) / 2, last}) {
+      CAPTURE(s);
+      CHECK(state_at(root + "/disk.rewind", s) == h.states[s]);
+    }
+    // The plugin starts on it, removing what the rebase left over, and verify passes.
+    std::string log;
+    VolumeOptions o;
+    o.image_path = root + "/disk.img";
+    o.journal_dir = root + "/disk.rewind";
+    auto v = Volume::open(o, [&](LogLevel, const std::string& msg) { log += msg + "\n"; });
+    INFO(log);
+    INFO(v.status().message());
+    REQUIRE(v.is_ok());
+    REQUIRE((*v)->close().is_ok());
+    check_no_leftovers(root + "/disk.rewind");
+    VerifyReport report;
+    Status verified = verify_journal(root + "/disk.rewind", root + "/disk.img", &report, {});
+    INFO(verified.message());
+    CHECK(verified.is_ok());
+  }
+  // Cuts fell both before and after the switch.
+  CHECK(bases_seen == std::set<uint64_t>{0, new_base});
+}
