@@ -55,6 +55,14 @@ Status validate_header(const RecordHeader& h) {
   if ((h.flags & ~format::kKnownFlags) != 0)
     return Status::corruption(fmt::format("unknown record flags {:#x}", h.flags));
   if (h.offset + h.length < h.offset) return Status::corruption("record range overflows");
+  if (h.flags & format::kFlagSuperseded) {
+    if ((h.type != RecordType::kWrite && h.type != RecordType::kZero) || h.length == 0 ||
+        h.payload_length != format::kSupersededPayload)
+      return Status::corruption(
+          fmt::format("superseded {} record of length {} with payload length {}",
+                      record_type_name(h.type), h.length, h.payload_length));
+    return Status::ok();
+  }
   switch (h.type) {
     case RecordType::kWrite:
       if (h.length == 0 || h.length > format::kMaxPayload || h.payload_length != h.length)

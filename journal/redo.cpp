@@ -10,6 +10,7 @@ namespace rwd {
 using format::RecordType;
 
 Status apply_record(const File& image, const RecordHeader& h, std::span<const uint8_t> payload) {
+  if (h.flags & format::kFlagSuperseded) return Status::ok();  // a newer record has its bytes
   switch (h.type) {
     case RecordType::kWrite:
       return image.pwrite_full(payload, h.offset);

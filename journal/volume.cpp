@@ -453,6 +453,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
   v->last_checkpoint_ns_ = wall_clock_ns();
   v->journal_ = std::make_unique<Journal>(dir, std::move(*m), opts.journal, v->logger_);
   v->queue_ = std::make_unique<WriteQueue>(opts.queue_max, last_seq + 1, last_time);
+  v->queue_->set_coalesce(opts.coalesce);
   return v;
 }
 
@@ -611,6 +612,7 @@ Status Volume::apply_batch(std::span<const QueuedRecord> batch) {
   ExtentMap<ApplyValue> map;
   for (const QueuedRecord& r : batch) {
     const RecordHeader& h = r.header;
+    if (h.flags & format::kFlagSuperseded) continue;  // a newer record has its bytes
     if (h.type == RecordType::kWrite)
       map.insert(h.offset, h.length, ApplyValue{r.payload.get(), false});
     else if (h.type == RecordType::kZero)
@@ -798,6 +800,12 @@ Status Volume::close() {
   if (st.is_ok()) st = journal_->seal();
   if (st.is_ok()) st = checkpoint();
   if (st.is_ok()) st = image_.close();
+  if (opts_.coalesce) {
+    const auto c = queue_->coalesced();
+    log_to(logger_, LogLevel::kInfo,
+           fmt::format("coalescing superseded {} queued writes ({} bytes never journaled)",
+                       c.records, c.bytes));
+  }
   close_status_ = st;
   return st;
 }

@@ -17,7 +17,8 @@ WriteQueue::WriteQueue(uint64_t queue_max, uint64_t next_seq, uint64_t last_time
       clock_(clock ? std::move(clock) : Clock(wall_clock_ns)),
       next_seq_(next_seq),
       last_time_ns_(last_time_ns),
-      durable_seq_(next_seq - 1) {}
+      durable_seq_(next_seq - 1),
+      no_coalesce_(next_seq - 1) {}
 
 uint64_t WriteQueue::cost(const RecordHeader& h) {
   return format::kRecordHeaderSize + h.payload_length;
@@ -45,6 +46,10 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   h.time_ns = std::max(clock_(), last_time_ns_);
   last_time_ns_ = h.time_ns;
   using format::RecordType;
+  if (coalesce_ && (h.type == RecordType::kWrite || h.type == RecordType::kZero))
+    coalesce_locked(h);
+  // A FUA write or a mark is a flush point: nothing up to it may be superseded.
+  if (h.flags & format::kFlagFlushPoint) no_coalesce_ = h.seq;
   if (h.type == RecordType::kWrite) {
     overlay_.insert(h.offset, h.length, OverlayValue{h.seq, payload, 0});
   } else if (h.type == RecordType::kZero || h.type == RecordType::kTrim) {
@@ -99,18 +104,66 @@ std::vector<WriteQueue::QueuedRange> WriteQueue::queued_ranges(uint64_t offset,
   return out;
 }
 
-Status WriteQueue::wait_durable() {
-  uint64_t target;
-  {
-    std::lock_guard lk(mu_);
-    target = next_seq_ - 1;
+void WriteQueue::coalesce_locked(const RecordHeader& h) {
+  if (pending_.empty()) return;
+  const uint64_t first = pending_.front().header.seq, end = h.offset + h.length;
+  // The records the new one may cover are those still visible under it.
+  std::vector<uint64_t> seqs;
+  overlay_.for_each(h.offset, h.length, [&](uint64_t, uint64_t, const OverlayValue& v, uint64_t) {
+    if (v.seq >= first && v.seq > no_coalesce_) seqs.push_back(v.seq);
+  });
+  std::sort(seqs.begin(), seqs.end());
+  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  for (uint64_t s : seqs) {
+    QueuedRecord& r = pending_[s - first];
+    RecordHeader& rh = r.header;
+    using format::RecordType;
+    if ((rh.type != RecordType::kWrite && rh.type != RecordType::kZero) ||
+        (rh.flags & format::kFlagSuperseded) || rh.offset < h.offset || rh.offset + rh.length > end)
+      continue;
+    std::shared_ptr<uint8_t[]> cover(new uint8_t[format::kSupersededPayload]);
+    for (uint32_t i = 0; i < format::kSupersededPayload; ++i)
+      cover[i] = static_cast<uint8_t>(h.seq >> (8 * i));
+    const uint64_t before = cost(rh);
+    rh.flags |= format::kFlagSuperseded;
+    rh.payload_length = format::kSupersededPayload;
+    rh.payload_checksum =
+        payload_checksum(std::span<const uint8_t>(cover.get(), format::kSupersededPayload));
+    r.payload = std::move(cover);
+    bytes_ = bytes_ - before + cost(rh);
+    pending_bytes_ = pending_bytes_ - before + cost(rh);
+    superseded_[s] = h.seq;
+    ++coalesced_.records;
+    coalesced_.bytes += rh.length;
   }
-  return wait_durable(target);
+}
+
+WriteQueue::Coalesced WriteQueue::coalesced() const {
+  std::lock_guard lk(mu_);
+  return coalesced_;
+}
+
+Status WriteQueue::wait_durable() {
+  std::unique_lock lk(mu_);
+  return wait_durable_locked(lk, next_seq_ - 1);
 }
 
 Status WriteQueue::wait_durable(uint64_t seq) {
   std::unique_lock lk(mu_);
+  return wait_durable_locked(lk, seq);
+}
+
+Status WriteQueue::wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_t seq) {
   if (!error_.is_ok()) return error_;
+  // A record superseded before this call holds its bytes in the record that covered it
+  // (perhaps itself superseded since): wait for that one too. Nothing up to the
+  // record waited for is superseded from now on.
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (auto it = superseded_.begin(); it != superseded_.end() && it->first <= seq; ++it)
+      if (it->second > seq) seq = it->second, grew = true;
+  }
+  no_coalesce_ = std::max(no_coalesce_, seq);
   if (durable_seq_ >= seq) return Status::ok();
   // The record the client waits for, if the flusher has not taken it yet, says so in
   // the journal (pending_ holds consecutive seqs).
@@ -149,6 +202,7 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
 void WriteQueue::mark_durable(uint64_t seq) {
   std::lock_guard lk(mu_);
   if (seq > durable_seq_) durable_seq_ = seq;
+  std::erase_if(superseded_, [&](const auto& e) { return e.second <= durable_seq_; });
   durable_cv_.notify_all();
 }
 
@@ -196,6 +250,11 @@ uint64_t WriteQueue::last_seq() const {
   std::lock_guard lk(mu_);
   return next_seq_ - 1;
 }
+uint64_t WriteQueue::flush_wanted() const {
+  std::lock_guard lk(mu_);
+  return flush_wanted_;
+}
+
 uint64_t WriteQueue::durable_seq() const {
   std::lock_guard lk(mu_);
   return durable_seq_;

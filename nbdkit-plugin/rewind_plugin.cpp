@@ -169,6 +169,12 @@ int rewind_config(const char* key, const char* value) {
     } else if (k == "segment-age") {
       return config_duration(key, value, 1s, std::chrono::hours(24 * 365),
                              &c.opts.journal.segment_age);
+    } else if (k == "coalesce") {
+      if (std::string_view(value) != "on" && std::string_view(value) != "off") {
+        nbdkit_error("rewind: coalesce=%s: must be on or off", value);
+        return -1;
+      }
+      c.opts.coalesce = std::string_view(value) == "on";
     } else if (k == "start-check") {
       if (std::string_view(value) != "full" && std::string_view(value) != "quick") {
         nbdkit_error("rewind: start-check=%s: must be full or quick", value);
@@ -417,6 +423,9 @@ nbdkit_plugin make_plugin() {
       "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
       "segment-age=DUR       Seal a journal segment at this age (10m).\n"
       "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
+      "coalesce=on|off       Drop a queued write that a newer one covers before it is\n"
+      "                      journaled (off: on gives up the points in time between\n"
+      "                      flushes).\n"
       "start-check=full|quick  At start, verify every journal record (full, the\n"
       "                      default) or only segment headers and sizes (quick).\n"
       "at=TIME | seq=N | mark=NAME\n"

@@ -61,6 +61,10 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
   s->records = es.size();
   for (const IndexEntry& e : es) {
     if (e.flags & format::kFlagFlushPoint) ++s->flush_points;
+    if (e.flags & format::kFlagSuperseded) {
+      ++s->coalesced;
+      continue;
+    }
     switch (e.type) {
       case RecordType::kWrite:
         ++s->writes, s->bytes_written += e.length;

@@ -55,8 +55,39 @@ std::string JournalHistory::range_text() const {
                      last_seq(), format_time(last_time_ns()));
 }
 
+uint64_t JournalHistory::exact_at_or_before(uint64_t seq) const {
+  if (seq >= last_seq_) return seq;
+  // Walk back to the last flush point (or the base) at or before seq; the first
+  // superseded record after it, if any, is where exact points stop.
+  uint64_t first_superseded = 0;
+  for (size_t s = segments_.size(); s-- > 0;) {
+    const auto& es = segments_[s].entries;
+    auto it = std::upper_bound(es.begin(), es.end(), seq,
+                               [](uint64_t v, const IndexEntry& e) { return v < e.seq; });
+    while (it != es.begin()) {
+      --it;
+      if (it->flags & format::kFlagFlushPoint) return first_superseded ? first_superseded - 1 : seq;
+      if (it->flags & format::kFlagSuperseded) first_superseded = it->seq;
+    }
+  }
+  return first_superseded ? first_superseded - 1 : seq;
+}
+
 Result<uint64_t> JournalHistory::resolve(const Target& t, std::string* note) const {
   note->clear();
+  auto seq = resolve_exact(t, note);
+  if (!seq || *seq == exact_at_or_before(*seq)) return seq;
+  const uint64_t exact = exact_at_or_before(*seq);
+  std::string before = note->empty() ? "" : *note + "; ";
+  *note = fmt::format(
+      "{}seq {} lies where queued writes were coalesced (coalesce=on) and is not restorable "
+      "exactly; restoring seq {}, the last exact point before it (flush points and marks always "
+      "are)",
+      before, *seq, exact);
+  return exact;
+}
+
+Result<uint64_t> JournalHistory::resolve_exact(const Target& t, std::string* note) const {
   switch (t.kind) {
     case Target::Kind::kNewest:
       *note = fmt::format("newest state: seq {} ({})", last_seq_, format_time(last_time_ns_));
@@ -142,7 +173,7 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     for (const IndexEntry& e : h.segments()[s].entries) {
       if (e.seq > seq) break;
       v->time_ns_ = e.time_ns;
-      used[s] = used[s] || e.type == RecordType::kWrite;
+      used[s] = used[s] || (e.type == RecordType::kWrite && !(e.flags & format::kFlagSuperseded));
       ++n;
     }
   }
@@ -152,8 +183,10 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
         static_cast<uint32_t>(std::upper_bound(first.begin(), first.end(), i) - first.begin() - 1);
     const auto entry = static_cast<uint32_t>(i - first[s]);
     const IndexEntry& e = h.segments()[s].entries[entry];
-    const bool write = e.type == RecordType::kWrite;
-    const bool zero = e.type == RecordType::kZero || e.type == RecordType::kTrim;
+    // A superseded record changes nothing: a newer one covers it whole.
+    const bool superseded = e.flags & format::kFlagSuperseded;
+    const bool write = e.type == RecordType::kWrite && !superseded;
+    const bool zero = (e.type == RecordType::kZero && !superseded) || e.type == RecordType::kTrim;
     return Interval<ViewSource>{e.offset, write || zero ? e.length : 0,
                                 ViewSource{zero, s, entry, 0}};
   });

@@ -53,7 +53,13 @@ inline constexpr uint8_t kFlagBatchStart = 0x01;  // first record of a flush bat
 // journal (set while the record is queued; a FLUSH that arrives while its newest
 // record is already being written leaves no flag).
 inline constexpr uint8_t kFlagFlushPoint = 0x02;
-inline constexpr uint8_t kKnownFlags = kFlagBatchStart | kFlagFlushPoint;
+// A WRITE or ZERO that a newer WRITE or ZERO of the same flush window covered whole
+// while both were queued (the plugin's coalesce=on): it carries no data, and its
+// payload is the 8-byte little-endian seq of the record that covered it. Replay skips
+// it; the points from it up to the next flush point are not restorable exactly.
+inline constexpr uint8_t kFlagSuperseded = 0x04;
+inline constexpr uint32_t kSupersededPayload = 8;
+inline constexpr uint8_t kKnownFlags = kFlagBatchStart | kFlagFlushPoint | kFlagSuperseded;
 
 // offset  size  field
 //      0     8  header_checksum: XXH3-64 of bytes [8, 56)

@@ -20,6 +20,7 @@ struct SegmentReport {
   uint64_t first_time_ns = 0, last_time_ns = 0;
   uint64_t writes = 0, zeroes = 0, trims = 0, marks = 0;
   uint64_t flush_points = 0;  // records a FLUSH, FUA request or mark waited for
+  uint64_t coalesced = 0;     // superseded WRITE and ZERO records (coalesce=on), not counted above
   uint64_t bytes_written = 0, bytes_zeroed = 0, bytes_trimmed = 0;
   std::optional<std::string> torn_tail;  // open segment of a running or crashed server
 };

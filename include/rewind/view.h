@@ -59,8 +59,13 @@ class JournalHistory {
   std::string range_text() const;
 
   // Resolves a target to the seq it selects. *note says how (e.g. that a time after
-  // the newest record gives the newest state, and at which seq it ended).
+  // the newest record gives the newest state, and at which seq it ended). A seq where
+  // coalescing gave up the state resolves to the last exact one before it.
   Result<uint64_t> resolve(const Target& t, std::string* note) const;
+  // The greatest seq <= `seq` whose state the journal holds exactly: every seq, but
+  // for those from a superseded record (format::kFlagSuperseded) up to the next flush
+  // point, since the record that covered it may come later. The newest is exact.
+  uint64_t exact_at_or_before(uint64_t seq) const;
 
   // Calls f(entry, segment index) for each record with from < seq <= to, in seq order.
   template <class F>
@@ -74,6 +79,7 @@ class JournalHistory {
   }
 
  private:
+  Result<uint64_t> resolve_exact(const Target& t, std::string* note) const;
   std::string dir_;
   Manifest manifest_;
   std::vector<SegmentEntries> segments_;  // parallel to manifest_.segments

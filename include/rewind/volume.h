@@ -43,6 +43,8 @@ struct VolumeOptions {
   // (about the time it takes to read the journal); otherwise only headers, sizes and
   // seq continuity are checked, and `rewind verify` is left to find damaged records.
   bool full_check = true;
+  // Supersede queued writes that newer ones cover whole (WriteQueue::set_coalesce).
+  bool coalesce = false;
   // After a journal or image error, how often the flusher tries again.
   std::chrono::nanoseconds retry_interval = std::chrono::seconds(1);
   JournalOptions journal;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -49,6 +50,17 @@ class WriteQueue {
   WriteQueue(const WriteQueue&) = delete;
   WriteQueue& operator=(const WriteQueue&) = delete;
 
+  // With coalescing on, push() turns a queued WRITE or ZERO that the new WRITE or ZERO
+  // covers whole into a superseded record (format::kFlagSuperseded: no data, the seq
+  // of the new record as payload), as long as neither the flusher has taken it nor a
+  // FLUSH, FUA or mark has asked for it or anything after it to be durable. Off by
+  // default: it gives up the points in time between flush points. Set before use.
+  void set_coalesce(bool on) { coalesce_ = on; }
+  struct Coalesced {
+    uint64_t records = 0, bytes = 0;  // superseded so far, and the bytes they would have written
+  };
+  Coalesced coalesced() const;
+
   // Stamps and queues a record, waiting while the queue is full. For WRITE and MARK
   // `payload` holds payload_length bytes and its checksum must be set in `h`; the
   // other fields of `h` except seq and time_ns must be set. Returns the seq (and the time stamped
@@ -70,6 +82,8 @@ class WriteQueue {
 
   // Waits until every record pushed before this call is durable; asks the flusher to
   // run now. The record waited for, if still queued, gets format::kFlagFlushPoint.
+  // With coalescing, nothing up to it is superseded from then on, and a record
+  // superseded before counts as durable once the record that covered it is.
   // Fails with the error while the volume is failing (see fail()).
   Status wait_durable();
   Status wait_durable(uint64_t seq);
@@ -96,12 +110,19 @@ class WriteQueue {
 
   uint64_t last_seq() const;
   uint64_t durable_seq() const;
+  // The highest seq a FLUSH, FUA write or mark has waited for.
+  uint64_t flush_wanted() const;
   uint64_t queued_bytes() const;
   Status error() const;
 
   static uint64_t cost(const RecordHeader& h);
 
  private:
+  // Supersedes the pending records `h` (stamped, not yet queued) covers whole.
+  void coalesce_locked(const RecordHeader& h);
+  Status wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_t seq);
+
+  bool coalesce_ = false;
   mutable std::mutex mu_;               // guards every member below
   std::condition_variable space_cv_;    // queue space freed, or failed
   std::condition_variable work_cv_;     // records pending, flush requested, or stop
@@ -116,6 +137,9 @@ class WriteQueue {
   uint64_t batch_bytes_ = 1u << 20;  // take()'s batch_bytes: a push reaching it wakes take()
   int space_waiters_ = 0;            // writers waiting for queue space
   uint64_t flush_wanted_ = 0;        // highest seq a waiter wants durable
+  uint64_t no_coalesce_ = 0;         // records up to this seq are never superseded
+  std::map<uint64_t, uint64_t> superseded_;  // superseded seq -> its cover, until that is durable
+  Coalesced coalesced_;
   bool stopping_ = false;
   Status error_;
   std::deque<QueuedRecord> pending_;  // consecutive seqs

@@ -23,11 +23,11 @@ void print_json(const JournalReport& r) {
     fmt::print(
         "{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
         "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
-        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"bytes_written\":{},"
+        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"coalesced\":{},\"bytes_written\":{},"
         "\"bytes_zeroed\":{},\"bytes_trimmed\":{},\"torn_tail\":{}}}",
         i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records, s.bytes,
         s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.flush_points,
-        s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
+        s.coalesced, s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
         s.torn_tail ? json_string(*s.torn_tail) : "null");
   }
   fmt::print("],\"marks\":[");
@@ -40,7 +40,7 @@ void print_json(const JournalReport& r) {
 void print_text(const JournalReport& r) {
   const Manifest& m = r.manifest;
   fmt::print("base {}  seq {}  {}\n", m.base_file, m.base_seq, format_time(m.base_time_ns));
-  uint64_t w = 0, z = 0, t = 0, mk = 0, fp = 0, bw = 0;
+  uint64_t w = 0, z = 0, t = 0, mk = 0, fp = 0, bw = 0, co = 0;
   for (const SegmentReport& s : r.segments) {
     fmt::print("segment {}  {}  seq {}..{}  {} .. {}\n", s.file, s.sealed ? "sealed" : "open",
                s.first_seq, s.last_seq, s.records ? format_time(s.first_time_ns) : "-",
@@ -50,9 +50,11 @@ void print_text(const JournalReport& r) {
         "{} on disk\n",
         s.records, s.writes, format_size(s.bytes_written), s.zeroes, format_size(s.bytes_zeroed),
         s.trims, format_size(s.bytes_trimmed), s.marks, s.flush_points, format_size(s.bytes));
+    if (s.coalesced)
+      fmt::print("    {} coalesced: superseded by newer writes, no data\n", s.coalesced);
     if (s.torn_tail) fmt::print("    torn tail at {}\n", *s.torn_tail);
     w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, fp += s.flush_points,
-        bw += s.bytes_written;
+        bw += s.bytes_written, co += s.coalesced;
   }
   for (const MarkReport& mr : r.marks)
     fmt::print("mark {}  seq {}  {}\n", mr.name, mr.seq, format_time(mr.time_ns));
@@ -61,6 +63,7 @@ void print_text(const JournalReport& r) {
       "flush points\n",
       r.records(), w, format_size(bw), z, t, mk, r.segments.size(),
       r.segments.size() == 1 ? "" : "s", fp);
+  if (co) fmt::print("{} writes coalesced away (coalesce=on)\n", co);
 }
 
 }  // namespace

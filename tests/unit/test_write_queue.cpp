@@ -247,3 +247,105 @@ TEST_CASE("a full batch or a writer waiting for space wakes the flusher at once"
   q.mark_applied(batch);
   blocked.join();
 }
+
+TEST_CASE("coalescing supersedes queued writes a newer one covers whole, and no others",
+          "[queue][coalesce]") {
+  WriteQueue q(1 << 20, 1, 0);
+  q.set_coalesce(true);
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 1)).is_ok());    // 1: covered by 4
+  REQUIRE(q.push(write_header(150, 100), bytes(100, 2)).is_ok());  // 2: only half covered
+  RecordHeader z;
+  z.type = RecordType::kZero;
+  z.offset = 20;
+  z.length = 30;
+  REQUIRE(q.push(z, nullptr).is_ok());                           // 3: covered by 4
+  REQUIRE(q.push(write_header(0, 200), bytes(200, 4)).is_ok());  // 4
+  const uint64_t before = q.queued_bytes();
+  CHECK(q.coalesced().records == 2);
+  CHECK(q.coalesced().bytes == 130);
+  CHECK(read(q, 0, 260) == expect({{200, 4}, {50, 2}, {10, 0xEE}}));
+
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
+  REQUIRE(batch.size() == 4);
+  for (uint64_t i : {0, 2}) {
+    CAPTURE(i);
+    const RecordHeader& h = batch[i].header;
+    CHECK((h.flags & format::kFlagSuperseded) != 0);
+    CHECK(h.payload_length == format::kSupersededPayload);
+    CHECK(batch[i].payload[0] == 4);  // the seq of the record that covered it
+    CHECK(h.payload_checksum ==
+          payload_checksum(std::span<const uint8_t>(batch[i].payload.get(), 8)));
+    CHECK(validate_header(h).is_ok());
+  }
+  CHECK((batch[1].header.flags & format::kFlagSuperseded) == 0);
+  CHECK((batch[3].header.flags & format::kFlagSuperseded) == 0);
+  // The superseded WRITE gave its 100 bytes back; the ZERO took 8 for the cover's seq.
+  uint64_t cost = 0;
+  for (const QueuedRecord& r : batch) cost += WriteQueue::cost(r.header);
+  CHECK(before == cost);
+  CHECK(before == 4 * format::kRecordHeaderSize + 8 + 100 + 8 + 200);
+
+  // Taken records are never superseded.
+  REQUIRE(q.push(write_header(0, 300), bytes(300, 5)).is_ok());
+  CHECK(q.coalesced().records == 2);
+}
+
+TEST_CASE("flushes, FUA writes and marks stop coalescing of what they cover", "[queue][coalesce]") {
+  WriteQueue q(1 << 20, 1, 0);
+  q.set_coalesce(true);
+  // A FUA write is a flush point from the moment it is queued.
+  RecordHeader fua = write_header(0, 100);
+  fua.flags = format::kFlagFlushPoint;
+  REQUIRE(q.push(fua, bytes(100, 1)).is_ok());                   // 1
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 2)).is_ok());  // 2: may not supersede 1
+  CHECK(q.coalesced().records == 0);
+  // A FLUSH that began waiting protects everything queued before it.
+  std::thread flush([&] { CHECK(q.wait_durable().is_ok()); });
+  while (q.flush_wanted() < 2) std::this_thread::yield();
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 3)).is_ok());  // 3: may not supersede 2
+  CHECK(q.coalesced().records == 0);
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
+  REQUIRE(batch.size() == 3);
+  CHECK((batch[1].header.flags & format::kFlagFlushPoint) != 0);
+  q.mark_durable(3);
+  flush.join();
+  q.mark_applied(batch);
+  // Later writes coalesce again.
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 4)).is_ok());  // 4
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 5)).is_ok());  // 5 supersedes 4
+  CHECK(q.coalesced().records == 1);
+  // A mark is a flush point from the moment it is queued.
+  RecordHeader mark;
+  mark.type = RecordType::kMark;
+  mark.flags = format::kFlagFlushPoint;
+  mark.payload_length = 1;
+  REQUIRE(q.push(mark, bytes(1, 'm')).is_ok());                  // 6
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 7)).is_ok());  // 7: may not supersede 5
+  CHECK(q.coalesced().records == 1);
+}
+
+TEST_CASE("waiting for a superseded record waits for the record that covered it",
+          "[queue][coalesce]") {
+  WriteQueue q(1 << 20, 1, 0);
+  q.set_coalesce(true);
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 1)).is_ok());  // 1
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 2)).is_ok());  // 2 supersedes 1
+  REQUIRE(q.push(write_header(0, 100), bytes(100, 3)).is_ok());  // 3 supersedes 2
+  REQUIRE(q.coalesced().records == 2);
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    CHECK(q.wait_durable(1).is_ok());
+    done = true;
+  });
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(1000), kAll, &batch));
+  REQUIRE(batch.size() == 3);
+  q.mark_durable(2);  // record 1 is, but its bytes are in 3
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_FALSE(done);
+  q.mark_durable(3);
+  waiter.join();
+  CHECK(done);
+}
