@@ -87,9 +87,9 @@ TEST_CASE("writers wait while the queue is full and resume when it drains", "[qu
   WriteQueue q(3 * one, 1, 0);
   for (int i = 0; i < 3; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
   std::atomic<bool> done{false};
+  std::atomic<bool> pushed{false};  // Catch2 assertions belong to the main thread
   std::thread writer([&] {
-    auto r = q.push(write_header(0, 1000), bytes(1000, 2));
-    CHECK(r.is_ok());
+    pushed = q.push(write_header(0, 1000), bytes(1000, 2)).is_ok();
     done = true;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -101,6 +101,7 @@ TEST_CASE("writers wait while the queue is full and resume when it drains", "[qu
   q.mark_applied(batch);
   writer.join();
   CHECK(done.load());
+  CHECK(pushed);
   CHECK(q.queued_bytes() == one);
 }
 
@@ -151,8 +152,9 @@ TEST_CASE("flush waiters return once the flusher reports their seq durable", "[q
   WriteQueue q(1 << 20, 1, 0);
   REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
   std::atomic<bool> flushed{false};
+  std::atomic<bool> ok{false};
   std::thread waiter([&] {
-    CHECK(q.wait_durable().is_ok());
+    ok = q.wait_durable().is_ok();
     flushed = true;
   });
   std::vector<QueuedRecord> batch;
@@ -163,6 +165,7 @@ TEST_CASE("flush waiters return once the flusher reports their seq durable", "[q
   q.mark_durable(1);
   waiter.join();
   CHECK(flushed.load());
+  CHECK(ok);
 }
 
 TEST_CASE("a journaling failure fails writers and flush waiters until it is cleared", "[queue]") {
@@ -188,15 +191,18 @@ TEST_CASE("the record a flush waits for is flagged as a flush point while it is 
           "[queue]") {
   WriteQueue q(1 << 20, 1, 0);
   for (int i = 0; i < 3; ++i) REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
-  std::thread waiter([&] { CHECK(q.wait_durable().is_ok()); });
+  std::atomic<bool> ok1{false}, ok2{false};
+  std::thread waiter([&] { ok1 = q.wait_durable().is_ok(); });
   std::vector<QueuedRecord> batch;
   REQUIRE(q.take(std::chrono::seconds(30), 1ull << 30, &batch));  // woken by the flush
   REQUIRE(batch.size() == 3);
   // A flush that arrives while its records are being written cannot flag them.
-  std::thread late([&] { CHECK(q.wait_durable(2).is_ok()); });
+  std::thread late([&] { ok2 = q.wait_durable(2).is_ok(); });
   q.mark_durable(3);
   waiter.join();
   late.join();
+  CHECK(ok1);
+  CHECK(ok2);
   std::vector<uint8_t> flags;
   for (const auto& r : batch) flags.push_back(r.header.flags);
   CHECK(flags == std::vector<uint8_t>{0, 0, format::kFlagFlushPoint});
@@ -228,17 +234,20 @@ TEST_CASE("a full batch or a writer waiting for space wakes the flusher at once"
   WriteQueue q(4 * one, 1, 0);
   std::vector<QueuedRecord> batch;
   // The first take() waits for 2 records' worth; the second push wakes it.
+  std::atomic<int> pushed{0};
   std::thread writer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (int i = 0; i < 2; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
+    for (int i = 0; i < 2; ++i) pushed += q.push(write_header(0, 1000), bytes(1000, 1)).is_ok();
   });
   auto t0 = std::chrono::steady_clock::now();
   REQUIRE(q.take(std::chrono::seconds(30), 2 * one, &batch));
   writer.join();
+  CHECK(pushed == 2);
   CHECK(batch.size() == 2);
   // Batch too large to fill: a writer that finds the queue full wakes take().
   for (int i = 0; i < 2; ++i) REQUIRE(q.push(write_header(0, 1000), bytes(1000, 1)).is_ok());
-  std::thread blocked([&] { CHECK(q.push(write_header(0, 1000), bytes(1000, 2)).is_ok()); });
+  std::atomic<bool> blocked_ok{false};
+  std::thread blocked([&] { blocked_ok = q.push(write_header(0, 1000), bytes(1000, 2)).is_ok(); });
   std::vector<QueuedRecord> next;
   REQUIRE(q.take(std::chrono::seconds(30), kAll, &next));
   CHECK(next.size() == 2);
@@ -246,6 +255,7 @@ TEST_CASE("a full batch or a writer waiting for space wakes the flusher at once"
   q.mark_durable(4);
   q.mark_applied(batch);
   blocked.join();
+  CHECK(blocked_ok);
 }
 
 TEST_CASE("coalescing supersedes queued writes a newer one covers whole, and no others",
@@ -301,7 +311,8 @@ TEST_CASE("flushes, FUA writes and marks stop coalescing of what they cover", "[
   REQUIRE(q.push(write_header(0, 100), bytes(100, 2)).is_ok());  // 2: may not supersede 1
   CHECK(q.coalesced().records == 0);
   // A FLUSH that began waiting protects everything queued before it.
-  std::thread flush([&] { CHECK(q.wait_durable().is_ok()); });
+  std::atomic<bool> flushed{false};
+  std::thread flush([&] { flushed = q.wait_durable().is_ok(); });
   while (q.flush_wanted() < 2) std::this_thread::yield();
   REQUIRE(q.push(write_header(0, 100), bytes(100, 3)).is_ok());  // 3: may not supersede 2
   CHECK(q.coalesced().records == 0);
@@ -311,6 +322,7 @@ TEST_CASE("flushes, FUA writes and marks stop coalescing of what they cover", "[
   CHECK((batch[1].header.flags & format::kFlagFlushPoint) != 0);
   q.mark_durable(3);
   flush.join();
+  CHECK(flushed);
   q.mark_applied(batch);
   // Later writes coalesce again.
   REQUIRE(q.push(write_header(0, 100), bytes(100, 4)).is_ok());  // 4
@@ -335,8 +347,9 @@ TEST_CASE("waiting for a superseded record waits for the record that covered it"
   REQUIRE(q.push(write_header(0, 100), bytes(100, 3)).is_ok());  // 3 supersedes 2
   REQUIRE(q.coalesced().records == 2);
   std::atomic<bool> done{false};
+  std::atomic<bool> ok{false};
   std::thread waiter([&] {
-    CHECK(q.wait_durable(1).is_ok());
+    ok = q.wait_durable(1).is_ok();
     done = true;
   });
   std::vector<QueuedRecord> batch;
@@ -348,4 +361,5 @@ TEST_CASE("waiting for a superseded record waits for the record that covered it"
   q.mark_durable(3);
   waiter.join();
   CHECK(done);
+  CHECK(ok);
 }
