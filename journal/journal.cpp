@@ -1,5 +1,6 @@
 #include "rewind/journal.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,7 +23,72 @@ Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger
     : dir_(std::move(dir)),
       manifest_(std::move(manifest)),
       opts_(opts),
-      logger_(std::move(logger)) {}
+      logger_(std::move(logger)),
+      snapshot_(std::make_shared<const Manifest>(manifest_)) {}
+
+void Journal::set_manifest(Manifest next) {
+  manifest_ = std::move(next);
+  auto copy = std::make_shared<const Manifest>(manifest_);
+  std::lock_guard lk(snapshot_mu_);
+  snapshot_ = std::move(copy);
+}
+
+std::shared_ptr<const Manifest> Journal::snapshot() const {
+  std::lock_guard lk(snapshot_mu_);
+  return snapshot_;
+}
+
+size_t segments_ending_by(const Manifest& m, uint64_t seq) {
+  size_t n = 0;
+  while (n < m.segments.size() && m.segments[n].sealed && m.segments[n].last_seq <= seq) ++n;
+  return n;
+}
+
+Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const RebasePlan& plan,
+                               uint64_t* freed) {
+  const size_t n = plan.folded.size();
+  bool matches = m.base_seq == plan.old_base_seq && n > 0 && n <= m.segments.size() &&
+                 m.segments[n - 1].sealed && m.segments[n - 1].last_seq == plan.new_base_seq;
+  for (size_t i = 0; matches && i < n; ++i) matches = m.segments[i].file == plan.folded[i];
+  if (!matches)
+    return Status::invalid(fmt::format(
+        "the journal {} changed since the rebase to seq {} was prepared; nothing was changed", dir,
+        plan.new_base_seq));
+  // 2. The switch: one atomic replacement of the manifest. A mark at the new base
+  //    keeps its name (the base is its state); older ones go.
+  Manifest next = m;
+  next.base_file = plan.new_base_file;
+  next.base_seq = plan.new_base_seq;
+  next.base_time_ns = plan.new_base_time_ns;
+  next.segments.erase(next.segments.begin(), next.segments.begin() + static_cast<long>(n));
+  std::erase_if(next.marks, [&](const ManifestMark& mk) { return mk.seq < plan.new_base_seq; });
+  REWIND_RETURN_IF_ERROR(next.store(dir));
+  // 3. Only now the files the new manifest no longer needs. The new manifest is the
+  //    volume from here on: a file that cannot be removed now is removed as a
+  //    leftover by the next start or rebase (remove_leftovers), so it is no error.
+  std::vector<std::string> gone{base_path(dir, m.base_file)};
+  for (const std::string& file : plan.folded) {
+    gone.push_back(segment_path(dir, file));
+    gone.push_back(segment_path(dir, index_file_name(file)));
+  }
+  uint64_t bytes = 0;
+  for (const std::string& path : gone) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) continue;
+    if (file_system().unlink(path.c_str()) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  (void)sync_dir(join_path(dir, format::kSegmentDir));
+  (void)sync_dir(join_path(dir, format::kBaseDir));
+  if (freed != nullptr) *freed = bytes;
+  return next;
+}
+
+Status Journal::rebase(const RebasePlan& plan, uint64_t* freed) {
+  auto next = commit_rebase(dir_, manifest_, plan, freed);
+  if (!next) return next.status();
+  set_manifest(std::move(*next));
+  return Status::ok();
+}
 
 uint64_t Journal::last_seq() const {
   if (writer_ && open_stats_.records > 0) return open_stats_.last_seq;
@@ -45,7 +111,7 @@ Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
   Manifest next = manifest_;
   next.segments.push_back(ManifestSegment{file, first_seq, false});
   REWIND_RETURN_IF_ERROR(next.store(dir_));
-  manifest_ = std::move(next);
+  set_manifest(std::move(next));
   writer_.emplace(std::move(*w));
   open_created_ns_ = now_ns;
   open_stats_ = ManifestSegment{file, first_seq, false};
@@ -64,7 +130,7 @@ Status Journal::seal_open(bool store_manifest) {
     Manifest next = manifest_;
     next.segments.pop_back();
     if (store_manifest) REWIND_RETURN_IF_ERROR(next.store(dir_));
-    manifest_ = std::move(next);
+    set_manifest(std::move(next));
     std::string path = writer_->path();
     writer_.reset();
     file_system().unlink(path.c_str());
@@ -87,7 +153,7 @@ Status Journal::seal_open(bool store_manifest) {
   next.marks.insert(next.marks.end(), open_marks_.begin(), open_marks_.end());
   open_marks_.clear();
   if (store_manifest) REWIND_RETURN_IF_ERROR(next.store(dir_));
-  manifest_ = std::move(next);
+  set_manifest(std::move(next));
   writer_.reset();
   sealed_since_checked_ = true;
   log_to(logger_, LogLevel::kDebug,
@@ -175,7 +241,7 @@ Status Journal::checkpoint(uint64_t seq) {
   Manifest next = manifest_;
   next.checkpoint_seq = seq;
   REWIND_RETURN_IF_ERROR(next.store(dir_));
-  manifest_ = std::move(next);
+  set_manifest(std::move(next));
   return Status::ok();
 }
 

@@ -769,12 +769,48 @@ void Volume::flusher_loop() {
       st = checkpoint();
       if (!st) fail(Part::kImage, "checkpoint failed", st);
     }
+    commit_rebase_request();
   }
+}
+
+Status Volume::rebase(const RebasePlan& plan, uint64_t* freed) {
+  RebaseRequest req;
+  req.plan = &plan;
+  req.freed = freed;
+  std::unique_lock lk(rebase_mu_);
+  if (closing_ || rebase_req_ != nullptr)
+    return Status::busy("the volume is closing, or another rebase is under way");
+  rebase_req_ = &req;
+  rebase_cv_.wait(lk, [&] { return req.done || closing_; });
+  if (!req.done) {
+    rebase_req_ = nullptr;
+    return Status::busy("the volume closed before the rebase was committed; nothing was changed");
+  }
+  return req.status;
+}
+
+void Volume::commit_rebase_request() {
+  std::lock_guard lk(rebase_mu_);
+  if (rebase_req_ == nullptr) return;
+  RebaseRequest& req = *rebase_req_;
+  req.status = journal_->rebase(*req.plan, req.freed);
+  if (req.status) {
+    std::lock_guard mk(marks_mu_);
+    std::erase_if(marks_, [&](const auto& e) { return e.second < req.plan->new_base_seq; });
+  }
+  req.done = true;
+  rebase_req_ = nullptr;
+  rebase_cv_.notify_all();
 }
 
 Status Volume::close() {
   if (closed_) return close_status_;
   closed_ = true;
+  {
+    std::lock_guard lk(rebase_mu_);
+    closing_ = true;
+    rebase_cv_.notify_all();
+  }
   queue_->stop();
   if (flusher_.joinable()) {
     flusher_.join();

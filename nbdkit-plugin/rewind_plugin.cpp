@@ -23,6 +23,7 @@
 
 #include "rewind/control.h"
 #include "rewind/format.h"
+#include "rewind/retention.h"
 #include "rewind/units.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
@@ -43,6 +44,7 @@ struct Config {
   std::string journal;
   std::string control;
   rwd::VolumeOptions opts;
+  rwd::RetentionPolicy retention;
   bool have_image = false, have_journal = false;
   // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume.
   std::string at, seq, mark;
@@ -58,6 +60,7 @@ Config* config_state() {
 rwd::Volume* g_volume = nullptr;          // the live volume, or
 rwd::JournalView* g_view = nullptr;       // a point-in-time view
 rwd::ControlServer* g_control = nullptr;  // the live volume's control socket
+rwd::Retention* g_retention = nullptr;    // its retention policy, if it has one
 
 int fail(const Status& st) {
   nbdkit_error("rewind: %s", st.message().c_str());
@@ -169,6 +172,11 @@ int rewind_config(const char* key, const char* value) {
     } else if (k == "segment-age") {
       return config_duration(key, value, 1s, std::chrono::hours(24 * 365),
                              &c.opts.journal.segment_age);
+    } else if (k == "retain") {
+      return config_duration(key, value, 1s, std::chrono::hours(24 * 365 * 100),
+                             &c.retention.retain);
+    } else if (k == "journal-max") {
+      return config_size(key, value, 2ull << 20, 1ull << 50, &c.retention.journal_max);
     } else if (k == "coalesce") {
       if (std::string_view(value) != "on" && std::string_view(value) != "off") {
         nbdkit_error("rewind: coalesce=%s: must be on or off", value);
@@ -245,6 +253,14 @@ int rewind_config_complete() {
       c.control.clear();
     }
   }
+  if (c.retention.journal_max != 0 && c.retention.journal_max < 2 * c.opts.journal.segment_size) {
+    nbdkit_error(
+        "rewind: journal-max=%s is less than twice segment-size=%s: only whole sealed segments "
+        "can be folded into the base; raise journal-max or lower segment-size",
+        rwd::format_size(c.retention.journal_max).c_str(),
+        rwd::format_size(c.opts.journal.segment_size).c_str());
+    return -1;
+  }
   c.opts.image_path = c.image;
   c.opts.journal_dir = c.journal;
   return 0;
@@ -293,6 +309,9 @@ std::string control_handler(const std::string& line) {
 int rewind_after_fork() {
   if (g_volume == nullptr) return 0;  // a view has no threads
   g_volume->start();
+  if (config_state()->retention.active())
+    g_retention =
+        new rwd::Retention(*g_volume, config_state()->journal, config_state()->retention, log_line);
   if (config_state()->control.empty()) return 0;
   // After the fork, like the flusher: a thread started before it would be gone.
   auto server = rwd::ControlServer::start(config_state()->control, control_handler, log_line);
@@ -307,6 +326,11 @@ void rewind_cleanup() {
       g_control->stop();
       delete g_control;
       g_control = nullptr;
+    }
+    if (g_retention != nullptr) {
+      g_retention->stop();
+      delete g_retention;
+      g_retention = nullptr;
     }
     if (g_volume != nullptr) {
       Status st = g_volume->close();
@@ -423,6 +447,10 @@ nbdkit_plugin make_plugin() {
       "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
       "segment-age=DUR       Seal a journal segment at this age (10m).\n"
       "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
+      "retain=DUR            Keep every write at least this long; fold older whole\n"
+      "                      segments into the base snapshot (default: forever).\n"
+      "journal-max=SIZE      Hard limit on the journal: past it, fold the oldest\n"
+      "                      segments early, logging what history is given up.\n"
       "coalesce=on|off       Drop a queued write that a newer one covers before it is\n"
       "                      journaled (off: on gives up the points in time between\n"
       "                      flushes).\n"

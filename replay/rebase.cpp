@@ -1,7 +1,5 @@
 #include "rewind/rebase.h"
 
-#include <sys/stat.h>
-
 #include <memory>
 
 #include <fmt/format.h>
@@ -17,22 +15,33 @@
 
 namespace rwd {
 
-namespace {
-
-// The space a file takes on disk (a sparse base snapshot takes less than its size).
-uint64_t disk_bytes(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest& m, size_t folded,
+                                  const Logger& logger) {
+  if (folded == 0 || folded > m.segments.size() || !m.segments[folded - 1].sealed ||
+      m.segments[folded - 1].last_seq > m.checkpoint_seq)
+    return Status::invalid(fmt::format("cannot fold {} segments of {}", folded, journal_dir));
+  RebasePlan plan;
+  plan.old_base_seq = m.base_seq;
+  for (size_t i = 0; i < folded; ++i) plan.folded.push_back(m.segments[i].file);
+  plan.new_base_seq = m.segments[folded - 1].last_seq;
+  plan.new_base_time_ns = m.segments[folded - 1].last_time_ns;
+  plan.new_base_file = fmt::format("{:020}.img", plan.new_base_seq);
+  // 1. The new base snapshot, written under a temporary name, synced, renamed into
+  //    place and its directory synced (restore_to_file does all of that). The
+  //    manifest does not name it yet: a crash from here to the switch leaves the old
+  //    volume whole, and this file over.
+  Manifest upto = m;
+  upto.segments.resize(folded);
+  auto loaded = JournalHistory::load(journal_dir, std::move(upto), true, logger);
+  if (!loaded) return loaded.status();
+  auto view = JournalView::open(std::make_shared<const JournalHistory>(std::move(*loaded)),
+                                plan.new_base_seq);
+  if (!view) return view.status();
+  RestoreOptions ro;
+  ro.force = true;  // a file of this name can only be what an interrupted rebase left
+  REWIND_RETURN_IF_ERROR(restore_to_file(**view, base_path(journal_dir, plan.new_base_file), ro));
+  return plan;
 }
-
-// Removes `path` if it exists; the caller syncs the directory.
-Status remove_file(const std::string& path) {
-  if (file_system().unlink(path.c_str()) != 0 && errno != ENOENT)
-    return Status::io_error(fmt::format("cannot remove {}", path), errno);
-  return Status::ok();
-}
-
-}  // namespace
 
 Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before,
                             const Logger& logger) {
@@ -77,10 +86,7 @@ Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before
         m.checkpoint_seq);
     want = m.checkpoint_seq;
   }
-  size_t folded = 0;
-  while (folded < m.segments.size() && m.segments[folded].sealed &&
-         m.segments[folded].last_seq <= want)
-    ++folded;
+  const size_t folded = segments_ending_by(m, want);
   if (folded == 0) {
     if (r.note.empty())
       r.note =
@@ -93,47 +99,15 @@ Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before
                     format_time(m.segments[0].last_time_ns));
     return r;
   }
-  const ManifestSegment& last_folded = m.segments[folded - 1];
-  r.new_base_seq = last_folded.last_seq;
-  r.new_base_time_ns = last_folded.last_time_ns;
-
-  // 1. The new base snapshot, written under a temporary name, synced, renamed into
-  //    place and its directory synced (restore_to_file does all of that). The old manifest does not
-  //    list it: a crash from here to step 2 leaves the old volume whole, and the new file over.
-  const std::string new_base = fmt::format("{:020}.img", r.new_base_seq);
-  {
-    auto view = JournalView::open(history, r.new_base_seq);
-    if (!view) return view.status();
-    RestoreOptions ro;
-    ro.force = true;  // a file of this name can only be what an interrupted rebase left
-    REWIND_RETURN_IF_ERROR(restore_to_file(**view, base_path(journal_dir, new_base), ro));
-  }
-
-  // 2. The switch: one atomic replacement of the manifest.
-  Manifest next = m;
-  next.base_file = new_base;
-  next.base_seq = r.new_base_seq;
-  next.base_time_ns = r.new_base_time_ns;
-  next.segments.erase(next.segments.begin(), next.segments.begin() + static_cast<long>(folded));
-  // A mark at the new base keeps its name (the base is its state); older ones go.
-  std::erase_if(next.marks, [&](const ManifestMark& mk) { return mk.seq < r.new_base_seq; });
+  auto plan = prepare_rebase(journal_dir, m, folded, logger);
+  if (!plan) return plan.status();
+  r.new_base_seq = plan->new_base_seq;
+  r.new_base_time_ns = plan->new_base_time_ns;
   for (const MarkInfo& mk : history->marks())
     if (mk.seq < r.new_base_seq) r.marks_given.push_back(mk.name);
-  REWIND_RETURN_IF_ERROR(next.store(journal_dir));
-
-  // 3. Only now the files the new manifest no longer needs.
-  std::vector<std::string> gone{base_path(journal_dir, m.base_file)};
-  for (size_t i = 0; i < folded; ++i) {
-    gone.push_back(segment_path(journal_dir, m.segments[i].file));
-    gone.push_back(segment_path(journal_dir, index_file_name(m.segments[i].file)));
-  }
-  for (const std::string& path : gone) {
-    r.bytes_freed += disk_bytes(path);
-    REWIND_RETURN_IF_ERROR(remove_file(path));
-  }
+  auto next = commit_rebase(journal_dir, m, *plan, &r.bytes_freed);
+  if (!next) return next.status();
   r.segments_removed = folded;
-  REWIND_RETURN_IF_ERROR(sync_dir(join_path(journal_dir, format::kSegmentDir)));
-  REWIND_RETURN_IF_ERROR(sync_dir(join_path(journal_dir, format::kBaseDir)));
   log_to(logger, LogLevel::kInfo,
          fmt::format(
              "rebased {}: the base is now seq {} ({}); removed {} segments and the old "

@@ -17,11 +17,16 @@ using format::RecordType;
 
 Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, bool repair,
                                             const Logger& logger) {
-  JournalHistory h;
-  h.dir_ = journal_dir;
   auto m = Manifest::load(journal_dir);
   if (!m) return m.status();
-  h.manifest_ = std::move(*m);
+  return load(journal_dir, std::move(*m), repair, logger);
+}
+
+Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Manifest manifest,
+                                            bool repair, const Logger& logger) {
+  JournalHistory h;
+  h.dir_ = journal_dir;
+  h.manifest_ = std::move(manifest);
   h.last_seq_ = h.manifest_.base_seq;
   h.last_time_ns_ = h.manifest_.base_time_ns;
   // A mark at the base itself (kept by a rebase) is in no segment any more.

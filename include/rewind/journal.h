@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -25,6 +26,27 @@ struct JournalOptions {
   uint64_t segment_size = 256ull << 20;
   std::chrono::nanoseconds segment_age = std::chrono::minutes(10);
 };
+
+// A rebase decided and prepared: the new base snapshot `new_base_file` (written and
+// synced) holds every record up to new_base_seq, and replaces the base at
+// old_base_seq and the segments `folded` (the oldest ones, all sealed).
+struct RebasePlan {
+  uint64_t old_base_seq = 0;
+  std::vector<std::string> folded;
+  std::string new_base_file;
+  uint64_t new_base_seq = 0, new_base_time_ns = 0;
+};
+
+// How many leading segments of `m` are sealed and end at or before `seq`.
+size_t segments_ending_by(const Manifest& m, uint64_t seq);
+
+// The switch and the clean-up of a rebase (docs/FORMAT.md, "Rebase", steps 2 and 3):
+// stores `m` with the new base, without the folded segments and without the marks
+// before the new base; then removes the old base and the folded segments and their
+// indexes. Fails, changing nothing, unless `m` starts with the plan's segments at the
+// plan's base. Returns the new manifest; *freed gets the disk space given back.
+Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const RebasePlan& plan,
+                               uint64_t* freed);
 
 class Journal {
  public:
@@ -58,13 +80,19 @@ class Journal {
     return f;
   }
 
+  // Commits a prepared rebase (commit_rebase) to this journal's manifest.
+  Status rebase(const RebasePlan& plan, uint64_t* freed);
+
   const Manifest& manifest() const { return manifest_; }
+  // A copy of the manifest as last stored, for other threads.
+  std::shared_ptr<const Manifest> snapshot() const;
   const std::string& dir() const { return dir_; }
   // The last durable record (after a failure: once recover() succeeded).
   uint64_t last_seq() const;
 
  private:
   Status open_segment(uint64_t first_seq, uint64_t now_ns);
+  void set_manifest(Manifest next);
   Status seal_open(bool store_manifest);
 
   std::string dir_;
@@ -85,6 +113,8 @@ class Journal {
   bool sealed_since_checked_ = false;
   std::vector<EncodedHeader> headers_;  // reused between appends
   std::vector<RecordRef> refs_;
+  mutable std::mutex snapshot_mu_;  // guards snapshot_
+  std::shared_ptr<const Manifest> snapshot_;
 };
 
 std::string segment_path(const std::string& journal_dir, const std::string& file);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rewind/journal.h"
 #include "rewind/log.h"
 #include "rewind/status.h"
 #include "rewind/target.h"
@@ -22,6 +23,14 @@ struct RebaseResult {
   std::vector<std::string> marks_given;  // marks before the new base, no longer listed
   std::string note;                      // why less than asked was folded, if it was
 };
+
+// Step 1 of a rebase (docs/FORMAT.md, "Rebase"): writes the state after the first
+// `folded` segments of `m` (sealed, and at or before its checkpoint) as the new base
+// snapshot base/<seq>.img, synced, and returns the plan that commit_rebase() (or
+// Volume::rebase() while serving) then switches to. Reads only those segments and the
+// old base, so it may run beside a serving volume.
+Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest& m, size_t folded,
+                                  const Logger& logger);
 
 // Folds every record at or before `before` into a new base snapshot and removes the
 // segments and the base snapshot it replaces. Only whole sealed segments are folded:

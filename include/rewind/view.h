@@ -46,6 +46,10 @@ class JournalHistory {
   // `repair`: rewrite damaged or missing segment indexes (never for verify).
   static Result<JournalHistory> load(const std::string& journal_dir, bool repair,
                                      const Logger& logger);
+  // The same for the segments `manifest` lists (a copy of the journal's, perhaps with
+  // fewer segments).
+  static Result<JournalHistory> load(const std::string& journal_dir, Manifest manifest, bool repair,
+                                     const Logger& logger);
 
   const std::string& dir() const { return dir_; }
   const Manifest& manifest() const { return manifest_; }

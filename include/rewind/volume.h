@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -103,6 +104,14 @@ class Volume {
   Status extents(uint64_t offset, uint64_t length,
                  const std::function<void(uint64_t start, uint64_t end, ExtentKind)>& f) const;
 
+  // Switches the journal to a prepared rebase (prepare_rebase() on a snapshot()),
+  // between two batches of the flusher, and returns once that is done; writes go on
+  // meanwhile. Marks before the new base are forgotten. Fails, changing nothing, if
+  // the journal no longer starts with the plan's segments, or the volume is closing.
+  Status rebase(const RebasePlan& plan, uint64_t* freed);
+  // The manifest as last stored (any thread).
+  std::shared_ptr<const Manifest> snapshot() const { return journal_->snapshot(); }
+
   // Drains the queue, syncs, seals the open segment and checkpoints the image.
   Status close();
 
@@ -139,6 +148,18 @@ class Volume {
   bool journal_failed_ = false;            // flusher only
   bool image_failed_ = false;              // flusher only
   uint64_t failed_since_ns_ = 0;           // flusher only
+  // A rebase for the flusher to commit (Volume::rebase), and its outcome.
+  struct RebaseRequest {
+    const RebasePlan* plan = nullptr;
+    uint64_t* freed = nullptr;
+    bool done = false;
+    Status status;
+  };
+  void commit_rebase_request();  // flusher only
+  std::mutex rebase_mu_;         // guards rebase_req_ and closing_
+  std::condition_variable rebase_cv_;
+  RebaseRequest* rebase_req_ = nullptr;
+  bool closing_ = false;
   std::mutex marks_mu_;                    // guards marks_, and serialises mark()
   std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
   bool closed_ = false;

@@ -32,6 +32,9 @@ expect_error "flush-interval=soon: 'soon' is not a duration" image=disk.img jour
 expect_error "'100' is not a duration" image=disk.img journal=j flush-interval=100
 expect_error "queue-max=1K: must be between" image=disk.img journal=j queue-max=1K
 expect_error "coalesce=yes: must be on or off" image=disk.img journal=j coalesce=yes
+expect_error "retain=5: '5' is not a duration" image=disk.img journal=j retain=5
+expect_error "journal-max=3.0 MiB is less than twice segment-size=2.0 MiB" image=disk.img journal=j \
+  segment-size=2M journal-max=3M
 expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
 expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-age=0s
 expect_error "image= and a point in time (at=/seq=/mark=) exclude each other" image=disk.img journal=j at=now

@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -15,6 +17,7 @@
 #include "rewind/rebase.h"
 #include "rewind/replay.h"
 #include "rewind/restore.h"
+#include "rewind/retention.h"
 #include "rewind/segment_index.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
@@ -271,4 +274,108 @@ TEST_CASE("a power cut at any I/O of a rebase leaves the old volume or the new o
   }
   // Cuts fell both before and after the switch.
   CHECK(bases_seen == std::set<uint64_t>{0, new_base});
+}
+
+TEST_CASE("a served volume folds its oldest segments to keep within journal-max while writes go on",
+          "[rebase][retention]") {
+  test::TempDir dir;
+  const std::string image = dir / "disk.img", journal = dir / "disk.rewind";
+  constexpr uint64_t kSize = RandomHistory::kSize;
+  std::vector<uint8_t> state = test::pattern(kSize, 5);
+  test::write_file(image, state);
+  VolumeOptions o;
+  o.image_path = image;
+  o.journal_dir = journal;
+  o.flush_interval = std::chrono::milliseconds(1);
+  o.checkpoint_interval = std::chrono::nanoseconds(0);  // the checkpoint keeps up
+  o.journal.segment_size = 16 * 1024;
+  std::vector<std::vector<uint8_t>> states{state};
+  std::string log;
+  std::mutex log_mu;
+  auto logger = [&](LogLevel, const std::string& m) {
+    std::lock_guard lk(log_mu);
+    log += m + "\n";
+  };
+  RetentionPolicy policy;
+  policy.journal_max = 64 * 1024;
+  policy.interval = std::chrono::milliseconds(2);
+  uint64_t total = 0;
+  {
+    auto v = Volume::open(o, {});
+    REQUIRE(v.is_ok());
+    (*v)->start();
+    Retention retention(**v, journal, policy, logger);
+    std::mt19937_64 rng(5);
+    for (int i = 0; i < 400; ++i) {
+      const uint64_t off = rng() % (kSize - 4096), len = 1 + rng() % 4096;
+      auto data = test::pattern(len, rng());
+      REQUIRE((*v)->write(data, off, i % 10 == 0).is_ok());
+      std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(off));
+      states.push_back(state);
+    }
+    REQUIRE((*v)->flush().is_ok());
+    // The last rounds of the policy catch up with the last writes.
+    for (int i = 0; i < 2000; ++i) {
+      total = 0;
+      for (const ManifestSegment& seg : (*v)->snapshot()->segments) total += seg.bytes;
+      if (total <= policy.journal_max) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    retention.stop();
+    REQUIRE((*v)->close().is_ok());
+  }
+  INFO(log);
+  CHECK(total <= policy.journal_max);
+  CHECK(log.find("over journal-max=64.0 KiB: giving up the history of seq 1..") !=
+        std::string::npos);
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  CHECK(m->base_seq > 0);
+  // Every point the journal still promises restores as the reference.
+  const uint64_t last = states.size() - 1;
+  for (uint64_t s = m->base_seq; s <= last; s += 7) {
+    CAPTURE(s);
+    CHECK(state_at(journal, s) == states[s]);
+  }
+  CHECK(state_at(journal, last) == states[last]);
+  CHECK(test::read_file(image) == states[last]);
+  check_no_leftovers(journal);
+  VerifyReport report;
+  Status verified = verify_journal(journal, image, &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
+TEST_CASE("retain folds the segments whose every write is older than the time kept",
+          "[rebase][retention]") {
+  RandomHistory h(6, 150);
+  const uint64_t last = h.states.size() - 1;
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  auto v = Volume::open(o, {});
+  REQUIRE(v.is_ok());
+  (*v)->start();
+  const auto before = (*v)->snapshot();
+  REQUIRE(before->segments.size() > 2);
+  RetentionPolicy policy;
+  policy.retain = std::chrono::hours(1);
+  policy.interval = std::chrono::hours(1);  // only the explicit runs below
+  Retention retention(**v, h.journal, policy, {});
+  // Nothing is an hour old yet.
+  auto now = retention.run_once(wall_clock_ns());
+  REQUIRE(now.is_ok());
+  CHECK(*now == 0);
+  // An hour and a bit after the middle segment's last write, it and those before go.
+  const ManifestSegment& mid = before->segments[before->segments.size() / 2];
+  auto later = retention.run_once(mid.last_time_ns + 3600ull * 1000000000 + 1);
+  INFO(later.status().message());
+  REQUIRE(later.is_ok());
+  CHECK(*later == before->segments.size() / 2 + 1);
+  CHECK((*v)->snapshot()->base_seq == mid.last_seq);
+  retention.stop();
+  REQUIRE((*v)->close().is_ok());
+  CHECK(state_at(h.journal, mid.last_seq) == h.states[mid.last_seq]);
+  CHECK(state_at(h.journal, last) == h.states[last]);
+  check_no_leftovers(h.journal);
 }
