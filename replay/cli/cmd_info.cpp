@@ -9,11 +9,43 @@ namespace rwd::cli {
 void setup_info(CLI::App& app, InfoOptions& o) {
   app.add_option("journal", o.journal, "Journal directory")->required();
   app.add_flag("--json", o.json, "Print JSON instead of text");
+  app.add_option("--journal-max", o.journal_max,
+                 "Forecast how long the recent write rate takes to fill this journal-max");
 }
 
+namespace {
+
+// How fast the journal grew: its bytes over the time its segments span (0 when that
+// is under a second, too short to say).
+double write_rate(const JournalReport& r) {
+  uint64_t first = 0, last = 0;
+  for (const SegmentReport& s : r.segments) {
+    if (s.records == 0) continue;
+    if (first == 0) first = s.first_time_ns;
+    last = s.last_time_ns;
+  }
+  if (last < first + 1000000000ull) return 0;
+  return static_cast<double>(r.journal_bytes()) / (static_cast<double>(last - first) / 1e9);
+}
+
+}  // namespace
+
 int run_info(const InfoOptions& o) {
+  uint64_t journal_max = 0;
+  if (!o.journal_max.empty()) {
+    auto size = parse_size(o.journal_max);
+    if (!size) return report("info", size.status().with_context("--journal-max"), {}, kExitUsage);
+    journal_max = *size;
+  }
   auto r = inspect_journal(o.journal, false);
   if (!r) return report("info", r.status(), journal_hint(r.status()));
+  const double rate = write_rate(*r);
+  // How long until the journal reaches journal_max at that rate (-1: unknown).
+  double fills_in_s = -1;
+  if (journal_max != 0 && rate > 0)
+    fills_in_s = r->journal_bytes() >= journal_max
+                     ? 0
+                     : static_cast<double>(journal_max - r->journal_bytes()) / rate;
   const Manifest& m = r->manifest;
   size_t open = 0;
   for (const SegmentReport& s : r->segments) open += s.sealed ? 0 : 1;
@@ -23,11 +55,13 @@ int run_info(const InfoOptions& o) {
         "\"base_seq\":{},\"first_seq\":{},\"last_seq\":{},\"first_time_ns\":{},"
         "\"last_time_ns\":{},\"records\":{},\"segments\":{},\"open_segments\":{},"
         "\"journal_bytes\":{},\"base_bytes\":{},\"base_allocated\":{},"
-        "\"checkpoint_seq\":{},\"in_use\":{}}}\n",
+        "\"checkpoint_seq\":{},\"in_use\":{},\"history_ns\":{},\"write_rate\":{:.0f},"
+        "\"journal_max\":{},\"fills_in_s\":{:.0f}}}\n",
         volume_id_hex(m.volume_id), json_string(m.image_path), m.image_size, m.created_ns,
         m.base_seq, r->first_seq(), r->last_seq(), m.base_time_ns, r->last_time_ns(), r->records(),
         r->segments.size(), open, r->journal_bytes(), r->base_bytes, r->base_allocated,
-        m.checkpoint_seq, r->in_use ? "true" : "false");
+        m.checkpoint_seq, r->in_use ? "true" : "false", r->last_time_ns() - m.base_time_ns, rate,
+        journal_max, fills_in_s);
     return kExitOk;
   }
   fmt::print("volume      {}\n", volume_id_hex(m.volume_id));
@@ -42,6 +76,21 @@ int run_info(const InfoOptions& o) {
   fmt::print("bytes       journal {} ({} bytes), base snapshot {} ({} on disk)\n",
              format_size(r->journal_bytes()), r->journal_bytes(), format_size(r->base_bytes),
              format_size(r->base_allocated));
+  fmt::print("history     {} kept, from the base snapshot to the newest record{}\n",
+             format_duration(std::chrono::nanoseconds(r->last_time_ns() - m.base_time_ns)),
+             rate > 0 ? fmt::format("; the journal grew {}/s over its segments",
+                                    format_size(static_cast<uint64_t>(rate)))
+                      : "");
+  if (journal_max != 0)
+    fmt::print("journal-max {}: {:.0f}% used; {}\n", format_size(journal_max),
+               100.0 * static_cast<double>(r->journal_bytes()) / static_cast<double>(journal_max),
+               fills_in_s < 0 ? "too little history to forecast"
+               : fills_in_s == 0
+                   ? "full: the plugin folds the oldest segments into the base"
+                   : fmt::format("at that rate full in about {}, after which the oldest history "
+                                 "is folded into the base",
+                                 format_duration(std::chrono::nanoseconds(
+                                     static_cast<int64_t>(fills_in_s * 1e9)))));
   fmt::print("checkpoint  image current to seq {}{}\n", m.checkpoint_seq,
              m.checkpoint_seq == r->last_seq() ? "" : " (the rest is redone at the next start)");
   for (const SegmentReport& s : r->segments)

@@ -32,6 +32,7 @@ int run_init(const InitOptions& o);
 struct InfoOptions {
   std::string journal;
   bool json = false;
+  std::string journal_max;  // for the forecast: the plugin's journal-max=
 };
 void setup_info(CLI::App& app, InfoOptions& o);
 int run_info(const InfoOptions& o);

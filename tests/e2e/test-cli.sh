@@ -30,6 +30,14 @@ stop_server
 "$REWIND_CLI" log new.rewind | grep -q '3 records: 1 WRITE (1.0 MiB), 1 ZERO (1.0 MiB), 1 TRIM (1.0 MiB), 0 MARK' ||
   fail "log: $("$REWIND_CLI" log new.rewind)"
 
+expect_cli 2 "--journal-max: 'lots' is not a size" info new.rewind --journal-max lots
+"$REWIND_CLI" info new.rewind --journal-max 64M | grep -q '^journal-max 64.0 MiB: [0-9]*% used; too little history to forecast' ||
+  fail "info --journal-max: $("$REWIND_CLI" info new.rewind --journal-max 64M)"
+"$REWIND_CLI" info --json new.rewind --journal-max 64M | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["journal_max"] == 64 << 20 and j["fills_in_s"] == -1 and j["history_ns"] > 0, j' ||
+  fail "info --json --journal-max"
 expect_cli 1 "cannot open nothere/MANIFEST" info nothere
 # A damaged manifest is named, not trusted.
 cp new.rewind/MANIFEST manifest.good
