@@ -317,7 +317,8 @@ TEST_CASE("a served volume folds its oldest segments to keep within journal-max 
     // The last rounds of the policy catch up with the last writes.
     for (int i = 0; i < 2000; ++i) {
       total = 0;
-      for (const ManifestSegment& seg : (*v)->snapshot()->segments) total += seg.bytes;
+      const auto m = (*v)->snapshot();  // held: the loop below reads it
+      for (const ManifestSegment& seg : m->segments) total += seg.bytes;
       if (total <= policy.journal_max) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
