@@ -139,23 +139,38 @@ std::unique_ptr<Volume> recover(const VolumeOptions& o, std::string* log) {
   return std::move(*v);
 }
 
+// A workload, its reference states, and a directory for the volume (on /dev/shm, where
+// a test syncs thousands of times and only the order of its I/O matters).
+struct PowerCutSetup {
+  explicit PowerCutSetup(uint64_t seed)
+      : ops(make_workload(seed, 60)),
+        initial(test::pattern(kSize, seed * 7919)),
+        states(reference_states(initial, ops)) {}
+  // Starts over: the initial image, no journal.
+  void fresh() const {
+    std::filesystem::remove_all(root);
+    std::filesystem::create_directory(root);
+    test::write_file(root + "/disk.img", initial);
+  }
+  const std::vector<Op> ops;
+  const std::vector<uint8_t> initial;
+  const std::vector<std::vector<uint8_t>> states;
+  test::TempDir tmp{std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp"};
+  const std::string root = tmp / "vol";
+};
+
 }  // namespace
 
 TEST_CASE("a power cut after any I/O of the write path loses nothing a flush acknowledged",
           "[crash][power]") {
   const uint64_t seed = GENERATE(1, 2);
   CAPTURE(seed);
-  const auto ops = make_workload(seed, 60);
-  const auto initial = test::pattern(kSize, seed * 7919);
-  const auto states = reference_states(initial, ops);
-  test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
-  const std::string root = tmp / "vol";
-
-  auto fresh = [&] {
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directory(root);
-    test::write_file(root + "/disk.img", initial);
-  };
+  const PowerCutSetup setup(seed);
+  const auto& ops = setup.ops;
+  const auto& states = setup.states;
+  const auto& tmp = setup.tmp;
+  const std::string& root = setup.root;
+  const auto fresh = [&] { setup.fresh(); };
 
   // A run without a cut counts the I/Os to cut after.
   uint64_t total = 0;
@@ -245,17 +260,11 @@ TEST_CASE("a power cut after any I/O of the write path loses nothing a flush ack
 
 TEST_CASE("with coalescing a power cut at any I/O keeps every flushed state exact",
           "[crash][power][coalesce]") {
-  const uint64_t seed = 3;
-  const auto ops = make_workload(seed, 60);
-  const auto initial = test::pattern(kSize, seed * 7919);
-  const auto states = reference_states(initial, ops);
-  test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
-  const std::string root = tmp / "vol";
-  auto fresh = [&] {
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directory(root);
-    test::write_file(root + "/disk.img", initial);
-  };
+  const PowerCutSetup setup(3);
+  const auto& ops = setup.ops;
+  const auto& states = setup.states;
+  const std::string& root = setup.root;
+  const auto fresh = [&] { setup.fresh(); };
   auto opts = [&] {
     VolumeOptions o = options(root);
     o.coalesce = true;

@@ -79,6 +79,19 @@ void check_promises(const RandomHistory& h, uint64_t seed) {
   CHECK(verified.is_ok());
 }
 
+// A copy of `h`'s image and journal in `root` (made anew), the journal pointed at the
+// copied image (the xattr tag does not travel).
+void copy_volume(const RandomHistory& h, const std::string& root) {
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directory(root);
+  std::filesystem::copy(h.journal, root + "/disk.rewind", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(h.image, root + "/disk.img");
+  auto m = Manifest::load(root + "/disk.rewind");
+  REQUIRE(m.is_ok());
+  m->image_path = root + "/disk.img";
+  REQUIRE(m->store(root + "/disk.rewind").is_ok());
+}
+
 }  // namespace
 
 TEST_CASE("rebase folds whole segments into a new base and every later point restores as before",
@@ -208,18 +221,7 @@ TEST_CASE("a power cut at any I/O of a rebase leaves the old volume or the new o
   const uint64_t last = h.states.size() - 1;
   test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
   const std::string root = tmp / "vol";
-  const auto fresh = [&] {
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directory(root);
-    std::filesystem::copy(h.journal, root + "/disk.rewind",
-                          std::filesystem::copy_options::recursive);
-    std::filesystem::copy(h.image, root + "/disk.img");
-    // The copy is the journal of the copied image (the xattr tag does not travel).
-    auto m = Manifest::load(root + "/disk.rewind");
-    REQUIRE(m.is_ok());
-    m->image_path = root + "/disk.img";
-    REQUIRE(m->store(root + "/disk.rewind").is_ok());
-  };
+  const auto fresh = [&] { copy_volume(h, root); };
   const uint64_t target = last * 2 / 3;
 
   uint64_t total = 0, new_base = 0;
@@ -387,17 +389,7 @@ TEST_CASE("a power cut at any I/O of the plugin's retention leaves the old volum
   const uint64_t last = h.states.size() - 1;
   test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
   const std::string root = tmp / "vol";
-  const auto fresh = [&] {
-    std::filesystem::remove_all(root);
-    std::filesystem::create_directory(root);
-    std::filesystem::copy(h.journal, root + "/disk.rewind",
-                          std::filesystem::copy_options::recursive);
-    std::filesystem::copy(h.image, root + "/disk.img");
-    auto m = Manifest::load(root + "/disk.rewind");
-    REQUIRE(m.is_ok());
-    m->image_path = root + "/disk.img";
-    REQUIRE(m->store(root + "/disk.rewind").is_ok());
-  };
+  const auto fresh = [&] { copy_volume(h, root); };
   VolumeOptions o;
   o.image_path = root + "/disk.img";
   o.journal_dir = root + "/disk.rewind";
