@@ -302,10 +302,6 @@ Status check_segments(const Manifest& m, const std::string& dir, bool full, cons
   return Status::ok();
 }
 
-}  // namespace
-
-namespace {
-
 // The first seq in a file name of 20 digits and `suffix` ("00000000000000000042.seg").
 bool seq_file_name(const std::string& n, const char* suffix, uint64_t* seq) {
   return n.size() == 20 + std::strlen(suffix) && n.ends_with(suffix) &&
