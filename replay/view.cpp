@@ -81,8 +81,9 @@ uint64_t JournalHistory::exact_at_or_before(uint64_t seq) const {
 Result<uint64_t> JournalHistory::resolve(const Target& t, std::string* note) const {
   note->clear();
   auto seq = resolve_exact(t, note);
-  if (!seq || *seq == exact_at_or_before(*seq)) return seq;
+  if (!seq) return seq;
   const uint64_t exact = exact_at_or_before(*seq);
+  if (exact == *seq) return seq;
   std::string before = note->empty() ? "" : *note + "; ";
   *note = fmt::format(
       "{}seq {} lies where queued writes were coalesced (coalesce=on) and is not restorable "

@@ -119,6 +119,20 @@ void run_workload(Volume& v, const std::vector<Op>& ops, Acked* acked) {
   }
 }
 
+// Opens the volume and runs the workload until the power, cut after `n` more changing
+// I/Os of `fs`, makes a call fail; the volume is then dropped, as the power takes it.
+Acked run_until_cut(FaultInjectionFs& fs, uint64_t n, const VolumeOptions& o,
+                    const std::vector<Op>& ops) {
+  fs.cut_power_after(n);
+  Acked acked;
+  auto v = Volume::open(o, {});
+  if (v) {
+    (*v)->start();
+    run_workload(**v, ops, &acked);
+  }
+  return acked;
+}
+
 VolumeOptions options(const std::string& root) {
   VolumeOptions o;
   o.image_path = root + "/disk.img";
@@ -197,15 +211,8 @@ TEST_CASE("a power cut after any I/O of the write path loses nothing a flush ack
     fresh();
     FaultInjectionFs fs(root);
     test::ScopedFileSystem use(&fs);
-    fs.cut_power_after(n);
-    Acked acked;
-    {
-      auto v = Volume::open(options(root), {});
-      if (v) {
-        (*v)->start();
-        run_workload(**v, ops, &acked);
-      }
-    }  // the volume is gone with the power: nothing more reaches the disk
+    // The volume is gone with the power: nothing more reaches the disk.
+    const Acked acked = run_until_cut(fs, n, options(root), ops);
     const auto loss = n % 2 ? FaultInjectionFs::Loss::kTear : FaultInjectionFs::Loss::kDrop;
     fs.lose_unsynced(loss, seed * 1000 + n);
 
@@ -291,15 +298,7 @@ TEST_CASE("with coalescing a power cut at any I/O keeps every flushed state exac
     fresh();
     FaultInjectionFs fs(root);
     test::ScopedFileSystem use(&fs);
-    fs.cut_power_after(n);
-    Acked acked;
-    {
-      auto v = Volume::open(opts(), {});
-      if (v) {
-        (*v)->start();
-        run_workload(**v, ops, &acked);
-      }
-    }
+    const Acked acked = run_until_cut(fs, n, opts(), ops);
     fs.lose_unsynced(n % 2 ? FaultInjectionFs::Loss::kTear : FaultInjectionFs::Loss::kDrop, n);
     std::string log;
     auto v = recover(opts(), &log);

@@ -92,6 +92,35 @@ void copy_volume(const RandomHistory& h, const std::string& root) {
   REQUIRE(m->store(root + "/disk.rewind").is_ok());
 }
 
+// After a power cut during a rebase to `new_base` and the loss of what was not synced:
+// the manifest names the old base (seq 0) or the new one, every point it promises
+// restores as the reference, the plugin starts on it (removing what the rebase left
+// over), and verify passes. Adds the base found to *bases_seen.
+void check_after_cut(const RandomHistory& h, const VolumeOptions& o, uint64_t new_base,
+                     std::set<uint64_t>* bases_seen) {
+  const uint64_t last = h.states.size() - 1;
+  auto m = Manifest::load(o.journal_dir);
+  INFO(m.status().message());
+  REQUIRE(m.is_ok());
+  CHECK((m->base_seq == 0 || m->base_seq == new_base));
+  bases_seen->insert(m->base_seq);
+  for (uint64_t s : {m->base_seq, (m->base_seq + last) / 2, last}) {
+    CAPTURE(s);
+    CHECK(state_at(o.journal_dir, s) == h.states[s]);
+  }
+  std::string log;
+  auto v = Volume::open(o, [&](LogLevel, const std::string& msg) { log += msg + "\n"; });
+  INFO(log);
+  INFO(v.status().message());
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->close().is_ok());
+  check_no_leftovers(o.journal_dir);
+  VerifyReport report;
+  Status verified = verify_journal(o.journal_dir, o.image_path, &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
 }  // namespace
 
 TEST_CASE("rebase folds whole segments into a new base and every later point restores as before",
@@ -248,31 +277,10 @@ TEST_CASE("a power cut at any I/O of a rebase leaves the old volume or the new o
     fs.lose_unsynced(
         n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
 
-    auto m = Manifest::load(root + "/disk.rewind");
-    INFO(m.status().message());
-    REQUIRE(m.is_ok());
-    CHECK((m->base_seq == 0 || m->base_seq == new_base));
-    bases_seen.insert(m->base_seq);
-    // Every point the manifest promises restores as the reference says.
-    for (uint64_t s : {m->base_seq, (m->base_seq + last) / 2, last}) {
-      CAPTURE(s);
-      CHECK(state_at(root + "/disk.rewind", s) == h.states[s]);
-    }
-    // The plugin starts on it, removing what the rebase left over, and verify passes.
-    std::string log;
     VolumeOptions o;
     o.image_path = root + "/disk.img";
     o.journal_dir = root + "/disk.rewind";
-    auto v = Volume::open(o, [&](LogLevel, const std::string& msg) { log += msg + "\n"; });
-    INFO(log);
-    INFO(v.status().message());
-    REQUIRE(v.is_ok());
-    REQUIRE((*v)->close().is_ok());
-    check_no_leftovers(root + "/disk.rewind");
-    VerifyReport report;
-    Status verified = verify_journal(root + "/disk.rewind", root + "/disk.img", &report, {});
-    INFO(verified.message());
-    CHECK(verified.is_ok());
+    check_after_cut(h, o, new_base, &bases_seen);
   }
   // Cuts fell both before and after the switch.
   CHECK(bases_seen == std::set<uint64_t>{0, new_base});
@@ -386,7 +394,6 @@ TEST_CASE("retain folds the segments whose every write is older than the time ke
 TEST_CASE("a power cut at any I/O of the plugin's retention leaves the old volume or the new one",
           "[rebase][retention][crash][power]") {
   RandomHistory h(12, 150, 30);
-  const uint64_t last = h.states.size() - 1;
   test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
   const std::string root = tmp / "vol";
   const auto fresh = [&] { copy_volume(h, root); };
@@ -437,24 +444,7 @@ TEST_CASE("a power cut at any I/O of the plugin's retention leaves the old volum
     }  // the volume is gone with the power
     fs.lose_unsynced(
         n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
-    auto m = Manifest::load(o.journal_dir);
-    INFO(m.status().message());
-    REQUIRE(m.is_ok());
-    CHECK((m->base_seq == 0 || m->base_seq == new_base));
-    bases_seen.insert(m->base_seq);
-    for (uint64_t s : {m->base_seq, (m->base_seq + last) / 2, last}) {
-      CAPTURE(s);
-      CHECK(state_at(o.journal_dir, s) == h.states[s]);
-    }
-    auto v = Volume::open(o, {});
-    INFO(v.status().message());
-    REQUIRE(v.is_ok());
-    REQUIRE((*v)->close().is_ok());
-    check_no_leftovers(o.journal_dir);
-    VerifyReport report;
-    Status verified = verify_journal(o.journal_dir, o.image_path, &report, {});
-    INFO(verified.message());
-    CHECK(verified.is_ok());
+    check_after_cut(h, o, new_base, &bases_seen);
   }
   CHECK(bases_seen == std::set<uint64_t>{0, new_base});
 }
