@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -38,6 +39,21 @@ std::shared_ptr<const Manifest> Journal::snapshot() const {
   return snapshot_;
 }
 
+namespace {
+
+// Removes files a new manifest no longer names and returns the disk space freed.
+uint64_t remove_unneeded(const std::vector<std::string>& paths) {
+  uint64_t bytes = 0;
+  for (const std::string& path : paths) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) continue;
+    if (file_system().unlink(path.c_str()) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return bytes;
+}
+
+}  // namespace
+
 size_t segments_ending_by(const Manifest& m, uint64_t seq) {
   size_t n = 0;
   while (n < m.segments.size() && m.segments[n].sealed && m.segments[n].last_seq <= seq) ++n;
@@ -71,16 +87,46 @@ Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const 
     gone.push_back(segment_path(dir, file));
     gone.push_back(segment_path(dir, index_file_name(file)));
   }
-  uint64_t bytes = 0;
-  for (const std::string& path : gone) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) continue;
-    if (file_system().unlink(path.c_str()) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
-  }
+  const uint64_t bytes = remove_unneeded(gone);
   (void)sync_dir(join_path(dir, format::kSegmentDir));
   (void)sync_dir(join_path(dir, format::kBaseDir));
   if (freed != nullptr) *freed = bytes;
   return next;
+}
+
+Result<Manifest> commit_compaction(const std::string& dir, const Manifest& m,
+                                   const CompactionPlan& plan, uint64_t* freed) {
+  Manifest next = m;
+  std::vector<std::string> gone;
+  for (size_t i = 0; i < plan.replaced.size(); ++i) {
+    const ManifestSegment& old = plan.replaced[i];
+    auto it = std::find(next.segments.begin(), next.segments.end(), old);
+    if (it == next.segments.end() || i >= plan.written.size() ||
+        plan.written[i].first_seq != old.first_seq || plan.written[i].last_seq != old.last_seq)
+      return Status::invalid(fmt::format(
+          "the journal {} changed since the compaction of segment {} was prepared; nothing was "
+          "changed",
+          dir, old.file));
+    *it = plan.written[i];
+    if (old.file != plan.written[i].file) {
+      gone.push_back(segment_path(dir, old.file));
+      gone.push_back(segment_path(dir, index_file_name(old.file)));
+    }
+  }
+  // The switch, then the files only the old manifest named; what cannot be removed
+  // now is a leftover for the next start or rebase (remove_leftovers).
+  REWIND_RETURN_IF_ERROR(next.store(dir));
+  const uint64_t bytes = remove_unneeded(gone);
+  (void)sync_dir(join_path(dir, format::kSegmentDir));
+  if (freed != nullptr) *freed = bytes;
+  return next;
+}
+
+Status Journal::compact(const CompactionPlan& plan, uint64_t* freed) {
+  auto next = commit_compaction(dir_, manifest_, plan, freed);
+  if (!next) return next.status();
+  set_manifest(std::move(*next));
+  return Status::ok();
 }
 
 Status Journal::rebase(const RebasePlan& plan, uint64_t* freed) {

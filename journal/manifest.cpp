@@ -55,9 +55,10 @@ std::string Manifest::serialize() const {
   s += fmt::format("checkpoint-seq {}\n", checkpoint_seq);
   for (const ManifestSegment& seg : segments) {
     if (seg.sealed) {
-      s += fmt::format("segment {} first {} last {} bytes {} records {} time-ns {} {} sealed\n",
+      s += fmt::format("segment {} first {} last {} bytes {} records {} time-ns {} {} sealed",
                        seg.file, seg.first_seq, seg.last_seq, seg.bytes, seg.records,
                        seg.first_time_ns, seg.last_time_ns);
+      s += seg.granularity_ns ? fmt::format(" compacted {}\n", seg.granularity_ns) : "\n";
     } else {
       s += fmt::format("segment {} first {} open\n", seg.file, seg.first_seq);
     }
@@ -140,10 +141,13 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
         seg.file = std::string(w[1]);
         if (w.size() == 5 && w[4] == "open") {
           seg.sealed = false;
-        } else if (w.size() == 14 && w[4] == "last" && w[6] == "bytes" && w[8] == "records" &&
-                   w[10] == "time-ns" && w[13] == "sealed" && to_u64(w[5], &seg.last_seq) &&
-                   to_u64(w[7], &seg.bytes) && to_u64(w[9], &seg.records) &&
-                   to_u64(w[11], &seg.first_time_ns) && to_u64(w[12], &seg.last_time_ns)) {
+        } else if ((w.size() == 14 ||
+                    (w.size() == 16 && w[14] == "compacted" && to_u64(w[15], &seg.granularity_ns) &&
+                     seg.granularity_ns > 0)) &&
+                   w[4] == "last" && w[6] == "bytes" && w[8] == "records" && w[10] == "time-ns" &&
+                   w[13] == "sealed" && to_u64(w[5], &seg.last_seq) && to_u64(w[7], &seg.bytes) &&
+                   to_u64(w[9], &seg.records) && to_u64(w[11], &seg.first_time_ns) &&
+                   to_u64(w[12], &seg.last_time_ns)) {
           seg.sealed = true;
         } else {
           return bad(line_no, "bad segment line");

@@ -55,8 +55,10 @@ Status validate_header(const RecordHeader& h) {
   if ((h.flags & ~format::kKnownFlags) != 0)
     return Status::corruption(fmt::format("unknown record flags {:#x}", h.flags));
   if (h.offset + h.length < h.offset) return Status::corruption("record range overflows");
+  if ((h.flags & format::kFlagCompacted) && h.type == RecordType::kMark)
+    return Status::corruption("compacted MARK record");
   if (h.flags & format::kFlagSuperseded) {
-    if ((h.type != RecordType::kWrite && h.type != RecordType::kZero) || h.length == 0 ||
+    if (h.type == RecordType::kMark || h.length == 0 ||
         h.payload_length != format::kSupersededPayload)
       return Status::corruption(
           fmt::format("superseded {} record of length {} with payload length {}",

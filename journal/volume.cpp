@@ -317,9 +317,14 @@ Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger&
     listed.insert(index_file_name(seg.file));
   }
   // Segments after the last listed one were created and never listed; those at or
-  // before the base were folded into it by a rebase.
+  // before the base were folded into it by a rebase; the others were replaced by a
+  // compaction's rewrite, or written by one that never switched to them.
   const uint64_t last = m.segments.empty() ? m.base_seq : m.segments.back().first_seq;
-  auto unused = [&](uint64_t first) { return first > last || first <= m.base_seq; };
+  auto why_unused = [&](uint64_t first) {
+    return first > last          ? "created, never used"
+           : first <= m.base_seq ? "folded into the base"
+                                 : "replaced by compaction, or written by one that did not finish";
+  };
   bool removed = false;
   auto remove = [&](const std::string& path, const std::string& why) {
     log_to(logger, LogLevel::kInfo, fmt::format("removing {} ({})", path, why));
@@ -336,11 +341,8 @@ Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger&
     uint64_t first = 0;
     if (n.ends_with(".tmp")) {
       REWIND_RETURN_IF_ERROR(remove(join_path(seg_dir, n), "a temporary file"));
-    } else if ((seq_file_name(n, format::kSegmentSuffix, &first) ||
-                seq_file_name(n, format::kIndexSuffix, &first)) &&
-               unused(first)) {
-      REWIND_RETURN_IF_ERROR(remove(join_path(seg_dir, n),
-                                    first > last ? "created, never used" : "folded into the base"));
+    } else if (parse_segment_file_name(n, &first)) {
+      REWIND_RETURN_IF_ERROR(remove(join_path(seg_dir, n), why_unused(first)));
     } else {
       log_to(logger, LogLevel::kWarning,
              fmt::format("segment directory of {} holds {}, which the manifest does not list", dir,
@@ -448,7 +450,7 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
   v->applied_seq_ = last_seq;
   v->last_checkpoint_ns_ = wall_clock_ns();
   v->journal_ = std::make_unique<Journal>(dir, std::move(*m), opts.journal, v->logger_);
-  v->queue_ = std::make_unique<WriteQueue>(opts.queue_max, last_seq + 1, last_time);
+  v->queue_ = std::make_unique<WriteQueue>(opts.queue_max, last_seq + 1, last_time, opts.clock);
   v->queue_->set_coalesce(opts.coalesce);
   return v;
 }
@@ -773,14 +775,25 @@ Status Volume::rebase(const RebasePlan& plan, uint64_t* freed) {
   RebaseRequest req;
   req.plan = &plan;
   req.freed = freed;
+  return wait_committed(req);
+}
+
+Status Volume::compact(const CompactionPlan& plan, uint64_t* freed) {
+  RebaseRequest req;
+  req.compaction = &plan;
+  req.freed = freed;
+  return wait_committed(req);
+}
+
+Status Volume::wait_committed(RebaseRequest& req) {
   std::unique_lock lk(rebase_mu_);
   if (closing_ || rebase_req_ != nullptr)
-    return Status::busy("the volume is closing, or another rebase is under way");
+    return Status::busy("the volume is closing, or another rebase or compaction is under way");
   rebase_req_ = &req;
   rebase_cv_.wait(lk, [&] { return req.done || closing_; });
   if (!req.done) {
     rebase_req_ = nullptr;
-    return Status::busy("the volume closed before the rebase was committed; nothing was changed");
+    return Status::busy("the volume closed before the change was committed; nothing was changed");
   }
   return req.status;
 }
@@ -789,8 +802,9 @@ void Volume::commit_rebase_request() {
   std::lock_guard lk(rebase_mu_);
   if (rebase_req_ == nullptr) return;
   RebaseRequest& req = *rebase_req_;
-  req.status = journal_->rebase(*req.plan, req.freed);
-  if (req.status) {
+  req.status = req.compaction != nullptr ? journal_->compact(*req.compaction, req.freed)
+                                         : journal_->rebase(*req.plan, req.freed);
+  if (req.status && req.plan != nullptr) {
     std::lock_guard mk(marks_mu_);
     std::erase_if(marks_, [&](const auto& e) { return e.second < req.plan->new_base_seq; });
   }

@@ -175,6 +175,13 @@ int rewind_config(const char* key, const char* value) {
     } else if (k == "retain") {
       return config_duration(key, value, 1s, std::chrono::hours(24 * 365 * 100),
                              &c.retention.retain);
+    } else if (k == "retain-coarse") {
+      auto tiers = rwd::parse_retention_tiers(value);
+      if (!tiers) {
+        nbdkit_error("rewind: retain-coarse=%s: %s", value, tiers.status().message().c_str());
+        return -1;
+      }
+      c.retention.coarse = std::move(*tiers);
     } else if (k == "journal-max") {
       return config_size(key, value, 2ull << 20, 1ull << 50, &c.retention.journal_max);
     } else if (k == "coalesce") {
@@ -259,6 +266,15 @@ int rewind_config_complete() {
         "can be folded into the base; raise journal-max or lower segment-size",
         rwd::format_size(c.retention.journal_max).c_str(),
         rwd::format_size(c.opts.journal.segment_size).c_str());
+    return -1;
+  }
+  if (!c.retention.coarse.empty() && c.retention.retain >= c.retention.coarse.front().age) {
+    nbdkit_error(
+        "rewind: retain=%s is not shorter than the first retain-coarse= tier's age (%s): "
+        "every write is kept for retain=, and the tiers thin out what is older; lower retain= "
+        "or raise the tier's age",
+        rwd::format_duration(c.retention.retain).c_str(),
+        rwd::format_duration(c.retention.coarse.front().age).c_str());
     return -1;
   }
   c.opts.image_path = c.image;
@@ -449,6 +465,9 @@ nbdkit_plugin make_plugin() {
       "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
       "retain=DUR            Keep every write at least this long; fold older whole\n"
       "                      segments into the base snapshot (default: forever).\n"
+      "retain-coarse=AGE:GRAN,...  After retain=, keep one state per GRAN (and every\n"
+      "                      mark) up to AGE, e.g. 1d:1m,30d:1h; fold what is older\n"
+      "                      than the last AGE into the base snapshot.\n"
       "journal-max=SIZE      Hard limit on the journal: past it, fold the oldest\n"
       "                      segments early, logging what history is given up.\n"
       "coalesce=on|off       Drop a queued write that a newer one covers before it is\n"

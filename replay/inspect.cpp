@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "rewind/file.h"
@@ -40,6 +42,29 @@ uint64_t JournalReport::journal_bytes() const {
   return n;
 }
 
+std::vector<TierReport> JournalReport::tiers() const {
+  std::vector<TierReport> out;
+  for (const SegmentReport& s : segments) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const TierReport& t) {
+      return t.granularity_ns == s.granularity_ns;
+    });
+    if (it == out.end()) {
+      out.push_back(TierReport{s.granularity_ns});
+      it = out.end() - 1;
+    }
+    ++it->segments;
+    it->bytes += s.bytes;
+    if (s.records == 0) continue;
+    if (it->first_time_ns == 0 || s.first_time_ns < it->first_time_ns)
+      it->first_time_ns = s.first_time_ns;
+    it->last_time_ns = std::max(it->last_time_ns, s.last_time_ns);
+  }
+  std::sort(out.begin(), out.end(), [](const TierReport& a, const TierReport& b) {
+    return a.granularity_ns < b.granularity_ns;
+  });
+  return out;
+}
+
 std::string format_time(uint64_t time_ns) {
   time_t secs = static_cast<time_t>(time_ns / 1'000'000'000u);
   struct tm tm;
@@ -61,8 +86,9 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
   s->records = es.size();
   for (const IndexEntry& e : es) {
     if (e.flags & format::kFlagFlushPoint) ++s->flush_points;
+    if (e.flags & format::kFlagCompacted) ++s->compacted;
     if (e.flags & format::kFlagSuperseded) {
-      ++s->coalesced;
+      if (!(e.flags & format::kFlagCompacted)) ++s->coalesced;
       continue;
     }
     switch (e.type) {
@@ -129,6 +155,7 @@ Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records)
     s.bytes = ms.bytes;
     s.first_time_ns = ms.first_time_ns;
     s.last_time_ns = ms.last_time_ns;
+    s.granularity_ns = ms.granularity_ns;
     if (scan_records || !ms.sealed) {
       Status scanned = scan_segment(dir, r.manifest, ms, &s, &r.marks);
       if (!scanned) return scanned;

@@ -22,6 +22,17 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
     return Status::invalid(fmt::format("cannot fold {} segments of {}", folded, journal_dir));
   RebasePlan plan;
   plan.old_base_seq = m.base_seq;
+  Manifest upto = m;
+  upto.segments.resize(folded);
+  auto loaded = JournalHistory::load(journal_dir, std::move(upto), true, logger);
+  if (!loaded) return loaded.status();
+  // A base is an exact state: no segment end is folded to where writes were coalesced
+  // or compacted up to a later flush point, since the base would then lack bytes that
+  // only later records hold.
+  while (folded > 0 && loaded->exact_at_or_before(m.segments[folded - 1].last_seq, false) !=
+                           m.segments[folded - 1].last_seq)
+    --folded;
+  if (folded == 0) return plan;
   for (size_t i = 0; i < folded; ++i) plan.folded.push_back(m.segments[i].file);
   plan.new_base_seq = m.segments[folded - 1].last_seq;
   plan.new_base_time_ns = m.segments[folded - 1].last_time_ns;
@@ -30,10 +41,6 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
   //    place and its directory synced (restore_to_file does all of that). The
   //    manifest does not name it yet: a crash from here to the switch leaves the old
   //    volume whole, and this file over.
-  Manifest upto = m;
-  upto.segments.resize(folded);
-  auto loaded = JournalHistory::load(journal_dir, std::move(upto), true, logger);
-  if (!loaded) return loaded.status();
   auto view = JournalView::open(std::make_shared<const JournalHistory>(std::move(*loaded)),
                                 plan.new_base_seq);
   if (!view) return view.status();
@@ -43,18 +50,17 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
   return plan;
 }
 
-Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before,
-                            const Logger& logger) {
+Result<LockedJournal> lock_for_change(const std::string& journal_dir, const char* busy_hint,
+                                      const Logger& logger) {
   auto lock = lock_journal(journal_dir);
   if (!lock) {
     if (lock.status().code() == Status::Code::kBusy)
       return Status::busy(fmt::format(
-          "journal {} is in use (is the plugin serving it?); stop the server first, or let "
-          "the plugin apply its retention policy itself",
-          journal_dir));
+          "journal {} is in use (is the plugin serving it?); stop the server first, or {}",
+          journal_dir, busy_hint));
     return lock.status();
   }
-  // What an interrupted rebase left behind goes first, so that it never piles up.
+  // What an interrupted change left behind goes first, so that it never piles up.
   {
     auto m = Manifest::load(journal_dir);
     if (!m) return m.status();
@@ -62,30 +68,45 @@ Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before
   }
   auto loaded = JournalHistory::load(journal_dir, true, logger);
   if (!loaded) return loaded.status();
-  auto history = std::make_shared<const JournalHistory>(std::move(*loaded));
+  return LockedJournal{std::move(*lock),
+                       std::make_shared<const JournalHistory>(std::move(*loaded))};
+}
+
+Result<uint64_t> last_seq_to_change(const JournalHistory& history, const Target& before,
+                                    std::string* note) {
+  const Manifest& m = history.manifest();
+  uint64_t want = m.base_seq;  // for a time before the first record: nothing that old is left
+  if (before.kind != Target::Kind::kTime || before.time_ns >= history.first_time_ns()) {
+    std::string resolved;
+    auto seq = history.resolve(before, &resolved);
+    if (!seq) return seq.status();
+    want = *seq;
+  }
+  if (want > m.checkpoint_seq) {
+    *note = fmt::format(
+        "the image is current to seq {} only (the server stopped uncleanly and has not been "
+        "started since); the records after it stay as they are for start-up to redo",
+        m.checkpoint_seq);
+    want = m.checkpoint_seq;
+  }
+  return want;
+}
+
+Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before,
+                            const Logger& logger) {
+  auto locked =
+      lock_for_change(journal_dir, "let the plugin apply its retention policy itself", logger);
+  if (!locked) return locked.status();
+  const auto& history = locked->history;
   const Manifest& m = history->manifest();
 
   RebaseResult r;
   r.old_base_seq = r.new_base_seq = m.base_seq;
   r.new_base_time_ns = m.base_time_ns;
-
   // The last seq to fold, before rounding down to a segment boundary.
-  uint64_t want = m.base_seq;
-  if (before.kind == Target::Kind::kTime && before.time_ns < history->first_time_ns()) {
-    want = m.base_seq;  // nothing that old is left
-  } else {
-    std::string note;
-    auto seq = history->resolve(before, &note);
-    if (!seq) return seq.status();
-    want = *seq;
-  }
-  if (want > m.checkpoint_seq) {
-    r.note = fmt::format(
-        "the image is current to seq {} only (the server stopped uncleanly and has not been "
-        "started since); the records after it stay in the journal for start-up to redo",
-        m.checkpoint_seq);
-    want = m.checkpoint_seq;
-  }
+  auto last = last_seq_to_change(*history, before, &r.note);
+  if (!last) return last.status();
+  const uint64_t want = *last;
   const size_t folded = segments_ending_by(m, want);
   if (folded == 0) {
     if (r.note.empty())
@@ -101,19 +122,27 @@ Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before
   }
   auto plan = prepare_rebase(journal_dir, m, folded, logger);
   if (!plan) return plan.status();
+  if (plan->folded.empty()) {
+    r.note = fmt::format(
+        "nothing to fold: no sealed segment that ends at or before seq {} ends at an exact "
+        "state (coalesced or compacted writes run on past each end)",
+        want);
+    return r;
+  }
   r.new_base_seq = plan->new_base_seq;
   r.new_base_time_ns = plan->new_base_time_ns;
   for (const MarkInfo& mk : history->marks())
     if (mk.seq < r.new_base_seq) r.marks_given.push_back(mk.name);
   auto next = commit_rebase(journal_dir, m, *plan, &r.bytes_freed);
   if (!next) return next.status();
-  r.segments_removed = folded;
-  log_to(logger, LogLevel::kInfo,
-         fmt::format(
-             "rebased {}: the base is now seq {} ({}); removed {} segments and the old "
-             "base ({} bytes); marks given up: {}",
-             journal_dir, r.new_base_seq, format_time(r.new_base_time_ns), folded, r.bytes_freed,
-             r.marks_given.empty() ? "none" : fmt::to_string(fmt::join(r.marks_given, ", "))));
+  r.segments_removed = plan->folded.size();
+  log_to(
+      logger, LogLevel::kInfo,
+      fmt::format("rebased {}: the base is now seq {} ({}); removed {} segments and the old "
+                  "base ({} bytes); marks given up: {}",
+                  journal_dir, r.new_base_seq, format_time(r.new_base_time_ns), r.segments_removed,
+                  r.bytes_freed,
+                  r.marks_given.empty() ? "none" : fmt::to_string(fmt::join(r.marks_given, ", "))));
   return r;
 }
 

@@ -60,8 +60,8 @@ std::string JournalHistory::range_text() const {
                      last_seq(), format_time(last_time_ns()));
 }
 
-uint64_t JournalHistory::exact_at_or_before(uint64_t seq) const {
-  if (seq >= last_seq_) return seq;
+uint64_t JournalHistory::exact_at_or_before(uint64_t seq, bool newest_exact) const {
+  if (seq >= last_seq_ && newest_exact) return seq;
   // Walk back to the last flush point (or the base) at or before seq; the first
   // superseded record after it, if any, is where exact points stop.
   uint64_t first_superseded = 0;
@@ -72,7 +72,8 @@ uint64_t JournalHistory::exact_at_or_before(uint64_t seq) const {
     while (it != es.begin()) {
       --it;
       if (it->flags & format::kFlagFlushPoint) return first_superseded ? first_superseded - 1 : seq;
-      if (it->flags & format::kFlagSuperseded) first_superseded = it->seq;
+      if (it->flags & (format::kFlagSuperseded | format::kFlagCompacted))
+        first_superseded = it->seq;
     }
   }
   return first_superseded ? first_superseded - 1 : seq;
@@ -86,9 +87,9 @@ Result<uint64_t> JournalHistory::resolve(const Target& t, std::string* note) con
   if (exact == *seq) return seq;
   std::string before = note->empty() ? "" : *note + "; ";
   *note = fmt::format(
-      "{}seq {} lies where queued writes were coalesced (coalesce=on) and is not restorable "
-      "exactly; restoring seq {}, the last exact point before it (flush points and marks always "
-      "are)",
+      "{}seq {} lies where writes were coalesced (coalesce=on) or compacted (rewind compact) and "
+      "is not restorable exactly; restoring seq {}, the last exact point before it (marks always "
+      "are, and so are flush points and compaction window ends)",
       before, *seq, exact);
   return exact;
 }
@@ -192,7 +193,7 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     // A superseded record changes nothing: a newer one covers it whole.
     const bool superseded = e.flags & format::kFlagSuperseded;
     const bool write = e.type == RecordType::kWrite && !superseded;
-    const bool zero = (e.type == RecordType::kZero && !superseded) || e.type == RecordType::kTrim;
+    const bool zero = (e.type == RecordType::kZero || e.type == RecordType::kTrim) && !superseded;
     return Interval<ViewSource>{e.offset, write || zero ? e.length : 0,
                                 ViewSource{zero, s, entry, 0}};
   });

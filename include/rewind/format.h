@@ -59,7 +59,14 @@ inline constexpr uint8_t kFlagFlushPoint = 0x02;
 // it; the points from it up to the next flush point are not restorable exactly.
 inline constexpr uint8_t kFlagSuperseded = 0x04;
 inline constexpr uint32_t kSupersededPayload = 8;
-inline constexpr uint8_t kKnownFlags = kFlagBatchStart | kFlagFlushPoint | kFlagSuperseded;
+// A record rewritten by `rewind compact` (or the plugin's retain-coarse=): its range
+// and data are what survived of its compaction window, not a client's request. With
+// kFlagSuperseded, nothing survived (the payload is then the seq of the window's last
+// record). The states from the first such record of a window up to the window's last
+// record, which carries kFlagFlushPoint, are not restorable exactly.
+inline constexpr uint8_t kFlagCompacted = 0x08;
+inline constexpr uint8_t kKnownFlags =
+    kFlagBatchStart | kFlagFlushPoint | kFlagSuperseded | kFlagCompacted;
 
 // offset  size  field
 //      0     8  header_checksum: XXH3-64 of bytes [8, 56)

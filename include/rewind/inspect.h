@@ -21,6 +21,8 @@ struct SegmentReport {
   uint64_t writes = 0, zeroes = 0, trims = 0, marks = 0;
   uint64_t flush_points = 0;  // records a FLUSH, FUA request or mark waited for
   uint64_t coalesced = 0;     // superseded WRITE and ZERO records (coalesce=on), not counted above
+  uint64_t compacted = 0;  // records rewritten by compaction (those left empty not counted above)
+  uint64_t granularity_ns = 0;  // of the last compaction (0: none)
   uint64_t bytes_written = 0, bytes_zeroed = 0, bytes_trimmed = 0;
   std::optional<std::string> torn_tail;  // open segment of a running or crashed server
 };
@@ -28,6 +30,13 @@ struct SegmentReport {
 struct MarkReport {
   std::string name;
   uint64_t seq = 0, time_ns = 0;
+};
+
+// The segments compacted to one granularity (0: not compacted, every write kept).
+struct TierReport {
+  uint64_t granularity_ns = 0;
+  uint64_t segments = 0, bytes = 0;
+  uint64_t first_time_ns = 0, last_time_ns = 0;
 };
 
 struct JournalReport {
@@ -44,6 +53,8 @@ struct JournalReport {
   uint64_t last_time_ns() const;
   uint64_t records() const;
   uint64_t journal_bytes() const;
+  // The segments by granularity, finest first.
+  std::vector<TierReport> tiers() const;
 };
 
 // Reads the manifest of `dir` and reports its segments. With `scan_records` (and

@@ -48,6 +48,23 @@ size_t segments_ending_by(const Manifest& m, uint64_t seq);
 Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const RebasePlan& plan,
                                uint64_t* freed);
 
+// A compaction prepared (prepare_compaction in compact.h): each segment named in
+// `replaced` is to be replaced by the one in `written` at the same index, a rewrite
+// already written and synced under a new name (or the same segment, only relabelled
+// with the granularity, when compaction had nothing to change in it).
+struct CompactionPlan {
+  uint64_t granularity_ns = 0;
+  std::vector<ManifestSegment> replaced;
+  std::vector<ManifestSegment> written;
+};
+
+// The switch and the clean-up of a compaction (docs/FORMAT.md, "Compaction"): stores
+// `m` with the plan's segments replaced, then removes the replaced files and their
+// indexes. Fails, changing nothing, unless `m` still lists every replaced segment as
+// it was. Returns the new manifest; *freed gets the disk space given back.
+Result<Manifest> commit_compaction(const std::string& dir, const Manifest& m,
+                                   const CompactionPlan& plan, uint64_t* freed);
+
 class Journal {
  public:
   // `manifest` was loaded from (or just created in) `dir`; it must not list an open
@@ -82,6 +99,8 @@ class Journal {
 
   // Commits a prepared rebase (commit_rebase) to this journal's manifest.
   Status rebase(const RebasePlan& plan, uint64_t* freed);
+  // Commits a prepared compaction (commit_compaction) to this journal's manifest.
+  Status compact(const CompactionPlan& plan, uint64_t* freed);
 
   const Manifest& manifest() const { return manifest_; }
   // A copy of the manifest as last stored, for other threads.

@@ -24,6 +24,10 @@ struct ManifestSegment {
   uint64_t records = 0;
   uint64_t first_time_ns = 0;
   uint64_t last_time_ns = 0;
+  // The window of the last compaction that rewrote the segment (`rewind compact`),
+  // 0 if none did: at most one state per window of this length is exact in it, besides
+  // marks.
+  uint64_t granularity_ns = 0;
 
   bool operator==(const ManifestSegment&) const = default;
 };

@@ -4,13 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "rewind/file.h"
 #include "rewind/journal.h"
 #include "rewind/log.h"
 #include "rewind/status.h"
 #include "rewind/target.h"
+#include "rewind/view.h"
 
 namespace rwd {
 
@@ -27,10 +30,28 @@ struct RebaseResult {
 // Step 1 of a rebase (docs/FORMAT.md, "Rebase"): writes the state after the first
 // `folded` segments of `m` (sealed, and at or before its checkpoint) as the new base
 // snapshot base/<seq>.img, synced, and returns the plan that commit_rebase() (or
-// Volume::rebase() while serving) then switches to. Reads only those segments and the
+// Volume::rebase() while serving) then switches to. Folds fewer segments if the last
+// ones end where the state is not exact, and none (an empty plan) if none ends where
+// it is. Reads only those segments and the
 // old base, so it may run beside a serving volume.
 Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest& m, size_t folded,
                                   const Logger& logger);
+
+// A stopped journal opened for a change of its history (rebase, compact): locked,
+// what an interrupted change left removed, its records loaded.
+struct LockedJournal {
+  File lock;
+  std::shared_ptr<const JournalHistory> history;
+};
+// `busy_hint` says what to do instead when the plugin is serving the journal.
+Result<LockedJournal> lock_for_change(const std::string& journal_dir, const char* busy_hint,
+                                      const Logger& logger);
+
+// The last seq a change of the history up to `before` may touch: the seq it resolves
+// to (the base seq for a time before the first record), but never past the checkpoint,
+// whose later records start-up may need to redo (*note then says so).
+Result<uint64_t> last_seq_to_change(const JournalHistory& history, const Target& before,
+                                    std::string* note);
 
 // Folds every record at or before `before` into a new base snapshot and removes the
 // segments and the base snapshot it replaces. Only whole sealed segments are folded:

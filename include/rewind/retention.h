@@ -1,7 +1,8 @@
 // Retention: keeps a served volume's journal within a policy by folding its oldest
-// whole segments into the base snapshot while writes go on (docs/FORMAT.md,
-// "Rebase"). A thread of its own decides and writes the new base from sealed
-// segments; the flusher only switches the manifest (Volume::rebase).
+// whole segments into the base snapshot, and compacting the ones a coarse tier
+// thins, while writes go on (docs/FORMAT.md, "Rebase" and "Compaction"). A thread of
+// its own decides and writes the new base or segments from sealed segments; the
+// flusher only switches the manifest (Volume::rebase, Volume::compact).
 #pragma once
 
 #include <chrono>
@@ -9,7 +10,9 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "rewind/log.h"
 #include "rewind/status.h"
@@ -17,9 +20,25 @@
 
 namespace rwd {
 
+// One coarse tier: history up to `age` old keeps one exact state per `granularity`
+// (and every mark).
+struct RetentionTier {
+  std::chrono::nanoseconds age{0};
+  std::chrono::nanoseconds granularity{0};
+  bool operator==(const RetentionTier&) const = default;
+};
+
+// Parses retain-coarse= ("1d:1m,30d:1h"): ages and granularities both rising, each
+// granularity shorter than its age.
+Result<std::vector<RetentionTier>> parse_retention_tiers(std::string_view text);
+
 struct RetentionPolicy {
-  // Keep every write at least this long (0: no time limit).
+  // Keep every write at least this long (0: no time limit, or none past `coarse`).
   std::chrono::nanoseconds retain{0};
+  // After `retain`, thinner history: each tier applies from the age of the one before
+  // (the first from `retain`) up to its own age, past the last of which history is
+  // folded into the base.
+  std::vector<RetentionTier> coarse;
   // Hard limit on the segments' bytes (0: none). When the journal grows past it, the
   // oldest segments are folded until it is back under three quarters of it, however
   // recent, and the history given up is logged as a warning.
@@ -27,7 +46,9 @@ struct RetentionPolicy {
   // How often the policy is checked.
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
 
-  bool active() const { return retain.count() > 0 || journal_max > 0; }
+  bool active() const { return retain.count() > 0 || journal_max > 0 || !coarse.empty(); }
+  // How old history may grow before it is folded into the base (0: forever).
+  std::chrono::nanoseconds horizon() const { return coarse.empty() ? retain : coarse.back().age; }
 };
 
 class Retention {
@@ -42,11 +63,14 @@ class Retention {
   // volume.
   void stop();
   // One check of the policy at `now_ns`, in the caller's thread: folds what the
-  // policy gives up, if anything. Returns the segments folded.
+  // policy gives up, if anything, then compacts what a coarse tier thins out (one tier
+  // per check, the coarsest due first). Returns the segments folded or compacted.
   Result<size_t> run_once(uint64_t now_ns);
 
  private:
   void loop();
+  Result<size_t> fold(uint64_t now_ns);
+  Result<size_t> thin(uint64_t now_ns);
 
   Volume& volume_;
   const std::string dir_;

@@ -67,9 +67,11 @@ class JournalHistory {
   // coalescing gave up the state resolves to the last exact one before it.
   Result<uint64_t> resolve(const Target& t, std::string* note) const;
   // The greatest seq <= `seq` whose state the journal holds exactly: every seq, but
-  // for those from a superseded record (format::kFlagSuperseded) up to the next flush
-  // point, since the record that covered it may come later. The newest is exact.
-  uint64_t exact_at_or_before(uint64_t seq) const;
+  // for those from a superseded or compacted record (format::kFlagSuperseded,
+  // kFlagCompacted) up to the next flush point, since the bytes that record lost live
+  // on in later records. The newest is exact, unless `newest_exact` is false (for a
+  // history loaded without its newest segments).
+  uint64_t exact_at_or_before(uint64_t seq, bool newest_exact = true) const;
 
   // Calls f(entry, segment index) for each record with from < seq <= to, in seq order.
   template <class F>

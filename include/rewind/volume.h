@@ -49,6 +49,9 @@ struct VolumeOptions {
   // After a journal or image error, how often the flusher tries again.
   std::chrono::nanoseconds retry_interval = std::chrono::seconds(1);
   JournalOptions journal;
+  // Where records' times come from (empty: the wall clock). For tests that need times
+  // of their choosing.
+  WriteQueue::Clock clock;
 };
 
 // Checks an image file for use as a volume: a regular file whose size is a
@@ -109,6 +112,9 @@ class Volume {
   // meanwhile. Marks before the new base are forgotten. Fails, changing nothing, if
   // the journal no longer starts with the plan's segments, or the volume is closing.
   Status rebase(const RebasePlan& plan, uint64_t* freed);
+  // Switches the journal to a prepared compaction (prepare_compaction() on a
+  // snapshot()) in the same way.
+  Status compact(const CompactionPlan& plan, uint64_t* freed);
   // The manifest as last stored (any thread).
   std::shared_ptr<const Manifest> snapshot() const { return journal_->snapshot(); }
 
@@ -148,13 +154,16 @@ class Volume {
   bool journal_failed_ = false;            // flusher only
   bool image_failed_ = false;              // flusher only
   uint64_t failed_since_ns_ = 0;           // flusher only
-  // A rebase for the flusher to commit (Volume::rebase), and its outcome.
+  // A rebase or compaction for the flusher to commit (Volume::rebase, ::compact), and
+  // its outcome.
   struct RebaseRequest {
     const RebasePlan* plan = nullptr;
+    const CompactionPlan* compaction = nullptr;
     uint64_t* freed = nullptr;
     bool done = false;
     Status status;
   };
+  Status wait_committed(RebaseRequest& req);
   void commit_rebase_request();  // flusher only
   std::mutex rebase_mu_;         // guards rebase_req_ and closing_
   std::condition_variable rebase_cv_;

@@ -15,17 +15,26 @@ void setup_info(CLI::App& app, InfoOptions& o) {
 
 namespace {
 
-// How fast the journal grew: its bytes over the time its segments span (0 when that
-// is under a second, too short to say).
+// How fast the journal grows: the bytes of the segments not compacted (every write
+// as it came) over the time they span (0 when that is under a second, too short to
+// say).
 double write_rate(const JournalReport& r) {
-  uint64_t first = 0, last = 0;
+  uint64_t first = 0, last = 0, bytes = 0;
   for (const SegmentReport& s : r.segments) {
+    if (s.granularity_ns != 0) continue;
+    bytes += s.bytes;
     if (s.records == 0) continue;
     if (first == 0) first = s.first_time_ns;
     last = s.last_time_ns;
   }
   if (last < first + 1000000000ull) return 0;
-  return static_cast<double>(r.journal_bytes()) / (static_cast<double>(last - first) / 1e9);
+  return static_cast<double>(bytes) / (static_cast<double>(last - first) / 1e9);
+}
+
+std::string tier_name(uint64_t granularity_ns) {
+  return granularity_ns == 0
+             ? "every write"
+             : fmt::format("one per {}", format_duration(std::chrono::nanoseconds(granularity_ns)));
 }
 
 }  // namespace
@@ -49,19 +58,27 @@ int run_info(const InfoOptions& o) {
   const Manifest& m = r->manifest;
   size_t open = 0;
   for (const SegmentReport& s : r->segments) open += s.sealed ? 0 : 1;
+  const std::vector<TierReport> tiers = r->tiers();
   if (o.json) {
+    std::string tj;
+    for (const TierReport& t : tiers)
+      tj += fmt::format(
+          "{}{{\"granularity_ns\":{},\"segments\":{},\"bytes\":{},\"first_time_ns\":{},"
+          "\"last_time_ns\":{}}}",
+          tj.empty() ? "" : ",", t.granularity_ns, t.segments, t.bytes, t.first_time_ns,
+          t.last_time_ns);
     fmt::print(
         "{{\"volume_id\":\"{}\",\"image\":{},\"size\":{},\"created_ns\":{},"
         "\"base_seq\":{},\"first_seq\":{},\"last_seq\":{},\"first_time_ns\":{},"
         "\"last_time_ns\":{},\"records\":{},\"segments\":{},\"open_segments\":{},"
         "\"journal_bytes\":{},\"base_bytes\":{},\"base_allocated\":{},"
         "\"checkpoint_seq\":{},\"in_use\":{},\"history_ns\":{},\"write_rate\":{:.0f},"
-        "\"journal_max\":{},\"fills_in_s\":{:.0f}}}\n",
+        "\"journal_max\":{},\"fills_in_s\":{:.0f},\"tiers\":[{}]}}\n",
         volume_id_hex(m.volume_id), json_string(m.image_path), m.image_size, m.created_ns,
         m.base_seq, r->first_seq(), r->last_seq(), m.base_time_ns, r->last_time_ns(), r->records(),
         r->segments.size(), open, r->journal_bytes(), r->base_bytes, r->base_allocated,
         m.checkpoint_seq, r->in_use ? "true" : "false", r->last_time_ns() - m.base_time_ns, rate,
-        journal_max, fills_in_s);
+        journal_max, fills_in_s, tj);
     return kExitOk;
   }
   fmt::print("volume      {}\n", volume_id_hex(m.volume_id));
@@ -76,6 +93,15 @@ int run_info(const InfoOptions& o) {
   fmt::print("bytes       journal {} ({} bytes), base snapshot {} ({} on disk)\n",
              format_size(r->journal_bytes()), r->journal_bytes(), format_size(r->base_bytes),
              format_size(r->base_allocated));
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    const TierReport& t = tiers[i];
+    fmt::print(
+        "{}{}: {} in {} segment{}{}\n", i == 0 ? "tiers       " : "            ",
+        tier_name(t.granularity_ns), format_size(t.bytes), t.segments, t.segments == 1 ? "" : "s",
+        t.first_time_ns
+            ? fmt::format(", {} .. {}", format_time(t.first_time_ns), format_time(t.last_time_ns))
+            : "");
+  }
   fmt::print("history     {} kept, from the base snapshot to the newest record{}\n",
              format_duration(std::chrono::nanoseconds(r->last_time_ns() - m.base_time_ns)),
              rate > 0 ? fmt::format("; the journal grew {}/s over its segments",

@@ -23,12 +23,13 @@ void print_json(const JournalReport& r) {
     fmt::print(
         "{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
         "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
-        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"coalesced\":{},\"bytes_written\":{},"
-        "\"bytes_zeroed\":{},\"bytes_trimmed\":{},\"torn_tail\":{}}}",
+        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"coalesced\":{},\"compacted\":{},"
+        "\"granularity_ns\":{},\"bytes_written\":{},\"bytes_zeroed\":{},\"bytes_trimmed\":{},"
+        "\"torn_tail\":{}}}",
         i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records, s.bytes,
         s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.flush_points,
-        s.coalesced, s.bytes_written, s.bytes_zeroed, s.bytes_trimmed,
-        s.torn_tail ? json_string(*s.torn_tail) : "null");
+        s.coalesced, s.compacted, s.granularity_ns, s.bytes_written, s.bytes_zeroed,
+        s.bytes_trimmed, s.torn_tail ? json_string(*s.torn_tail) : "null");
   }
   fmt::print("],\"marks\":[");
   for (size_t i = 0; i < r.marks.size(); ++i)
@@ -52,6 +53,9 @@ void print_text(const JournalReport& r) {
         s.trims, format_size(s.bytes_trimmed), s.marks, s.flush_points, format_size(s.bytes));
     if (s.coalesced)
       fmt::print("    {} coalesced: superseded by newer writes, no data\n", s.coalesced);
+    if (s.granularity_ns)
+      fmt::print("    compacted to one state per {} (and every mark): {} records rewritten\n",
+                 format_duration(std::chrono::nanoseconds(s.granularity_ns)), s.compacted);
     if (s.torn_tail) fmt::print("    torn tail at {}\n", *s.torn_tail);
     w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, fp += s.flush_points,
         bw += s.bytes_written, co += s.coalesced;

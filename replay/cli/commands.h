@@ -101,6 +101,14 @@ struct RebaseOptions {
 void setup_rebase(CLI::App& app, RebaseOptions& o);
 int run_rebase(const RebaseOptions& o);
 
+struct CompactOptions {
+  std::string journal;
+  std::string before;
+  std::string granularity = "1m";
+};
+void setup_compact(CLI::App& app, CompactOptions& o);
+int run_compact(const CompactOptions& o);
+
 // A progress line on stderr when it is a terminal (bytes done, rate, time left);
 // nothing otherwise.
 std::function<void(uint64_t, uint64_t)> progress_bar(const char* what);

@@ -127,6 +127,11 @@ int main(int argc, char** argv) {
   CLI::App* rebase_cmd = app.add_subcommand(
       "rebase", "Fold the history before a point into a new base snapshot (stopped volume)");
   setup_rebase(*rebase_cmd, rebase);
+  CompactOptions compact;
+  CLI::App* compact_cmd = app.add_subcommand(
+      "compact",
+      "Keep one state per window of time before a point, and every mark (stopped volume)");
+  setup_compact(*compact_cmd, compact);
 
   try {
     app.parse(argc, argv);
@@ -144,5 +149,6 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return run_serve(serve);
   if (mark_cmd->parsed()) return run_mark(mark);
   if (rebase_cmd->parsed()) return run_rebase(rebase);
+  if (compact_cmd->parsed()) return run_compact(compact);
   return kExitUsage;
 }

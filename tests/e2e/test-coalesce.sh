@@ -34,7 +34,7 @@ for round in 1 2 3; do
 done
 # A point between flushes gives the last exact point before it, and says so.
 "$REWIND_CLI" restore disk.rewind --seq 15 -o mid.img >out.txt
-grep -q "seq 15 lies where queued writes were coalesced" out.txt || fail "no note: $(cat out.txt)"
+grep -q "seq 15 lies where writes were coalesced (coalesce=on)" out.txt || fail "no note: $(cat out.txt)"
 cmp mid.img round1.img || fail "seq 15 did not give the state at seq 10"
 "$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify"
 check_replay disk.rewind disk.img

@@ -35,6 +35,11 @@ expect_error "coalesce=yes: must be on or off" image=disk.img journal=j coalesce
 expect_error "retain=5: '5' is not a duration" image=disk.img journal=j retain=5
 expect_error "journal-max=3.0 MiB is less than twice segment-size=2.0 MiB" image=disk.img journal=j \
   segment-size=2M journal-max=3M
+expect_error "retain-coarse=1d: tier '1d' has no ':'" image=disk.img journal=j retain-coarse=1d
+expect_error "tier '1d:1m' must be older and coarser" image=disk.img journal=j \
+  retain-coarse=30d:1h,1d:1m
+expect_error "retain=2d00h is not shorter than the first retain-coarse= tier's age (1d00h)" image=disk.img \
+  journal=j retain=2d retain-coarse=1d:1m
 expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
 expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-age=0s
 expect_error "image= and a point in time (at=/seq=/mark=) exclude each other" image=disk.img journal=j at=now

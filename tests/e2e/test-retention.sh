@@ -3,6 +3,8 @@
 # writes leave a journal under 4 MiB; the plugin says loudly which history it gave up;
 # the newest state and every point still promised restore exactly (captured with
 # nbdcopy while it ran); points before the new base are refused naming the range.
+# With retain-coarse= tiers, the plugin compacts older history by itself, and every
+# mark still restores exactly.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io nbdcopy
 
@@ -40,5 +42,39 @@ expect_cli 1 "before the oldest restorable point; the restorable range is seq $b
   restore disk.rewind --seq 1 -o old.img
 "$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify"
 [ "$(ls disk.rewind/base | wc -l)" -eq 1 ] || fail "base files: $(ls disk.rewind/base)"
+check_replay disk.rewind disk.img
+
+# retain-coarse: every write kept for 1 s, then one state per 1 s up to 3 s old, per
+# 2 s after that. Writes in flushed phases with marks, each captured; the plugin thins
+# the history by itself, and every mark still restores its capture.
+rm -rf disk.rewind
+start_server "$sock" image=disk.img journal=disk.rewind segment-size=1M segment-age=1s \
+  retain=1s retain-coarse=3s:1s,1h:2s
+for i in $(seq 1 16); do
+  qemu-io -f raw -t writeback -c "write -P $i $(((i % 3) * 512))K 512K" \
+    -c "write -P $((i + 100)) $(((i % 3) * 512 + 128))K 64K" -c flush "$uri" >/dev/null
+  if [ $((i % 4)) -eq 0 ]; then
+    nbdcopy "$uri" "mark$i.img"
+    "$REWIND_CLI" mark disk.rewind "m$i" >/dev/null
+  fi
+  sleep 0.4
+done
+coarsest() {
+  "$REWIND_CLI" info --json disk.rewind | json_field '["tiers"][-1]["granularity_ns"]'
+}
+for _ in $(seq 1 100); do
+  [ "$(coarsest)" -eq 2000000000 ] && break
+  sleep 0.1
+done
+[ "$(coarsest)" -eq 2000000000 ] ||
+  fail "the plugin did not compact to the 2 s tier: $("$REWIND_CLI" info disk.rewind)"
+stop_server
+"$REWIND_CLI" info disk.rewind >info.txt
+grep -q "one per 2.0s" info.txt || fail "info shows no 2 s tier: $(cat info.txt)"
+for i in 4 8 12 16; do
+  "$REWIND_CLI" restore disk.rewind --mark "m$i" -o r.img --force >/dev/null
+  cmp r.img "mark$i.img" || fail "mark m$i does not restore its capture after compaction"
+done
+"$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify after compaction"
 check_replay disk.rewind disk.img
 echo "PASS: retention"

@@ -1,17 +1,22 @@
 // A random history written through a real volume, with the reference state (a byte
-// array) after every record: the model the property tests of views, restores and
-// rebases compare with.
+// array) after every record: the model the property tests of views, restores,
+// rebases and compactions compare with; and the checks they share.
 #pragma once
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "rewind/manifest.h"
+#include "rewind/segment_index.h"
+#include "rewind/view.h"
 #include "rewind/volume.h"
 #include "test_util.h"
 
@@ -27,7 +32,9 @@ struct RandomHistory {
 
   // `ops` writes, zeroes and trims of random places and lengths; a mark after every
   // `mark_every` of them (0: none). Segments roll every 16 KiB, so targets cross them.
-  RandomHistory(uint64_t seed, int ops, int mark_every = 0) {
+  // With `tick_ns`, record n is stamped n ticks after a whole second just after the
+  // journal's creation, instead of the time it was written.
+  RandomHistory(uint64_t seed, int ops, int mark_every = 0, uint64_t tick_ns = 0) {
     std::mt19937_64 rng(seed);
     std::vector<uint8_t> state = pattern(kSize, seed);  // a base that is not all zeroes
     write_file(image, state);
@@ -35,6 +42,9 @@ struct RandomHistory {
     o.image_path = image;
     o.journal_dir = journal;
     o.journal.segment_size = 16 * 1024;
+    if (tick_ns != 0)
+      o.clock = [tick_ns, start = (wall_clock_ns() / 1'000'000'000 + 2) * 1'000'000'000,
+                 n = uint64_t{0}]() mutable { return start + ++n * tick_ns; };
     auto v = Volume::open(o, {});
     REQUIRE(v.is_ok());
     (*v)->start();  // marks wait for the flusher
@@ -63,5 +73,61 @@ struct RandomHistory {
     REQUIRE((*v)->close().is_ok());
   }
 };
+
+// The volume as `journal` holds it at `seq`.
+inline std::vector<uint8_t> state_at(const std::string& journal, uint64_t seq) {
+  auto view = JournalView::open(journal, Target::at_seq(seq), {});
+  INFO(view.status().message());
+  REQUIRE(view.is_ok());
+  std::vector<uint8_t> got((*view)->size());
+  REQUIRE((*view)->read(got, 0).is_ok());
+  return got;
+}
+
+// Every file of the journal is one the manifest names (and LOCK, MANIFEST).
+inline void check_no_leftovers(const std::string& journal) {
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  std::set<std::string> expected{m->base_file};
+  for (const ManifestSegment& seg : m->segments) {
+    expected.insert(seg.file);
+    if (seg.sealed) expected.insert(index_file_name(seg.file));
+  }
+  std::set<std::string> found;
+  for (const char* sub : {"base", "segments"})
+    for (const auto& e : std::filesystem::directory_iterator(journal + "/" + sub))
+      found.insert(e.path().filename().string());
+  CHECK(found == expected);
+}
+
+// A copy of `h`'s image and journal in `root` (made anew), the journal pointed at the
+// copied image (the xattr tag does not travel).
+inline void copy_volume(const RandomHistory& h, const std::string& root) {
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directory(root);
+  std::filesystem::copy(h.journal, root + "/disk.rewind", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(h.image, root + "/disk.img");
+  auto m = Manifest::load(root + "/disk.rewind");
+  REQUIRE(m.is_ok());
+  m->image_path = root + "/disk.img";
+  REQUIRE(m->store(root + "/disk.rewind").is_ok());
+}
+
+// `change` (a rebase or compaction of `h`) is refused while the volume is open, as
+// when the plugin serves it, and changes nothing.
+template <class F>
+void check_refused_while_served(const RandomHistory& h, F&& change) {
+  const auto manifest = read_file(h.journal + "/MANIFEST");
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  auto v = Volume::open(o, {});
+  REQUIRE(v.is_ok());
+  Status busy = change();
+  REQUIRE_FALSE(busy.is_ok());
+  CHECK(busy.message().find("is in use") != std::string::npos);
+  REQUIRE((*v)->close().is_ok());
+  CHECK(read_file(h.journal + "/MANIFEST") == manifest);
+}
 
 }  // namespace rwd::test

@@ -24,34 +24,12 @@
 #include "test_util.h"
 
 using namespace rwd;
+using test::check_no_leftovers;
+using test::copy_volume;
 using test::RandomHistory;
+using test::state_at;
 
 namespace {
-
-std::vector<uint8_t> state_at(const std::string& journal, uint64_t seq) {
-  auto view = JournalView::open(journal, Target::at_seq(seq), {});
-  INFO(view.status().message());
-  REQUIRE(view.is_ok());
-  std::vector<uint8_t> got((*view)->size());
-  REQUIRE((*view)->read(got, 0).is_ok());
-  return got;
-}
-
-// Every file of the journal is one the manifest names (and LOCK, MANIFEST).
-void check_no_leftovers(const std::string& journal) {
-  auto m = Manifest::load(journal);
-  REQUIRE(m.is_ok());
-  std::set<std::string> expected{m->base_file};
-  for (const ManifestSegment& seg : m->segments) {
-    expected.insert(seg.file);
-    if (seg.sealed) expected.insert(index_file_name(seg.file));
-  }
-  std::set<std::string> found;
-  for (const char* sub : {"base", "segments"})
-    for (const auto& e : std::filesystem::directory_iterator(journal + "/" + sub))
-      found.insert(e.path().filename().string());
-  CHECK(found == expected);
-}
 
 // The points a journal promises (base to newest) read as the reference, the ones
 // before are refused naming the range, and the volume serves on from its image.
@@ -77,19 +55,6 @@ void check_promises(const RandomHistory& h, uint64_t seed) {
   Status verified = verify_journal(h.journal, h.image, &report, {});
   INFO(verified.message());
   CHECK(verified.is_ok());
-}
-
-// A copy of `h`'s image and journal in `root` (made anew), the journal pointed at the
-// copied image (the xattr tag does not travel).
-void copy_volume(const RandomHistory& h, const std::string& root) {
-  std::filesystem::remove_all(root);
-  std::filesystem::create_directory(root);
-  std::filesystem::copy(h.journal, root + "/disk.rewind", std::filesystem::copy_options::recursive);
-  std::filesystem::copy(h.image, root + "/disk.img");
-  auto m = Manifest::load(root + "/disk.rewind");
-  REQUIRE(m.is_ok());
-  m->image_path = root + "/disk.img";
-  REQUIRE(m->store(root + "/disk.rewind").is_ok());
 }
 
 // After a power cut during a rebase to `new_base` and the loss of what was not synced:
@@ -188,19 +153,9 @@ TEST_CASE("rebase folds whole segments into a new base and every later point res
 TEST_CASE("rebase refuses a journal in use and changes nothing when no segment is old enough",
           "[rebase]") {
   RandomHistory h(3, 60);
-  VolumeOptions o;
-  o.image_path = h.image;
-  o.journal_dir = h.journal;
+  test::check_refused_while_served(
+      h, [&] { return rebase(h.journal, Target::newest(), {}).status(); });
   const auto manifest = test::read_file(h.journal + "/MANIFEST");
-  {
-    auto v = Volume::open(o, {});
-    REQUIRE(v.is_ok());
-    auto busy = rebase(h.journal, Target::newest(), {});
-    REQUIRE_FALSE(busy.is_ok());
-    CHECK(busy.status().message().find("is in use") != std::string::npos);
-    REQUIRE((*v)->close().is_ok());
-  }
-  CHECK(test::read_file(h.journal + "/MANIFEST") == manifest);
   // seq 1 lies inside the first segment: nothing to fold.
   auto none = rebase(h.journal, Target::at_seq(1), {});
   REQUIRE(none.is_ok());
