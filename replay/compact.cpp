@@ -439,7 +439,9 @@ Result<CompactionPlan> prepare_compaction(const std::string& journal_dir, const 
           inexact = true;
         if (mine) {
           recs.push_back(Rec{static_cast<uint32_t>(k), &e});
-          exact.push_back(!inexact);
+          // The newest state is exact whatever came before it.
+          exact.push_back(!inexact ||
+                          (s + 1 == m.segments.size() && &e == &h.segments()[s].entries.back()));
         }
       }
       if (mine) ++k;

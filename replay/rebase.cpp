@@ -29,8 +29,10 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
   // A base is an exact state: no segment end is folded to where writes were coalesced
   // or compacted up to a later flush point, since the base would then lack bytes that
   // only later records hold.
-  while (folded > 0 && loaded->exact_at_or_before(m.segments[folded - 1].last_seq, false) !=
-                           m.segments[folded - 1].last_seq)
+  // (The newest state is exact: the journal's end, if every segment is folded.)
+  while (folded > 0 && folded < m.segments.size() &&
+         loaded->exact_at_or_before(m.segments[folded - 1].last_seq, false) !=
+             m.segments[folded - 1].last_seq)
     --folded;
   if (folded == 0) return plan;
   for (size_t i = 0; i < folded; ++i) plan.folded.push_back(m.segments[i].file);

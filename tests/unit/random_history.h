@@ -34,7 +34,9 @@ struct RandomHistory {
   // `mark_every` of them (0: none). Segments roll every 16 KiB, so targets cross them.
   // With `tick_ns`, record n is stamped n ticks after a whole second just after the
   // journal's creation, instead of the time it was written.
-  RandomHistory(uint64_t seed, int ops, int mark_every = 0, uint64_t tick_ns = 0) {
+  // With `coalesce`, the volume coalesces queued writes (VolumeOptions::coalesce).
+  RandomHistory(uint64_t seed, int ops, int mark_every = 0, uint64_t tick_ns = 0,
+                bool coalesce = false) {
     std::mt19937_64 rng(seed);
     std::vector<uint8_t> state = pattern(kSize, seed);  // a base that is not all zeroes
     write_file(image, state);
@@ -42,6 +44,7 @@ struct RandomHistory {
     o.image_path = image;
     o.journal_dir = journal;
     o.journal.segment_size = 16 * 1024;
+    o.coalesce = coalesce;
     if (tick_ns != 0)
       o.clock = [tick_ns, start = (wall_clock_ns() / 1'000'000'000 + 2) * 1'000'000'000,
                  n = uint64_t{0}]() mutable { return start + ++n * tick_ns; };
