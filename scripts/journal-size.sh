@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# How much journal a rewrite-heavy workload leaves, with coalescing off and on, and
-# after a rebase: prints a markdown table (docs/PERFORMANCE.md, "Journal size").
+# How much journal a rewrite-heavy workload leaves, with coalescing off and on, after
+# compaction to one state per second and per minute, and after a rebase: prints a
+# markdown table (docs/PERFORMANCE.md, "Journal size").
 #
 #   scripts/journal-size.sh [--written SIZE] [--area SIZE] [--flush-every N]
 #
@@ -31,8 +32,8 @@ mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
 
 info() { "$cli" info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
-echo "| coalesce | written | unique | journal | journal / written | journal / unique | coalesced writes | after \`rewind rebase --before now\` |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| coalesce | written | unique | journal | journal / written | journal / unique | coalesced writes | after \`compact --granularity 1s\` | then \`1m\` | journal / unique | after \`rebase\` |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for mode in off on; do
   img=$dir/$mode.img journal=$dir/$mode.rewind sock=$dir/$mode.sock
   truncate -s 1G "$img"
@@ -47,13 +48,18 @@ for mode in off on; do
   coalesced=$("$cli" log --json "$journal" | python3 -c '
 import json, sys
 print(sum(s["coalesced"] for s in json.load(sys.stdin)["segments"]))')
+  "$cli" compact "$journal" --before now --granularity 1s >/dev/null
+  per_s=$(info "$journal" journal_bytes)
+  "$cli" compact "$journal" --before now --granularity 1m >/dev/null
+  per_m=$(info "$journal" journal_bytes)
   "$cli" rebase "$journal" --before now >/dev/null
   after=$(info "$journal" journal_bytes)
-  python3 - "$mode" "$bytes" "$unique" "$jbytes" "$coalesced" "$after" <<'PY'
+  python3 - "$mode" "$bytes" "$unique" "$jbytes" "$coalesced" "$per_s" "$per_m" "$after" <<'PY'
 import sys
-mode, w, u, j, c, a = sys.argv[1], *map(int, sys.argv[2:])
+mode, w, u, j, c, s, m, a = sys.argv[1], *map(int, sys.argv[2:])
 mib = lambda b: f"{b / 2**20:,.1f} MiB"
-print(f"| {mode} | {mib(w)} | {mib(u)} | {mib(j)} | {j / w:.3f} | {j / u:.1f} | {c:,} | {mib(a)} |")
+print(f"| {mode} | {mib(w)} | {mib(u)} | {mib(j)} | {j / w:.3f} | {j / u:.1f} | {c:,} | {mib(s)} "
+      f"| {mib(m)} | {m / u:.2f} | {mib(a)} |")
 PY
 done
 echo
