@@ -268,13 +268,8 @@ int rewind_config_complete() {
         rwd::format_size(c.opts.journal.segment_size).c_str());
     return -1;
   }
-  if (!c.retention.coarse.empty() && c.retention.retain >= c.retention.coarse.front().age) {
-    nbdkit_error(
-        "rewind: retain=%s is not shorter than the first retain-coarse= tier's age (%s): "
-        "every write is kept for retain=, and the tiers thin out what is older; lower retain= "
-        "or raise the tier's age",
-        rwd::format_duration(c.retention.retain).c_str(),
-        rwd::format_duration(c.retention.coarse.front().age).c_str());
+  if (rwd::Status st = rwd::check_retention_policy(c.retention); !st) {
+    nbdkit_error("rewind: retain=, retain-coarse=: %s", st.message().c_str());
     return -1;
   }
   c.opts.image_path = c.image;

@@ -79,21 +79,17 @@ Result<std::vector<RetentionTier>> parse_retention_tiers(std::string_view text) 
   return tiers;
 }
 
-Result<size_t> Retention::run_once(uint64_t now_ns) {
-  auto folded = fold(now_ns);
-  if (!folded) return folded;
-  auto thinned = thin(now_ns);
-  if (!thinned) return thinned;
-  return *folded + *thinned;
-}
+namespace {
 
-Result<size_t> Retention::thin(uint64_t now_ns) {
-  const auto m = volume_.snapshot();
+// Compacts the segments the coarsest due tier thins (see Retention::run_once).
+Result<size_t> thin(RetentionSubject& subject, const std::string& dir,
+                    const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger) {
+  const auto m = subject.snapshot();
   // The coarsest tier with a segment due: old enough for it, not yet that coarse.
-  for (size_t t = policy_.coarse.size(); t-- > 0;) {
-    const RetentionTier& tier = policy_.coarse[t];
+  for (size_t t = policy.coarse.size(); t-- > 0;) {
+    const RetentionTier& tier = policy.coarse[t];
     const auto from =
-        static_cast<uint64_t>((t == 0 ? policy_.retain : policy_.coarse[t - 1].age).count());
+        static_cast<uint64_t>((t == 0 ? policy.retain : policy.coarse[t - 1].age).count());
     if (now_ns < from) continue;
     const auto gran = static_cast<uint64_t>(tier.granularity.count());
     std::vector<size_t> due;
@@ -101,20 +97,20 @@ Result<size_t> Retention::thin(uint64_t now_ns) {
       if (m->segments[i].last_time_ns <= now_ns - from) due.push_back(i);
     if (due.empty()) continue;
     CompactionStats st;
-    auto plan = prepare_compaction(dir_, *m, due, gran, logger_, &st);
+    auto plan = prepare_compaction(dir, *m, due, gran, logger, &st);
     if (!plan) return plan.status();
     uint64_t freed = 0;
-    Status done = volume_.compact(*plan, &freed);
+    Status done = subject.compact(*plan, &freed);
     if (!done) {
       // Not switched to: the rewrites are nobody's.
       for (size_t i = 0; i < plan->written.size(); ++i)
         if (plan->written[i].file != plan->replaced[i].file) {
-          file_system().unlink(segment_path(dir_, plan->written[i].file).c_str());
-          file_system().unlink(segment_path(dir_, index_file_name(plan->written[i].file)).c_str());
+          file_system().unlink(segment_path(dir, plan->written[i].file).c_str());
+          file_system().unlink(segment_path(dir, index_file_name(plan->written[i].file)).c_str());
         }
       return done;
     }
-    log_to(logger_, LogLevel::kInfo,
+    log_to(logger, LogLevel::kInfo,
            fmt::format("retention: compacted {} segments ({} .. {}) to one state per {} and "
                        "every mark: {} -> {}",
                        due.size(), format_time(m->segments[due.front()].first_time_ns),
@@ -126,8 +122,10 @@ Result<size_t> Retention::thin(uint64_t now_ns) {
   return size_t{0};
 }
 
-Result<size_t> Retention::fold(uint64_t now_ns) {
-  const auto m = volume_.snapshot();
+// Folds what the policy gives up into the base.
+Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
+                    const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger) {
+  const auto m = subject.snapshot();
   // The segments' bytes: sealed ones from the manifest, the open one from its file.
   uint64_t total = 0;
   for (const ManifestSegment& seg : m->segments) {
@@ -135,49 +133,129 @@ Result<size_t> Retention::fold(uint64_t now_ns) {
       total += seg.bytes;
     } else {
       struct stat st {};
-      if (::stat(segment_path(dir_, seg.file).c_str(), &st) == 0)
+      if (::stat(segment_path(dir, seg.file).c_str(), &st) == 0)
         total += static_cast<uint64_t>(st.st_size);
     }
   }
   // What the policy allows to fold: whole sealed segments, none past the checkpoint.
   size_t by_age = 0, by_size = 0;
-  const uint64_t retain = static_cast<uint64_t>(policy_.horizon().count());
+  const uint64_t retain = static_cast<uint64_t>(policy.horizon().count());
   if (retain > 0 && now_ns > retain)
     while (by_age < m->segments.size() && m->segments[by_age].sealed &&
            m->segments[by_age].last_time_ns + retain <= now_ns)
       ++by_age;
-  if (policy_.journal_max > 0 && total > policy_.journal_max) {
+  if (policy.journal_max > 0 && total > policy.journal_max) {
     uint64_t left = total;
     while (by_size < m->segments.size() && m->segments[by_size].sealed &&
-           left > policy_.journal_max / 4 * 3)
+           left > policy.journal_max / 4 * 3)
       left -= m->segments[by_size++].bytes;
   }
   const size_t folded =
       std::min(std::max(by_age, by_size), segments_ending_by(*m, m->checkpoint_seq));
   if (folded == 0) return size_t{0};
-  auto plan = prepare_rebase(dir_, *m, folded, logger_);
+  auto plan = prepare_rebase(dir, *m, folded, logger);
   if (!plan) return plan.status();
   if (plan->folded.empty()) return size_t{0};
   if (by_size > by_age)
-    log_to(logger_, LogLevel::kWarning,
+    log_to(logger, LogLevel::kWarning,
            fmt::format("journal {} holds {}, over journal-max={}: giving up the history of seq "
                        "{}..{} ({} .. {}) early; the oldest restorable point is now seq {} ({})",
-                       dir_, format_size(total), format_size(policy_.journal_max), m->base_seq + 1,
+                       dir, format_size(total), format_size(policy.journal_max), m->base_seq + 1,
                        plan->new_base_seq, format_time(m->segments[0].first_time_ns),
                        format_time(plan->new_base_time_ns), plan->new_base_seq,
                        format_time(plan->new_base_time_ns)));
   uint64_t freed = 0;
-  Status st = volume_.rebase(*plan, &freed);
+  Status st = subject.rebase(*plan, &freed);
   if (!st) {
     // Not switched to: the new base is nobody's.
-    file_system().unlink(base_path(dir_, plan->new_base_file).c_str());
+    file_system().unlink(base_path(dir, plan->new_base_file).c_str());
     return st;
   }
-  log_to(logger_, LogLevel::kInfo,
+  log_to(logger, LogLevel::kInfo,
          fmt::format("retention: folded {} segments into the base, now at seq {} ({}); {} freed",
                      plan->folded.size(), plan->new_base_seq, format_time(plan->new_base_time_ns),
                      format_size(freed)));
   return plan->folded.size();
+}
+
+// A served volume: the flusher commits the switches.
+class VolumeSubject : public RetentionSubject {
+ public:
+  explicit VolumeSubject(Volume& v) : v_(v) {}
+  std::shared_ptr<const Manifest> snapshot() const override { return v_.snapshot(); }
+  Status rebase(const RebasePlan& plan, uint64_t* freed) override { return v_.rebase(plan, freed); }
+  Status compact(const CompactionPlan& plan, uint64_t* freed) override {
+    return v_.compact(plan, freed);
+  }
+
+ private:
+  Volume& v_;
+};
+
+// A stopped journal, locked: the switches are committed here.
+class StoppedJournal : public RetentionSubject {
+ public:
+  StoppedJournal(std::string dir, Manifest m)
+      : dir_(std::move(dir)), m_(std::make_shared<const Manifest>(std::move(m))) {}
+  std::shared_ptr<const Manifest> snapshot() const override { return m_; }
+  Status rebase(const RebasePlan& plan, uint64_t* freed) override {
+    auto next = commit_rebase(dir_, *m_, plan, freed);
+    if (!next) return next.status();
+    m_ = std::make_shared<const Manifest>(std::move(*next));
+    return Status::ok();
+  }
+  Status compact(const CompactionPlan& plan, uint64_t* freed) override {
+    auto next = commit_compaction(dir_, *m_, plan, freed);
+    if (!next) return next.status();
+    m_ = std::make_shared<const Manifest>(std::move(*next));
+    return Status::ok();
+  }
+
+ private:
+  std::string dir_;
+  std::shared_ptr<const Manifest> m_;
+};
+
+}  // namespace
+
+Status check_retention_policy(const RetentionPolicy& policy) {
+  if (!policy.coarse.empty() && policy.retain >= policy.coarse.front().age)
+    return Status::invalid(fmt::format(
+        "retain {} is not shorter than the first retain-coarse tier's age ({}): every write is "
+        "kept for retain, and the tiers thin out what is older; lower retain or raise the "
+        "tier's age",
+        format_duration(policy.retain), format_duration(policy.coarse.front().age)));
+  return Status::ok();
+}
+
+Result<size_t> retention_pass(RetentionSubject& subject, const std::string& dir,
+                              const RetentionPolicy& policy, uint64_t now_ns,
+                              const Logger& logger) {
+  auto folded = fold(subject, dir, policy, now_ns, logger);
+  if (!folded) return folded;
+  auto thinned = thin(subject, dir, policy, now_ns, logger);
+  if (!thinned) return thinned;
+  return *folded + *thinned;
+}
+
+Result<size_t> Retention::run_once(uint64_t now_ns) {
+  VolumeSubject subject(volume_);
+  return retention_pass(subject, dir_, policy_, now_ns, logger_);
+}
+
+Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPolicy& policy,
+                               uint64_t now_ns, const Logger& logger) {
+  auto locked =
+      lock_for_change(journal_dir, "let the plugin apply its retention policy itself", logger);
+  if (!locked) return locked.status();
+  StoppedJournal subject(journal_dir, locked->history->manifest());
+  size_t total = 0;
+  for (;;) {
+    auto changed = retention_pass(subject, journal_dir, policy, now_ns, logger);
+    if (!changed) return changed;
+    if (*changed == 0) return total;
+    total += *changed;
+  }
 }
 
 }  // namespace rwd

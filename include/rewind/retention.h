@@ -8,13 +8,16 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "rewind/journal.h"
 #include "rewind/log.h"
+#include "rewind/manifest.h"
 #include "rewind/status.h"
 #include "rewind/volume.h"
 
@@ -51,6 +54,31 @@ struct RetentionPolicy {
   std::chrono::nanoseconds horizon() const { return coarse.empty() ? retain : coarse.back().age; }
 };
 
+// Checks that the parts of a policy fit together: retain shorter than the first
+// coarse tier's age.
+Status check_retention_policy(const RetentionPolicy& policy);
+
+// What a retention pass changes: a served volume (through its flusher) or a stopped
+// journal.
+class RetentionSubject {
+ public:
+  virtual ~RetentionSubject() = default;
+  virtual std::shared_ptr<const Manifest> snapshot() const = 0;
+  virtual Status rebase(const RebasePlan& plan, uint64_t* freed) = 0;
+  virtual Status compact(const CompactionPlan& plan, uint64_t* freed) = 0;
+};
+
+// One check of `policy` at `now_ns`: folds what the policy gives up, if anything,
+// then compacts what a coarse tier thins out (one tier per check, the coarsest due
+// first). Returns the segments folded or compacted.
+Result<size_t> retention_pass(RetentionSubject& subject, const std::string& journal_dir,
+                              const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger);
+
+// `rewind retain`: the policy applied to a stopped journal (locked meanwhile) at
+// `now_ns`, pass after pass until nothing more is due. Returns the segments changed.
+Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPolicy& policy,
+                               uint64_t now_ns, const Logger& logger);
+
 class Retention {
  public:
   // Starts the thread (rewind-retain) for `volume`, served from `journal_dir`.
@@ -62,15 +90,11 @@ class Retention {
   // Stops the thread, waiting for a rebase under way to end. Call before closing the
   // volume.
   void stop();
-  // One check of the policy at `now_ns`, in the caller's thread: folds what the
-  // policy gives up, if anything, then compacts what a coarse tier thins out (one tier
-  // per check, the coarsest due first). Returns the segments folded or compacted.
+  // One retention_pass() at `now_ns`, in the caller's thread.
   Result<size_t> run_once(uint64_t now_ns);
 
  private:
   void loop();
-  Result<size_t> fold(uint64_t now_ns);
-  Result<size_t> thin(uint64_t now_ns);
 
   Volume& volume_;
   const std::string dir_;

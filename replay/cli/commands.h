@@ -109,6 +109,13 @@ struct CompactOptions {
 void setup_compact(CLI::App& app, CompactOptions& o);
 int run_compact(const CompactOptions& o);
 
+struct RetainOptions {
+  std::string journal;
+  std::string retain, retain_coarse, journal_max;
+};
+void setup_retain(CLI::App& app, RetainOptions& o);
+int run_retain(const RetainOptions& o);
+
 // A progress line on stderr when it is a terminal (bytes done, rate, time left);
 // nothing otherwise.
 std::function<void(uint64_t, uint64_t)> progress_bar(const char* what);

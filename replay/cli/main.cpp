@@ -132,6 +132,10 @@ int main(int argc, char** argv) {
       "compact",
       "Keep one state per window of time before a point, and every mark (stopped volume)");
   setup_compact(*compact_cmd, compact);
+  RetainOptions retain;
+  CLI::App* retain_cmd = app.add_subcommand(
+      "retain", "Apply a retention policy (retain, tiers, journal-max) to a stopped volume");
+  setup_retain(*retain_cmd, retain);
 
   try {
     app.parse(argc, argv);
@@ -150,5 +154,6 @@ int main(int argc, char** argv) {
   if (mark_cmd->parsed()) return run_mark(mark);
   if (rebase_cmd->parsed()) return run_rebase(rebase);
   if (compact_cmd->parsed()) return run_compact(compact);
+  if (retain_cmd->parsed()) return run_retain(retain);
   return kExitUsage;
 }

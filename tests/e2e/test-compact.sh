@@ -63,11 +63,13 @@ stop_server
 [ "${#mark[@]}" -ge 3 ] || fail "only ${#mark[@]} marks in 30 s"
 
 journal_bytes() { "$REWIND_CLI" info --json disk.rewind | json_field '["journal_bytes"]'; }
-# check_all WHEN [BASE_NS]: every boundary and mark restores as captured; those before
-# the base (a rebase's), if given, are refused naming the restorable range.
+# check_all WHEN [BASE_NS [EVERY]]: every boundary (a multiple of EVERY seconds, if
+# given) and mark restores as captured; those before the base (a rebase's), if given,
+# are refused naming the restorable range.
 check_all() {
-  local when=$1 base_ns=${2:-0} b n
+  local when=$1 base_ns=${2:-0} every=${3:-$gran} b n
   for b in "${!boundary[@]}"; do
+    [ $((b % (every * 1000000000))) -eq 0 ] || continue
     t=$(python3 -c "import datetime,sys; print(datetime.datetime.fromtimestamp($b / 1e9, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ'))")
     if [ "$b" -lt "$base_ns" ]; then
       expect_cli 1 "before the oldest restorable point; the restorable range is" \
@@ -119,4 +121,22 @@ echo "journal: $rebased bytes after the rebase to mark $middle"
 check_all "after the rebase" "$base_ns"
 "$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify after the rebase"
 check_replay disk.rewind disk.img
+
+# rewind retain: the plugin's policy applied to the stopped volume, here a coarser
+# tier over everything; every mark still restores, and bad policies change nothing.
+expect_cli 2 "no policy given; give --retain, --retain-coarse or --journal-max" retain disk.rewind
+expect_cli 2 "--retain-coarse: tier '1d' has no ':'" retain disk.rewind --retain-coarse 1d
+expect_cli 2 "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" \
+  retain disk.rewind --retain 2d --retain-coarse 1d:1m
+cp disk.rewind/MANIFEST manifest.before
+"$REWIND_CLI" retain disk.rewind --retain-coarse 1h:1s | grep -q "^0 segments folded or compacted" ||
+  fail "a tier finer than the journal's changed it"
+cmp -s manifest.before disk.rewind/MANIFEST || fail "retain with nothing due changed the manifest"
+"$REWIND_CLI" retain disk.rewind --retain-coarse 1h:6s >retain.out
+grep -q "segments folded or compacted" retain.out || fail "retain said: $(cat retain.out)"
+[ "$("$REWIND_CLI" info --json disk.rewind | json_field '["tiers"][-1]["granularity_ns"]')" -eq 6000000000 ] ||
+  fail "retain did not compact to 6 s: $("$REWIND_CLI" info disk.rewind)"
+echo "journal: $(journal_bytes) bytes after rewind retain --retain-coarse 1h:6s"
+check_all "after rewind retain" "$base_ns" 6
+"$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify after retain"
 echo "PASS: compact"

@@ -38,7 +38,7 @@ expect_error "journal-max=3.0 MiB is less than twice segment-size=2.0 MiB" image
 expect_error "retain-coarse=1d: tier '1d' has no ':'" image=disk.img journal=j retain-coarse=1d
 expect_error "tier '1d:1m' must be older and coarser" image=disk.img journal=j \
   retain-coarse=30d:1h,1d:1m
-expect_error "retain=2d00h is not shorter than the first retain-coarse= tier's age (1d00h)" image=disk.img \
+expect_error "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" image=disk.img \
   journal=j retain=2d retain-coarse=1d:1m
 expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
 expect_error "segment-age=0s: must be between" image=disk.img journal=j segment-age=0s

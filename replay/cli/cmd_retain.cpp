@@ -1,0 +1,57 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "rewind/inspect.h"
+#include "rewind/retention.h"
+#include "rewind/units.h"
+#include "rewind/write_queue.h"
+
+namespace rwd::cli {
+
+void setup_retain(CLI::App& app, RetainOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("--retain", o.retain, "Keep every write at least this long");
+  app.add_option("--retain-coarse", o.retain_coarse,
+                 "After --retain, one state per GRAN up to AGE: AGE:GRAN,... e.g. 1d:1m,30d:1h");
+  app.add_option("--journal-max", o.journal_max,
+                 "Fold the oldest segments until the journal is under 3/4 of this size");
+}
+
+int run_retain(const RetainOptions& o) {
+  RetentionPolicy policy;
+  if (!o.retain.empty()) {
+    auto d = parse_duration(o.retain);
+    if (!d) return report("retain", d.status().with_context("--retain"), {}, kExitUsage);
+    policy.retain = *d;
+  }
+  if (!o.retain_coarse.empty()) {
+    auto tiers = parse_retention_tiers(o.retain_coarse);
+    if (!tiers)
+      return report("retain", tiers.status().with_context("--retain-coarse"), {}, kExitUsage);
+    policy.coarse = std::move(*tiers);
+  }
+  if (!o.journal_max.empty()) {
+    auto size = parse_size(o.journal_max);
+    if (!size) return report("retain", size.status().with_context("--journal-max"), {}, kExitUsage);
+    policy.journal_max = *size;
+  }
+  if (!policy.active())
+    return report("retain", Status::invalid("no policy given"),
+                  "give --retain, --retain-coarse or --journal-max", kExitUsage);
+  if (Status st = check_retention_policy(policy); !st) return report("retain", st, {}, kExitUsage);
+  auto changed =
+      apply_retention(o.journal, policy, wall_clock_ns(), [](LogLevel level, const std::string& m) {
+        if (level >= LogLevel::kWarning) fmt::print(stderr, "rewind retain: {}\n", m);
+      });
+  if (!changed) return report("retain", changed.status(), journal_hint(changed.status()));
+  auto r = inspect_journal(o.journal, false);
+  if (!r) return report("retain", r.status(), journal_hint(r.status()));
+  fmt::print(
+      "{} segments folded or compacted; restorable now: seq {} ({}) .. seq {} ({}); "
+      "journal {}\n",
+      *changed, r->first_seq(), format_time(r->manifest.base_time_ns), r->last_seq(),
+      format_time(r->last_time_ns()), format_size(r->journal_bytes()));
+  return kExitOk;
+}
+
+}  // namespace rwd::cli
