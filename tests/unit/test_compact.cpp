@@ -260,36 +260,76 @@ TEST_CASE(
   CHECK(test::read_file(h.journal + "/MANIFEST") == manifest);
 }
 
+namespace {
+
+// The segment files `journal`'s manifest lists that `before`'s did not: a compaction's
+// rewrites.
+std::set<std::string> new_segment_files(const JournalHistory& before, const std::string& journal) {
+  std::set<std::string> old_files, out;
+  for (const ManifestSegment& seg : before.manifest().segments) old_files.insert(seg.file);
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  for (const ManifestSegment& seg : m->segments)
+    if (!old_files.count(seg.file)) out.insert(seg.file);
+  return out;
+}
+
+// After a power cut during a compaction whose rewrites are `rewrites`, and the loss of
+// what was not synced: the manifest lists the old segments or every rewrite (which,
+// into *switched_seen), every mark and every point the journal calls exact restores as
+// the reference, the plugin starts on it (removing what the compaction left), and
+// verify passes.
+void check_after_cut(const RandomHistory& h, const JournalHistory& before, const VolumeOptions& o,
+                     const std::set<std::string>& rewrites, std::set<bool>* switched_seen) {
+  auto m = Manifest::load(o.journal_dir);
+  INFO(m.status().message());
+  REQUIRE(m.is_ok());
+  size_t rewritten = 0;
+  for (const ManifestSegment& seg : m->segments) rewritten += rewrites.count(seg.file);
+  CHECK((rewritten == 0 || rewritten == rewrites.size()));
+  switched_seen->insert(rewritten != 0);
+  auto now = load(o.journal_dir);
+  for (const MarkInfo& mk : before.marks()) CHECK(now->exact_at_or_before(mk.seq) == mk.seq);
+  for (uint64_t s = 0; s < h.states.size(); s += 7) {
+    CAPTURE(s);
+    const uint64_t e = now->exact_at_or_before(s);
+    CHECK(read_at(now, e) == h.states[e]);
+  }
+  auto v = Volume::open(o, {});
+  INFO(v.status().message());
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->close().is_ok());
+  check_no_leftovers(o.journal_dir);
+  VerifyReport report;
+  Status verified = verify_journal(o.journal_dir, o.image_path, &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
+}  // namespace
+
 TEST_CASE("a power cut at any I/O of a compaction leaves the old segments or their rewrites",
           "[compact][crash][power]") {
   RandomHistory h(13, 150, 25, kTick);
-  const uint64_t last = h.states.size() - 1;
   test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
   const std::string root = tmp / "vol";
-  const std::string journal = root + "/disk.rewind";
+  VolumeOptions o;
+  o.image_path = root + "/disk.img";
+  o.journal_dir = root + "/disk.rewind";
   const uint64_t g = 6 * kTick;
   auto before = load(h.journal);
 
   uint64_t total = 0;
-  std::set<std::string> compacted_files;
   {
     copy_volume(h, root);
     test::FaultInjectionFs fs(root);
     test::ScopedFileSystem use(&fs);
-    auto r = compact(journal, Target::newest(), g, {});
+    auto r = compact(o.journal_dir, Target::newest(), g, {});
     REQUIRE(r.is_ok());
     REQUIRE(r->stats.segments_rewritten > 1);
     total = fs.changes();
   }
-  {
-    // The rewrites: the files the new manifest lists that the old one did not.
-    std::set<std::string> old_files;
-    for (const ManifestSegment& seg : before->manifest().segments) old_files.insert(seg.file);
-    auto m = Manifest::load(journal);
-    REQUIRE(m.is_ok());
-    for (const ManifestSegment& seg : m->segments)
-      if (!old_files.count(seg.file)) compacted_files.insert(seg.file);
-  }
+  const std::set<std::string> rewrites = new_segment_files(*before, o.journal_dir);
   REQUIRE(total > 5);
 
   std::set<bool> switched_seen;
@@ -299,39 +339,71 @@ TEST_CASE("a power cut at any I/O of a compaction leaves the old segments or the
     test::FaultInjectionFs fs(root);
     test::ScopedFileSystem use(&fs);
     fs.cut_power_after(n);
-    (void)compact(journal, Target::newest(), g, {});
+    (void)compact(o.journal_dir, Target::newest(), g, {});
     fs.lose_unsynced(
         n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
+    check_after_cut(h, *before, o, rewrites, &switched_seen);
+  }
+  CHECK(switched_seen == std::set<bool>{false, true});
+}
 
-    // The manifest lists the old segments or all of their rewrites.
-    auto m = Manifest::load(journal);
-    INFO(m.status().message());
-    REQUIRE(m.is_ok());
-    size_t rewritten = 0;
-    for (const ManifestSegment& seg : m->segments) rewritten += compacted_files.count(seg.file);
-    CHECK((rewritten == 0 || rewritten == compacted_files.size()));
-    switched_seen.insert(rewritten != 0);
-    // Every mark, and every point the journal calls exact, restores as the reference.
-    auto now = load(journal);
-    for (const MarkInfo& mk : before->marks()) CHECK(now->exact_at_or_before(mk.seq) == mk.seq);
-    for (uint64_t s = 0; s <= last; s += 7) {
-      CAPTURE(s);
-      const uint64_t e = now->exact_at_or_before(s);
-      CHECK(read_at(now, e) == h.states[e]);
-    }
-    // The plugin starts on it, removing what the compaction left over.
-    VolumeOptions o;
-    o.image_path = root + "/disk.img";
-    o.journal_dir = journal;
+TEST_CASE(
+    "a power cut at any I/O of the plugin's retain-coarse compaction leaves the old "
+    "segments or their rewrites",
+    "[compact][retention][crash][power]") {
+  RandomHistory h(14, 150, 25, kTick);
+  test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
+  const std::string root = tmp / "vol";
+  VolumeOptions o;
+  o.image_path = root + "/disk.img";
+  o.journal_dir = root + "/disk.rewind";
+  o.flush_interval = std::chrono::milliseconds(1);  // the flusher commits the switch soon
+  auto before = load(h.journal);
+  RetentionPolicy policy;
+  policy.coarse = {{std::chrono::hours(1), std::chrono::milliseconds(6)}};
+  policy.interval = std::chrono::hours(1);  // only the explicit run below
+  const uint64_t now = before->last_time_ns() + kTick;
+
+  // A run without a cut counts the I/Os of the retention pass.
+  uint64_t total = 0;
+  {
+    copy_volume(h, root);
+    test::FaultInjectionFs fs(root);
+    test::ScopedFileSystem use(&fs);
     auto v = Volume::open(o, {});
-    INFO(v.status().message());
     REQUIRE(v.is_ok());
+    (*v)->start();
+    Retention retention(**v, o.journal_dir, policy, {});
+    const uint64_t start = fs.changes();
+    auto changed = retention.run_once(now);
+    INFO(changed.status().message());
+    REQUIRE(changed.is_ok());
+    REQUIRE(*changed > 1);
+    total = fs.changes() - start;
+    retention.stop();
     REQUIRE((*v)->close().is_ok());
-    check_no_leftovers(journal);
-    VerifyReport report;
-    Status verified = verify_journal(journal, o.image_path, &report, {});
-    INFO(verified.message());
-    CHECK(verified.is_ok());
+  }
+  const std::set<std::string> rewrites = new_segment_files(*before, o.journal_dir);
+  REQUIRE(total > 5);
+
+  std::set<bool> switched_seen;
+  for (uint64_t n = 0; n <= total; ++n) {
+    CAPTURE(n);
+    copy_volume(h, root);
+    test::FaultInjectionFs fs(root);
+    test::ScopedFileSystem use(&fs);
+    {
+      auto v = Volume::open(o, {});
+      REQUIRE(v.is_ok());
+      (*v)->start();
+      Retention retention(**v, o.journal_dir, policy, {});
+      fs.cut_power_after(n);
+      (void)retention.run_once(now);
+      retention.stop();
+    }  // the volume is gone with the power
+    fs.lose_unsynced(
+        n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
+    check_after_cut(h, *before, o, rewrites, &switched_seen);
   }
   CHECK(switched_seen == std::set<bool>{false, true});
 }
