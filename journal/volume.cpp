@@ -182,8 +182,8 @@ Status check_identity(const Manifest& m, const std::string& dir, const std::stri
   return Status::ok();
 }
 
-// Seals the segment an unclean stop left open: keeps every whole record, cuts off a
-// torn tail (never acknowledged as flushed), drops the segment if it holds nothing.
+}  // namespace
+
 Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logger) {
   if (m->segments.empty() || m->segments.back().sealed) return Status::ok();
   ManifestSegment& seg = m->segments.back();
@@ -231,6 +231,8 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
                      seg.first_seq, seg.last_seq));
   return m->store(dir);
 }
+
+namespace {
 
 // Reads every record of a sealed segment, verifying its checksums, and rebuilds the
 // segment's index if it is missing, damaged or disagrees with the records.

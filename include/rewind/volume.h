@@ -64,6 +64,11 @@ Result<uint64_t> check_image(const std::string& image_path);
 Status create_journal(const std::string& image_path, const std::string& journal_dir,
                       const Logger& logger);
 
+// Seals the segment an unclean stop left open in `*m` (stored in `dir`): keeps every
+// whole record, cuts off a torn tail (never acknowledged as flushed), drops the
+// segment if it holds nothing; then stores the manifest.
+Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logger);
+
 // An exclusive lock on a journal directory (flock on <dir>/LOCK), so that two
 // servers never write one journal.
 Result<File> lock_journal(const std::string& journal_dir);

@@ -1,0 +1,88 @@
+// The store of rewind-server: each volume a journal directory (STORE/NAME/) in the
+// same format as a local one, so that every `rewind` command works on it; filled from
+// the network (docs/PROTOCOL.md, "Shipping") rather than by the plugin.
+//
+// While the base snapshot arrives, STORE/NAME/RECEIVING says which one it is,
+// base/<seq>.img.partial holds the bytes received, in order, and its .progress file how
+// many of them are synced. When the last
+// chunk is in, the file is renamed to base/<seq>.img and the manifest written; from
+// then on records are appended to segments with the local Journal. Everything is
+// synced before it is acknowledged. One shipper at a time per volume (the caller
+// ensures it); the volume's directory is locked while open.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "rewind/file.h"
+#include "rewind/journal.h"
+#include "rewind/log.h"
+#include "rewind/manifest.h"
+#include "rewind/protocol.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+class StoredVolume {
+ public:
+  // Opens STORE/NAME, creating it empty if absent (with `create`), and recovers what a
+  // crash of the server left: the open segment sealed at its last whole record, a
+  // partial base cut to what was synced. Fails with kNotFound when absent and not
+  // `create`, kBusy when another process holds it.
+  static Result<std::unique_ptr<StoredVolume>> open(const std::string& store_dir,
+                                                    const std::string& name, bool create,
+                                                    Logger logger);
+  StoredVolume(const StoredVolume&) = delete;
+  StoredVolume& operator=(const StoredVolume&) = delete;
+  ~StoredVolume();
+
+  // What the volume holds durably, for a WELCOME.
+  proto::Welcome state() const;
+  // Whether the base snapshot is whole (records may follow).
+  bool has_base() const { return journal_ != nullptr; }
+
+  // BASE_BEGIN: starts receiving the base snapshot `b`, or goes on with it if it is
+  // the one already arriving. Refused (kConflict) once a base is whole, or when another
+  // volume id is arriving under this name.
+  Result<proto::Ack> begin_base(const proto::BaseBegin& b);
+  // BASE_DATA: bytes at `offset`, which must not be past what the store holds (a gap);
+  // bytes it holds already are skipped. Synced before it returns.
+  Result<proto::Ack> base_data(uint64_t offset, std::span<const uint8_t> data);
+  // RECORDS: records already held are skipped; a first seq past durable_seq + 1 is a
+  // gap. Appended and synced before it returns.
+  Result<proto::Ack> append(const proto::Records& records);
+
+  // Seals the open segment (also done by the destructor).
+  Status close();
+
+  // The protocol's error code for the last failure of begin_base, base_data or
+  // append (kGap, kConflict, kMalformed, or kServer for I/O errors).
+  proto::ErrorCode last_error() const { return last_error_; }
+
+ private:
+  StoredVolume(std::string dir, Logger logger) : dir_(std::move(dir)), logger_(std::move(logger)) {}
+  Status finish_base();
+  proto::Ack ack() const;
+  Status refuse(proto::ErrorCode code, Status st) {
+    last_error_ = code;
+    return st;
+  }
+
+  std::string dir_;
+  Logger logger_;
+  File lock_;
+  std::unique_ptr<Journal> journal_;  // once the base is whole
+  uint64_t last_time_ns_ = 0;         // of the newest record held
+  std::set<std::string> marks_;       // the names of the marks held
+  // While the base arrives:
+  std::optional<proto::BaseBegin> receiving_;
+  File partial_;
+  File progress_;  // how many bytes of partial_ are synced (see read_progress in store.cpp)
+  uint64_t progress_entries_ = 0;
+  uint64_t partial_bytes_ = 0;
+  proto::ErrorCode last_error_ = proto::ErrorCode::kServer;
+};
+
+}  // namespace rwd

@@ -1,0 +1,332 @@
+// The server's side of shipping without the network: the token file, and a store
+// that receives a volume's base snapshot and records (resends skipped, gaps refused)
+// into a journal directory from which every point restores as in the original, and
+// that keeps everything it acknowledged through a power cut.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "../support/fault_fs.h"
+#include "random_history.h"
+#include "rewind/protocol.h"
+#include "rewind/restore.h"
+#include "rewind/segment.h"
+#include "rewind/store.h"
+#include "rewind/tokens.h"
+#include "rewind/view.h"
+#include "test_util.h"
+
+using namespace rwd;
+using test::RandomHistory;
+
+TEST_CASE("the token file grants volumes to tokens, read-only with r:", "[store][tokens]") {
+  auto t = TokenTable::parse(
+      "# hosts\n"
+      "tok-a  vol-a r:shared\n"
+      "\n"
+      "tok-b\tvol-b shared r:vol-b\r\n",
+      "tokens.txt");
+  INFO(t.status().message());
+  REQUIRE(t.is_ok());
+  CHECK(t->size() == 2);
+  using A = TokenTable::Access;
+  CHECK(t->access("tok-a", "vol-a") == A::kWrite);
+  CHECK(t->access("tok-a", "shared") == A::kRead);
+  CHECK(t->access("tok-a", "vol-b") == A::kNone);
+  CHECK(t->access("tok-b", "vol-b") == A::kWrite);  // VOLUME and r:VOLUME: the larger grant
+  CHECK(t->access("tok-b", "shared") == A::kWrite);
+  CHECK(t->access("tok-c", "vol-a") == A::kNone);
+  CHECK(t->access("", "vol-a") == A::kNone);
+
+  auto error = [](const char* text) {
+    auto r = TokenTable::parse(text, "tokens.txt");
+    REQUIRE_FALSE(r.is_ok());
+    return r.status().message();
+  };
+  CHECK(error("ok a\nlonely\n").find("tokens.txt:2: a token without volumes") == 0);
+  CHECK(error("a v\na w\n").find("tokens.txt:2: the token is listed twice") == 0);
+  CHECK(error("a ../up\n").find("tokens.txt:1: volume name '../up'") == 0);
+  CHECK(error("a r:\n").find("tokens.txt:1: volume name ''") == 0);
+  CHECK(error("t\x01k v\n").find("not printable ASCII") != std::string::npos);
+  CHECK(error(("a v\n" + std::string(300, 'x') + " v\n").c_str()).find("a token of 300 bytes") !=
+        std::string::npos);
+}
+
+namespace {
+
+struct ShippedRecord {
+  RecordHeader header;
+  std::vector<uint8_t> payload;
+};
+
+// Every record of a (stopped) journal, read back from its segments.
+std::vector<ShippedRecord> read_records(const std::string& journal) {
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  std::vector<ShippedRecord> out;
+  for (const ManifestSegment& seg : m->segments) {
+    auto r = SegmentReader::open(segment_path(journal, seg.file), seg.sealed);
+    REQUIRE(r.is_ok());
+    RecordView rec;
+    while (r->next(&rec).value())
+      out.push_back({rec.header, std::vector<uint8_t>(rec.payload.begin(), rec.payload.end())});
+  }
+  return out;
+}
+
+// The RECORDS message of records [from, to) of `all`, as the server decodes it.
+struct RecordsFrame {
+  proto::Frame frame;
+  proto::Records records;
+  RecordsFrame(const std::vector<ShippedRecord>& all, size_t from, size_t to) {
+    std::vector<RecordHeader> hs;
+    std::vector<std::span<const uint8_t>> ps;
+    for (size_t i = from; i < to; ++i) {
+      hs.push_back(all[i].header);
+      ps.emplace_back(all[i].payload);
+    }
+    frame.type = proto::MessageType::kRecords;
+    frame.payload = proto::encode_records(hs, ps);
+    auto r = proto::decode_records(frame);
+    REQUIRE(r.is_ok());
+    records = std::move(*r);
+  }
+};
+
+proto::BaseBegin base_begin_of(const std::string& journal) {
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  proto::BaseBegin b;
+  std::copy(m->volume_id.begin(), m->volume_id.end(), b.volume_id.begin());
+  b.image_size = m->image_size;
+  b.base_seq = m->base_seq;
+  b.base_time_ns = m->base_time_ns;
+  b.created_ns = m->created_ns;
+  return b;
+}
+
+std::vector<uint8_t> base_of(const std::string& journal) {
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  return test::read_file(base_path(journal, m->base_file));
+}
+
+// Every seq of the store restores as the reference, and verify passes.
+void check_store(const RandomHistory& h, const std::string& volume_dir, uint64_t upto) {
+  auto loaded = JournalHistory::load(volume_dir, false, {});
+  INFO(loaded.status().message());
+  REQUIRE(loaded.is_ok());
+  auto history = std::make_shared<const JournalHistory>(std::move(*loaded));
+  REQUIRE(history->last_seq() == upto);
+  for (uint64_t s = 0; s <= upto; ++s) {
+    CAPTURE(s);
+    auto view = JournalView::open(history, s);
+    REQUIRE(view.is_ok());
+    std::vector<uint8_t> got((*view)->size());
+    REQUIRE((*view)->read(got, 0).is_ok());
+    CHECK(got == h.states[s]);
+  }
+  for (const auto& [name, seq] : h.marks) {
+    if (seq > upto) continue;
+    CAPTURE(name);
+    std::string note;
+    auto r = history->resolve(Target::at_mark(name), &note);
+    REQUIRE(r.is_ok());
+    CHECK(*r == seq);
+  }
+  VerifyReport report;
+  Status verified = verify_journal(volume_dir, "", &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
+}  // namespace
+
+TEST_CASE("a store receives a volume in pieces, skips resends, refuses gaps, and restores it",
+          "[store]") {
+  RandomHistory h(31, 120, 20);
+  const uint64_t last = h.states.size() - 1;
+  test::TempDir store;
+  const auto all = read_records(h.journal);
+  REQUIRE(all.size() == last);
+  const auto base = base_of(h.journal);
+  const auto begin = base_begin_of(h.journal);
+
+  {
+    auto v = StoredVolume::open(store.path(), "vol-1", true, {});
+    INFO(v.status().message());
+    REQUIRE(v.is_ok());
+    CHECK((*v)->state() == proto::Welcome{});
+    // Records before the base is whole are refused.
+    auto early = (*v)->append(RecordsFrame(all, 0, 2).records);
+    REQUIRE_FALSE(early.is_ok());
+    CHECK((*v)->last_error() == proto::ErrorCode::kMalformed);
+    REQUIRE((*v)->begin_base(begin).is_ok());
+    // Half the base, then a gap, then a resend that overlaps, then the rest.
+    const size_t half = base.size() / 2;
+    auto a = (*v)->base_data(0, std::span(base).first(half));
+    REQUIRE(a.is_ok());
+    CHECK(a->base_bytes == half);
+    auto gap = (*v)->base_data(half + 512, std::span(base).subspan(half + 512, 512));
+    REQUIRE_FALSE(gap.is_ok());
+    CHECK((*v)->last_error() == proto::ErrorCode::kGap);
+    CHECK(gap.status().message().find(fmt::format("holds the first {} bytes", half)) !=
+          std::string::npos);
+    CHECK((*v)->state().base_bytes == half);
+  }
+  {
+    // After a restart the store goes on from what it holds.
+    auto v = StoredVolume::open(store.path(), "vol-1", false, {});
+    REQUIRE(v.is_ok());
+    CHECK((*v)->state().base_bytes == base.size() / 2);
+    REQUIRE((*v)->begin_base(begin).is_ok());  // the same base again: goes on
+    CHECK((*v)->state().base_bytes == base.size() / 2);
+    const size_t from = base.size() / 2 - 100;  // overlaps what it holds
+    auto done = (*v)->base_data(from, std::span(base).subspan(from));
+    REQUIRE(done.is_ok());
+    CHECK(done->base_bytes == base.size());
+    CHECK((*v)->has_base());
+    // Records in batches, with a resend of some already held and a gap.
+    REQUIRE((*v)->append(RecordsFrame(all, 0, 30).records).is_ok());
+    auto resent = (*v)->append(RecordsFrame(all, 20, 50).records);
+    REQUIRE(resent.is_ok());
+    CHECK(resent->durable_seq == 50);
+    auto gapped = (*v)->append(RecordsFrame(all, 60, 70).records);
+    REQUIRE_FALSE(gapped.is_ok());
+    CHECK((*v)->last_error() == proto::ErrorCode::kGap);
+    CHECK(gapped.status().message().find("send from seq 51") != std::string::npos);
+    // A second base is refused once one is whole.
+    auto again = (*v)->begin_base(begin);
+    REQUIRE_FALSE(again.is_ok());
+    CHECK((*v)->last_error() == proto::ErrorCode::kConflict);
+  }
+  {
+    auto v = StoredVolume::open(store.path(), "vol-1", false, {});
+    REQUIRE(v.is_ok());
+    CHECK((*v)->state().durable_seq == 50);
+    REQUIRE((*v)->append(RecordsFrame(all, 50, all.size()).records).is_ok());
+    CHECK((*v)->state().durable_seq == last);
+    // Held by this process: a second opener is refused.
+    auto busy = StoredVolume::open(store.path(), "vol-1", false, {});
+    REQUIRE_FALSE(busy.is_ok());
+    CHECK(busy.status().code() == Status::Code::kBusy);
+  }
+  check_store(h, store / "vol-1", last);
+  // A volume it does not have, and names that are not volume names.
+  CHECK(StoredVolume::open(store.path(), "vol-2", false, {}).status().code() ==
+        Status::Code::kNotFound);
+  CHECK_FALSE(StoredVolume::open(store.path(), "../escape", true, {}).is_ok());
+}
+
+TEST_CASE("a store refuses records that would make its journal unreadable", "[store]") {
+  RandomHistory h(32, 30, 10);
+  test::TempDir store;
+  auto all = read_records(h.journal);
+  const auto base = base_of(h.journal);
+  auto v = StoredVolume::open(store.path(), "v", true, {});
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->begin_base(base_begin_of(h.journal)).is_ok());
+  REQUIRE((*v)->base_data(0, base).is_ok());
+  auto refused = [&](std::vector<ShippedRecord> recs, const char* why) {
+    for (auto& r : recs) {
+      r.header.payload_checksum = payload_checksum(r.payload);
+    }
+    auto res = (*v)->append(RecordsFrame(recs, 0, recs.size()).records);
+    REQUIRE_FALSE(res.is_ok());
+    CHECK((*v)->last_error() == proto::ErrorCode::kMalformed);
+    CHECK(res.status().message().find(why) != std::string::npos);
+    CHECK((*v)->state().durable_seq == 0);
+  };
+  auto past_end = std::vector<ShippedRecord>{all[0]};
+  past_end[0].header.type = format::RecordType::kZero;
+  past_end[0].header.payload_length = 0;
+  past_end[0].payload.clear();
+  past_end[0].header.offset = RandomHistory::kSize - 512;
+  past_end[0].header.length = 1024;
+  refused(past_end, "past the end of the volume");
+  auto old = std::vector<ShippedRecord>{all[0]};
+  old[0].header.time_ns = 1;
+  refused(old, "older than the record before it");
+  // Two marks of one name.
+  std::vector<ShippedRecord> marks;
+  for (uint64_t seq = 1; seq <= 2; ++seq) {
+    ShippedRecord m;
+    m.payload = {'d', 'u', 'p'};
+    m.header.type = format::RecordType::kMark;
+    m.header.seq = seq;
+    m.header.time_ns = all[0].header.time_ns;
+    m.header.payload_length = 3;
+    marks.push_back(m);
+  }
+  refused(marks, "a second mark named 'dup'");
+}
+
+TEST_CASE("a power cut at any I/O of a store keeps everything it acknowledged",
+          "[store][crash][power]") {
+  RandomHistory h(33, 60, 15);
+  const uint64_t last = h.states.size() - 1;
+  const auto all = read_records(h.journal);
+  const auto base = base_of(h.journal);
+  const auto begin = base_begin_of(h.journal);
+  test::TempDir tmp(std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp");
+  const std::string store = tmp / "store";
+
+  // Ships the volume: the base in 4 chunks, the records in batches of 7; returns the
+  // last acknowledgement (all zero before the first).
+  auto ship = [&](proto::Ack* acked) {
+    auto v = StoredVolume::open(store, "vol", true, {});
+    if (!v) return;
+    if (!(*v)->begin_base(begin)) return;
+    const size_t chunk = base.size() / 4;
+    for (size_t at = 0; at < base.size(); at += chunk) {
+      auto a = (*v)->base_data(at, std::span(base).subspan(at, std::min(chunk, base.size() - at)));
+      if (!a) return;
+      *acked = *a;
+    }
+    for (size_t i = 0; i < all.size(); i += 7) {
+      auto a = (*v)->append(RecordsFrame(all, i, std::min(all.size(), i + 7)).records);
+      if (!a) return;
+      *acked = *a;
+    }
+  };
+
+  uint64_t total = 0;
+  {
+    std::filesystem::create_directory(store);
+    test::FaultInjectionFs fs(store);
+    test::ScopedFileSystem use(&fs);
+    proto::Ack acked;
+    ship(&acked);
+    REQUIRE(acked.durable_seq == last);
+    total = fs.changes();
+  }
+  REQUIRE(total > 10);
+  for (uint64_t n = 0; n <= total; n += 1) {
+    CAPTURE(n);
+    std::filesystem::remove_all(store);
+    std::filesystem::create_directory(store);
+    proto::Ack acked;
+    {
+      test::FaultInjectionFs fs(store);
+      test::ScopedFileSystem use(&fs);
+      fs.cut_power_after(n);
+      ship(&acked);
+      fs.lose_unsynced(
+          n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
+    }
+    // Whatever was acknowledged is there after the restart, and restores exactly.
+    auto v = StoredVolume::open(store, "vol", true, {});
+    INFO(v.status().message());
+    REQUIRE(v.is_ok());
+    const proto::Welcome w = (*v)->state();
+    CHECK(w.base_bytes >= acked.base_bytes);
+    CHECK(w.durable_seq >= acked.durable_seq);
+    if (w.base_bytes == base.size()) {
+      CHECK((*v)->has_base());
+      const uint64_t held = w.durable_seq;
+      REQUIRE((*v)->close().is_ok());
+      v->reset();
+      check_store(h, store + "/vol", held);
+    }
+  }
+}
