@@ -9,7 +9,7 @@ packages=(
   # build
   cmake g++ make pkg-config
   # libraries
-  nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev libboost-dev catch2
+  nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev libboost-dev libssl-dev catch2
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
 )
@@ -20,6 +20,8 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(qemu-system-x86 busybox-static socat kmod cpio nbd-client)
   # systemd-analyze, to check dist/systemd/rewind@.service
   packages+=(systemd)
+  # a self-signed certificate for the TLS tests of rewind-server
+  packages+=(openssl)
   # virt-xml-validate, to check dist/libvirt/domain.xml
   packages+=(libvirt-clients)
 elif [ "${1:-}" = "--bench" ]; then

@@ -347,8 +347,9 @@ std::vector<uint8_t> encode_records(std::span<const RecordHeader> headers,
     const size_t at = out.size();
     out.resize(at + format::record_span(headers[i].payload_length), 0);
     encode_header(headers[i], out.data() + at);
-    std::memcpy(out.data() + at + format::kRecordHeaderSize, payloads[i].data(),
-                payloads[i].size());
+    if (!payloads[i].empty())
+      std::memcpy(out.data() + at + format::kRecordHeaderSize, payloads[i].data(),
+                  payloads[i].size());
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include "rewind/protocol.h"
 #include "rewind/restore.h"
 #include "rewind/segment.h"
+#include "rewind/ship_client.h"
 #include "rewind/store.h"
 #include "rewind/tokens.h"
 #include "rewind/view.h"
@@ -96,13 +97,7 @@ struct RecordsFrame {
 proto::BaseBegin base_begin_of(const std::string& journal) {
   auto m = Manifest::load(journal);
   REQUIRE(m.is_ok());
-  proto::BaseBegin b;
-  std::copy(m->volume_id.begin(), m->volume_id.end(), b.volume_id.begin());
-  b.image_size = m->image_size;
-  b.base_seq = m->base_seq;
-  b.base_time_ns = m->base_time_ns;
-  b.created_ns = m->created_ns;
-  return b;
+  return rwd::base_begin_of(*m);
 }
 
 std::vector<uint8_t> base_of(const std::string& journal) {

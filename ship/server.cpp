@@ -1,0 +1,467 @@
+// <utility> first: Boost 1.74's awaitable.hpp uses std::exchange without including it.
+#include <utility>
+
+#include "rewind/server.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "rewind/protocol.h"
+#include "rewind/store.h"
+#include "rewind/tokens.h"
+
+namespace rwd {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using proto::ErrorCode;
+using proto::MessageType;
+
+class Server::Impl {
+ public:
+  Impl(const ServerOptions& opts, Logger logger)
+      : opts_(opts),
+        logger_(std::move(logger)),
+        acceptor_(io_),
+        tls_(ssl::context::tls_server),
+        signals_(io_, SIGINT, SIGTERM, SIGHUP) {}
+
+  Status init();
+  void run();
+  void stop() { io_.stop(); }
+  Status reload_tokens();
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> handle(tcp::socket socket, std::string peer);
+  void watch_signals();
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& s, asio::steady_timer& timer, std::string peer);
+  template <class Stream>
+  asio::awaitable<void> ship(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
+                             const proto::Hello& hello, const std::string& peer);
+  std::shared_ptr<const TokenTable> tokens() {
+    std::lock_guard lk(mu_);
+    return tokens_;
+  }
+  void log(LogLevel level, const std::string& msg) { log_to(logger_, level, msg); }
+
+  ServerOptions opts_;
+  Logger logger_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  ssl::context tls_;
+  bool use_tls_ = true;
+  asio::signal_set signals_;
+  std::atomic<unsigned> connections_{0};
+  std::mutex mu_;  // guards tokens_ and shipping_
+  std::shared_ptr<const TokenTable> tokens_;
+  std::set<std::string> shipping_;  // volumes with a shipper connected
+};
+
+namespace {
+
+bool is_loopback(const asio::ip::address& a) {
+  return a.is_loopback() ||
+         (a.is_v6() && a.to_v6().is_v4_mapped() &&
+          asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback());
+}
+
+// A frame stream over a connection: reads whole frames, each read bounded by the
+// idle timeout, and writes frames.
+template <class Stream>
+class Wire {
+ public:
+  Wire(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
+       std::chrono::nanoseconds idle)
+      : s_(s), timer_(timer), dec_(dec), idle_(idle) {}
+
+  // The next frame; a status for a stream that is not the protocol. Throws on I/O
+  // errors and when the peer stalls (the timer closes the connection).
+  asio::awaitable<Result<proto::Frame>> read() {
+    for (;;) {
+      proto::Frame f;
+      auto got = dec_.next(&f);
+      if (!got) co_return got.status();
+      if (*got) co_return f;
+      timer_.expires_after(idle_);
+      const size_t n = co_await s_.async_read_some(asio::buffer(buf_), asio::use_awaitable);
+      timer_.expires_at(asio::steady_timer::time_point::max());
+      dec_.feed(std::span<const uint8_t>(buf_.data(), n));
+    }
+  }
+  asio::awaitable<void> send(MessageType type, const std::vector<uint8_t>& payload) {
+    auto frame = proto::encode_frame(type, payload);
+    timer_.expires_after(idle_);
+    co_await asio::async_write(s_, asio::buffer(frame), asio::use_awaitable);
+    timer_.expires_at(asio::steady_timer::time_point::max());
+  }
+  // (GCC 12 destroys some temporaries of a co_await expression twice: what a
+  // co_await uses is held in named variables.)
+  asio::awaitable<void> error(ErrorCode code, const std::string& message) {
+    const proto::Error e{code, message};
+    const std::vector<uint8_t> payload = proto::encode(e);
+    co_await send(MessageType::kError, payload);
+  }
+
+ private:
+  Stream& s_;
+  asio::steady_timer& timer_;
+  proto::FrameDecoder& dec_;
+  std::chrono::nanoseconds idle_;
+  std::array<uint8_t, 64 * 1024> buf_;
+};
+
+// Closes the connection whenever the timer expires (a read or write took too long).
+template <class Socket>
+void arm_watchdog(asio::steady_timer& timer, Socket& socket, std::shared_ptr<bool> done) {
+  timer.async_wait([&timer, &socket, done](const boost::system::error_code&) {
+    if (*done) return;
+    if (timer.expiry() <= asio::steady_timer::clock_type::now()) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    arm_watchdog(timer, socket, done);
+  });
+}
+
+}  // namespace
+
+Status Server::Impl::init() {
+  if (opts_.store_dir.empty()) return Status::invalid("--store DIR is required");
+  if (opts_.tokens_file.empty())
+    return Status::invalid("--tokens FILE is required: each host needs a token (see --help)");
+  REWIND_RETURN_IF_ERROR(reload_tokens());
+  boost::system::error_code ec;
+  const auto addr = asio::ip::make_address(opts_.listen_host, ec);
+  if (ec) return Status::invalid(fmt::format("--listen {}: not an IP address", opts_.listen_host));
+  if (opts_.tls_cert.empty() != opts_.tls_key.empty())
+    return Status::invalid("--tls-cert and --tls-key go together");
+  if (opts_.tls_cert.empty()) {
+    if (!opts_.insecure_loopback)
+      return Status::invalid(
+          "TLS is required: give --tls-cert and --tls-key (or --insecure-loopback on a "
+          "loopback address, for tests)");
+    if (!is_loopback(addr))
+      return Status::invalid(fmt::format(
+          "--insecure-loopback needs a loopback address to listen on, not {}", opts_.listen_host));
+    use_tls_ = false;
+  } else {
+    tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    tls_.use_certificate_chain_file(opts_.tls_cert, ec);
+    if (ec) return Status::invalid(fmt::format("--tls-cert {}: {}", opts_.tls_cert, ec.message()));
+    tls_.use_private_key_file(opts_.tls_key, ssl::context::pem, ec);
+    if (ec) return Status::invalid(fmt::format("--tls-key {}: {}", opts_.tls_key, ec.message()));
+  }
+  const tcp::endpoint ep(addr, opts_.listen_port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Status::io_error(fmt::format("cannot listen on {}:{}: {}", opts_.listen_host,
+                                        opts_.listen_port, ec.message()),
+                            ec.value());
+  return Status::ok();
+}
+
+Status Server::Impl::reload_tokens() {
+  auto t = TokenTable::load(opts_.tokens_file);
+  if (!t) return t.status();
+  std::lock_guard lk(mu_);
+  tokens_ = std::make_shared<const TokenTable>(std::move(*t));
+  return Status::ok();
+}
+
+void Server::Impl::watch_signals() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      Status st = reload_tokens();
+      log(st ? LogLevel::kInfo : LogLevel::kWarning,
+          st ? fmt::format("reloaded {}", opts_.tokens_file)
+             : fmt::format("keeping the old tokens: {}", st.message()));
+      watch_signals();
+      return;
+    }
+    log(LogLevel::kInfo, "stopping");
+    io_.stop();
+  });
+}
+
+void Server::Impl::run() {
+  watch_signals();
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  const unsigned n =
+      opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < n; ++i) pool.emplace_back([this] { io_.run(); });
+  io_.run();
+  for (auto& t : pool) t.join();
+}
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    auto strand = asio::make_strand(io_);
+    tcp::socket socket(strand);
+    co_await acceptor_.async_accept(socket, asio::use_awaitable);
+    boost::system::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    std::string peer = ec ? "?" : fmt::format("{}:{}", remote.address().to_string(), remote.port());
+    if (connections_.load() >= opts_.max_connections) {
+      log(LogLevel::kWarning,
+          fmt::format("{}: refused, {} connections open already", peer, opts_.max_connections));
+      continue;  // the socket closes here
+    }
+    ++connections_;
+    socket.set_option(tcp::no_delay(true), ec);
+    // A member coroutine with its arguments by value: a lambda's captures would die
+    // with the lambda, before the coroutine ends.
+    asio::co_spawn(strand, handle(std::move(socket), std::move(peer)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Server::Impl::handle(tcp::socket sock, std::string peer) {
+  asio::steady_timer timer(sock.get_executor());
+  auto done = std::make_shared<bool>(false);
+  try {
+    if (use_tls_) {
+      ssl::stream<tcp::socket> s(std::move(sock), tls_);
+      timer.expires_after(opts_.idle_timeout);
+      arm_watchdog(timer, s.lowest_layer(), done);
+      co_await s.async_handshake(ssl::stream_base::server, asio::use_awaitable);
+      timer.expires_at(asio::steady_timer::time_point::max());
+      co_await serve(s, timer, peer);
+    } else {
+      timer.expires_at(asio::steady_timer::time_point::max());
+      arm_watchdog(timer, sock, done);
+      co_await serve(sock, timer, peer);
+    }
+  } catch (const boost::system::system_error& e) {
+    log(LogLevel::kInfo, fmt::format("{}: connection closed ({})", peer, e.code().message()));
+  }
+  *done = true;
+  timer.cancel();
+  --connections_;
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, std::string peer) {
+  proto::FrameDecoder dec;
+  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
+  auto first = co_await wire.read();
+  if (!first) {
+    log(LogLevel::kWarning, fmt::format("{}: {}", peer, first.status().message()));
+    {
+      const std::string why = first.status().message();
+      co_await wire.error(ErrorCode::kMalformed, why);
+    }
+    co_return;
+  }
+  auto hello = proto::decode_hello(*first);
+  if (!hello) {
+    log(LogLevel::kWarning, fmt::format("{}: {}", peer, hello.status().message()));
+    {
+      const std::string why = hello.status().message();
+      co_await wire.error(ErrorCode::kMalformed, why);
+    }
+    co_return;
+  }
+  if (hello->min_version > proto::kVersion || hello->max_version < proto::kVersion) {
+    {
+      const std::string why = fmt::format("this server speaks version {} only", proto::kVersion);
+      co_await wire.error(ErrorCode::kNoVersion, why);
+    }
+    co_return;
+  }
+  const auto access = tokens()->access(hello->token, hello->volume);
+  if (access == TokenTable::Access::kNone) {
+    log(LogLevel::kWarning,
+        fmt::format("{}: a token that does not grant volume '{}'", peer, hello->volume));
+    {
+      const std::string why = fmt::format("the token does not grant volume '{}'", hello->volume);
+      co_await wire.error(ErrorCode::kUnauthorized, why);
+    }
+    co_return;
+  }
+  if (hello->purpose == proto::Purpose::kShip) {
+    if (access != TokenTable::Access::kWrite) {
+      {
+        const std::string why =
+            fmt::format("the token grants reading volume '{}' only", hello->volume);
+        co_await wire.error(ErrorCode::kReadOnly, why);
+      }
+      co_return;
+    }
+    co_await ship(s, timer, dec, *hello, peer);
+    co_return;
+  }
+  // Reading: the volume's state; the read messages are not part of version 1 yet.
+  auto v = StoredVolume::open(opts_.store_dir, hello->volume, false, logger_);
+  if (!v) {
+    const bool absent = v.status().code() == Status::Code::kNotFound;
+    {
+      const std::string why = v.status().message();
+      co_await wire.error(absent ? ErrorCode::kNoVolume : ErrorCode::kServer, why);
+    }
+    co_return;
+  }
+  proto::Welcome w = (*v)->state();
+  w.purpose = proto::Purpose::kRead;
+  v->reset();
+  const std::vector<uint8_t> welcome = proto::encode(w);
+  co_await wire.send(MessageType::kWelcome, welcome);
+  for (;;) {
+    auto f = co_await wire.read();
+    if (!f || f->type != MessageType::kPing) {
+      {
+        const std::string why =
+            f ? fmt::format("{} is not expected while reading", proto::message_type_name(f->type))
+              : f.status().message();
+        co_await wire.error(ErrorCode::kMalformed, why);
+      }
+      co_return;
+    }
+    co_await wire.send(MessageType::kPong, f->payload);
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
+                                         proto::FrameDecoder& dec, const proto::Hello& hello,
+                                         const std::string& peer) {
+  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
+  // One shipper a volume at a time.
+  bool busy = false;
+  {
+    std::lock_guard lk(mu_);
+    busy = !shipping_.insert(hello.volume).second;
+  }
+  if (busy) {
+    {
+      const std::string why = fmt::format(
+          "another shipper is connected for volume '{}'; try again "
+          "later",
+          hello.volume);
+      co_await wire.error(ErrorCode::kBusy, why);
+    }
+    co_return;
+  }
+  struct Release {
+    Impl* self;
+    std::string volume;
+    ~Release() {
+      std::lock_guard lk(self->mu_);
+      self->shipping_.erase(volume);
+    }
+  } release{this, hello.volume};
+
+  auto v = StoredVolume::open(opts_.store_dir, hello.volume, true, logger_);
+  if (!v) {
+    log(LogLevel::kWarning,
+        fmt::format("{}: volume '{}': {}", peer, hello.volume, v.status().message()));
+    {
+      const std::string why = v.status().message();
+      co_await wire.error(ErrorCode::kServer, why);
+    }
+    co_return;
+  }
+  StoredVolume& vol = **v;
+  proto::Welcome w = vol.state();
+  w.purpose = proto::Purpose::kShip;
+  const std::vector<uint8_t> welcome = proto::encode(w);
+  co_await wire.send(MessageType::kWelcome, welcome);
+  log(LogLevel::kInfo, fmt::format("{}: shipping volume '{}' (the store holds up to seq {})", peer,
+                                   hello.volume, w.durable_seq));
+  // What one message asks of the store, or why it cannot be.
+  auto apply = [&vol](const proto::Frame& f, ErrorCode* code) -> Result<proto::Ack> {
+    *code = ErrorCode::kMalformed;
+    Result<proto::Ack> ack = Status::invalid(
+        fmt::format("{} is not expected while shipping", proto::message_type_name(f.type)));
+    if (f.type == MessageType::kBaseBegin) {
+      auto b = proto::decode_base_begin(f);
+      if (!b) return b.status();
+      ack = vol.begin_base(*b);
+    } else if (f.type == MessageType::kBaseData) {
+      auto d = proto::decode_base_data(f);
+      if (!d) return d.status();
+      ack = vol.base_data(d->offset, d->data);
+    } else if (f.type == MessageType::kRecords) {
+      auto r = proto::decode_records(f);
+      if (!r) return r.status();
+      ack = vol.append(*r);
+    } else {
+      return ack;
+    }
+    if (!ack) *code = vol.last_error();
+    return ack;
+  };
+  for (;;) {
+    auto f = co_await wire.read();
+    if (!f) {
+      const bool large = f.status().message().find("over the limit") != std::string::npos;
+      log(LogLevel::kWarning, fmt::format("{}: {}", peer, f.status().message()));
+      {
+        const std::string why = f.status().message();
+        co_await wire.error(large ? ErrorCode::kTooLarge : ErrorCode::kMalformed, why);
+      }
+      co_return;
+    }
+    if (f->type == MessageType::kPing) {
+      co_await wire.send(MessageType::kPong, f->payload);
+      continue;
+    }
+    ErrorCode code;
+    auto ack = apply(*f, &code);
+    if (!ack) {
+      log(LogLevel::kWarning,
+          fmt::format("{}: volume '{}': {}", peer, hello.volume, ack.status().message()));
+      {
+        const std::string why = ack.status().message();
+        co_await wire.error(code, why);
+      }
+      co_return;
+    }
+    const std::vector<uint8_t> acked = proto::encode(*ack);
+    co_await wire.send(MessageType::kAck, acked);
+  }
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::create(const ServerOptions& opts, Logger logger) {
+  auto impl = std::make_unique<Impl>(opts, std::move(logger));
+  REWIND_RETURN_IF_ERROR(impl->init());
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+uint16_t Server::port() const {
+  return impl_->port();
+}
+void Server::run() {
+  impl_->run();
+}
+void Server::stop() {
+  impl_->stop();
+}
+Status Server::reload_tokens() {
+  return impl_->reload_tokens();
+}
+
+}  // namespace rwd

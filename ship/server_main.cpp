@@ -1,0 +1,67 @@
+// rewind-server: the log server that takes journals from many machines (server.h).
+#include <utility>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include "rewind/server.h"
+#include "rewind/units.h"
+
+int main(int argc, char** argv) {
+  rwd::ServerOptions o;
+  std::string listen = "127.0.0.1:7420";
+  std::string idle = "30s";
+  CLI::App app{"rewind-server: takes rewind journals from many machines into a store"};
+  app.add_option("--listen", listen, "HOST:PORT to listen on (PORT 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--store", o.store_dir, "Directory of the store (one journal per volume)")
+      ->required();
+  app.add_option("--tls-cert", o.tls_cert, "TLS certificate chain (PEM)");
+  app.add_option("--tls-key", o.tls_key, "TLS private key (PEM)");
+  app.add_option("--tokens", o.tokens_file,
+                 "Token file: 'TOKEN VOLUME...' per line (r:VOLUME: read only); reloaded on "
+                 "SIGHUP")
+      ->required();
+  app.add_flag("--insecure-loopback", o.insecure_loopback,
+               "Serve plain TCP, without TLS (only on a loopback address)");
+  app.add_option("--threads", o.threads, "Worker threads (default: one per CPU)");
+  app.add_option("--idle-timeout", idle, "Disconnect a peer silent this long")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    fmt::print(stderr, "rewind-server: {}; see 'rewind-server --help'\n", e.what());
+    return 2;
+  }
+  const size_t colon = listen.rfind(':');
+  unsigned long port = 0;
+  if (colon == std::string::npos || colon + 1 == listen.size() ||
+      std::sscanf(listen.c_str() + colon + 1, "%lu", &port) != 1 || port > 65535) {
+    fmt::print(stderr, "rewind-server: --listen {}: give HOST:PORT, e.g. 127.0.0.1:7420\n", listen);
+    return 2;
+  }
+  o.listen_host = listen.substr(0, colon);
+  if (o.listen_host.size() > 2 && o.listen_host.front() == '[' && o.listen_host.back() == ']')
+    o.listen_host = o.listen_host.substr(1, o.listen_host.size() - 2);
+  o.listen_port = static_cast<uint16_t>(port);
+  auto idle_ns = rwd::parse_duration(idle);
+  if (!idle_ns || idle_ns->count() <= 0) {
+    fmt::print(stderr, "rewind-server: --idle-timeout {}: give a duration, e.g. 30s\n", idle);
+    return 2;
+  }
+  o.idle_timeout = *idle_ns;
+  auto logger = [](rwd::LogLevel level, const std::string& m) {
+    fmt::print(stderr, "rewind-server: {}{}\n", level >= rwd::LogLevel::kWarning ? "warning: " : "",
+               m);
+  };
+  auto server = rwd::Server::create(o, logger);
+  if (!server) {
+    fmt::print(stderr, "rewind-server: {}\n", server.status().message());
+    return 2;
+  }
+  fmt::print(stderr, "rewind-server: listening on {}:{}{}\n", o.listen_host, (*server)->port(),
+             o.tls_cert.empty() ? " (plain TCP, loopback only)" : " (TLS)");
+  (*server)->run();
+  return 0;
+}
