@@ -366,7 +366,8 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
     const size_t at = buf.size();
     buf.resize(at + format::record_span(h.payload_length), 0);
     encode_header(h, buf.data() + at);
-    std::memcpy(buf.data() + at + format::kRecordHeaderSize, payload.data(), payload.size());
+    if (!payload.empty())
+      std::memcpy(buf.data() + at + format::kRecordHeaderSize, payload.data(), payload.size());
     if (buf.size() >= (8u << 20)) {
       REWIND_RETURN_IF_ERROR(f->pwrite_full(buf, flushed));
       flushed += buf.size();
