@@ -792,6 +792,7 @@ Status Volume::wait_committed(RebaseRequest& req) {
   if (closing_ || rebase_req_ != nullptr)
     return Status::busy("the volume is closing, or another rebase or compaction is under way");
   rebase_req_ = &req;
+  queue_->wake();  // the flusher commits it between batches: now, not at its next interval
   rebase_cv_.wait(lk, [&] { return req.done || closing_; });
   if (!req.done) {
     rebase_req_ = nullptr;

@@ -178,16 +178,25 @@ Status WriteQueue::wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_
   return error_;
 }
 
+void WriteQueue::wake() {
+  {
+    std::lock_guard lk(mu_);
+    woken_ = true;
+  }
+  work_cv_.notify_all();
+}
+
 bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
                       std::vector<QueuedRecord>* out) {
   out->clear();
   std::unique_lock lk(mu_);
   batch_bytes_ = std::max<uint64_t>(batch_bytes, 1);
   auto ready = [&] {
-    return stopping_ || pending_bytes_ >= batch_bytes_ ||
+    return stopping_ || woken_ || pending_bytes_ >= batch_bytes_ ||
            ((flush_wanted_ > durable_seq_ || space_waiters_ > 0) && !pending_.empty());
   };
   if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
+  woken_ = false;
   if (pending_.empty()) return !stopping_;
   uint64_t taken = 0;
   while (!pending_.empty() && (out->empty() || taken < batch_bytes_)) {

@@ -155,7 +155,17 @@ Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
   if (folded == 0) return size_t{0};
   auto plan = prepare_rebase(dir, *m, folded, logger);
   if (!plan) return plan.status();
-  if (plan->folded.empty()) return size_t{0};
+  if (plan->folded.empty()) {
+    // A base must be an exact state. With coalesce=on, a client that never flushes
+    // leaves none: say so, rather than let the journal outgrow its limit in silence.
+    if (by_size > by_age)
+      log_to(logger, LogLevel::kWarning,
+             fmt::format("journal {} holds {}, over journal-max={}, but no sealed segment ends at "
+                         "an exact state to fold to (writes were coalesced and no FLUSH came "
+                         "after them); it folds once the client flushes",
+                         dir, format_size(total), format_size(policy.journal_max)));
+    return size_t{0};
+  }
   if (by_size > by_age)
     log_to(logger, LogLevel::kWarning,
            fmt::format("journal {} holds {}, over journal-max={}: giving up the history of seq "

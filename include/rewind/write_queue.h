@@ -90,10 +90,13 @@ class WriteQueue {
 
   // ---- For the flusher ----
   // Waits up to `max_wait` for pending records (returning early when a flush is
-  // requested, `batch_bytes` are pending, a writer waits for space, or stop() was
-  // called), then moves the oldest pending records, about `batch_bytes` of them (at
+  // requested, `batch_bytes` are pending, a writer waits for space, wake() or stop()
+  // was called), then moves the oldest pending records, about `batch_bytes` of them (at
   // least one), to *out (cleared first). Smaller batches let writers fill the queue
   // while the flusher writes. Returns false once stopped and drained.
+  // Makes the flusher's take() return at once, with whatever is pending (perhaps
+  // nothing): work besides records waits for it (a rebase or compaction to commit).
+  void wake();
   bool take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
             std::vector<QueuedRecord>* out);
   void mark_durable(uint64_t seq);
@@ -141,6 +144,7 @@ class WriteQueue {
   std::map<uint64_t, uint64_t> superseded_;  // superseded seq -> its cover, until that is durable
   Coalesced coalesced_;
   bool stopping_ = false;
+  bool woken_ = false;  // wake() was called since the last take()
   Status error_;
   std::deque<QueuedRecord> pending_;  // consecutive seqs
   ExtentMap<OverlayValue> overlay_;

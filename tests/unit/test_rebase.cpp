@@ -403,3 +403,69 @@ TEST_CASE("a power cut at any I/O of the plugin's retention leaves the old volum
   }
   CHECK(bases_seen == std::set<uint64_t>{0, new_base});
 }
+
+TEST_CASE("journal-max over coalesced writes with no flush behind them says why it cannot fold",
+          "[rebase][retention]") {
+  test::TempDir dir;
+  const std::string image = dir / "disk.img";
+  test::write_file(image, std::vector<uint8_t>(8 << 20, 0));
+  VolumeOptions o;
+  o.image_path = image;
+  o.journal_dir = dir / "disk.rewind";
+  o.queue_max = 4 << 20;  // batches of 1 MiB
+  o.flush_interval = std::chrono::hours(1);
+  o.coalesce = true;
+  o.journal.segment_size = 64 << 10;
+  auto v = Volume::open(o, {});
+  REQUIRE(v.is_ok());
+  (*v)->start();
+  // A write covered whole by the next one before either is journaled: coalesced, and
+  // no FLUSH ever comes after it, so no state after it is exact.
+  auto block = [](uint64_t n) { return test::pattern(4096, n); };
+  REQUIRE((*v)->write(block(1), 0, false).is_ok());
+  REQUIRE((*v)->write(block(2), 0, false).is_ok());
+  for (uint64_t i = 1; i < 600; ++i) REQUIRE((*v)->write(block(i + 2), i * 4096, false).is_ok());
+  // Sealed segments the image's checkpoint covers: what retention could fold.
+  auto foldable = [&] {
+    const auto m = (*v)->snapshot();
+    return segments_ending_by(*m, m->checkpoint_seq);
+  };
+  for (int i = 0; i < 500 && foldable() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(foldable() >= 3);
+  RetentionPolicy policy;
+  policy.journal_max = 64 << 10;
+  policy.interval = std::chrono::hours(1);  // only the explicit runs below
+  std::mutex log_mu;
+  std::string log;
+  Retention retention(**v, o.journal_dir, policy, [&](LogLevel level, const std::string& m) {
+    std::lock_guard lk(log_mu);
+    if (level >= LogLevel::kWarning) log += m + "\n";
+  });
+  auto none = retention.run_once(wall_clock_ns());
+  REQUIRE(none.is_ok());
+  CHECK(*none == 0);
+  {
+    std::lock_guard lk(log_mu);
+    CHECK(log.find("over journal-max=64.0 KiB, but no sealed segment ends at an exact state") !=
+          std::string::npos);
+  }
+  CHECK((*v)->snapshot()->base_seq == 0);
+  // Once the client flushes, and more segments are sealed, it folds.
+  REQUIRE((*v)->flush().is_ok());
+  for (uint64_t i = 0; i < 300; ++i)
+    REQUIRE((*v)->write(block(i + 1000), (1000 + i) * 4096, true).is_ok());
+  // (The image's checkpoint follows the sealed segments a moment later.)
+  size_t folded = 0;
+  for (int i = 0; i < 500 && folded == 0; ++i) {
+    auto r = retention.run_once(wall_clock_ns());
+    INFO(r.status().message());
+    REQUIRE(r.is_ok());
+    folded = *r;
+    if (folded == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(folded > 0);
+  CHECK((*v)->snapshot()->base_seq > 0);
+  retention.stop();
+  REQUIRE((*v)->close().is_ok());
+}
