@@ -46,6 +46,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MessageType::kPong:
           (void)decode_ping(f);
           break;
+        case MessageType::kInfo:
+          (void)decode_info(f);
+          break;
+        case MessageType::kReport:
+          (void)decode_report(f);
+          break;
+        case MessageType::kRestore:
+          (void)decode_restore(f);
+          break;
+        case MessageType::kView:
+          (void)decode_view(f);
+          break;
+        case MessageType::kExtent:
+          (void)decode_extent(f);
+          break;
+        case MessageType::kEnd:
+          (void)decode_end(f);
+          break;
       }
     }
   }

@@ -25,13 +25,31 @@ Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger
       manifest_(std::move(manifest)),
       opts_(opts),
       logger_(std::move(logger)),
-      snapshot_(std::make_shared<const Manifest>(manifest_)) {}
+      snapshot_(std::make_shared<const Manifest>(manifest_)) {
+  durable_.seq = manifest_.base_seq;
+  if (!manifest_.segments.empty()) {
+    const ManifestSegment& last = manifest_.segments.back();
+    durable_ = Position{last.last_seq, last.first_seq, last.bytes};
+  }
+}
 
 void Journal::set_manifest(Manifest next) {
   manifest_ = std::move(next);
+  unstored_ = false;
   auto copy = std::make_shared<const Manifest>(manifest_);
   std::lock_guard lk(snapshot_mu_);
   snapshot_ = std::move(copy);
+}
+
+void Journal::set_shipped(std::optional<uint64_t> seq) {
+  if (manifest_.shipped_seq == seq) return;
+  manifest_.shipped_seq = seq;
+  unstored_ = true;
+}
+
+Journal::Position Journal::durable_position() const {
+  std::lock_guard lk(snapshot_mu_);
+  return durable_;
 }
 
 std::shared_ptr<const Manifest> Journal::snapshot() const {
@@ -270,6 +288,15 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     REWIND_RETURN_IF_ERROR(writer_->sync());
     synced_ = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size()};
   }
+  Position p;
+  if (writer_) {
+    p = Position{open_stats_.last_seq, open_stats_.first_seq, writer_->end()};
+  } else if (!manifest_.segments.empty()) {
+    const ManifestSegment& last = manifest_.segments.back();
+    p = Position{last.last_seq, last.first_seq, last.bytes};
+  }
+  std::lock_guard lk(snapshot_mu_);
+  durable_ = p;
   return Status::ok();
 }
 
@@ -283,7 +310,7 @@ Status Journal::recover() {
 }
 
 Status Journal::checkpoint(uint64_t seq) {
-  if (seq == manifest_.checkpoint_seq) return Status::ok();
+  if (seq == manifest_.checkpoint_seq && !unstored_) return Status::ok();
   Manifest next = manifest_;
   next.checkpoint_seq = seq;
   REWIND_RETURN_IF_ERROR(next.store(dir_));

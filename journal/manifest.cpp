@@ -53,6 +53,7 @@ std::string Manifest::serialize() const {
   s += fmt::format("created-ns {}\n", created_ns);
   s += fmt::format("base {} seq {} time-ns {}\n", base_file, base_seq, base_time_ns);
   s += fmt::format("checkpoint-seq {}\n", checkpoint_seq);
+  if (shipped_seq) s += fmt::format("shipped-seq {}\n", *shipped_seq);
   for (const ManifestSegment& seg : segments) {
     if (seg.sealed) {
       s += fmt::format("segment {} first {} last {} bytes {} records {} time-ns {} {} sealed",
@@ -134,6 +135,11 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
       if (w.size() != 2 || !to_u64(w[1], &m.checkpoint_seq))
         return bad(line_no, "bad checkpoint-seq");
       have_checkpoint = true;
+    } else if (key == "shipped-seq") {
+      uint64_t v = 0;
+      if (w.size() != 2 || !to_u64(w[1], &v) || m.shipped_seq)
+        return bad(line_no, "bad shipped-seq");
+      m.shipped_seq = v;
     } else if (key == "segment") {
       ManifestSegment seg;
       if (w.size() >= 5 && w[2] == "first" && safe_file_name(w[1]) &&

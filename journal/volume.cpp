@@ -449,6 +449,16 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
     REWIND_RETURN_IF_ERROR(m->store(dir));
   }
   for (const ManifestMark& mk : m->marks) v->marks_[mk.name] = mk.seq;
+  // A shipped volume keeps its shipped position (nothing past the base yet, the first
+  // time); a volume no longer shipped drops it, so that retention stops keeping
+  // segments for a server it no longer ships to.
+  std::optional<uint64_t> shipped;
+  if (opts.shipped) shipped = m->shipped_seq.value_or(m->base_seq);
+  if (shipped != m->shipped_seq) {
+    m->shipped_seq = shipped;
+    REWIND_RETURN_IF_ERROR(m->store(dir));
+  }
+  v->shipped_seq_ = shipped.value_or(0);
   v->applied_seq_ = last_seq;
   v->last_checkpoint_ns_ = wall_clock_ns();
   v->journal_ = std::make_unique<Journal>(dir, std::move(*m), opts.journal, v->logger_);
@@ -460,6 +470,12 @@ Result<std::unique_ptr<Volume>> Volume::open(const VolumeOptions& opts, Logger l
 Volume::~Volume() {
   // A volume whose open() failed half-way has no queue and nothing to drain.
   if (!closed_ && queue_) (void)close();
+}
+
+void Volume::note_shipped(uint64_t seq) {
+  uint64_t cur = shipped_seq_.load();
+  while (seq > cur && !shipped_seq_.compare_exchange_weak(cur, seq)) {
+  }
 }
 
 void Volume::start() {
@@ -644,8 +660,10 @@ Status Volume::apply_batch(std::span<const QueuedRecord> batch) {
 }
 
 Status Volume::checkpoint() {
-  if (applied_seq_ == journal_->manifest().checkpoint_seq) return Status::ok();
-  REWIND_RETURN_IF_ERROR(image_.datasync());
+  if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
+  // With only the shipped position to store, the image needs no sync.
+  if (applied_seq_ != journal_->manifest().checkpoint_seq)
+    REWIND_RETURN_IF_ERROR(image_.datasync());
   REWIND_RETURN_IF_ERROR(journal_->checkpoint(applied_seq_));
   last_checkpoint_ns_ = wall_clock_ns();
   return Status::ok();

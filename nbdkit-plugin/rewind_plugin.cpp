@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
@@ -22,8 +23,11 @@
 #include <fmt/format.h>
 
 #include "rewind/control.h"
+#include "rewind/file.h"
 #include "rewind/format.h"
+#include "rewind/protocol.h"
 #include "rewind/retention.h"
+#include "rewind/shipper.h"
 #include "rewind/units.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
@@ -45,6 +49,8 @@ struct Config {
   std::string control;
   rwd::VolumeOptions opts;
   rwd::RetentionPolicy retention;
+  // Shipping to a log server (ship=): empty host when not shipped.
+  rwd::ShipperOptions ship;
   bool have_image = false, have_journal = false;
   // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume.
   std::string at, seq, mark;
@@ -61,6 +67,7 @@ rwd::Volume* g_volume = nullptr;          // the live volume, or
 rwd::JournalView* g_view = nullptr;       // a point-in-time view
 rwd::ControlServer* g_control = nullptr;  // the live volume's control socket
 rwd::Retention* g_retention = nullptr;    // its retention policy, if it has one
+rwd::Shipper* g_shipper = nullptr;        // its shipper to a log server, if it has one
 
 int fail(const Status& st) {
   nbdkit_error("rewind: %s", st.message().c_str());
@@ -184,6 +191,55 @@ int rewind_config(const char* key, const char* value) {
       c.retention.coarse = std::move(*tiers);
     } else if (k == "journal-max") {
       return config_size(key, value, 2ull << 20, 1ull << 50, &c.retention.journal_max);
+    } else if (k == "ship") {
+      // HOST:PORT, or [IPv6]:PORT
+      const std::string_view v = value;
+      const size_t colon = v.rfind(':');
+      std::string_view host = colon == std::string_view::npos ? v : v.substr(0, colon);
+      if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+      uint64_t port = 0;
+      const std::string_view ptext = colon == std::string_view::npos ? "" : v.substr(colon + 1);
+      auto [end, ec] = std::from_chars(ptext.data(), ptext.data() + ptext.size(), port);
+      if (host.empty() || ptext.empty() || ec != std::errc() ||
+          end != ptext.data() + ptext.size() || port == 0 || port > 65535) {
+        nbdkit_error(
+            "rewind: ship=%s: give the log server as HOST:PORT, e.g. ship=logs.example:7420",
+            value);
+        return -1;
+      }
+      c.ship.link.host = std::string(host);
+      c.ship.link.port = static_cast<uint16_t>(port);
+    } else if (k == "ship-token") {
+      // The token itself, or @FILE to keep it off the command line.
+      std::string token = value;
+      if (token.starts_with("@")) {
+        auto text = rwd::read_small_file(token.substr(1), 4096);
+        if (!text) {
+          nbdkit_error("rewind: ship-token=%s: %s", value, text.status().message().c_str());
+          return -1;
+        }
+        token = *text;
+        while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+      }
+      c.ship.link.token = token;
+    } else if (k == "ship-volume") {
+      if (rwd::Status st = rwd::proto::check_volume_name(value); !st) {
+        nbdkit_error("rewind: ship-volume=%s: %s", value, st.message().c_str());
+        return -1;
+      }
+      c.ship.link.volume = value;
+    } else if (k == "ship-rate") {
+      return config_size(key, value, 4096, 1ull << 40, &c.ship.rate);
+    } else if (k == "ship-ca") {
+      char* p = nbdkit_realpath(value);
+      if (p == nullptr) return -1;
+      c.ship.link.ca_file = p;
+      free(p);
+    } else if (k == "ship-server-name") {
+      c.ship.link.server_name = value;
+    } else if (k == "ship-lag-warn") {
+      return config_duration(key, value, 1s, std::chrono::hours(24 * 365), &c.ship.lag_warn);
     } else if (k == "coalesce") {
       if (std::string_view(value) != "on" && std::string_view(value) != "off") {
         nbdkit_error("rewind: coalesce=%s: must be on or off", value);
@@ -272,6 +328,34 @@ int rewind_config_complete() {
     nbdkit_error("rewind: retain=, retain-coarse=: %s", st.message().c_str());
     return -1;
   }
+  if (c.ship.link.host.empty()) {
+    for (const char* key : {"ship-token", "ship-volume", "ship-ca"}) {
+      const bool given = std::string_view(key) == "ship-token"    ? !c.ship.link.token.empty()
+                         : std::string_view(key) == "ship-volume" ? !c.ship.link.volume.empty()
+                                                                  : !c.ship.link.ca_file.empty();
+      if (given) {
+        nbdkit_error("rewind: %s= without ship=HOST:PORT: say where the log server is", key);
+        return -1;
+      }
+    }
+  } else {
+    if (c.ship.link.token.empty()) {
+      nbdkit_error(
+          "rewind: ship= needs ship-token=TOKEN (or ship-token=@FILE): the log server grants "
+          "volumes by token");
+      return -1;
+    }
+    if (rwd::Status st = rwd::proto::check_token(c.ship.link.token); !st) {
+      nbdkit_error("rewind: ship-token=: %s", st.message().c_str());
+      return -1;
+    }
+    if (c.ship.link.volume.empty()) {
+      nbdkit_error(
+          "rewind: ship= needs ship-volume=NAME: the name of this volume on the log server");
+      return -1;
+    }
+    c.opts.shipped = true;
+  }
   c.opts.image_path = c.image;
   c.opts.journal_dir = c.journal;
   return 0;
@@ -308,8 +392,11 @@ std::string control_handler(const std::string& line) {
     if (line == "STATUS") {
       const rwd::WriteQueue& q = g_volume->queue();
       return fmt::format(
-          "OK {{\"last_seq\":{},\"durable_seq\":{},\"queued_bytes\":{},\"size\":{}}}", q.last_seq(),
-          q.durable_seq(), q.queued_bytes(), g_volume->size());
+          "OK {{\"last_seq\":{},\"durable_seq\":{},\"queued_bytes\":{},\"size\":{}{}}}",
+          q.last_seq(), q.durable_seq(), q.queued_bytes(), g_volume->size(),
+          g_shipper != nullptr
+              ? ",\"ship\":" + rwd::ship_status_json(g_shipper->status(), config_state()->ship)
+              : "");
     }
     return "ERR unknown request; send MARK <name> or STATUS";
   } catch (const std::exception& e) {
@@ -320,6 +407,9 @@ std::string control_handler(const std::string& line) {
 int rewind_after_fork() {
   if (g_volume == nullptr) return 0;  // a view has no threads
   g_volume->start();
+  if (config_state()->opts.shipped)
+    g_shipper = new rwd::Shipper(rwd::ship_source_of(*g_volume), config_state()->journal,
+                                 config_state()->ship, log_line);
   if (config_state()->retention.active())
     g_retention =
         new rwd::Retention(*g_volume, config_state()->journal, config_state()->retention, log_line);
@@ -337,6 +427,11 @@ void rewind_cleanup() {
       g_control->stop();
       delete g_control;
       g_control = nullptr;
+    }
+    if (g_shipper != nullptr) {
+      g_shipper->stop();
+      delete g_shipper;
+      g_shipper = nullptr;
     }
     if (g_retention != nullptr) {
       g_retention->stop();
@@ -465,6 +560,16 @@ nbdkit_plugin make_plugin() {
       "                      than the last AGE into the base snapshot.\n"
       "journal-max=SIZE      Hard limit on the journal: past it, fold the oldest\n"
       "                      segments early, logging what history is given up.\n"
+      "ship=HOST:PORT        Ship the journal to this rewind-server as it becomes\n"
+      "                      durable (with ship-token= and ship-volume=).\n"
+      "ship-token=TOKEN|@FILE  The token the log server grants this volume by.\n"
+      "ship-volume=NAME      The volume's name on the log server.\n"
+      "ship-ca=FILE          CA certificate (PEM) the server's must chain to; without\n"
+      "                      it the link is plain TCP (a server on loopback only).\n"
+      "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
+      "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
+      "                      shipper backs off by itself when the link is congested).\n"
+      "ship-lag-warn=DUR     Warn when the server is this far behind (5m).\n"
       "coalesce=on|off       Drop a queued write that a newer one covers before it is\n"
       "                      journaled (off: on gives up the points in time between\n"
       "                      flushes).\n"

@@ -93,7 +93,9 @@ Result<size_t> thin(RetentionSubject& subject, const std::string& dir,
     if (now_ns < from) continue;
     const auto gran = static_cast<uint64_t>(tier.granularity.count());
     std::vector<size_t> due;
-    for (size_t i : compactable_segments(*m, m->checkpoint_seq, gran))
+    // Segments the log server lacks are kept as they are until it has them.
+    const uint64_t upto = std::min(m->checkpoint_seq, m->shipped_seq.value_or(m->checkpoint_seq));
+    for (size_t i : compactable_segments(*m, upto, gran))
       if (m->segments[i].last_time_ns <= now_ns - from) due.push_back(i);
     if (due.empty()) continue;
     CompactionStats st;
@@ -150,8 +152,16 @@ Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
            left > policy.journal_max / 4 * 3)
       left -= m->segments[by_size++].bytes;
   }
-  const size_t folded =
+  const size_t wanted =
       std::min(std::max(by_age, by_size), segments_ending_by(*m, m->checkpoint_seq));
+  // Segments the log server lacks are kept until it has them, whatever the policy.
+  const size_t folded =
+      m->shipped_seq ? std::min(wanted, segments_ending_by(*m, *m->shipped_seq)) : wanted;
+  if (folded < wanted && by_size > by_age)
+    log_to(logger, LogLevel::kWarning,
+           fmt::format("journal {} holds {}, over journal-max={}, but the log server has records "
+                       "up to seq {} only: the segments after it are kept until it has them",
+                       dir, format_size(total), format_size(policy.journal_max), *m->shipped_seq));
   if (folded == 0) return size_t{0};
   auto plan = prepare_rebase(dir, *m, folded, logger);
   if (!plan) return plan.status();

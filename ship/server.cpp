@@ -17,9 +17,13 @@
 
 #include <fmt/format.h>
 
+#include "rewind/file.h"
+#include "rewind/inspect.h"
+#include "rewind/manifest.h"
 #include "rewind/protocol.h"
 #include "rewind/store.h"
 #include "rewind/tokens.h"
+#include "rewind/view.h"
 
 namespace rwd {
 
@@ -51,6 +55,12 @@ class Server::Impl {
   template <class Stream>
   asio::awaitable<void> serve(Stream& s, asio::steady_timer& timer, std::string peer);
   template <class Stream>
+  asio::awaitable<void> read(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
+                             const proto::Hello& hello, const std::string& peer);
+  template <class W>
+  asio::awaitable<bool> send_view(W& wire, const std::string& dir, const Target& target,
+                                  const std::string& volume, const std::string& peer);
+  template <class Stream>
   asio::awaitable<void> ship(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
                              const proto::Hello& hello, const std::string& peer);
   std::shared_ptr<const TokenTable> tokens() {
@@ -67,9 +77,16 @@ class Server::Impl {
   bool use_tls_ = true;
   asio::signal_set signals_;
   std::atomic<unsigned> connections_{0};
-  std::mutex mu_;  // guards tokens_ and shipping_
+  std::mutex mu_;  // guards tokens_
   std::shared_ptr<const TokenTable> tokens_;
-  std::set<std::string> shipping_;  // volumes with a shipper connected
+  // The volumes with a shipper connected. Shared with the connections: a connection
+  // suspended when the server stops is destroyed with the io_context, after the
+  // members declared later than it.
+  struct Shipping {
+    std::mutex mu;
+    std::set<std::string> volumes;
+  };
+  std::shared_ptr<Shipping> shipping_ = std::make_shared<Shipping>();
 };
 
 namespace {
@@ -311,34 +328,151 @@ asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, 
     co_await ship(s, timer, dec, *hello, peer);
     co_return;
   }
-  // Reading: the volume's state; the read messages are not part of version 1 yet.
-  auto v = StoredVolume::open(opts_.store_dir, hello->volume, false, logger_);
-  if (!v) {
-    const bool absent = v.status().code() == Status::Code::kNotFound;
+  co_await read(s, timer, dec, *hello, peer);
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::read(Stream& s, asio::steady_timer& timer,
+                                         proto::FrameDecoder& dec, const proto::Hello& hello,
+                                         const std::string& peer) {
+  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
+  // Reading needs no lock: a reader sees the manifest as last stored and the open
+  // segment up to its last whole record, while a shipper may go on appending.
+  const std::string dir = join_path(opts_.store_dir, hello.volume);
+  auto m = Manifest::load(dir);
+  if (!m) {
+    const bool absent = m.status().code() == Status::Code::kNotFound;
     {
-      const std::string why = v.status().message();
+      const std::string why =
+          absent ? fmt::format("the server holds no volume '{}' (or not its whole base yet)",
+                               hello.volume)
+                 : m.status().message();
       co_await wire.error(absent ? ErrorCode::kNoVolume : ErrorCode::kServer, why);
     }
     co_return;
   }
-  proto::Welcome w = (*v)->state();
+  proto::Welcome w;
   w.purpose = proto::Purpose::kRead;
-  v->reset();
+  std::copy(m->volume_id.begin(), m->volume_id.end(), w.volume_id.begin());
+  w.image_size = m->image_size;
+  w.base_seq = m->base_seq;
+  w.base_bytes = m->image_size;
+  w.durable_seq = m->base_seq;
+  for (const ManifestSegment& seg : m->segments)
+    if (seg.sealed) w.durable_seq = seg.last_seq;
   const std::vector<uint8_t> welcome = proto::encode(w);
   co_await wire.send(MessageType::kWelcome, welcome);
   for (;;) {
     auto f = co_await wire.read();
-    if (!f || f->type != MessageType::kPing) {
+    if (!f) {
       {
-        const std::string why =
-            f ? fmt::format("{} is not expected while reading", proto::message_type_name(f->type))
-              : f.status().message();
+        const std::string why = f.status().message();
         co_await wire.error(ErrorCode::kMalformed, why);
       }
       co_return;
     }
-    co_await wire.send(MessageType::kPong, f->payload);
+    if (f->type == MessageType::kPing) {
+      co_await wire.send(MessageType::kPong, f->payload);
+    } else if (f->type == MessageType::kInfo) {
+      auto req = proto::decode_info(*f);
+      Result<JournalReport> r =
+          req ? inspect_journal(dir, req->scan) : Result<JournalReport>(req.status());
+      if (!r) {
+        {
+          const std::string why = r.status().message();
+          co_await wire.error(req ? ErrorCode::kServer : ErrorCode::kMalformed, why);
+        }
+        co_return;
+      }
+      const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
+      co_await wire.send(MessageType::kReport, report);
+    } else if (f->type == MessageType::kRestore) {
+      auto req = proto::decode_restore(*f);
+      if (!req) {
+        {
+          const std::string why = req.status().message();
+          co_await wire.error(ErrorCode::kMalformed, why);
+        }
+        co_return;
+      }
+      const bool ok = co_await send_view(wire, dir, req->target, hello.volume, peer);
+      if (!ok) co_return;
+    } else {
+      {
+        const std::string why =
+            fmt::format("{} is not expected while reading", proto::message_type_name(f->type));
+        co_await wire.error(ErrorCode::kMalformed, why);
+      }
+      co_return;
+    }
   }
+}
+
+// Streams the volume at `target`: VIEW, then EXTENTs in offset order covering it
+// whole (runs of zeroes as their length only), then END. False after an ERROR.
+template <class W>
+asio::awaitable<bool> Server::Impl::send_view(W& wire, const std::string& dir, const Target& target,
+                                              const std::string& volume, const std::string& peer) {
+  auto v = JournalView::open(dir, target, logger_);
+  if (!v) {
+    const bool range = v.status().code() == Status::Code::kInvalidArgument ||
+                       v.status().code() == Status::Code::kNotFound;
+    {
+      const std::string why = v.status().message();
+      co_await wire.error(range ? ErrorCode::kNoPoint : ErrorCode::kServer, why);
+    }
+    co_return false;
+  }
+  const JournalView& view = **v;
+  proto::ViewInfo info{view.seq(), view.time_ns(), view.size(), view.map().size(), 0, view.note()};
+  for (const auto& [start, e] : view.map()) info.journal_bytes += e.end - start;
+  {
+    const std::vector<uint8_t> payload = proto::encode(info);
+    co_await wire.send(MessageType::kView, payload);
+  }
+  log(LogLevel::kInfo,
+      fmt::format("{}: restoring volume '{}' at seq {}", peer, volume, view.seq()));
+  proto::End end;
+  proto::Extent run;  // zeroes not sent yet
+  std::vector<uint8_t> buf(1u << 20);
+  for (uint64_t at = 0; at < view.size();) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), view.size() - at);
+    std::span<uint8_t> chunk(buf.data(), n);
+    if (Status st = view.read(chunk, at); !st) {
+      log(LogLevel::kError, fmt::format("{}: volume '{}': {}", peer, volume, st.message()));
+      {
+        const std::string why = st.message();
+        co_await wire.error(ErrorCode::kServer, why);
+      }
+      co_return false;
+    }
+    const bool zero = std::all_of(chunk.begin(), chunk.end(), [](uint8_t b) { return b == 0; });
+    if (zero) {
+      if (run.length == 0) run = proto::Extent{at, true, 0, {}};
+      run.length += n;
+      end.zero_bytes += n;
+    } else {
+      if (run.length != 0) {
+        const std::vector<uint8_t> payload = proto::encode(run);
+        co_await wire.send(MessageType::kExtent, payload);
+        run = proto::Extent{};
+      }
+      const proto::Extent data{at, false, n, std::vector<uint8_t>(chunk.begin(), chunk.end())};
+      const std::vector<uint8_t> payload = proto::encode(data);
+      co_await wire.send(MessageType::kExtent, payload);
+      end.data_bytes += n;
+    }
+    at += n;
+  }
+  if (run.length != 0) {
+    const std::vector<uint8_t> payload = proto::encode(run);
+    co_await wire.send(MessageType::kExtent, payload);
+  }
+  {
+    const std::vector<uint8_t> payload = proto::encode(end);
+    co_await wire.send(MessageType::kEnd, payload);
+  }
+  co_return true;
 }
 
 template <class Stream>
@@ -349,8 +483,8 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
   // One shipper a volume at a time.
   bool busy = false;
   {
-    std::lock_guard lk(mu_);
-    busy = !shipping_.insert(hello.volume).second;
+    std::lock_guard lk(shipping_->mu);
+    busy = !shipping_->volumes.insert(hello.volume).second;
   }
   if (busy) {
     {
@@ -363,13 +497,13 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
     co_return;
   }
   struct Release {
-    Impl* self;
+    std::shared_ptr<Shipping> shipping;
     std::string volume;
     ~Release() {
-      std::lock_guard lk(self->mu_);
-      self->shipping_.erase(volume);
+      std::lock_guard lk(shipping->mu);
+      shipping->volumes.erase(volume);
     }
-  } release{this, hello.volume};
+  } release{shipping_, hello.volume};
 
   auto v = StoredVolume::open(opts_.store_dir, hello.volume, true, logger_);
   if (!v) {

@@ -8,6 +8,9 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include <unistd.h>
+
+#include <charconv>
 #include <optional>
 
 #include <fmt/format.h>
@@ -25,34 +28,6 @@ using tcp = asio::ip::tcp;
 using proto::MessageType;
 
 namespace {
-
-const char* error_name(proto::ErrorCode c) {
-  switch (c) {
-    case proto::ErrorCode::kMalformed:
-      return "MALFORMED";
-    case proto::ErrorCode::kNoVersion:
-      return "VERSION";
-    case proto::ErrorCode::kUnauthorized:
-      return "UNAUTHORIZED";
-    case proto::ErrorCode::kReadOnly:
-      return "READ_ONLY";
-    case proto::ErrorCode::kNoVolume:
-      return "NO_VOLUME";
-    case proto::ErrorCode::kGap:
-      return "GAP";
-    case proto::ErrorCode::kConflict:
-      return "CONFLICT";
-    case proto::ErrorCode::kBusy:
-      return "BUSY";
-    case proto::ErrorCode::kTimeout:
-      return "TIMEOUT";
-    case proto::ErrorCode::kServer:
-      return "SERVER";
-    case proto::ErrorCode::kTooLarge:
-      return "TOO_LARGE";
-  }
-  return "unknown";
-}
 
 // A blocking connection that sends and receives frames, over TLS or plain TCP.
 class Connection {
@@ -110,7 +85,7 @@ class Connection {
         auto e = proto::decode_error(f);
         if (!e) return e.status();
         return Status::invalid(
-            fmt::format("the server refused: {}: {}", error_name(e->code), e->message));
+            fmt::format("the server refused: {}: {}", proto::error_code_name(e->code), e->message));
       }
       boost::system::error_code ec;
       const size_t n = plain_ ? plain_->read_some(asio::buffer(buf_), ec)
@@ -237,6 +212,135 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
   }
   REWIND_RETURN_IF_ERROR(flush());
   return ack;
+}
+
+bool is_remote_uri(std::string_view text) {
+  return text.starts_with("rewind://");
+}
+
+Status parse_remote_uri(std::string_view uri, ShipOptions* opts) {
+  const auto bad = [&](const char* why) {
+    return Status::invalid(fmt::format(
+        "{}: {}; give rewind://HOST[:PORT]/VOLUME, e.g. rewind://logs.example:7420/db1", uri, why));
+  };
+  if (!is_remote_uri(uri)) return bad("not a rewind:// URI");
+  std::string_view rest = uri.substr(9);
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad("no volume");
+  std::string_view hostport = rest.substr(0, slash);
+  const std::string_view volume = rest.substr(slash + 1);
+  uint64_t port = 7420;
+  std::string_view host = hostport;
+  const size_t colon = hostport.rfind(':');
+  if (colon != std::string_view::npos && hostport.find(']', colon) == std::string_view::npos) {
+    host = hostport.substr(0, colon);
+    const std::string_view p = hostport.substr(colon + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+    if (p.empty() || ec != std::errc() || end != p.data() + p.size() || port == 0 || port > 65535)
+      return bad("bad port");
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host.empty()) return bad("no host");
+  if (Status st = proto::check_volume_name(volume); !st) return bad(st.message().c_str());
+  opts->host = std::string(host);
+  opts->port = static_cast<uint16_t>(port);
+  opts->volume = std::string(volume);
+  return Status::ok();
+}
+
+namespace {
+
+// Connects and opens a read of opts.volume.
+Status open_read(Connection& c, const ShipOptions& opts) {
+  if (Status st = proto::check_token(opts.token); !st)
+    return Status::invalid(fmt::format(
+        "a token is needed to read from a log server (--token or REWIND_TOKEN): {}", st.message()));
+  REWIND_RETURN_IF_ERROR(c.connect(opts));
+  REWIND_RETURN_IF_ERROR(
+      c.send(MessageType::kHello,
+             proto::encode(proto::Hello{proto::kVersion, proto::kVersion, proto::Purpose::kRead,
+                                        opts.volume, opts.token})));
+  auto wf = c.read();
+  if (!wf) return wf.status();
+  auto w = proto::decode_welcome(*wf);
+  if (!w) return w.status();
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<JournalReport> remote_report(const ShipOptions& opts, bool scan) {
+  Connection c;
+  REWIND_RETURN_IF_ERROR(open_read(c, opts));
+  REWIND_RETURN_IF_ERROR(c.send(MessageType::kInfo, proto::encode(proto::InfoRequest{scan})));
+  auto f = c.read();
+  if (!f) return f.status();
+  auto r = proto::decode_report(*f);
+  if (!r) return r.status();
+  r->report.dir = fmt::format("rewind://{}:{}/{}", opts.host, opts.port, opts.volume);
+  return std::move(r->report);
+}
+
+Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& target,
+                                     const std::string& out, const RestoreOptions& ro) {
+  if (!ro.force && ::access(out.c_str(), F_OK) == 0)
+    return Status::invalid(
+        fmt::format("{} exists; give --force to replace it, or another path", out));
+  Connection c;
+  REWIND_RETURN_IF_ERROR(open_read(c, opts));
+  REWIND_RETURN_IF_ERROR(
+      c.send(MessageType::kRestore, proto::encode(proto::RestoreRequest{target})));
+  auto vf = c.read();
+  if (!vf) return vf.status();
+  auto view = proto::decode_view(*vf);
+  if (!view) return view.status();
+  RemoteRestore res;
+  res.view = *view;
+  res.wire_bytes = proto::kHeaderSize + vf->payload.size();
+  const std::string tmp = out + ".rewind-tmp";
+  auto file = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (!file) return file.status();
+  auto body = [&]() -> Status {
+    REWIND_RETURN_IF_ERROR(file->truncate(view->image_size));
+    uint64_t at = 0;
+    for (;;) {
+      auto f = c.read();
+      if (!f) return f.status();
+      res.wire_bytes += proto::kHeaderSize + f->payload.size();
+      if (f->type == MessageType::kEnd) {
+        auto e = proto::decode_end(*f);
+        if (!e) return e.status();
+        res.end = *e;
+        break;
+      }
+      auto x = proto::decode_extent(*f);
+      if (!x) return x.status();
+      if (x->offset != at || x->length > view->image_size - at)
+        return Status::invalid(fmt::format(
+            "the server sent a run of {} bytes at offset {}, expected one at {} within {} bytes",
+            x->length, x->offset, at, view->image_size));
+      if (!x->zero) REWIND_RETURN_IF_ERROR(file->pwrite_full(x->data, x->offset));
+      at += x->length;
+      if (ro.progress) ro.progress(at, view->image_size);
+    }
+    if (at != view->image_size || res.end.data_bytes + res.end.zero_bytes != at)
+      return Status::invalid(fmt::format(
+          "the server ended the volume after {} of {} bytes ({} data and {} zero bytes said)", at,
+          view->image_size, res.end.data_bytes, res.end.zero_bytes));
+    REWIND_RETURN_IF_ERROR(file->sync());
+    REWIND_RETURN_IF_ERROR(file->close());
+    if (::rename(tmp.c_str(), out.c_str()) != 0)
+      return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
+    const size_t slash = out.find_last_of('/');
+    return sync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash));
+  };
+  Status st = body();
+  if (!st) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return res;
 }
 
 }  // namespace rwd

@@ -90,6 +90,17 @@ class Journal {
   // Records in the manifest that the image holds every record up to `seq` (the
   // caller synced the image first).
   Status checkpoint(uint64_t seq);
+  // Sets the shipped position (Manifest::shipped_seq; std::nullopt: not shipped), stored
+  // with the next change of the manifest or checkpoint().
+  void set_shipped(std::optional<uint64_t> seq);
+  // Where the durable records end: in the segment starting at `segment_first_seq`, at
+  // byte `offset` (any thread).
+  struct Position {
+    uint64_t seq = 0;
+    uint64_t segment_first_seq = 0;
+    uint64_t offset = 0;
+  };
+  Position durable_position() const;
   // True once since the last call if a segment was sealed (a good moment to checkpoint).
   bool take_sealed_flag() {
     bool f = sealed_since_checked_;
@@ -130,10 +141,12 @@ class Journal {
     size_t marks = 0, entries = 0;
   } synced_;
   bool sealed_since_checked_ = false;
+  bool unstored_ = false;               // manifest_ has changes not yet stored (set_shipped)
   std::vector<EncodedHeader> headers_;  // reused between appends
   std::vector<RecordRef> refs_;
   mutable std::mutex snapshot_mu_;  // guards snapshot_
   std::shared_ptr<const Manifest> snapshot_;
+  Position durable_;  // guarded by snapshot_mu_
 };
 
 std::string segment_path(const std::string& journal_dir, const std::string& file);

@@ -50,6 +50,10 @@ struct Manifest {
   // The image holds every record with seq <= checkpoint_seq (it was synced after they
   // were applied). Records after it are redone from the journal at start-up.
   uint64_t checkpoint_seq = 0;
+  // When the volume is shipped to a log server (the plugin's ship=): the server has
+  // acknowledged every record up to this seq as durable. Retention keeps the segments
+  // after it. Stored at checkpoints, so it may lag the server by a checkpoint interval.
+  std::optional<uint64_t> shipped_seq;
   std::vector<ManifestSegment> segments;  // in seq order; at most the last is open
   // Marks in sealed segments, in seq order (those in the open segment are found by
   // reading it).

@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "rewind/format.h"
+#include "rewind/inspect.h"
 #include "rewind/record.h"
 #include "rewind/status.h"
+#include "rewind/target.h"
 
 namespace rwd::proto {
 
@@ -51,8 +53,14 @@ enum class MessageType : uint8_t {
   kAck = 7,        // server -> shipper: what the server has made durable
   kPing = 8,       // either way: measures the round trip
   kPong = 9,       // the answer to a PING, echoing it
+  kInfo = 10,      // reader -> server: asks for the volume's report (rewind info, log)
+  kReport = 11,    // server -> reader: the report
+  kRestore = 12,   // reader -> server: asks for the volume at a point in time
+  kView = 13,      // server -> reader: the point the target resolved to; EXTENTs follow
+  kExtent = 14,    // server -> reader: a run of the volume at that point, data or zeroes
+  kEnd = 15,       // server -> reader: the last EXTENT was sent
 };
-inline constexpr uint8_t kMaxMessageType = 9;
+inline constexpr uint8_t kMaxMessageType = 15;
 
 const char* message_type_name(MessageType t);
 
@@ -123,8 +131,12 @@ enum class ErrorCode : uint16_t {
   kTimeout = 9,       // the peer stalled
   kServer = 10,       // the server failed (disk full, I/O error); try again later
   kTooLarge = 11,     // a frame over the limits
+  kNoPoint = 12,      // a restore target outside what the volume holds
 };
-inline constexpr uint16_t kMaxErrorCode = 11;
+inline constexpr uint16_t kMaxErrorCode = 12;
+
+// The name of an error code, as the protocol spec gives it ("GAP").
+const char* error_code_name(ErrorCode c);
 
 struct Error {
   ErrorCode code = ErrorCode::kMalformed;
@@ -167,9 +179,48 @@ struct Ping {
   bool operator==(const Ping&) const = default;
 };
 
+struct InfoRequest {
+  bool scan = false;  // count records by type (rewind log), not only the manifest's figures
+  bool operator==(const InfoRequest&) const = default;
+};
+
+// What `rewind info` and `rewind log` show of a journal (inspect.h's JournalReport),
+// with the manifest as its text.
+struct Report {
+  JournalReport report;
+};
+
+struct RestoreRequest {
+  Target target;  // a time is absolute here: the reader resolves relative times
+};
+
+struct ViewInfo {
+  uint64_t seq = 0, time_ns = 0, image_size = 0;
+  uint64_t extents = 0, journal_bytes = 0;  // the extent map over the base snapshot
+  std::string note;                         // how the target resolved, if worth saying
+  bool operator==(const ViewInfo&) const = default;
+};
+
+// A run of the volume at offset: `length` zero bytes, or `data` (1..kMaxExtentData).
+struct Extent {
+  uint64_t offset = 0;
+  bool zero = false;
+  uint64_t length = 0;
+  std::vector<uint8_t> data;
+  bool operator==(const Extent&) const = default;
+};
+inline constexpr uint32_t kMaxExtentData = 4u << 20;
+
+struct End {
+  uint64_t data_bytes = 0, zero_bytes = 0;
+  bool operator==(const End&) const = default;
+};
+
 // Checks a volume name: 1..kMaxVolumeName bytes of [A-Za-z0-9._-], not starting
 // with '.' (so it is a safe directory name).
 Status check_volume_name(std::string_view name);
+// Checks a token: 1..kMaxToken printable ASCII bytes without spaces.
+Status check_token(std::string_view token);
 
 std::vector<uint8_t> encode(const Hello& m);
 std::vector<uint8_t> encode(const Welcome& m);
@@ -178,6 +229,12 @@ std::vector<uint8_t> encode(const BaseBegin& m);
 std::vector<uint8_t> encode(const BaseData& m);
 std::vector<uint8_t> encode(const Ack& m);
 std::vector<uint8_t> encode(const Ping& m);  // a PING's payload, or its PONG's
+std::vector<uint8_t> encode(const InfoRequest& m);
+std::vector<uint8_t> encode(const Report& m);
+std::vector<uint8_t> encode(const RestoreRequest& m);
+std::vector<uint8_t> encode(const ViewInfo& m);
+std::vector<uint8_t> encode(const Extent& m);
+std::vector<uint8_t> encode(const End& m);
 // A RECORDS frame's payload: u64 first seq, u32 count, u32 zero, then the records.
 // The headers must be valid and their payload checksums set.
 std::vector<uint8_t> encode_records(std::span<const RecordHeader> headers,
@@ -192,5 +249,11 @@ Result<BaseData> decode_base_data(const Frame& f);
 Result<Records> decode_records(const Frame& f);
 Result<Ack> decode_ack(const Frame& f);
 Result<Ping> decode_ping(const Frame& f);  // a PING or a PONG
+Result<InfoRequest> decode_info(const Frame& f);
+Result<Report> decode_report(const Frame& f);
+Result<RestoreRequest> decode_restore(const Frame& f);
+Result<ViewInfo> decode_view(const Frame& f);
+Result<Extent> decode_extent(const Frame& f);
+Result<End> decode_end(const Frame& f);
 
 }  // namespace rwd::proto

@@ -6,14 +6,19 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
+#include "rewind/inspect.h"
 #include "rewind/log.h"
 #include "rewind/manifest.h"
 #include "rewind/protocol.h"
+#include "rewind/restore.h"
 #include "rewind/status.h"
+#include "rewind/target.h"
 
 namespace rwd {
 
+// The link to a rewind-server: where, which volume, the token, TLS.
 struct ShipOptions {
   std::string host;
   uint16_t port = 7420;
@@ -36,5 +41,25 @@ proto::BaseBegin base_begin_of(const Manifest& m);
 // with its message, prefixed with the error's name.
 Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOptions& opts,
                                 const Logger& logger);
+
+// Reading a volume from a log server (docs/PROTOCOL.md, "Reading"), for `rewind
+// restore`, `info` and `log` on a rewind://HOST[:PORT]/VOLUME URI.
+bool is_remote_uri(std::string_view text);
+// Fills host, port (7420 if not given) and volume of `*opts` from the URI.
+Status parse_remote_uri(std::string_view uri, ShipOptions* opts);
+
+// What `rewind info` (scan false) or `rewind log` (scan true) shows of the volume.
+Result<JournalReport> remote_report(const ShipOptions& opts, bool scan);
+
+struct RemoteRestore {
+  proto::ViewInfo view;
+  proto::End end;
+  uint64_t wire_bytes = 0;  // received, frame headers included
+};
+// Writes the volume at `target` to the file `out`: a temporary beside it, filled with
+// the server's data runs (runs of zeroes are left sparse), synced, then renamed to
+// OUT. On any error the temporary is removed and OUT is untouched.
+Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& target,
+                                     const std::string& out, const RestoreOptions& ro);
 
 }  // namespace rwd

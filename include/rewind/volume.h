@@ -49,6 +49,9 @@ struct VolumeOptions {
   // After a journal or image error, how often the flusher tries again.
   std::chrono::nanoseconds retry_interval = std::chrono::seconds(1);
   JournalOptions journal;
+  // The volume is shipped to a log server: the manifest keeps the shipped position
+  // (note_shipped), and retention the segments after it. Off: the position is dropped.
+  bool shipped = false;
   // Where records' times come from (empty: the wall clock). For tests that need times
   // of their choosing.
   WriteQueue::Clock clock;
@@ -123,6 +126,13 @@ class Volume {
   // The manifest as last stored (any thread).
   std::shared_ptr<const Manifest> snapshot() const { return journal_->snapshot(); }
 
+  // The log server holds every record up to `seq` (any thread). Stored in the manifest
+  // at the next checkpoint.
+  void note_shipped(uint64_t seq);
+  uint64_t shipped_seq() const { return shipped_seq_.load(); }
+  // Where the durable records end (any thread).
+  Journal::Position durable_position() const { return journal_->durable_position(); }
+
   // Drains the queue, syncs, seals the open segment and checkpoints the image.
   Status close();
 
@@ -176,6 +186,7 @@ class Volume {
   bool closing_ = false;
   std::mutex marks_mu_;                    // guards marks_, and serialises mark()
   std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
+  std::atomic<uint64_t> shipped_seq_{0};
   bool closed_ = false;
   Status close_status_;
 };

@@ -1,13 +1,18 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/control.h"
+#include "rewind/file.h"
+#include "rewind/format.h"
 #include "rewind/inspect.h"
 #include "rewind/units.h"
 
 namespace rwd::cli {
 
 void setup_info(CLI::App& app, InfoOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+      ->required();
+  add_remote_options(app, o.remote);
   app.add_flag("--json", o.json, "Print JSON instead of text");
   app.add_option("--journal-max", o.journal_max,
                  "Forecast how long the recent write rate takes to fill this journal-max");
@@ -37,6 +42,34 @@ std::string tier_name(uint64_t granularity_ns) {
              : fmt::format("one per {}", format_duration(std::chrono::nanoseconds(granularity_ns)));
 }
 
+// The plugin's shipper state, from its control socket's STATUS (a JSON object), or
+// empty when the volume is not served or not shipped.
+std::string ship_status(const std::string& journal) {
+  auto answer = control_request(join_path(journal, format::kControlSocketName), "STATUS",
+                                std::chrono::seconds(2));
+  if (!answer || !answer->starts_with("OK ")) return {};
+  const size_t at = answer->find("\"ship\":");
+  if (at == std::string::npos) return {};
+  // The object runs to the end of the status, less its closing brace.
+  std::string obj = answer->substr(at + 7);
+  if (!obj.empty() && obj.back() == '}') obj.pop_back();
+  return obj;
+}
+
+// A field of a flat JSON object, as its text ("" if absent).
+std::string json_value(const std::string& obj, const std::string& key) {
+  const std::string k = "\"" + key + "\":";
+  const size_t at = obj.find(k);
+  if (at == std::string::npos) return {};
+  size_t end = at + k.size();
+  if (end < obj.size() && obj[end] == '"') {
+    const size_t close = obj.find('"', end + 1);
+    return close == std::string::npos ? "" : obj.substr(end + 1, close - end - 1);
+  }
+  while (end < obj.size() && obj[end] != ',' && obj[end] != '}') ++end;
+  return obj.substr(at + k.size(), end - at - k.size());
+}
+
 }  // namespace
 
 int run_info(const InfoOptions& o) {
@@ -46,7 +79,7 @@ int run_info(const InfoOptions& o) {
     if (!size) return report("info", size.status().with_context("--journal-max"), {}, kExitUsage);
     journal_max = *size;
   }
-  auto r = inspect_journal(o.journal, false);
+  auto r = report_of(o.journal, false, o.remote);
   if (!r) return report("info", r.status(), journal_hint(r.status()));
   const double rate = write_rate(*r);
   // How long until the journal reaches journal_max at that rate (-1: unknown).
@@ -56,6 +89,7 @@ int run_info(const InfoOptions& o) {
                      ? 0
                      : static_cast<double>(journal_max - r->journal_bytes()) / rate;
   const Manifest& m = r->manifest;
+  const std::string ship = r->in_use && !is_remote_uri(o.journal) ? ship_status(o.journal) : "";
   size_t open = 0;
   for (const SegmentReport& s : r->segments) open += s.sealed ? 0 : 1;
   const std::vector<TierReport> tiers = r->tiers();
@@ -73,18 +107,23 @@ int run_info(const InfoOptions& o) {
         "\"last_time_ns\":{},\"records\":{},\"segments\":{},\"open_segments\":{},"
         "\"journal_bytes\":{},\"base_bytes\":{},\"base_allocated\":{},"
         "\"checkpoint_seq\":{},\"in_use\":{},\"history_ns\":{},\"write_rate\":{:.0f},"
-        "\"journal_max\":{},\"fills_in_s\":{:.0f},\"tiers\":[{}]}}\n",
+        "\"journal_max\":{},\"fills_in_s\":{:.0f},\"tiers\":[{}],\"shipped_seq\":{},"
+        "\"ship\":{}}}\n",
         volume_id_hex(m.volume_id), json_string(m.image_path), m.image_size, m.created_ns,
         m.base_seq, r->first_seq(), r->last_seq(), m.base_time_ns, r->last_time_ns(), r->records(),
         r->segments.size(), open, r->journal_bytes(), r->base_bytes, r->base_allocated,
         m.checkpoint_seq, r->in_use ? "true" : "false", r->last_time_ns() - m.base_time_ns, rate,
-        journal_max, fills_in_s, tj);
+        journal_max, fills_in_s, tj, m.shipped_seq ? std::to_string(*m.shipped_seq) : "null",
+        ship.empty() ? "null" : ship);
     return kExitOk;
   }
   fmt::print("volume      {}\n", volume_id_hex(m.volume_id));
   fmt::print("image       {} ({}, {} bytes)\n", m.image_path, format_size(m.image_size),
              m.image_size);
-  fmt::print("journal     {}{}\n", o.journal, r->in_use ? " (in use by a running server)" : "");
+  fmt::print("journal     {}{}\n", o.journal,
+             !r->in_use                 ? ""
+             : is_remote_uri(o.journal) ? " (a shipper is sending to it)"
+                                        : " (in use by a running server)");
   fmt::print("created     {}\n", format_time(m.created_ns));
   fmt::print("restorable  seq {} ({}) .. seq {} ({})\n", r->first_seq(),
              format_time(m.base_time_ns), r->last_seq(), format_time(r->last_time_ns()));
@@ -117,6 +156,22 @@ int run_info(const InfoOptions& o) {
                                  "is folded into the base",
                                  format_duration(std::chrono::nanoseconds(
                                      static_cast<int64_t>(fills_in_s * 1e9)))));
+  if (!ship.empty()) {
+    const std::string err = json_value(ship, "error");
+    fmt::print(
+        "shipping    to {}/{}: {}; the server holds seq {}, {} s ({} bytes) behind; {} sent, "
+        "window {}, round trip {} ms{}\n",
+        json_value(ship, "server"), json_value(ship, "volume"),
+        json_value(ship, "connected") == "true" ? "connected" : "not connected",
+        json_value(ship, "acked_seq"), json_value(ship, "lag_seconds"),
+        json_value(ship, "lag_bytes"), json_value(ship, "wire_bytes"), json_value(ship, "window"),
+        json_value(ship, "rtt_ms"), err.empty() ? "" : "; last error: " + err);
+  } else if (m.shipped_seq) {
+    fmt::print(
+        "shipped     the log server held seq {} at the last checkpoint ({} records after it "
+        "are kept until it has them)\n",
+        *m.shipped_seq, r->last_seq() > *m.shipped_seq ? r->last_seq() - *m.shipped_seq : 0);
+  }
   fmt::print("checkpoint  image current to seq {}{}\n", m.checkpoint_seq,
              m.checkpoint_seq == r->last_seq() ? "" : " (the rest is redone at the next start)");
   for (const SegmentReport& s : r->segments)

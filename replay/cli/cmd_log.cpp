@@ -7,7 +7,9 @@
 namespace rwd::cli {
 
 void setup_log(CLI::App& app, LogOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+      ->required();
+  add_remote_options(app, o.remote);
   app.add_flag("--json", o.json, "Print JSON instead of text");
 }
 
@@ -73,7 +75,7 @@ void print_text(const JournalReport& r) {
 }  // namespace
 
 int run_log(const LogOptions& o) {
-  auto r = inspect_journal(o.journal, true);
+  auto r = report_of(o.journal, true, o.remote);
   if (!r) return report("log", r.status(), journal_hint(r.status()));
   if (o.json)
     print_json(*r);

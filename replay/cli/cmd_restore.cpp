@@ -9,7 +9,9 @@
 namespace rwd::cli {
 
 void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+      ->required();
+  add_remote_options(app, o.remote);
   add_target_options(app, o.target);
   auto* out = app.add_option("-o,--output", o.out, "Write the image to this file");
   auto* to =
@@ -24,6 +26,26 @@ int run_restore(const RestoreCmdOptions& o) {
                   {}, kExitUsage);
   auto target = make_target(o.target.at, o.target.seq, o.target.mark, wall_clock_ns());
   if (!target) return report("restore", target.status(), {}, kExitUsage);
+  if (is_remote_uri(o.journal)) {
+    if (o.out.empty())
+      return report("restore", Status::invalid("from a log server, restore to a file: give -o OUT"),
+                    {}, kExitUsage);
+    auto link = remote_link(o.journal, o.remote);
+    if (!link) return report("restore", link.status(), {}, kExitUsage);
+    RestoreOptions ro;
+    ro.force = o.force;
+    ro.progress = progress_bar("restore");
+    auto r = remote_restore(*link, *target, o.out, ro);
+    if (!r) return report("restore", r.status());
+    if (!r->view.note.empty()) fmt::print("{}\n", r->view.note);
+    fmt::print(
+        "restored seq {} ({}) from {} to {}: {} extents ({}) from the journal over the base "
+        "snapshot; {} received ({} of data, {} of zeroes sent as their length)\n",
+        r->view.seq, format_time(r->view.time_ns), o.journal, o.out, r->view.extents,
+        format_size(r->view.journal_bytes), format_size(r->wire_bytes),
+        format_size(r->end.data_bytes), format_size(r->end.zero_bytes));
+    return kExitOk;
+  }
   auto view = JournalView::open(o.journal, *target, [](LogLevel level, const std::string& m) {
     if (level >= LogLevel::kInfo) fmt::print(stderr, "rewind restore: {}\n", m);
   });

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "rewind/inspect.h"
+#include "rewind/ship_client.h"
 #include "rewind/status.h"
 #include "rewind/target.h"
 
@@ -21,6 +23,18 @@ inline constexpr int kExitUsage = 2;
 int report(const char* cmd, const Status& st, const std::string& hint = {},
            int exit_code = kExitFailure);
 
+// For a journal given as rewind://HOST[:PORT]/VOLUME (a volume on a log server).
+struct RemoteCliOptions {
+  std::string token;  // default: $REWIND_TOKEN
+  std::string ca;     // CA certificate the server's must chain to (none: plain TCP)
+  std::string server_name;
+};
+void add_remote_options(CLI::App& app, RemoteCliOptions& r);
+// The link to the log server a rewind:// URI names.
+Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& r);
+// What a journal directory, or a rewind:// URI, holds (inspect_journal).
+Result<JournalReport> report_of(const std::string& journal, bool scan, const RemoteCliOptions& r);
+
 struct InitOptions {
   std::string image;
   std::string journal;
@@ -31,6 +45,7 @@ int run_init(const InitOptions& o);
 
 struct InfoOptions {
   std::string journal;
+  RemoteCliOptions remote;
   bool json = false;
   std::string journal_max;  // for the forecast: the plugin's journal-max=
 };
@@ -39,6 +54,7 @@ int run_info(const InfoOptions& o);
 
 struct LogOptions {
   std::string journal;
+  RemoteCliOptions remote;
   bool json = false;
 };
 void setup_log(CLI::App& app, LogOptions& o);
@@ -55,6 +71,7 @@ Result<Target> parse_point(const std::string& text);
 
 struct RestoreCmdOptions {
   std::string journal;
+  RemoteCliOptions remote;
   TargetOptions target;
   std::string out;
   std::string to;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,38 @@ void add_target_options(CLI::App& app, TargetOptions& t) {
                  "-90s/-5m/-2h/-1d, or now");
   app.add_option("--seq", t.seq, "Every record up to this seq");
   app.add_option("--mark", t.mark, "Every record up to and including this mark");
+}
+
+void add_remote_options(CLI::App& app, RemoteCliOptions& r) {
+  app.add_option("--token", r.token,
+                 "For rewind://HOST:PORT/VOLUME: the token the log server grants the volume by "
+                 "(default: $REWIND_TOKEN)");
+  app.add_option("--ca", r.ca,
+                 "For rewind://: the CA certificate (PEM) the server's must chain to; without "
+                 "it, plain TCP (a server with --insecure-loopback)");
+  app.add_option("--server-name", r.server_name,
+                 "For rewind://: the name the server's certificate carries (default: HOST)");
+}
+
+Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& r) {
+  ShipOptions link;
+  REWIND_RETURN_IF_ERROR(parse_remote_uri(uri, &link));
+  link.token = r.token;
+  if (link.token.empty())
+    if (const char* env = std::getenv("REWIND_TOKEN")) link.token = env;
+  if (link.token.empty())
+    return Status::invalid(
+        fmt::format("{}: give the volume's token with --token or REWIND_TOKEN", uri));
+  link.ca_file = r.ca;
+  link.server_name = r.server_name;
+  return link;
+}
+
+Result<JournalReport> report_of(const std::string& journal, bool scan, const RemoteCliOptions& r) {
+  if (!is_remote_uri(journal)) return inspect_journal(journal, scan);
+  auto link = remote_link(journal, r);
+  if (!link) return link.status();
+  return remote_report(*link, scan);
 }
 
 std::function<void(uint64_t, uint64_t)> progress_bar(const char* what) {

@@ -10,6 +10,7 @@
 
 #include "rewind/protocol.h"
 #include "rewind/record.h"
+#include "rewind/ship_client.h"
 #include "test_util.h"
 
 using namespace rwd;
@@ -308,4 +309,122 @@ TEST_CASE("a RECORDS message with a gap, a bad checksum or a short record is ref
   auto padded = payload;
   padded[16 + format::kRecordHeaderSize + 100] = 1;  // padding after the first payload
   CHECK(error_of(padded).find("seq 10: padding is not zero") != std::string::npos);
+}
+
+TEST_CASE("the read messages round-trip, and malformed ones are refused", "[protocol]") {
+  auto frame = [](MessageType t, const std::vector<uint8_t>& p) {
+    return only_frame(encode_frame(t, p));
+  };
+  CHECK(decode_info(frame(MessageType::kInfo, encode(InfoRequest{true}))).value() ==
+        InfoRequest{true});
+  auto scan2 = encode(InfoRequest{true});
+  scan2[0] = 2;
+  CHECK(decode_info(frame(MessageType::kInfo, scan2)).status().message().find("scan 2") !=
+        std::string::npos);
+
+  for (const Target& t : {Target::newest(), Target::at_seq(42),
+                          Target::at_time(1795578340651022639ull, "2026-11-25T10:00:00Z"),
+                          Target::at_mark("before-upgrade")}) {
+    auto got = decode_restore(frame(MessageType::kRestore, encode(RestoreRequest{t})));
+    INFO(got.status().message());
+    REQUIRE(got.is_ok());
+    CHECK(got->target.kind == t.kind);
+    CHECK(got->target.seq == t.seq);
+    CHECK(got->target.time_ns == t.time_ns);
+    CHECK(got->target.mark == t.mark);
+    CHECK(got->target.text == t.text);
+  }
+  auto kind9 = encode(RestoreRequest{Target::at_seq(1)});
+  kind9[0] = 9;
+  CHECK(decode_restore(frame(MessageType::kRestore, kind9))
+            .status()
+            .message()
+            .find("target kind 9") != std::string::npos);
+  CHECK(decode_restore(frame(MessageType::kRestore, encode(RestoreRequest{Target::at_mark("a b")})))
+            .status()
+            .message()
+            .find("malformed RESTORE") == 0);
+
+  ViewInfo view{12, 34, 1 << 20, 3, 8192, "the newest state"};
+  CHECK(decode_view(frame(MessageType::kView, encode(view))).value() == view);
+  view.image_size = 100;
+  CHECK(decode_view(frame(MessageType::kView, encode(view)))
+            .status()
+            .message()
+            .find("multiple of 512") != std::string::npos);
+
+  Extent data{4096, false, 5000, test::pattern(5000, 2)};
+  CHECK(decode_extent(frame(MessageType::kExtent, encode(data))).value() == data);
+  Extent zero{0, true, 1ull << 40, {}};
+  CHECK(decode_extent(frame(MessageType::kExtent, encode(zero))).value() == zero);
+  CHECK(decode_extent(frame(MessageType::kExtent, encode(Extent{0, true, 0, {}})))
+            .status()
+            .message()
+            .find("an empty run") != std::string::npos);
+  CHECK(decode_extent(frame(MessageType::kExtent, encode(Extent{UINT64_MAX, true, 2, {}})))
+            .status()
+            .message()
+            .find("overflows") != std::string::npos);
+  CHECK(decode_extent(frame(MessageType::kExtent, encode(Extent{0, false, 0, {}})))
+            .status()
+            .message()
+            .find("0 bytes of data") != std::string::npos);
+  End end{1, 2};
+  CHECK(decode_end(frame(MessageType::kEnd, encode(end))).value() == end);
+
+  // A report carries the manifest as text and every count of every segment.
+  JournalReport jr;
+  jr.manifest.volume_id[0] = 9;
+  jr.manifest.image_path = "/var/lib/a disk.img";
+  jr.manifest.image_size = 1 << 20;
+  jr.manifest.base_file = "00000000000000000000.img";
+  jr.manifest.shipped_seq = 3;
+  jr.manifest.segments.push_back(ManifestSegment{"00000000000000000001.seg", 1, false});
+  jr.in_use = true;
+  jr.base_bytes = 1 << 20;
+  jr.base_allocated = 4096;
+  SegmentReport sr;
+  sr.file = "00000000000000000001.seg";
+  sr.scanned = true;
+  sr.first_seq = 1, sr.last_seq = 5, sr.records = 5, sr.bytes = 999, sr.writes = 2, sr.zeroes = 1;
+  sr.trims = 1, sr.marks = 1, sr.flush_points = 3, sr.bytes_trimmed = 77, sr.granularity_ns = 6;
+  sr.torn_tail = "offset 999: a record cut short";
+  jr.segments.push_back(sr);
+  jr.marks.push_back(MarkReport{"m1", 4, 1234});
+  auto rep = decode_report(frame(MessageType::kReport, encode(Report{jr})));
+  INFO(rep.status().message());
+  REQUIRE(rep.is_ok());
+  CHECK(rep->report.manifest == jr.manifest);
+  CHECK(rep->report.in_use);
+  CHECK(rep->report.base_allocated == 4096);
+  REQUIRE(rep->report.segments.size() == 1);
+  const SegmentReport& got = rep->report.segments[0];
+  CHECK((got.file == sr.file && got.scanned && !got.sealed && got.last_seq == 5 &&
+         got.bytes == 999 && got.marks == 1 && got.flush_points == 3 && got.bytes_trimmed == 77 &&
+         got.granularity_ns == 6 && got.torn_tail == sr.torn_tail));
+  REQUIRE(rep->report.marks.size() == 1);
+  CHECK((rep->report.marks[0].name == "m1" && rep->report.marks[0].seq == 4));
+  // A count of segments the payload cannot hold is refused before anything is read.
+  auto lying = encode(Report{jr});
+  const size_t at = 4 + jr.manifest.serialize().size() + 1 + 8 + 8;  // the segment count
+  lying[at + 3] = 0x7f;
+  CHECK(decode_report(frame(MessageType::kReport, lying)).status().message().find("segments in") !=
+        std::string::npos);
+}
+
+TEST_CASE("rewind:// URIs name a server and a volume", "[protocol]") {
+  ShipOptions o;
+  REQUIRE(parse_remote_uri("rewind://logs.example:7500/db-1", &o).is_ok());
+  CHECK((o.host == "logs.example" && o.port == 7500 && o.volume == "db-1"));
+  REQUIRE(parse_remote_uri("rewind://[::1]/v", &o).is_ok());
+  CHECK((o.host == "::1" && o.port == 7420 && o.volume == "v"));
+  REQUIRE(parse_remote_uri("rewind://[::1]:9/v", &o).is_ok());
+  CHECK((o.host == "::1" && o.port == 9));
+  for (const char* bad : {"nbd://h/v", "rewind://h", "rewind://h:0/v", "rewind://h:x/v",
+                          "rewind://:7/v", "rewind://h/../v", "rewind://h/"}) {
+    Status st = parse_remote_uri(bad, &o);
+    INFO(bad);
+    CHECK_FALSE(st.is_ok());
+    CHECK(st.message().find("give rewind://HOST[:PORT]/VOLUME") != std::string::npos);
+  }
 }

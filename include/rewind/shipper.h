@@ -1,0 +1,90 @@
+// The plugin's shipper (docs/PROTOCOL.md, "Shipping"): a thread that sends a served
+// volume's journal to rewind-server as its records become durable locally, so that
+// the server lags by seconds, not by segments.
+//
+// It reads the records from the journal's segment files (the open one included, up
+// to the durable end), never from the write path: writes never wait for it, and what
+// the server lacks stays on the local disk (retention keeps the segments after the
+// shipped position). Sending is pipelined within a window of bytes in flight that
+// adapts to the link: it grows while acknowledgements come back as fast as on an idle
+// link, and halves when their round trip grows (a queue somewhere: the link or the
+// server's disk); ship-rate= caps the bytes per second on top of that. After any
+// error it reconnects, backing off, and resends from what the server acknowledged.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "rewind/journal.h"
+#include "rewind/log.h"
+#include "rewind/manifest.h"
+#include "rewind/ship_client.h"
+#include "rewind/status.h"
+
+namespace rwd {
+
+class Volume;
+
+// What the shipper reads and tells: a served volume (or, in tests, anything like it).
+class ShipSource {
+ public:
+  virtual ~ShipSource() = default;
+  virtual std::shared_ptr<const Manifest> snapshot() const = 0;
+  virtual Journal::Position durable_position() const = 0;
+  // The server holds every record up to `seq`.
+  virtual void note_shipped(uint64_t seq) = 0;
+};
+std::unique_ptr<ShipSource> ship_source_of(Volume& volume);
+
+struct ShipperOptions {
+  ShipOptions link;   // server, volume, token, TLS; link.timeout bounds every wait on the server
+  uint64_t rate = 0;  // bytes per second on the wire at most (0: no cap)
+  // Past this lag the shipper warns in the log (once a minute while it lasts).
+  std::chrono::nanoseconds lag_warn = std::chrono::minutes(5);
+  uint32_t frame_bytes = 1u << 20;  // RECORDS frames of about this size
+  std::chrono::nanoseconds poll = std::chrono::milliseconds(20);  // for new durable records
+  std::chrono::nanoseconds ping = std::chrono::seconds(5);        // on an idle link
+  std::chrono::nanoseconds retry_min = std::chrono::seconds(1);
+  std::chrono::nanoseconds retry_max = std::chrono::seconds(30);
+};
+
+struct ShipperStatus {
+  bool connected = false;
+  uint64_t acked_seq = 0;     // the server holds every record up to this one
+  uint64_t durable_seq = 0;   // the local journal's
+  uint64_t lag_bytes = 0;     // journal bytes durable locally that the server lacks
+  double lag_seconds = 0;     // age of the oldest record the server lacks
+  uint64_t wire_bytes = 0;    // frames sent (headers included) since start
+  uint64_t record_bytes = 0;  // journal bytes the server acknowledged since start
+  uint64_t window = 0;        // bytes allowed in flight now
+  double rtt_ms = 0;          // smoothed round trip of RECORDS to ACK
+  uint64_t backoffs = 0;      // times the window was cut for a grown round trip
+  uint64_t reconnects = 0;
+  std::string error;  // the last error, if the last session ended in one
+};
+
+class Shipper {
+ public:
+  // Starts the thread (rewind-ship). `journal_dir` is the source's journal.
+  Shipper(std::unique_ptr<ShipSource> source, std::string journal_dir, ShipperOptions opts,
+          Logger logger);
+  ~Shipper();
+  Shipper(const Shipper&) = delete;
+  Shipper& operator=(const Shipper&) = delete;
+
+  // Stops the thread; what is not acknowledged yet goes at the next start.
+  void stop();
+  ShipperStatus status() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// status() as JSON, for the plugin's control socket and `rewind info`.
+std::string ship_status_json(const ShipperStatus& s, const ShipperOptions& o);
+
+}  // namespace rwd

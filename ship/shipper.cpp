@@ -1,0 +1,774 @@
+// <utility> first: Boost 1.74's asio headers use std::exchange without including it.
+#include <utility>
+
+#include "rewind/shipper.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include "rewind/file.h"
+#include "rewind/format.h"
+#include "rewind/journal.h"
+#include "rewind/protocol.h"
+#include "rewind/record.h"
+#include "rewind/volume.h"
+#include "rewind/write_queue.h"
+
+namespace rwd {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using proto::MessageType;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+class VolumeSource : public ShipSource {
+ public:
+  explicit VolumeSource(Volume& v) : v_(v) {}
+  std::shared_ptr<const Manifest> snapshot() const override { return v_.snapshot(); }
+  Journal::Position durable_position() const override { return v_.durable_position(); }
+  void note_shipped(uint64_t seq) override { v_.note_shipped(seq); }
+
+ private:
+  Volume& v_;
+};
+
+// The segment of `m` that holds (or, if not written yet, will hold) record `seq`:
+// its index, or -1 if `seq` is at or before the base.
+long segment_for(const Manifest& m, uint64_t seq) {
+  if (seq <= m.base_seq) return -1;
+  for (size_t i = 0; i < m.segments.size(); ++i) {
+    const ManifestSegment& s = m.segments[i];
+    if (s.first_seq <= seq && (!s.sealed || seq <= s.last_seq)) return static_cast<long>(i);
+  }
+  return m.segments.empty() ? -1 : static_cast<long>(m.segments.size()) - 1;
+}
+
+// Reads a journal's records in seq order as they become durable, from the sealed
+// segments and the open one.
+class JournalTail {
+ public:
+  explicit JournalTail(std::string dir) : dir_(std::move(dir)) {}
+
+  // The next record read will be `seq` + 1.
+  void seek(uint64_t seq) {
+    next_seq_ = seq + 1;
+    file_ = File();
+  }
+  uint64_t next_seq() const { return next_seq_; }
+  // Where the records read end: the segment's first seq and the byte offset.
+  std::pair<uint64_t, uint64_t> position() const { return {segment_first_, pos_}; }
+
+  // Reads record next_seq() into *h and *payload if it is durable (its seq at most
+  // `durable`); false if it is not yet.
+  Result<bool> next(const Manifest& m, uint64_t durable, RecordHeader* h,
+                    std::vector<uint8_t>* payload) {
+    if (next_seq_ > durable) return false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!file_.is_open()) REWIND_RETURN_IF_ERROR(open_for(m));
+      uint8_t buf[format::kRecordHeaderSize];
+      size_t got = 0;
+      REWIND_RETURN_IF_ERROR(file_.pread_full(std::span<uint8_t>(buf, sizeof buf), pos_, &got));
+      if (got == sizeof buf && !is_zero_header(buf) && decode_header(buf, h).is_ok() &&
+          h->seq == next_seq_) {
+        payload->resize(h->payload_length);
+        size_t pgot = 0;
+        REWIND_RETURN_IF_ERROR(file_.pread_full(*payload, pos_ + format::kRecordHeaderSize, &pgot));
+        if (pgot != h->payload_length || payload_checksum(*payload) != h->payload_checksum)
+          return Status::corruption(
+              fmt::format("{} offset {}: the payload of record {} does not match its checksum",
+                          file_.path(), pos_, h->seq));
+        pos_ += format::record_span(h->payload_length);
+        ++next_seq_;
+        return true;
+      }
+      // Not here: the segment was sealed and the record is in the next one (the
+      // manifest names a segment before any record is written to it, and the record
+      // is durable, so a fresh look finds it).
+      const long i = segment_for(m, next_seq_);
+      if (i < 0 || m.segments[i].first_seq == segment_first_)
+        return Status::corruption(fmt::format("{} offset {}: record {} is durable but not there",
+                                              file_.path(), pos_, next_seq_));
+      file_ = File();
+    }
+    return Status::corruption(fmt::format("record {} is not in the journal", next_seq_));
+  }
+
+ private:
+  Status open_for(const Manifest& m) {
+    const long i = segment_for(m, next_seq_);
+    if (i < 0)
+      return Status::invalid(fmt::format(
+          "record {} was folded into the base snapshot (at seq {}) before the log server had it",
+          next_seq_, m.base_seq));
+    const ManifestSegment& s = m.segments[i];
+    auto f = File::open(segment_path(dir_, s.file), O_RDONLY);
+    if (!f) return f.status();
+    file_ = std::move(*f);
+    segment_first_ = s.first_seq;
+    pos_ = format::kSegmentHeaderSize;
+    // Skip to next_seq_ by headers.
+    for (uint64_t seq = s.first_seq; seq < next_seq_; ++seq) {
+      uint8_t buf[format::kRecordHeaderSize];
+      size_t got = 0;
+      RecordHeader h;
+      REWIND_RETURN_IF_ERROR(file_.pread_full(std::span<uint8_t>(buf, sizeof buf), pos_, &got));
+      if (got != sizeof buf || !decode_header(buf, &h).is_ok() || h.seq != seq)
+        return Status::corruption(
+            fmt::format("{} offset {}: cannot find record {}", file_.path(), pos_, seq));
+      pos_ += format::record_span(h.payload_length);
+    }
+    return Status::ok();
+  }
+
+  std::string dir_;
+  uint64_t next_seq_ = 0;
+  File file_;
+  uint64_t segment_first_ = 0;
+  uint64_t pos_ = 0;
+};
+
+// A session's fatal condition, carried out of the coroutines.
+struct SessionError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace
+
+std::unique_ptr<ShipSource> ship_source_of(Volume& volume) {
+  return std::make_unique<VolumeSource>(volume);
+}
+
+class Shipper::Impl {
+ public:
+  Impl(std::unique_ptr<ShipSource> source, std::string dir, ShipperOptions opts, Logger logger)
+      : source_(std::move(source)),
+        dir_(std::move(dir)),
+        opts_(std::move(opts)),
+        logger_(std::move(logger)),
+        tail_(dir_) {
+    window_ = 4ull * opts_.frame_bytes;
+    status_.window = window_;
+    thread_ = std::thread([this] {
+      ::pthread_setname_np(::pthread_self(), "rewind-ship");
+      loop();
+    });
+  }
+
+  void stop() {
+    {
+      std::lock_guard lk(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  ShipperStatus status() const {
+    std::lock_guard lk(mu_);
+    return status_;
+  }
+
+ private:
+  // One frame sent and not yet acknowledged.
+  struct InFlight {
+    uint64_t last_seq = 0;
+    uint64_t first_time_ns = 0;
+    uint64_t record_bytes = 0;
+    uint64_t wire_bytes = 0;
+    std::pair<uint64_t, uint64_t> end;  // tail position after its last record
+    Clock::time_point sent;
+    bool window_limited = false;  // the window was nearly full when it was sent
+  };
+  // The next RECORDS frame, read and not sent yet.
+  struct Pending {
+    std::vector<uint8_t> frame;
+    InFlight meta;
+    bool empty() const { return frame.empty(); }
+  };
+
+  bool stopping() {
+    std::lock_guard lk(mu_);
+    return stopping_;
+  }
+  void log(LogLevel level, const std::string& m) { log_to(logger_, level, "ship: " + m); }
+
+  void loop() {
+    auto delay = opts_.retry_min;
+    std::string last_logged;
+    while (!stopping()) {
+      std::string error;
+      bool progressed = false;
+      asio::co_spawn(io_, session(&progressed), [&](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const SessionError& ex) {
+          error = ex.what();
+        } catch (const std::exception& ex) {
+          error = fmt::format("{}:{}: {}", opts_.link.host, opts_.link.port, ex.what());
+        }
+      });
+      io_.run();
+      io_.restart();
+      {
+        std::lock_guard lk(mu_);
+        status_.connected = false;
+        if (!error.empty()) status_.error = error;
+        if (stopping_) break;
+        ++status_.reconnects;
+      }
+      if (progressed) delay = opts_.retry_min;
+      // Say each distinct failure once, not at every retry.
+      if (!error.empty() && error != last_logged) {
+        log(LogLevel::kWarning,
+            fmt::format("{}; retrying every {}s or less, keeping the local segments", error,
+                        std::chrono::duration_cast<std::chrono::seconds>(opts_.retry_max).count()));
+        last_logged = error;
+      }
+      // Until the next try, the lag goes on growing: say so.
+      const auto retry_at = Clock::now() + delay;
+      while (!stopping() && Clock::now() < retry_at) {
+        lag_while_disconnected();
+        std::unique_lock lk(mu_);
+        cv_.wait_for(lk,
+                     std::min<Clock::duration>(retry_at - Clock::now(), std::chrono::seconds(1)),
+                     [&] { return stopping_; });
+      }
+      delay = std::min(delay * 2, opts_.retry_max);
+    }
+  }
+
+  // ---- one connection -------------------------------------------------------------
+  asio::awaitable<void> session(bool* progressed) {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::resolver resolver(ex);
+    const std::string port = std::to_string(opts_.link.port);
+    auto endpoints = co_await resolver.async_resolve(opts_.link.host, port, asio::use_awaitable);
+    if (opts_.link.ca_file.empty()) {
+      tcp::socket s(ex);
+      co_await run_on(s, s, endpoints, progressed);
+    } else {
+      ssl::context ctx(ssl::context::tls_client);
+      boost::system::error_code ec;
+      ctx.load_verify_file(opts_.link.ca_file, ec);
+      if (ec) throw SessionError(fmt::format("ship-ca={}: {}", opts_.link.ca_file, ec.message()));
+      ssl::stream<tcp::socket> s(ex, ctx);
+      const std::string name =
+          opts_.link.server_name.empty() ? opts_.link.host : opts_.link.server_name;
+      s.set_verify_mode(ssl::verify_peer);
+      s.set_verify_callback(ssl::host_name_verification(name));
+      SSL_set_tlsext_host_name(s.native_handle(), name.c_str());
+      co_await run_on(s, s.next_layer(), endpoints, progressed);
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<void> run_on(Stream& s, tcp::socket& sock,
+                               const tcp::resolver::results_type& endpoints, bool* progressed) {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer watchdog(ex);
+    asio::steady_timer wake(ex);
+    wake_ = &wake;
+    bool done = false;
+    // Closes the connection when the peer does not answer in time.
+    deadline_ = Clock::now() + opts_.link.timeout;
+    asio::co_spawn(ex, watch(watchdog, sock, &done), asio::detached);
+    std::exception_ptr failure;
+    bool reader_done = true;
+    try {
+      co_await asio::async_connect(sock, endpoints, asio::use_awaitable);
+      sock.set_option(tcp::no_delay(true));
+      if constexpr (!std::is_same_v<Stream, tcp::socket>)
+        co_await s.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+      proto::FrameDecoder dec;
+      const proto::Welcome w = co_await open(s, dec);
+      {
+        std::lock_guard lk(mu_);
+        status_.connected = true;
+        status_.error.clear();
+      }
+      co_await send_base(s, dec, w);
+      *progressed = true;
+      // Acknowledgements are read by a coroutine of their own while this one sends.
+      reader_done = false;
+      asio::co_spawn(ex, read_acks(s, dec), [&](std::exception_ptr e) {
+        reader_done = true;
+        if (e && !failure) failure = e;
+        if (!failure) failure = std::make_exception_ptr(SessionError("the server closed"));
+        wake.cancel();
+      });
+      co_await send_records(s, &failure);
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+    done = true;
+    boost::system::error_code ignored;
+    sock.close(ignored);
+    watchdog.cancel();
+    while (!reader_done) {
+      wake.expires_after(std::chrono::milliseconds(1));
+      boost::system::error_code ec;
+      co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    wake_ = nullptr;
+    acked_pos_ = {0, 0};
+    in_flight_.clear();
+    pending_ = Pending();
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  asio::awaitable<void> watch(asio::steady_timer& timer, tcp::socket& sock, bool* done) {
+    while (!*done) {
+      timer.expires_at(std::min(deadline_, Clock::now() + std::chrono::milliseconds(200)));
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (*done) break;
+      if (Clock::now() >= deadline_) {
+        timed_out_ = true;
+        boost::system::error_code ignored;
+        sock.close(ignored);
+        break;
+      }
+    }
+  }
+
+  // The deadline for the server's next answer: timeout after the oldest thing it owes.
+  void expect_answer() { deadline_ = Clock::now() + opts_.link.timeout; }
+  void nothing_owed() { deadline_ = Clock::time_point::max(); }
+
+  template <class Stream>
+  asio::awaitable<void> write_frame(Stream& s, const std::vector<uint8_t>& frame) {
+    co_await asio::async_write(s, asio::buffer(frame), asio::use_awaitable);
+    std::lock_guard lk(mu_);
+    status_.wire_bytes += frame.size();
+  }
+
+  template <class Stream>
+  asio::awaitable<proto::Frame> read_frame(Stream& s, proto::FrameDecoder& dec) {
+    std::array<uint8_t, 4096> buf;
+    for (;;) {
+      proto::Frame f;
+      auto got = dec.next(&f);
+      if (!got) throw SessionError(got.status().message());
+      if (*got) {
+        if (f.type == MessageType::kError) {
+          auto e = proto::decode_error(f);
+          throw SessionError(e ? fmt::format("the server refused: {}: {}",
+                                             proto::error_code_name(e->code), e->message)
+                               : e.status().message());
+        }
+        co_return f;
+      }
+      size_t n = 0;
+      try {
+        n = co_await s.async_read_some(asio::buffer(buf), asio::use_awaitable);
+      } catch (const boost::system::system_error& e) {
+        if (timed_out_)
+          throw SessionError(fmt::format(
+              "the server did not answer within {}s",
+              std::chrono::duration_cast<std::chrono::seconds>(opts_.link.timeout).count()));
+        throw SessionError(fmt::format("connection to {}:{}: {}", opts_.link.host, opts_.link.port,
+                                       e.code().message()));
+      }
+      dec.feed(std::span<const uint8_t>(buf.data(), n));
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<proto::Welcome> open(Stream& s, proto::FrameDecoder& dec) {
+    const proto::Hello hello{proto::kVersion, proto::kVersion, proto::Purpose::kShip,
+                             opts_.link.volume, opts_.link.token};
+    const std::vector<uint8_t> frame =
+        proto::encode_frame(MessageType::kHello, proto::encode(hello));
+    expect_answer();
+    co_await write_frame(s, frame);
+    const proto::Frame f = co_await read_frame(s, dec);
+    auto w = proto::decode_welcome(f);
+    if (!w) throw SessionError(w.status().message());
+    co_return *w;
+  }
+
+  // Sends the base snapshot unless the server holds it, and positions the tail after
+  // what the server holds.
+  template <class Stream>
+  asio::awaitable<void> send_base(Stream& s, proto::FrameDecoder& dec, const proto::Welcome& w) {
+    const auto m = source_->snapshot();
+    const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
+    const bool whole = w.image_size != 0 && w.base_bytes == w.image_size;
+    if (whole && !same)
+      throw SessionError(
+          fmt::format("the server holds another volume under the name '{}'; give this one another "
+                      "ship-volume=",
+                      opts_.link.volume));
+    uint64_t acked = w.durable_seq;
+    if (!whole) {
+      const std::vector<uint8_t> begin =
+          proto::encode_frame(MessageType::kBaseBegin, proto::encode(base_begin_of(*m)));
+      expect_answer();
+      co_await write_frame(s, begin);
+      proto::Frame f = co_await read_frame(s, dec);
+      auto a = proto::decode_ack(f);
+      if (!a) throw SessionError(a.status().message());
+      auto base = File::open(base_path(dir_, m->base_file), O_RDONLY);
+      if (!base) throw SessionError(base.status().message());
+      std::vector<uint8_t> chunk;
+      const auto started = Clock::now();
+      for (uint64_t at = a->base_bytes; at < m->image_size;) {
+        chunk.resize(std::min<uint64_t>(proto::kMaxBaseChunk, m->image_size - at));
+        if (Status st = base->pread_full(chunk, at); !st) throw SessionError(st.message());
+        const std::vector<uint8_t> frame =
+            proto::encode_frame(MessageType::kBaseData, proto::encode(proto::BaseData{at, chunk}));
+        co_await pace(frame.size());
+        expect_answer();
+        co_await write_frame(s, frame);
+        f = co_await read_frame(s, dec);
+        a = proto::decode_ack(f);
+        if (!a) throw SessionError(a.status().message());
+        if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
+        at = a->base_bytes;
+      }
+      log(LogLevel::kInfo,
+          fmt::format("sent the base snapshot ({} bytes) in {:.1f}s", m->image_size,
+                      std::chrono::duration<double>(Clock::now() - started).count()));
+      acked = m->base_seq;
+    } else if (w.durable_seq < m->base_seq) {
+      throw SessionError(fmt::format(
+          "the server holds volume '{}' up to seq {}, but this journal starts after seq {} (its "
+          "older records were folded into its base)",
+          opts_.link.volume, w.durable_seq, m->base_seq));
+    }
+    nothing_owed();
+    tail_.seek(acked);
+    acked_pos_ = {0, 0};
+    {
+      std::lock_guard lk(mu_);
+      status_.acked_seq = acked;
+    }
+    source_->note_shipped(acked);
+  }
+
+  // ---- records ----------------------------------------------------------------------
+  // Reads the next frame's records (durable ones, up to frame_bytes) into pending_.
+  void fill_pending(const Manifest& m, uint64_t durable) {
+    if (!pending_.empty()) return;
+    std::vector<RecordHeader> hs;
+    std::vector<std::vector<uint8_t>> payloads;
+    uint64_t bytes = 0;
+    while (bytes < opts_.frame_bytes) {
+      RecordHeader h;
+      std::vector<uint8_t> p;
+      auto more = tail_.next(m, durable, &h, &p);
+      if (!more) throw SessionError(more.status().message());
+      if (!*more) break;
+      bytes += format::record_span(h.payload_length);
+      hs.push_back(h);
+      payloads.push_back(std::move(p));
+    }
+    if (hs.empty()) return;
+    std::vector<std::span<const uint8_t>> ps(payloads.begin(), payloads.end());
+    pending_.frame = proto::encode_frame(MessageType::kRecords, proto::encode_records(hs, ps));
+    pending_.meta.last_seq = hs.back().seq;
+    pending_.meta.first_time_ns = hs.front().time_ns;
+    pending_.meta.record_bytes = bytes;
+    pending_.meta.wire_bytes = pending_.frame.size();
+    pending_.meta.end = tail_.position();
+  }
+
+  uint64_t in_flight_bytes() const {
+    uint64_t n = 0;
+    for (const InFlight& f : in_flight_) n += f.wire_bytes;
+    return n;
+  }
+
+  // Waits until the rate cap lets `bytes` more go (token bucket, bursts of a frame).
+  asio::awaitable<void> pace(uint64_t bytes) {
+    if (opts_.rate == 0) co_return;
+    const double burst = std::max<double>(opts_.frame_bytes, static_cast<double>(opts_.rate) / 4);
+    for (;;) {
+      const auto now = Clock::now();
+      tokens_ =
+          std::min(burst, tokens_ + static_cast<double>(opts_.rate) *
+                                        std::chrono::duration<double>(now - refilled_).count());
+      refilled_ = now;
+      if (tokens_ >= 0) break;
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      t.expires_after(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(-tokens_ / static_cast<double>(opts_.rate))));
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    tokens_ -= static_cast<double>(bytes);
+  }
+
+  template <class Stream>
+  asio::awaitable<void> send_records(Stream& s, std::exception_ptr* failure) {
+    auto last_sent = Clock::now();
+    bool ping_owed = false;
+    while (!stopping() && !*failure) {
+      const Journal::Position durable = source_->durable_position();
+      const auto m = source_->snapshot();  // after the position: it lists its segment
+      fill_pending(*m, durable.seq);
+      const uint64_t flying = in_flight_bytes();
+      if (!pending_.empty() &&
+          (in_flight_.empty() || flying + pending_.meta.wire_bytes <= window_)) {
+        co_await pace(pending_.meta.wire_bytes);
+        Pending p = std::move(pending_);
+        pending_ = Pending();
+        p.meta.sent = Clock::now();
+        p.meta.window_limited = flying + 2 * p.meta.wire_bytes > window_;
+        if (in_flight_.empty()) expect_answer();
+        in_flight_.push_back(p.meta);
+        co_await write_frame(s, p.frame);
+        last_sent = Clock::now();
+        update_lag(*m, durable);
+        continue;
+      }
+      if (in_flight_.empty() && !ping_owed && Clock::now() - last_sent >= opts_.ping) {
+        // Keeps an idle link open (the server drops silent peers) and checks it.
+        const proto::Ping ping{++ping_nonce_, wall_clock_ns()};
+        const std::vector<uint8_t> frame =
+            proto::encode_frame(MessageType::kPing, proto::encode(ping));
+        expect_answer();
+        co_await write_frame(s, frame);
+        last_sent = Clock::now();
+        ping_owed_ = true;
+      }
+      ping_owed = ping_owed_;
+      update_lag(*m, durable);
+      wake_->expires_after(opts_.poll);
+      boost::system::error_code ec;
+      co_await wake_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<void> read_acks(Stream& s, proto::FrameDecoder& dec) {
+    for (;;) {
+      const proto::Frame f = co_await read_frame(s, dec);
+      if (f.type == MessageType::kPong) {
+        ping_owed_ = false;
+        if (in_flight_.empty()) nothing_owed();
+        continue;
+      }
+      auto a = proto::decode_ack(f);
+      if (!a) throw SessionError(fmt::format("from the server: {}", a.status().message()));
+      on_ack(*a);
+      if (wake_) wake_->cancel();
+    }
+  }
+
+  void on_ack(const proto::Ack& a) {
+    const auto now = Clock::now();
+    if (in_flight_.empty() || a.durable_seq < in_flight_.front().last_seq)
+      throw SessionError(
+          fmt::format("the server acknowledged seq {}, which was not sent", a.durable_seq));
+    uint64_t acked_bytes = 0;
+    bool limited = false;
+    double rtt = 0;
+    while (!in_flight_.empty() && in_flight_.front().last_seq <= a.durable_seq) {
+      const InFlight& f = in_flight_.front();
+      acked_bytes += f.record_bytes;
+      limited = limited || f.window_limited;
+      rtt = std::chrono::duration<double>(now - f.sent).count();
+      acked_pos_ = f.end;
+      in_flight_.pop_front();
+    }
+    if (in_flight_.empty() && !ping_owed_)
+      nothing_owed();
+    else
+      expect_answer();
+    adapt(rtt, acked_bytes, limited, now);
+    source_->note_shipped(a.durable_seq);
+    std::lock_guard lk(mu_);
+    status_.acked_seq = a.durable_seq;
+    status_.record_bytes += acked_bytes;
+    status_.window = window_;
+    status_.rtt_ms = srtt_ * 1e3;
+  }
+
+  // The window: grows by one frame per round trip while round trips stay near the
+  // smallest seen lately (doubling until the first back-off), and halves, at most
+  // once per round trip, when they grow past twice that plus 20 ms: a queue has built
+  // up on the link or at the server.
+  void adapt(double rtt, uint64_t acked_bytes, bool limited, Clock::time_point now) {
+    if (now - min_rtt_epoch_ > std::chrono::seconds(10)) {
+      min_rtt_ = std::min(rtt, epoch_min_rtt_);
+      epoch_min_rtt_ = rtt;
+      min_rtt_epoch_ = now;
+    }
+    min_rtt_ = std::min(min_rtt_, rtt);
+    epoch_min_rtt_ = std::min(epoch_min_rtt_, rtt);
+    srtt_ = srtt_ == 0 ? rtt : 0.875 * srtt_ + 0.125 * rtt;
+    const uint64_t min_window = 2ull * opts_.frame_bytes;
+    const uint64_t max_window = 64ull << 20;
+    if (rtt > 2 * min_rtt_ + 0.020) {
+      if (now - last_cut_ > std::chrono::duration<double>(srtt_)) {
+        window_ = std::max(min_window, window_ / 2);
+        last_cut_ = now;
+        slow_start_ = false;
+        std::lock_guard lk(mu_);
+        ++status_.backoffs;
+      }
+    } else if (limited) {
+      const uint64_t grow = slow_start_ ? acked_bytes
+                                        : std::max<uint64_t>(1, opts_.frame_bytes * acked_bytes /
+                                                                    std::max<uint64_t>(1, window_));
+      window_ = std::min(max_window, window_ + grow);
+    }
+  }
+
+  void lag_while_disconnected() {
+    const Journal::Position durable = source_->durable_position();
+    const auto m = source_->snapshot();
+    uint64_t acked;
+    {
+      std::lock_guard lk(mu_);
+      acked = status_.acked_seq;
+    }
+    uint64_t oldest = 0;
+    if (durable.seq > acked) {
+      // The oldest record the server lacks: read it (the next session seeks again).
+      RecordHeader h;
+      std::vector<uint8_t> p;
+      tail_.seek(acked);
+      auto got = tail_.next(*m, durable.seq, &h, &p);
+      if (got && *got) oldest = h.time_ns;
+    }
+    update_lag(*m, durable, oldest);
+  }
+
+  // The lag: journal bytes from what the server acknowledged to the durable end, and
+  // the age of the oldest record it lacks (that of the first frame in flight or
+  // pending, unless `oldest` is given).
+  void update_lag(const Manifest& m, const Journal::Position& durable, uint64_t oldest = 0) {
+    uint64_t bytes = 0;
+    uint64_t acked_seq;
+    {
+      std::lock_guard lk(mu_);
+      acked_seq = status_.acked_seq;
+    }
+    if (durable.seq > acked_seq) {
+      auto [seg, off] = acked_pos_;
+      if (seg == 0) {  // nothing acknowledged this session: from the tail's start
+        const long i = segment_for(m, acked_seq + 1);
+        seg = i < 0 ? 0 : m.segments[i].first_seq;
+        off = format::kSegmentHeaderSize;
+      }
+      for (const ManifestSegment& s : m.segments) {
+        if (s.first_seq < seg) continue;
+        const uint64_t from = s.first_seq == seg ? off : format::kSegmentHeaderSize;
+        if (s.first_seq == durable.segment_first_seq) {
+          bytes += durable.offset > from ? durable.offset - from : 0;
+          break;
+        }
+        if (s.sealed) bytes += s.bytes > from ? s.bytes - from : 0;
+      }
+    }
+    if (durable.seq > acked_seq && oldest == 0)
+      oldest = !in_flight_.empty() ? in_flight_.front().first_time_ns
+               : !pending_.empty() ? pending_.meta.first_time_ns
+                                   : 0;
+    const uint64_t now = wall_clock_ns();
+    const double lag = oldest != 0 && now > oldest ? static_cast<double>(now - oldest) / 1e9 : 0;
+    {
+      std::lock_guard lk(mu_);
+      status_.durable_seq = durable.seq;
+      status_.lag_bytes = bytes;
+      status_.lag_seconds = lag;
+    }
+    const auto t = Clock::now();
+    if (lag > std::chrono::duration<double>(opts_.lag_warn).count() &&
+        t - last_lag_warning_ > std::chrono::minutes(1)) {
+      last_lag_warning_ = t;
+      log(LogLevel::kWarning,
+          fmt::format("the log server is {:.0f}s ({} bytes) behind, past ship-lag-warn={}s; "
+                      "the local segments are kept until it has them",
+                      lag, bytes,
+                      std::chrono::duration_cast<std::chrono::seconds>(opts_.lag_warn).count()));
+    }
+  }
+
+  std::unique_ptr<ShipSource> source_;
+  const std::string dir_;
+  const ShipperOptions opts_;
+  Logger logger_;
+  std::thread thread_;
+  mutable std::mutex mu_;  // guards stopping_ and status_
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  ShipperStatus status_;
+  // The shipper thread's alone:
+  JournalTail tail_;
+  Pending pending_;
+  std::deque<InFlight> in_flight_;
+  std::pair<uint64_t, uint64_t> acked_pos_{0, 0};
+  asio::steady_timer* wake_ = nullptr;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  bool ping_owed_ = false;
+  uint64_t ping_nonce_ = 0;
+  uint64_t window_ = 0;
+  bool slow_start_ = true;
+  double min_rtt_ = 1e9, epoch_min_rtt_ = 1e9, srtt_ = 0;
+  Clock::time_point min_rtt_epoch_ = Clock::now(), last_cut_{};
+  double tokens_ = 0;
+  Clock::time_point refilled_ = Clock::now();
+  Clock::time_point last_lag_warning_{};
+  // Last, so that it goes first: a stop() leaves coroutines suspended in it, which
+  // refer to the members above.
+  asio::io_context io_;
+};
+
+Shipper::Shipper(std::unique_ptr<ShipSource> source, std::string journal_dir, ShipperOptions opts,
+                 Logger logger)
+    : impl_(std::make_unique<Impl>(std::move(source), std::move(journal_dir), std::move(opts),
+                                   std::move(logger))) {}
+Shipper::~Shipper() {
+  impl_->stop();
+}
+void Shipper::stop() {
+  impl_->stop();
+}
+ShipperStatus Shipper::status() const {
+  return impl_->status();
+}
+
+std::string ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
+  std::string err;
+  for (char c : s.error) {
+    if (c == '"' || c == '\\') err += '\\';
+    err += static_cast<unsigned char>(c) < 0x20 ? '?' : c;
+  }
+  return fmt::format(
+      "{{\"server\":\"{}:{}\",\"volume\":\"{}\",\"connected\":{},\"acked_seq\":{},"
+      "\"durable_seq\":{},\"lag_bytes\":{},\"lag_seconds\":{:.3f},\"wire_bytes\":{},"
+      "\"record_bytes\":{},\"window\":{},\"rtt_ms\":{:.3f},\"backoffs\":{},\"reconnects\":{},"
+      "\"rate_cap\":{},\"lag_warn_s\":{},\"error\":\"{}\"}}",
+      o.link.host, o.link.port, o.link.volume, s.connected, s.acked_seq, s.durable_seq, s.lag_bytes,
+      s.lag_seconds, s.wire_bytes, s.record_bytes, s.window, s.rtt_ms, s.backoffs, s.reconnects,
+      o.rate, std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count(), err);
+}
+
+}  // namespace rwd
