@@ -86,6 +86,27 @@ stop_server() {
 
 uri_of() { echo "nbd+unix:///?socket=$1"; }
 
+# start_log_server HOST:PORT ARGS...: rewind-server listening there (port 0: any free
+# one), its log in $workdir/log-server.log; waits until it listens, then sets
+# log_server_pid and port. It dies with this script.
+start_log_server() {
+  local listen=$1 before i
+  shift
+  before=$(grep -c 'listening on' "$workdir/log-server.log" 2>/dev/null || true)
+  setpriv --pdeathsig KILL "$REWIND_SERVER" --listen "$listen" "$@" 2>>"$workdir/log-server.log" &
+  log_server_pid=$!
+  cleanup "kill -KILL $log_server_pid"
+  for i in $(seq 1 100); do
+    if [ "$(grep -c 'listening on' "$workdir/log-server.log")" -gt "${before:-0}" ]; then
+      port=$(sed -n "s/.*listening on [^ ]*:\([0-9]*\).*/\1/p" "$workdir/log-server.log" | tail -n 1)
+      return 0
+    fi
+    kill -0 "$log_server_pid" 2>/dev/null || fail "rewind-server exited: $(cat "$workdir/log-server.log")"
+    sleep 0.05
+  done
+  fail "rewind-server did not start: $(cat "$workdir/log-server.log")"
+}
+
 # JSON field of `rewind info --json` / `rewind log --json` output.
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 

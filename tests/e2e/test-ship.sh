@@ -30,22 +30,11 @@ make_volume() {
 make_volume a 12
 make_volume b 40
 
-server_pid=
-# serve N: starts the Nth server of this test (TLS, any free port) and sets $port.
+# serve: starts a server of this test (TLS, any free port); sets server_pid and $port.
 serve() {
-  "$REWIND_SERVER" --listen 127.0.0.1:0 --store store --tokens tokens --tls-cert cert.pem \
-    --tls-key key.pem --idle-timeout 2s 2>>server.log &
-  server_pid=$!
-  cleanup "kill -KILL $server_pid"
-  local i
-  for i in $(seq 1 100); do
-    if [ "$(grep -c 'listening on' server.log)" -ge "$1" ]; then
-      port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' server.log | tail -n 1)
-      return 0
-    fi
-    sleep 0.05
-  done
-  fail "rewind-server did not start: $(cat server.log)"
+  start_log_server 127.0.0.1:0 --store store --tokens tokens --tls-cert cert.pem \
+    --tls-key key.pem --idle-timeout 2s
+  server_pid=$log_server_pid
 }
 ship() { "$REWIND_SHIP" "$1.rewind" localhost "$port" "$2" "$3" ${4-cert.pem}; }
 expect_refused() {
@@ -69,7 +58,7 @@ same_volume() {  # LOCAL VOLUME: every mark and the newest state restore alike
   rm -f l.img s.img
 }
 
-serve 1
+serve
 ship a vol-a tok-a | grep -q "^acked seq $("$REWIND_CLI" info --json a.rewind | json_field '["last_seq"]') " ||
   fail "vol-a was not acknowledged whole"
 same_volume a vol-a
@@ -120,7 +109,7 @@ for _ in $(seq 1 200); do
 done
 kill -KILL "$server_pid"
 wait "$ship_pid" && fail "the shipment outlived the server"
-serve 2
-out=$(ship b vol-b2 tok-b 2>&1) || fail "vol-b2 did not resume: $out; $(cat server.log)"
+serve
+out=$(ship b vol-b2 tok-b 2>&1) || fail "vol-b2 did not resume: $out; $(cat "$workdir/log-server.log")"
 same_volume b vol-b2
 echo "PASS: ship"
