@@ -235,6 +235,7 @@ class Shipper::Impl {
       {
         std::lock_guard lk(mu_);
         status_.connected = false;
+        status_.phase = "connecting";
         if (!error.empty()) status_.error = error;
         if (stopping_) break;
         ++status_.reconnects;
@@ -424,6 +425,10 @@ class Shipper::Impl {
                       opts_.link.volume));
     uint64_t acked = w.durable_seq;
     if (!whole) {
+      {
+        std::lock_guard lk(mu_);
+        status_.phase = "base";
+      }
       const std::vector<uint8_t> begin =
           proto::encode_frame(MessageType::kBaseBegin, proto::encode(base_begin_of(*m)));
       expect_answer();
@@ -448,6 +453,8 @@ class Shipper::Impl {
         if (!a) throw SessionError(a.status().message());
         if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
         at = a->base_bytes;
+        std::lock_guard lk(mu_);
+        status_.durable_seq = source_->durable_position().seq;
       }
       log(LogLevel::kInfo,
           fmt::format("sent the base snapshot ({} bytes) in {:.1f}s", m->image_size,
@@ -465,6 +472,7 @@ class Shipper::Impl {
     {
       std::lock_guard lk(mu_);
       status_.acked_seq = acked;
+      status_.phase = "records";
     }
     source_->note_shipped(acked);
   }
@@ -762,13 +770,14 @@ std::string ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
     err += static_cast<unsigned char>(c) < 0x20 ? '?' : c;
   }
   return fmt::format(
-      "{{\"server\":\"{}:{}\",\"volume\":\"{}\",\"connected\":{},\"acked_seq\":{},"
+      "{{\"server\":\"{}:{}\",\"volume\":\"{}\",\"connected\":{},\"phase\":\"{}\",\"acked_seq\":{},"
       "\"durable_seq\":{},\"lag_bytes\":{},\"lag_seconds\":{:.3f},\"wire_bytes\":{},"
       "\"record_bytes\":{},\"window\":{},\"rtt_ms\":{:.3f},\"backoffs\":{},\"reconnects\":{},"
       "\"rate_cap\":{},\"lag_warn_s\":{},\"error\":\"{}\"}}",
-      o.link.host, o.link.port, o.link.volume, s.connected, s.acked_seq, s.durable_seq, s.lag_bytes,
-      s.lag_seconds, s.wire_bytes, s.record_bytes, s.window, s.rtt_ms, s.backoffs, s.reconnects,
-      o.rate, std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count(), err);
+      o.link.host, o.link.port, o.link.volume, s.connected, s.phase, s.acked_seq, s.durable_seq,
+      s.lag_bytes, s.lag_seconds, s.wire_bytes, s.record_bytes, s.window, s.rtt_ms, s.backoffs,
+      s.reconnects, o.rate, std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count(),
+      err);
 }
 
 }  // namespace rwd

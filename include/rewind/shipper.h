@@ -52,6 +52,8 @@ struct ShipperOptions {
 
 struct ShipperStatus {
   bool connected = false;
+  // "connecting", "base" (sending the base snapshot) or "records"
+  std::string phase = "connecting";
   uint64_t acked_seq = 0;     // the server holds every record up to this one
   uint64_t durable_seq = 0;   // the local journal's
   uint64_t lag_bytes = 0;     // journal bytes durable locally that the server lacks
