@@ -295,7 +295,9 @@ class Shipper::Impl {
     bool done = false;
     // Closes the connection when the peer does not answer in time.
     deadline_ = Clock::now() + opts_.link.timeout;
-    asio::co_spawn(ex, watch(watchdog, sock, &done), asio::detached);
+    bool watch_done = false;  // the watchdog refers to this frame until it ends
+    asio::co_spawn(ex, watch(watchdog, sock, &done),
+                   [&](std::exception_ptr) { watch_done = true; });
     std::exception_ptr failure;
     bool reader_done = true;
     try {
@@ -328,7 +330,7 @@ class Shipper::Impl {
     boost::system::error_code ignored;
     sock.close(ignored);
     watchdog.cancel();
-    while (!reader_done) {
+    while (!reader_done || !watch_done) {
       wake.expires_after(std::chrono::milliseconds(1));
       boost::system::error_code ec;
       co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
