@@ -38,6 +38,20 @@ expect_error "journal-max=3.0 MiB is less than twice segment-size=2.0 MiB" image
 expect_error "retain-coarse=1d: tier '1d' has no ':'" image=disk.img journal=j retain-coarse=1d
 expect_error "tier '1d:1m' must be older and coarser" image=disk.img journal=j \
   retain-coarse=30d:1h,1d:1m
+expect_error "ship=logs: give the log server as HOST:PORT" image=disk.img journal=j ship=logs
+expect_error "ship=logs:99999: give the log server as HOST:PORT" image=disk.img journal=j \
+  ship=logs:99999
+expect_error "ship= needs ship-token=TOKEN" image=disk.img journal=j ship=logs:7420 ship-volume=v
+expect_error "ship= needs ship-volume=NAME" image=disk.img journal=j ship=logs:7420 ship-token=t
+expect_error "ship-volume=../v: " image=disk.img journal=j ship=logs:7420 ship-token=t \
+  ship-volume=../v
+expect_error "ship-token=: a token is printable ASCII without spaces" image=disk.img journal=j \
+  ship=logs:7420 ship-token="a b" ship-volume=v
+expect_error "ship-token=@nothere: " image=disk.img journal=j ship=logs:7420 ship-token=@nothere \
+  ship-volume=v
+expect_error "ship-token= without ship=HOST:PORT" image=disk.img journal=j ship-token=t
+expect_error "ship-rate=1: must be between" image=disk.img journal=j ship=logs:7420 ship-token=t \
+  ship-volume=v ship-rate=1
 expect_error "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" image=disk.img \
   journal=j retain=2d retain-coarse=1d:1m
 expect_error "segment-size=big: 'big' is not a size" image=disk.img journal=j segment-size=big
