@@ -36,6 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MessageType::kBaseData:
           (void)decode_base_data(f);
           break;
+        case MessageType::kBaseZero:
+          (void)decode_base_zero(f);
+          break;
         case MessageType::kRecords:
           (void)decode_records(f);
           break;

@@ -139,6 +139,8 @@ const char* message_type_name(MessageType t) {
       return "EXTENT";
     case MessageType::kEnd:
       return "END";
+    case MessageType::kBaseZero:
+      return "BASE_ZERO";
   }
   return "unknown";
 }
@@ -345,6 +347,25 @@ Result<BaseData> decode_base_data(const Frame& f) {
                      fmt::format("a chunk of {} bytes (1 to {})", data.size(), kMaxBaseChunk));
   if (m.offset + data.size() < m.offset) return malformed(f.type, "the chunk's range overflows");
   m.data.assign(data.begin(), data.end());
+  return m;
+}
+
+std::vector<uint8_t> encode(const BaseZero& m) {
+  Writer w;
+  w.u64(m.offset);
+  w.u64(m.length);
+  return w.take();
+}
+
+Result<BaseZero> decode_base_zero(const Frame& f) {
+  REWIND_RETURN_IF_ERROR(expect_type(f, MessageType::kBaseZero));
+  Reader r(f.payload);
+  BaseZero m;
+  m.offset = r.u64();
+  m.length = r.u64();
+  REWIND_RETURN_IF_ERROR(finished(r, f.type));
+  if (m.length == 0) return malformed(f.type, "an empty run");
+  if (m.offset + m.length < m.offset) return malformed(f.type, "the run's range overflows");
   return m;
 }
 

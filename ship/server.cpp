@@ -535,6 +535,10 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
       auto d = proto::decode_base_data(f);
       if (!d) return d.status();
       ack = vol.base_data(d->offset, d->data);
+    } else if (f.type == MessageType::kBaseZero) {
+      auto z = proto::decode_base_zero(f);
+      if (!z) return z.status();
+      ack = vol.base_zero(z->offset, z->length);
     } else if (f.type == MessageType::kRecords) {
       auto r = proto::decode_records(f);
       if (!r) return r.status();

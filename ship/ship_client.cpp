@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <optional>
 
@@ -121,6 +123,24 @@ Result<proto::Ack> await_ack(Connection& c) {
 
 }  // namespace
 
+Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
+                              std::vector<uint8_t>* data) {
+  // Where the next data is: past a hole, the hole is a run of zeroes. A file system
+  // without SEEK_DATA gives all of it as data.
+  off_t next_data = ::lseek(base.fd(), static_cast<off_t>(at), SEEK_DATA);
+  if (next_data < 0) next_data = errno == ENXIO ? static_cast<off_t>(size) : static_cast<off_t>(at);
+  if (static_cast<uint64_t>(next_data) > at)
+    return BaseRun{true, std::min<uint64_t>(static_cast<uint64_t>(next_data), size) - at};
+  off_t hole = ::lseek(base.fd(), static_cast<off_t>(at), SEEK_HOLE);
+  if (hole < 0) hole = static_cast<off_t>(size);
+  const uint64_t n =
+      std::min<uint64_t>({static_cast<uint64_t>(hole) - at, proto::kMaxBaseChunk, size - at});
+  data->resize(n);
+  REWIND_RETURN_IF_ERROR(base.pread_full(*data, at));
+  const bool zero = std::all_of(data->begin(), data->end(), [](uint8_t b) { return b == 0; });
+  return BaseRun{zero, n};
+}
+
 proto::BaseBegin base_begin_of(const Manifest& m) {
   proto::BaseBegin b;
   std::copy(m.volume_id.begin(), m.volume_id.end(), b.volume_id.begin());
@@ -167,10 +187,12 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
     if (!base) return base.status();
     std::vector<uint8_t> chunk;
     for (uint64_t at = a->base_bytes; at < m->image_size;) {
-      chunk.resize(std::min<uint64_t>(proto::kMaxBaseChunk, m->image_size - at));
-      REWIND_RETURN_IF_ERROR(base->pread_full(chunk, at));
+      auto run = next_base_run(*base, at, m->image_size, &chunk);
+      if (!run) return run.status();
       REWIND_RETURN_IF_ERROR(
-          c.send(MessageType::kBaseData, proto::encode(proto::BaseData{at, chunk})));
+          run->zero
+              ? c.send(MessageType::kBaseZero, proto::encode(proto::BaseZero{at, run->length}))
+              : c.send(MessageType::kBaseData, proto::encode(proto::BaseData{at, chunk})));
       a = await_ack(c);
       if (!a) return a.status();
       at = a->base_bytes;

@@ -443,10 +443,13 @@ class Shipper::Impl {
       std::vector<uint8_t> chunk;
       const auto started = Clock::now();
       for (uint64_t at = a->base_bytes; at < m->image_size;) {
-        chunk.resize(std::min<uint64_t>(proto::kMaxBaseChunk, m->image_size - at));
-        if (Status st = base->pread_full(chunk, at); !st) throw SessionError(st.message());
+        auto run = next_base_run(*base, at, m->image_size, &chunk);
+        if (!run) throw SessionError(run.status().message());
         const std::vector<uint8_t> frame =
-            proto::encode_frame(MessageType::kBaseData, proto::encode(proto::BaseData{at, chunk}));
+            run->zero ? proto::encode_frame(MessageType::kBaseZero,
+                                            proto::encode(proto::BaseZero{at, run->length}))
+                      : proto::encode_frame(MessageType::kBaseData,
+                                            proto::encode(proto::BaseData{at, chunk}));
         co_await pace(frame.size());
         expect_answer();
         co_await write_frame(s, frame);

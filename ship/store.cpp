@@ -218,7 +218,7 @@ Result<proto::Ack> StoredVolume::begin_base(const proto::BaseBegin& b) {
   return ack();
 }
 
-Result<proto::Ack> StoredVolume::base_data(uint64_t offset, std::span<const uint8_t> data) {
+Status StoredVolume::check_base_run(uint64_t offset, uint64_t length) {
   if (!receiving_)
     return refuse(proto::ErrorCode::kMalformed,
                   Status::invalid(journal_ ? "base data after the base snapshot was whole"
@@ -228,18 +228,41 @@ Result<proto::Ack> StoredVolume::base_data(uint64_t offset, std::span<const uint
                   Status::invalid(fmt::format("base data at offset {}, but the store holds the "
                                               "first {} bytes; send from there",
                                               offset, partial_bytes_)));
-  if (offset + data.size() > receiving_->image_size)
+  if (offset + length > receiving_->image_size)
     return refuse(proto::ErrorCode::kMalformed,
                   Status::invalid(fmt::format("base data up to {} is past the image size {}",
-                                              offset + data.size(), receiving_->image_size)));
+                                              offset + length, receiving_->image_size)));
+  last_error_ = proto::ErrorCode::kServer;
+  return Status::ok();
+}
+
+Status StoredVolume::base_held(uint64_t end) {
+  REWIND_RETURN_IF_ERROR(append_progress(progress_, progress_entries_, end));
+  ++progress_entries_;
+  partial_bytes_ = end;
+  return Status::ok();
+}
+
+Result<proto::Ack> StoredVolume::base_data(uint64_t offset, std::span<const uint8_t> data) {
+  REWIND_RETURN_IF_ERROR(check_base_run(offset, data.size()));
   const uint64_t skip = partial_bytes_ - offset;  // bytes held already
   if (skip < data.size()) {
-    last_error_ = proto::ErrorCode::kServer;
     REWIND_RETURN_IF_ERROR(partial_.pwrite_full(data.subspan(skip), partial_bytes_));
     REWIND_RETURN_IF_ERROR(partial_.datasync());
-    REWIND_RETURN_IF_ERROR(append_progress(progress_, progress_entries_, offset + data.size()));
-    ++progress_entries_;
-    partial_bytes_ = offset + data.size();
+    REWIND_RETURN_IF_ERROR(base_held(offset + data.size()));
+  }
+  if (partial_bytes_ == receiving_->image_size) REWIND_RETURN_IF_ERROR(finish_base());
+  return ack();
+}
+
+Result<proto::Ack> StoredVolume::base_zero(uint64_t offset, uint64_t length) {
+  REWIND_RETURN_IF_ERROR(check_base_run(offset, length));
+  if (offset + length > partial_bytes_) {
+    // The file ends at partial_bytes_ (recovery cuts it there): extending it adds
+    // bytes that read as zeroes. The new size is synced before it is counted.
+    REWIND_RETURN_IF_ERROR(partial_.truncate(offset + length));
+    REWIND_RETURN_IF_ERROR(partial_.sync());
+    REWIND_RETURN_IF_ERROR(base_held(offset + length));
   }
   if (partial_bytes_ == receiving_->image_size) REWIND_RETURN_IF_ERROR(finish_base());
   return ack();

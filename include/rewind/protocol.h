@@ -59,8 +59,9 @@ enum class MessageType : uint8_t {
   kView = 13,      // server -> reader: the point the target resolved to; EXTENTs follow
   kExtent = 14,    // server -> reader: a run of the volume at that point, data or zeroes
   kEnd = 15,       // server -> reader: the last EXTENT was sent
+  kBaseZero = 16,  // shipper -> server: a run of the base snapshot that reads as zeroes
 };
-inline constexpr uint8_t kMaxMessageType = 15;
+inline constexpr uint8_t kMaxMessageType = 16;
 
 const char* message_type_name(MessageType t);
 
@@ -162,6 +163,14 @@ struct BaseData {
 // Consecutive records, each encoded exactly as in a segment (header, payload,
 // padding to 8 bytes); decoding checks every header and payload checksum and that
 // seqs run on without a gap and times never go back.
+// A run of the base snapshot that reads as zeroes (a hole, or zeroes written): sent as
+// its length only.
+struct BaseZero {
+  uint64_t offset = 0;
+  uint64_t length = 0;  // >= 1
+  bool operator==(const BaseZero&) const = default;
+};
+
 struct Records {
   std::vector<RecordHeader> headers;
   std::vector<std::span<const uint8_t>> payloads;  // into the decoded frame's payload
@@ -227,6 +236,7 @@ std::vector<uint8_t> encode(const Welcome& m);
 std::vector<uint8_t> encode(const Error& m);
 std::vector<uint8_t> encode(const BaseBegin& m);
 std::vector<uint8_t> encode(const BaseData& m);
+std::vector<uint8_t> encode(const BaseZero& m);
 std::vector<uint8_t> encode(const Ack& m);
 std::vector<uint8_t> encode(const Ping& m);  // a PING's payload, or its PONG's
 std::vector<uint8_t> encode(const InfoRequest& m);
@@ -246,6 +256,7 @@ Result<Welcome> decode_welcome(const Frame& f);
 Result<Error> decode_error(const Frame& f);
 Result<BaseBegin> decode_base_begin(const Frame& f);
 Result<BaseData> decode_base_data(const Frame& f);
+Result<BaseZero> decode_base_zero(const Frame& f);
 Result<Records> decode_records(const Frame& f);
 Result<Ack> decode_ack(const Frame& f);
 Result<Ping> decode_ping(const Frame& f);  // a PING or a PONG

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "rewind/file.h"
 #include "rewind/inspect.h"
 #include "rewind/log.h"
 #include "rewind/manifest.h"
@@ -35,6 +36,16 @@ struct ShipOptions {
 
 // The BASE_BEGIN that announces the base snapshot of the volume `m` describes.
 proto::BaseBegin base_begin_of(const Manifest& m);
+
+// The next run of a base snapshot of `size` bytes from `at`: zeroes (a hole, or a
+// chunk that reads as all zero) go as their length only; data as at most
+// proto::kMaxBaseChunk bytes, read into *data.
+struct BaseRun {
+  bool zero = false;
+  uint64_t length = 0;
+};
+Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
+                              std::vector<uint8_t>* data);
 
 // Ships the stopped journal at `journal_dir` (every sealed segment) to the server.
 // Returns the server's last acknowledgement; an ERROR from the server is a status

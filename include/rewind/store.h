@@ -50,6 +50,9 @@ class StoredVolume {
   // BASE_DATA: bytes at `offset`, which must not be past what the store holds (a gap);
   // bytes it holds already are skipped. Synced before it returns.
   Result<proto::Ack> base_data(uint64_t offset, std::span<const uint8_t> data);
+  // BASE_ZERO: `length` bytes at `offset` read as zeroes; the file is extended over
+  // them (a hole where the file system allows). As base_data otherwise.
+  Result<proto::Ack> base_zero(uint64_t offset, uint64_t length);
   // RECORDS: records already held are skipped; a first seq past durable_seq + 1 is a
   // gap. Appended and synced before it returns.
   Result<proto::Ack> append(const proto::Records& records);
@@ -64,6 +67,10 @@ class StoredVolume {
  private:
   StoredVolume(std::string dir, Logger logger) : dir_(std::move(dir)), logger_(std::move(logger)) {}
   Status finish_base();
+  // Checks that [offset, offset+length) continues what the store holds of the base.
+  Status check_base_run(uint64_t offset, uint64_t length);
+  // Records that the base is held up to `end` (the bytes before it synced).
+  Status base_held(uint64_t end);
   proto::Ack ack() const;
   Status refuse(proto::ErrorCode code, Status st) {
     last_error_ = code;

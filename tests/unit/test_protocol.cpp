@@ -100,6 +100,14 @@ TEST_CASE("every message round-trips through a frame", "[protocol]") {
   CHECK(
       decode_base_begin(only_frame(encode_frame(MessageType::kBaseBegin, encode(begin)))).value() ==
       begin);
+  BaseZero zeroes{1 << 20, 3 << 20};
+  CHECK(
+      decode_base_zero(only_frame(encode_frame(MessageType::kBaseZero, encode(zeroes)))).value() ==
+      zeroes);
+  CHECK(decode_base_zero(only_frame(encode_frame(MessageType::kBaseZero, encode(BaseZero{5, 0}))))
+            .status()
+            .message()
+            .find("an empty run") != std::string::npos);
   BaseData chunk{4096, test::pattern(5000, 1)};
   CHECK(decode_base_data(only_frame(encode_frame(MessageType::kBaseData, encode(chunk)))).value() ==
         chunk);
