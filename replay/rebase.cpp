@@ -91,6 +91,13 @@ Result<uint64_t> last_seq_to_change(const JournalHistory& history, const Target&
         m.checkpoint_seq);
     want = m.checkpoint_seq;
   }
+  if (m.shipped_seq && want > *m.shipped_seq) {
+    *note = fmt::format(
+        "the log server holds records up to seq {} only (by the last checkpoint); the records "
+        "after it stay as they are until it has them",
+        *m.shipped_seq);
+    want = *m.shipped_seq;
+  }
   return want;
 }
 

@@ -49,7 +49,8 @@ Result<LockedJournal> lock_for_change(const std::string& journal_dir, const char
 
 // The last seq a change of the history up to `before` may touch: the seq it resolves
 // to (the base seq for a time before the first record), but never past the checkpoint,
-// whose later records start-up may need to redo (*note then says so).
+// whose later records start-up may need to redo, nor past the shipped position of a
+// volume shipped to a log server (*note then says so).
 Result<uint64_t> last_seq_to_change(const JournalHistory& history, const Target& before,
                                     std::string* note);
 

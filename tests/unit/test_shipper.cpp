@@ -8,6 +8,8 @@
 #include <chrono>
 #include <thread>
 
+#include "rewind/compact.h"
+#include "rewind/rebase.h"
 #include "rewind/retention.h"
 #include "rewind/server.h"
 #include "rewind/shipper.h"
@@ -193,6 +195,18 @@ TEST_CASE("retention keeps the segments a log server has not acknowledged", "[sh
   REQUIRE(after.is_ok());
   CHECK(after->base_seq == shipped);
   CHECK(after->segments.size() == m->segments.size() - 2);
+  // `rewind rebase` and `rewind compact` stop there too, and say why.
+  after->shipped_seq = shipped;
+  REQUIRE(after->store(vo.journal_dir).is_ok());
+  auto r = rebase(vo.journal_dir, Target::newest(), quiet());
+  INFO(r.status().message());
+  REQUIRE(r.is_ok());
+  CHECK(r->new_base_seq == shipped);
+  CHECK(r->note.find("the log server holds records up to seq") != std::string::npos);
+  auto c = compact(vo.journal_dir, Target::newest(), 1000000000, quiet());
+  REQUIRE(c.is_ok());
+  CHECK(c->note.find("the log server holds records up to seq") != std::string::npos);
+  CHECK(Manifest::load(vo.journal_dir)->segments.size() == after->segments.size());
   // Once the server has it all, all of it may go.
   after->shipped_seq = after->segments.back().last_seq;
   REQUIRE(after->store(vo.journal_dir).is_ok());
