@@ -47,7 +47,7 @@ mkdir -p "$dir"
 free=$(df --output=avail -B1G "$dir" | tail -n 1)
 [ "$free" -ge 30 ] || { echo "bench: $dir has $free GiB free; it needs 30 (set BENCH_DIR)" >&2; exit 1; }
 pids=()
-trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$dir"' EXIT
+trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 uri() { echo "nbd+unix:///?socket=$1"; }

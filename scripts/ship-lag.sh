@@ -36,7 +36,7 @@ rm -rf "$dir"
 mkdir -p "$dir"
 cd "$dir"
 pids=()
-trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
+trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
 echo "tok v" >tokens
