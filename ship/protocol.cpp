@@ -91,6 +91,12 @@ Status malformed(MessageType t, const std::string& why) {
   return Status::invalid(fmt::format("malformed {} message: {}", message_type_name(t), why));
 }
 
+// Text a peer sent, made one line for a log: control characters become '?'.
+void make_one_line(std::string* text) {
+  for (char& c : *text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+}
+
 Status expect_type(const Frame& f, MessageType want) {
   if (f.type == want) return Status::ok();
   if (want == MessageType::kPing && f.type == MessageType::kPong) return Status::ok();
@@ -294,9 +300,7 @@ Result<Error> decode_error(const Frame& f) {
   if (code == 0 || code > kMaxErrorCode) return malformed(f.type, fmt::format("code {}", code));
   if (m.message.size() > kMaxErrorMessage)
     return malformed(f.type, fmt::format("a message of {} bytes", m.message.size()));
-  // One line of text: control characters become '?', so a log line stays one line.
-  for (char& c : m.message)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  make_one_line(&m.message);
   m.code = static_cast<ErrorCode>(code);
   return m;
 }
@@ -601,8 +605,7 @@ Result<RestoreRequest> decode_restore(const Frame& f) {
   if (m.target.kind == Target::Kind::kMark) {
     if (Status st = check_mark_name(m.target.mark); !st) return malformed(f.type, st.message());
   }
-  for (char& c : m.target.text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  make_one_line(&m.target.text);
   return m;
 }
 
@@ -631,8 +634,7 @@ Result<ViewInfo> decode_view(const Frame& f) {
   if (m.image_size == 0 || m.image_size % 512 != 0)
     return malformed(f.type,
                      fmt::format("image size {} is not a positive multiple of 512", m.image_size));
-  for (char& c : m.note)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  make_one_line(&m.note);
   return m;
 }
 

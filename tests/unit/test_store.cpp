@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <functional>
 
 #include "../support/fault_fs.h"
 #include "random_history.h"
@@ -256,6 +257,37 @@ TEST_CASE("a store refuses records that would make its journal unreadable", "[st
   refused(marks, "a second mark named 'dup'");
 }
 
+namespace {
+
+using Shipment = std::function<void(proto::Ack*)>;
+
+// The I/O of a shipment into a fresh `store`, counted; *acked gets its last ACK.
+uint64_t shipment_changes(const std::string& store, const Shipment& ship, proto::Ack* acked) {
+  std::filesystem::remove_all(store);
+  std::filesystem::create_directory(store);
+  test::FaultInjectionFs fs(store);
+  test::ScopedFileSystem use(&fs);
+  ship(acked);
+  return fs.changes();
+}
+
+// A shipment into a fresh `store` cut by a power loss after `n` I/O, its unsynced
+// writes torn (odd n) or dropped; returns what it had acknowledged.
+proto::Ack ship_until_power_cut(const std::string& store, const Shipment& ship, uint64_t n) {
+  std::filesystem::remove_all(store);
+  std::filesystem::create_directory(store);
+  proto::Ack acked;
+  test::FaultInjectionFs fs(store);
+  test::ScopedFileSystem use(&fs);
+  fs.cut_power_after(n);
+  ship(&acked);
+  fs.lose_unsynced(
+      n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
+  return acked;
+}
+
+}  // namespace
+
 TEST_CASE("a power cut at any I/O of a store keeps everything it acknowledged",
           "[store][crash][power]") {
   RandomHistory h(33, 60, 15);
@@ -285,30 +317,13 @@ TEST_CASE("a power cut at any I/O of a store keeps everything it acknowledged",
     }
   };
 
-  uint64_t total = 0;
-  {
-    std::filesystem::create_directory(store);
-    test::FaultInjectionFs fs(store);
-    test::ScopedFileSystem use(&fs);
-    proto::Ack acked;
-    ship(&acked);
-    REQUIRE(acked.durable_seq == last);
-    total = fs.changes();
-  }
+  proto::Ack whole;
+  const uint64_t total = shipment_changes(store, ship, &whole);
+  REQUIRE(whole.durable_seq == last);
   REQUIRE(total > 10);
   for (uint64_t n = 0; n <= total; n += 1) {
     CAPTURE(n);
-    std::filesystem::remove_all(store);
-    std::filesystem::create_directory(store);
-    proto::Ack acked;
-    {
-      test::FaultInjectionFs fs(store);
-      test::ScopedFileSystem use(&fs);
-      fs.cut_power_after(n);
-      ship(&acked);
-      fs.lose_unsynced(
-          n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
-    }
+    const proto::Ack acked = ship_until_power_cut(store, ship, n);
     // Whatever was acknowledged is there after the restart, and restores exactly.
     auto v = StoredVolume::open(store, "vol", true, {});
     INFO(v.status().message());
@@ -356,29 +371,12 @@ TEST_CASE("a store takes runs of zeroes of a base as their length through a powe
     auto v = StoredVolume::open(store, "vol", true, {});
     if (v) send(**v, acked);
   };
-  uint64_t total = 0;
-  {
-    std::filesystem::create_directory(store);
-    test::FaultInjectionFs fs(store);
-    test::ScopedFileSystem use(&fs);
-    proto::Ack acked;
-    ship(&acked);
-    REQUIRE(acked.base_bytes == kSize);
-    total = fs.changes();
-  }
+  proto::Ack whole;
+  const uint64_t total = shipment_changes(store, ship, &whole);
+  REQUIRE(whole.base_bytes == kSize);
   for (uint64_t n = 0; n <= total; ++n) {
     CAPTURE(n);
-    std::filesystem::remove_all(store);
-    std::filesystem::create_directory(store);
-    proto::Ack acked;
-    {
-      test::FaultInjectionFs fs(store);
-      test::ScopedFileSystem use(&fs);
-      fs.cut_power_after(n);
-      ship(&acked);
-      fs.lose_unsynced(
-          n % 2 ? test::FaultInjectionFs::Loss::kTear : test::FaultInjectionFs::Loss::kDrop, n);
-    }
+    proto::Ack acked = ship_until_power_cut(store, ship, n);
     auto v = StoredVolume::open(store, "vol", true, {});
     INFO(v.status().message());
     REQUIRE(v.is_ok());
