@@ -115,6 +115,18 @@ class Connection {
   std::array<uint8_t, 64 * 1024> buf_;
 };
 
+// Connects and opens a session for `purpose` on opts.volume: HELLO, then the WELCOME.
+Result<proto::Welcome> open_session(Connection& c, const ShipOptions& opts,
+                                    proto::Purpose purpose) {
+  REWIND_RETURN_IF_ERROR(c.connect(opts));
+  REWIND_RETURN_IF_ERROR(
+      c.send(MessageType::kHello, proto::encode(proto::Hello{proto::kVersion, proto::kVersion,
+                                                             purpose, opts.volume, opts.token})));
+  auto wf = c.read();
+  if (!wf) return wf.status();
+  return proto::decode_welcome(*wf);
+}
+
 Result<proto::Ack> await_ack(Connection& c) {
   auto f = c.read();
   if (!f) return f.status();
@@ -156,14 +168,7 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
   auto m = Manifest::load(journal_dir);
   if (!m) return m.status();
   Connection c;
-  REWIND_RETURN_IF_ERROR(c.connect(opts));
-  REWIND_RETURN_IF_ERROR(
-      c.send(MessageType::kHello,
-             proto::encode(proto::Hello{proto::kVersion, proto::kVersion, proto::Purpose::kShip,
-                                        opts.volume, opts.token})));
-  auto wf = c.read();
-  if (!wf) return wf.status();
-  auto w = proto::decode_welcome(*wf);
+  auto w = open_session(c, opts, proto::Purpose::kShip);
   if (!w) return w.status();
   proto::Ack ack{w->durable_seq, w->base_bytes};
   const bool same_volume =
@@ -278,16 +283,8 @@ Status open_read(Connection& c, const ShipOptions& opts) {
   if (Status st = proto::check_token(opts.token); !st)
     return Status::invalid(fmt::format(
         "a token is needed to read from a log server (--token or REWIND_TOKEN): {}", st.message()));
-  REWIND_RETURN_IF_ERROR(c.connect(opts));
-  REWIND_RETURN_IF_ERROR(
-      c.send(MessageType::kHello,
-             proto::encode(proto::Hello{proto::kVersion, proto::kVersion, proto::Purpose::kRead,
-                                        opts.volume, opts.token})));
-  auto wf = c.read();
-  if (!wf) return wf.status();
-  auto w = proto::decode_welcome(*wf);
-  if (!w) return w.status();
-  return Status::ok();
+  auto w = open_session(c, opts, proto::Purpose::kRead);
+  return w ? Status::ok() : w.status();
 }
 
 }  // namespace
