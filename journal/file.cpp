@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <climits>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -300,6 +302,64 @@ Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch) 
     len -= chunk;
   }
   return Status::ok();
+}
+
+BackgroundTask::~BackgroundTask() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void BackgroundTask::start(std::function<Status()> task, std::function<void()> done) {
+  {
+    std::lock_guard lk(mu_);
+    task_ = std::move(task);
+    done_cb_ = std::move(done);
+    done_ = false;
+  }
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  cv_.notify_all();
+}
+
+void BackgroundTask::start_sync(const File* file, std::function<void()> done) {
+  start([file] { return file->datasync(); }, std::move(done));
+}
+
+bool BackgroundTask::done() const {
+  std::lock_guard lk(mu_);
+  return done_;
+}
+
+Status BackgroundTask::wait() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return done_ && !calling_; });
+  return result_;
+}
+
+void BackgroundTask::run() {
+  ::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stop_ || task_ != nullptr; });
+    if (task_ == nullptr) return;
+    std::function<Status()> task = std::exchange(task_, nullptr);
+    lk.unlock();
+    Status st = task();
+    lk.lock();
+    result_ = st;
+    done_ = true;
+    if (done_cb_) {
+      calling_ = true;
+      lk.unlock();
+      done_cb_();
+      lk.lock();
+      calling_ = false;
+    }
+    cv_.notify_all();
+  }
 }
 
 }  // namespace rwd

@@ -5,9 +5,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "rewind/status.h"
 
@@ -85,6 +89,42 @@ class File {
  private:
   int fd_ = -1;
   std::string path_;
+};
+
+// Runs one task at a time on a thread of its own, so that the caller can go on with
+// other work meanwhile (a sync of the journal or the image, the apply of a batch).
+// The thread starts on first use and is named `name` (for top, perf, gdb).
+class BackgroundTask {
+ public:
+  explicit BackgroundTask(std::string name) : name_(std::move(name)) {}
+  BackgroundTask(const BackgroundTask&) = delete;
+  BackgroundTask& operator=(const BackgroundTask&) = delete;
+  ~BackgroundTask();
+
+  // Starts `task`; `done`, if set, is called on the task's thread after it. None may
+  // be running (wait() for it first).
+  void start(std::function<Status()> task, std::function<void()> done = {});
+  // Starts file->datasync(): what was written to `file` before this call is durable
+  // once wait() returns OK. `file` must stay open until then.
+  void start_sync(const File* file, std::function<void()> done = {});
+  // Whether the started task has ended (wait() would not block on it).
+  bool done() const;
+  // Waits for the started task, and for its `done`; returns the task's outcome.
+  Status wait();
+
+ private:
+  void run();
+
+  std::string name_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<Status()> task_;  // to run next
+  std::function<void()> done_cb_;
+  bool done_ = true;
+  bool calling_ = false;  // done_cb_ is running
+  bool stop_ = false;
+  Status result_;
+  std::thread thread_;
 };
 
 // fsyncs a directory so that entries created, renamed or removed in it are durable.
