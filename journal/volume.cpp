@@ -659,7 +659,57 @@ Status Volume::apply_batch(std::span<const QueuedRecord> batch) {
   return flush_run();
 }
 
+void Volume::maybe_checkpoint(uint64_t now_ns) {
+  if (checkpointing_) {
+    if (!image_sync_.done()) return;
+    Status st = finish_checkpoint();
+    if (!st) {
+      fail(Part::kImage, "checkpoint failed", st);
+      return;
+    }
+  }
+  if (journal_->take_sealed_flag()) sealed_ = true;
+  if ((sealed_ && now_ns >= last_checkpoint_ns_ +
+                                static_cast<uint64_t>(opts_.seal_checkpoint_spacing.count())) ||
+      now_ns >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count()))
+    checkpoint_due_ = true;
+  if (!checkpoint_due_) return;
+  checkpoint_due_ = sealed_ = false;
+  last_checkpoint_ns_ = now_ns;
+  if (applied_seq_ == journal_->manifest().checkpoint_seq) {
+    // With only the shipped position to store, the image needs no sync.
+    if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
+    Status st = journal_->checkpoint(applied_seq_);
+    if (!st) fail(Part::kImage, "checkpoint failed", st);
+    return;
+  }
+  // The image syncs on its own thread while the flusher goes on writing it: what was
+  // applied before the sync started is in the image once the sync is done.
+  checkpointing_ = applied_seq_;
+  image_sync_.start_sync(&image_, [q = queue_.get()] { q->wake(); });  // to collect it
+}
+
+std::chrono::nanoseconds Volume::next_wait() const {
+  // A checkpoint a sealed segment asked for is due at the end of its spacing.
+  if (!sealed_ || checkpointing_) return opts_.flush_interval;
+  const uint64_t due =
+      last_checkpoint_ns_ + static_cast<uint64_t>(opts_.seal_checkpoint_spacing.count());
+  const uint64_t now = wall_clock_ns();
+  return std::min(opts_.flush_interval, std::chrono::nanoseconds(due > now ? due - now : 0));
+}
+
+Status Volume::finish_checkpoint() {
+  if (!checkpointing_) return Status::ok();
+  Status st = image_sync_.wait();
+  const uint64_t seq = *checkpointing_;
+  checkpointing_.reset();
+  REWIND_RETURN_IF_ERROR(st);
+  if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
+  return journal_->checkpoint(seq);
+}
+
 Status Volume::checkpoint() {
+  REWIND_RETURN_IF_ERROR(finish_checkpoint());
   if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
   // With only the shipped position to store, the image needs no sync.
   if (applied_seq_ != journal_->manifest().checkpoint_seq)
@@ -686,7 +736,7 @@ void Volume::fail(Part part, const char* what, const Status& st) {
   }
 }
 
-bool Volume::write_held() {
+bool Volume::write_held(bool streaming) {
   if (!unjournaled_.empty()) {
     Status st = journal_->append(unjournaled_);
     if (!st) {
@@ -698,21 +748,62 @@ bool Volume::write_held() {
                       std::make_move_iterator(unjournaled_.end()));
     unjournaled_.clear();
   }
-  if (!unapplied_.empty()) {
-    // Journal before image: the records are durable, now the image may see them.
-    Status st = apply_batch(unapplied_);
+  return apply_held(streaming);
+}
+
+bool Volume::apply_held(bool streaming) {
+  if (apply_running_ && (!streaming || apply_task_.done())) {
+    Status st = finish_apply();
     if (!st) {
       fail(Part::kImage, "image write failed", st);
       return false;
     }
-    applied_seq_ = unapplied_.back().header.seq;
-    queue_->mark_applied(unapplied_);
-    unapplied_.clear();
   }
+  if (unapplied_.empty() || apply_running_) return true;
+  // Journal before image: the records are durable, now the image may see them.
+  if (streaming) {
+    // The apply thread writes the image while the flusher journals the next batch.
+    applying_ = std::move(unapplied_);
+    unapplied_.clear();
+    apply_running_ = true;
+    apply_task_.start([this] {
+      Status st = apply_batch(applying_);
+      if (!st) return st;
+      queue_->mark_applied(applying_);  // frees queue space for the writers now
+      // and the memory it stood for: writers may fill that space before finish_apply().
+      for (QueuedRecord& r : applying_) r.payload.reset();
+      return st;
+    });
+    return true;
+  }
+  Status st = apply_batch(unapplied_);
+  if (!st) {
+    fail(Part::kImage, "image write failed", st);
+    return false;
+  }
+  applied_seq_ = unapplied_.back().header.seq;
+  queue_->mark_applied(unapplied_);
+  unapplied_.clear();
   return true;
 }
 
+Status Volume::finish_apply() {
+  if (!apply_running_) return Status::ok();
+  Status st = apply_task_.wait();
+  apply_running_ = false;
+  if (st) {
+    applied_seq_ = applying_.back().header.seq;
+  } else {
+    applying_.insert(applying_.end(), std::make_move_iterator(unapplied_.begin()),
+                     std::make_move_iterator(unapplied_.end()));
+    unapplied_ = std::move(applying_);
+  }
+  applying_.clear();
+  return st;
+}
+
 bool Volume::recover() {
+  if (Status st = finish_apply(); !st) fail(Part::kImage, "image write failed", st);
   if (journal_failed_) {
     Status st = journal_->recover();
     if (!st) {
@@ -733,6 +824,7 @@ bool Volume::recover() {
     journal_failed_ = false;
   }
   if (image_failed_) {
+    (void)finish_checkpoint();  // redone below in any case
     // A failed write or sync leaves the image unknown since its last checkpoint:
     // redo that part of the journal onto it, as start-up after a crash would.
     const Manifest& m = journal_->manifest();
@@ -750,7 +842,7 @@ bool Volume::recover() {
     queue_->mark_applied(unapplied_);
     unapplied_.clear();
   }
-  if (!write_held()) return false;
+  if (!write_held(false)) return false;
   queue_->clear_error();
   // As loud as the error it ends, so that the operator sees both.
   log_to(logger_, LogLevel::kWarning,
@@ -770,11 +862,14 @@ void Volume::flusher_loop() {
         continue;
       }
     }
-    const bool running = queue_->take(opts_.flush_interval, batch_bytes, &taken);
+    const bool running = queue_->take(next_wait(), batch_bytes, &taken);
+    // Streaming: records keep coming, so the image takes a batch while the flusher
+    // journals the next one.
+    const bool streaming = running && !taken.empty();
     unjournaled_.insert(unjournaled_.end(), std::make_move_iterator(taken.begin()),
                         std::make_move_iterator(taken.end()));
     taken.clear();
-    if (!write_held()) continue;
+    if (!write_held(streaming)) continue;
     if (!running) return;
     const uint64_t now = wall_clock_ns();
     Status st = journal_->seal_if_old(now);
@@ -782,11 +877,7 @@ void Volume::flusher_loop() {
       fail(Part::kJournal, "sealing a segment failed", st);
       continue;
     }
-    if (journal_->take_sealed_flag() ||
-        now >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count())) {
-      st = checkpoint();
-      if (!st) fail(Part::kImage, "checkpoint failed", st);
-    }
+    maybe_checkpoint(now);
     commit_rebase_request();
   }
 }

@@ -6,6 +6,9 @@
 //                      applies it to the image in offset order (journal before image)
 //   flush / FUA     -> returns once everything acknowledged before it is durable
 //   checkpoint      -> image synced, then the manifest records how far it is current
+// While writes stream in, the apply thread writes batch N into the image while the
+// flusher journals batch N+1, and a checkpoint's image sync runs on a thread of its
+// own; when the stream pauses, the flusher applies each batch itself.
 // open() redoes the journal after the last checkpoint, so after any crash
 // image == replay(base, journal).
 //
@@ -23,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -40,6 +44,10 @@ struct VolumeOptions {
   uint64_t queue_max = 64ull << 20;
   std::chrono::nanoseconds flush_interval = std::chrono::milliseconds(100);
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(30);
+  // A sealed segment asks for a checkpoint too (start-up then redoes less, retention
+  // may fold it), but at most one per this interval: at full speed segments seal
+  // several times a second, and every checkpoint writes the image's dirty pages back.
+  std::chrono::nanoseconds seal_checkpoint_spacing = std::chrono::seconds(5);
   // At open, read every record of every sealed segment and verify its checksums
   // (about the time it takes to read the journal); otherwise only headers, sizes and
   // seq continuity are checked, and `rewind verify` is left to find damaged records.
@@ -145,10 +153,23 @@ class Volume {
   Status push(RecordHeader h, Payload payload, bool fua);
   Status check_range(const char* what, uint64_t offset, uint64_t length) const;
   void flusher_loop();
-  // Journals, then applies, what the flusher holds; false after a failure.
-  bool write_held();
+  // Journals, then applies (apply_held), what the flusher holds; false after a failure.
+  bool write_held(bool streaming);
+  // Applies unapplied_ to the image: on the apply thread while streaming (it is
+  // collected by a later call), here otherwise. False after a failure.
+  bool apply_held(bool streaming);
+  // Waits for the apply thread's batch; on failure it goes back to unapplied_.
+  Status finish_apply();
   Status apply_batch(std::span<const QueuedRecord> batch);
+  // Syncs the image and stores the checkpoint, waiting for both.
   Status checkpoint();
+  // Starts a checkpoint if one is due (a segment was sealed, or checkpoint-interval
+  // passed) and none is running, and collects one that ended.
+  void maybe_checkpoint(uint64_t now_ns);
+  // Waits for the running checkpoint's image sync, then stores the checkpoint.
+  Status finish_checkpoint();
+  // How long the flusher may wait for records before it has other work.
+  std::chrono::nanoseconds next_wait() const;
   enum class Part { kJournal, kImage };
   void fail(Part part, const char* what, const Status& st);
   // Tries to undo a failure (see the class comment); true once writes may go on.
@@ -162,13 +183,21 @@ class Volume {
   std::unique_ptr<Journal> journal_;  // used by the flusher only (or close() once it stopped)
   std::unique_ptr<WriteQueue> queue_;
   std::thread flusher_;
-  uint64_t applied_seq_ = 0;               // flusher only
-  uint64_t last_checkpoint_ns_ = 0;        // flusher only
+  uint64_t applied_seq_ = 0;         // flusher only
+  uint64_t last_checkpoint_ns_ = 0;  // flusher only
+  bool checkpoint_due_ = false;      // flusher only
+  bool sealed_ = false;              // flusher only: a segment was sealed since
+  // The applied seq a running image sync makes a checkpoint of (flusher only).
+  std::optional<uint64_t> checkpointing_;
+  BackgroundTask image_sync_{"rewind-isync"};
   std::vector<QueuedRecord> unjournaled_;  // flusher only: taken, not yet durable
   std::vector<QueuedRecord> unapplied_;    // flusher only: durable, not yet in the image
-  bool journal_failed_ = false;            // flusher only
-  bool image_failed_ = false;              // flusher only
-  uint64_t failed_since_ns_ = 0;           // flusher only
+  std::vector<QueuedRecord> applying_;     // the apply thread's, while apply_task_ runs it
+  bool apply_running_ = false;             // flusher only
+  BackgroundTask apply_task_{"rewind-apply"};
+  bool journal_failed_ = false;   // flusher only
+  bool image_failed_ = false;     // flusher only
+  uint64_t failed_since_ns_ = 0;  // flusher only
   // A rebase or compaction for the flusher to commit (Volume::rebase, ::compact), and
   // its outcome.
   struct RebaseRequest {

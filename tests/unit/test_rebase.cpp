@@ -416,6 +416,7 @@ TEST_CASE("journal-max over coalesced writes with no flush behind them says why 
   o.flush_interval = std::chrono::hours(1);
   o.coalesce = true;
   o.journal.segment_size = 64 << 10;
+  o.seal_checkpoint_spacing = std::chrono::nanoseconds(0);  // a checkpoint after every seal
   auto v = Volume::open(o, {});
   REQUIRE(v.is_ok());
   (*v)->start();

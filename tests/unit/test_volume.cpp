@@ -191,6 +191,43 @@ TEST_CASE("an open segment is sealed once it reaches segment-age", "[volume]") {
   CHECK(segs[1].first_seq == 2);
 }
 
+TEST_CASE("a sealed segment checkpoints the image but at most once per seal-checkpoint spacing",
+          "[volume]") {
+  const bool spaced = GENERATE(false, true);
+  CAPTURE(spaced);
+  Fixture f;
+  VolumeOptions o = f.options();
+  o.journal.segment_size = 64 << 10;
+  o.checkpoint_interval = std::chrono::hours(1);  // only seals ask for checkpoints here
+  o.seal_checkpoint_spacing =
+      spaced ? std::chrono::nanoseconds(std::chrono::hours(1)) : std::chrono::nanoseconds(0);
+  auto v = f.open(o);
+  v->start();
+  for (uint64_t i = 0; i < 64; ++i)
+    REQUIRE(v->write(test::pattern(4096, i), i * 4096, true).is_ok());
+  // The FUA writes sealed several segments; a checkpoint covers the newest sealed one
+  // once the image sync that started after it is done (or never, if spaced).
+  auto sealed_last = [&] {
+    uint64_t last = 0;
+    for (const auto& s : v->snapshot()->segments)
+      if (s.sealed) last = s.last_seq;
+    return last;
+  };
+  REQUIRE(sealed_last() > 0);
+  const uint64_t want = sealed_last();
+  for (int i = 0; i < 500 && !spaced && v->snapshot()->checkpoint_seq < want; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (spaced) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const uint64_t checkpoint = v->snapshot()->checkpoint_seq;
+  if (spaced) {
+    CHECK(checkpoint == 0);
+  } else {
+    CHECK(checkpoint >= want);
+  }
+  REQUIRE(v->close().is_ok());
+  CHECK(v->manifest().checkpoint_seq == 64);  // close always checkpoints
+}
+
 TEST_CASE("after an unclean stop open redoes the journal onto the image", "[volume][crash]") {
   Fixture f;
   auto a = test::pattern(65536, 6);
