@@ -177,17 +177,26 @@ print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME',
 PY
   rm -f "$dir"/file.img "$dir"/rewind.img
   rm -rf "$dir"/rewind.rewind
+  # What the disk itself takes: every byte rewind journals goes to it, around the cache.
+  local disk
+  disk=$(fio --name=disk --filename="$dir/disk.test" --size=4G --fallocate=native --rw=write \
+    --bs=4M --direct=1 --ioengine=psync --output-format=json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"] / 2**20)')
+  rm -f "$dir/disk.test"
+  printf -- '- the disk: sequential 4 MiB writes around the page cache (O_DIRECT) into a new file: %.0f MiB/s\n' "$disk"
 }
 
 # ------------------------------------------------------------------------------------
-# timed VAR CPVAR COMMAND...: runs `cp --sparse=never` of $img and COMMAND in turn,
-# $repeat times each, each with a cold page cache; the median wall times in seconds go
-# to VAR and CPVAR. Alternating keeps the two under the same conditions: on a shared
-# machine the same cp takes from 0.6 s to 2.4 s from one minute to the next.
+# timed VAR CPVAR SYNCVAR COMMAND...: runs `cp --sparse=never` of $img, the same cp
+# followed by a sync of the copy, and COMMAND in turn, $repeat times each, each with a
+# cold page cache; the median wall times in seconds go to VAR, CPVAR and SYNCVAR.
+# Alternating keeps them under the same conditions: on a shared machine the same cp
+# takes from 0.6 s to 2.4 s from one minute to the next. A restore syncs what it
+# wrote; a bare cp leaves its copy in the page cache, not on the disk.
 repeat=5
 timed() {
-  local var=$1 cpvar=$2 i times=() cps=()
-  shift 2
+  local var=$1 cpvar=$2 syncvar=$3 i times=() cps=() syncs=()
+  shift 3
   secs() {
     local t0 t1
     drop_caches
@@ -199,11 +208,13 @@ timed() {
   }
   for i in $(seq 1 "$repeat"); do
     cps+=("$(secs cp --sparse=never "$img" "$dir/copy.img")")
+    syncs+=("$(secs sh -c 'cp --sparse=never "$1" "$2" && sync "$2"' sh "$img" "$dir/copy.img")")
     times+=("$(secs "$@")")
   done
   median() { printf '%s\n' "$@" | sort -n | sed -n "$(((repeat + 1) / 2))p"; }
   printf -v "$var" '%.2f' "$(median "${times[@]}")"
   printf -v "$cpvar" '%.2f' "$(median "${cps[@]}")"
+  printf -v "$syncvar" '%.2f' "$(median "${syncs[@]}")"
 }
 
 bench_restore() {
@@ -220,9 +231,9 @@ bench_restore() {
   "$cli" restore "$journal" -o "$dir/check.img" >/dev/null 2>&1
   cmp "$dir/check.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
   rm -f "$dir/check.img"
-  local t_end t_mid t_end2 c_end c_mid c_end2
-  timed t_end c_end "$cli" restore "$journal" -o "$dir/out.img"
-  timed t_mid c_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
+  local t_end t_mid t_end2 c_end c_mid c_end2 s_end s_mid s_end2
+  timed t_end c_end s_end "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_mid c_mid s_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
   # Double the history: the same area rewritten as much again.
   serve vol "$plugin" image="$img" journal="$journal"
   fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
@@ -231,16 +242,18 @@ bench_restore() {
   local hist2 last2
   hist2=$(json_of "$journal" journal_bytes)
   last2=$(json_of "$journal" last_seq)
-  timed t_end2 c_end2 "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_end2 c_end2 s_end2 "$cli" restore "$journal" -o "$dir/out.img"
   gib() { echo "scale=1; $1 / 2^30" | bc; }
-  echo "| 1 GiB volume, page cache dropped before each, medians of $repeat, cp and restore in turn | history | records | restore s | cp s | restore/cp |"
-  echo "|---|---:|---:|---:|---:|---:|"
-  printf '| `rewind restore` to the end | %s GiB | %s | %s | %s | **%.2fx** |\n' \
-    "$(gib "$hist1")" "$last" "$t_end" "$c_end" "$(echo "$t_end / $c_end" | bc -l)"
-  printf '| `rewind restore` to the middle (seq %s) | %s GiB | %s | %s | %s | **%.2fx** |\n' \
-    "$mid" "$(gib "$hist1")" "$mid" "$t_mid" "$c_mid" "$(echo "$t_mid / $c_mid" | bc -l)"
-  printf '| `rewind restore` to the end, history doubled by rewrites | %s GiB | %s | %s | %s | **%.2fx** |\n' \
-    "$(gib "$hist2")" "$last2" "$t_end2" "$c_end2" "$(echo "$t_end2 / $c_end2" | bc -l)"
+  row() {  # row WHAT HISTORY RECORDS RESTORE CP CP+SYNC
+    printf '| %s | %s GiB | %s | %s | %s | %s | **%.2fx** | **%.2fx** |\n' "$1" "$(gib "$2")" "$3" \
+      "$4" "$5" "$6" "$(echo "$4 / $5" | bc -l)" "$(echo "$4 / $6" | bc -l)"
+  }
+  echo "| 1 GiB volume, page cache dropped before each, medians of $repeat, in turn | history | records | restore s | cp s | cp + sync s | restore/cp | restore/(cp + sync) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  row '`rewind restore` to the end' "$hist1" "$last" "$t_end" "$c_end" "$s_end"
+  row "\`rewind restore\` to the middle (seq $mid)" "$hist1" "$mid" "$t_mid" "$c_mid" "$s_mid"
+  row '`rewind restore` to the end, history doubled by rewrites' "$hist2" "$last2" "$t_end2" \
+    "$c_end2" "$s_end2"
   echo
   printf -- '- doubling the history changed the restore time by %+.0f%% (the ratio to cp by %+.0f%%)\n' \
     "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)" \
