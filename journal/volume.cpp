@@ -669,12 +669,12 @@ void Volume::maybe_checkpoint(uint64_t now_ns) {
     }
   }
   if (journal_->take_sealed_flag()) sealed_ = true;
-  if ((sealed_ && now_ns >= last_checkpoint_ns_ +
+  const bool due =
+      (sealed_ && now_ns >= last_checkpoint_ns_ +
                                 static_cast<uint64_t>(opts_.seal_checkpoint_spacing.count())) ||
-      now_ns >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count()))
-    checkpoint_due_ = true;
-  if (!checkpoint_due_) return;
-  checkpoint_due_ = sealed_ = false;
+      now_ns >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count());
+  if (!due) return;
+  sealed_ = false;
   last_checkpoint_ns_ = now_ns;
   if (applied_seq_ == journal_->manifest().checkpoint_seq) {
     // With only the shipped position to store, the image needs no sync.
@@ -760,30 +760,26 @@ bool Volume::apply_held(bool streaming) {
     }
   }
   if (unapplied_.empty() || apply_running_) return true;
-  // Journal before image: the records are durable, now the image may see them.
-  if (streaming) {
-    // The apply thread writes the image while the flusher journals the next batch.
-    applying_ = std::move(unapplied_);
-    unapplied_.clear();
-    apply_running_ = true;
-    apply_task_.start([this] {
-      Status st = apply_batch(applying_);
-      if (!st) return st;
-      queue_->mark_applied(applying_);  // frees queue space for the writers now
-      // and the memory it stood for: writers may fill that space before finish_apply().
-      for (QueuedRecord& r : applying_) r.payload.reset();
-      return st;
-    });
-    return true;
-  }
-  Status st = apply_batch(unapplied_);
+  // Journal before image: the records are durable, now the image may see them. The
+  // apply thread writes them while the flusher journals the next batch; when none
+  // is coming, the flusher waits for it here.
+  applying_ = std::move(unapplied_);
+  unapplied_.clear();
+  apply_running_ = true;
+  apply_task_.start([this] {
+    Status st = apply_batch(applying_);
+    if (!st) return st;
+    queue_->mark_applied(applying_);  // frees queue space for the writers now
+    // and the memory it stood for: writers may fill that space before finish_apply().
+    for (QueuedRecord& r : applying_) r.payload.reset();
+    return st;
+  });
+  if (streaming) return true;
+  Status st = finish_apply();
   if (!st) {
     fail(Part::kImage, "image write failed", st);
     return false;
   }
-  applied_seq_ = unapplied_.back().header.seq;
-  queue_->mark_applied(unapplied_);
-  unapplied_.clear();
   return true;
 }
 

@@ -8,7 +8,7 @@
 //   checkpoint      -> image synced, then the manifest records how far it is current
 // While writes stream in, the apply thread writes batch N into the image while the
 // flusher journals batch N+1, and a checkpoint's image sync runs on a thread of its
-// own; when the stream pauses, the flusher applies each batch itself.
+// own; when the stream pauses, the flusher waits for each apply.
 // open() redoes the journal after the last checkpoint, so after any crash
 // image == replay(base, journal).
 //
@@ -155,8 +155,8 @@ class Volume {
   void flusher_loop();
   // Journals, then applies (apply_held), what the flusher holds; false after a failure.
   bool write_held(bool streaming);
-  // Applies unapplied_ to the image: on the apply thread while streaming (it is
-  // collected by a later call), here otherwise. False after a failure.
+  // Applies unapplied_ to the image on the apply thread; while streaming it is
+  // collected by a later call, otherwise waited for here. False after a failure.
   bool apply_held(bool streaming);
   // Waits for the apply thread's batch; on failure it goes back to unapplied_.
   Status finish_apply();
@@ -185,7 +185,6 @@ class Volume {
   std::thread flusher_;
   uint64_t applied_seq_ = 0;         // flusher only
   uint64_t last_checkpoint_ns_ = 0;  // flusher only
-  bool checkpoint_due_ = false;      // flusher only
   bool sealed_ = false;              // flusher only: a segment was sealed since
   // The applied seq a running image sync makes a checkpoint of (flusher only).
   std::optional<uint64_t> checkpointing_;
