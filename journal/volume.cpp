@@ -678,9 +678,7 @@ void Volume::maybe_checkpoint(uint64_t now_ns) {
   last_checkpoint_ns_ = now_ns;
   if (applied_seq_ == journal_->manifest().checkpoint_seq) {
     // With only the shipped position to store, the image needs no sync.
-    if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
-    Status st = journal_->checkpoint(applied_seq_);
-    if (!st) fail(Part::kImage, "checkpoint failed", st);
+    if (Status st = checkpoint(); !st) fail(Part::kImage, "checkpoint failed", st);
     return;
   }
   // The image syncs on its own thread while the flusher goes on writing it: what was
@@ -704,17 +702,20 @@ Status Volume::finish_checkpoint() {
   const uint64_t seq = *checkpointing_;
   checkpointing_.reset();
   REWIND_RETURN_IF_ERROR(st);
+  return store_checkpoint(seq);
+}
+
+Status Volume::store_checkpoint(uint64_t seq) {
   if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
   return journal_->checkpoint(seq);
 }
 
 Status Volume::checkpoint() {
   REWIND_RETURN_IF_ERROR(finish_checkpoint());
-  if (opts_.shipped) journal_->set_shipped(shipped_seq_.load());
   // With only the shipped position to store, the image needs no sync.
   if (applied_seq_ != journal_->manifest().checkpoint_seq)
     REWIND_RETURN_IF_ERROR(image_.datasync());
-  REWIND_RETURN_IF_ERROR(journal_->checkpoint(applied_seq_));
+  REWIND_RETURN_IF_ERROR(store_checkpoint(applied_seq_));
   last_checkpoint_ns_ = wall_clock_ns();
   return Status::ok();
 }

@@ -168,6 +168,9 @@ class Volume {
   void maybe_checkpoint(uint64_t now_ns);
   // Waits for the running checkpoint's image sync, then stores the checkpoint.
   Status finish_checkpoint();
+  // Stores in the manifest that the image holds every record up to `seq` (the image
+  // was synced after they were applied), with the shipped position.
+  Status store_checkpoint(uint64_t seq);
   // How long the flusher may wait for records before it has other work.
   std::chrono::nanoseconds next_wait() const;
   enum class Part { kJournal, kImage };
