@@ -180,6 +180,7 @@ Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
   open_created_ns_ = now_ns;
   open_stats_ = ManifestSegment{file, first_seq, false};
   open_entries_.clear();
+  open_sums_.clear();
   open_stats_.last_seq = first_seq - 1;
   open_marks_.clear();
   synced_ = Synced{writer_->end(), open_stats_, 0, 0};
@@ -203,12 +204,13 @@ Status Journal::seal_open(bool store_manifest) {
   REWIND_RETURN_IF_ERROR(writer_->seal());
   // The index is derived data: if it cannot be written it is rebuilt when needed.
   Status idx = write_segment_index(dir_, open_stats_.file, manifest_.volume_id,
-                                   open_stats_.first_seq, open_entries_);
+                                   open_stats_.first_seq, open_entries_, open_sums_);
   if (!idx)
     log_to(logger_, LogLevel::kWarning,
            fmt::format("could not write the index of segment {}: {}", open_stats_.file,
                        idx.message()));
   open_entries_.clear();
+  open_sums_.clear();
   ManifestSegment s = open_stats_;
   s.sealed = true;
   s.bytes = writer_->end();
@@ -263,17 +265,18 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     for (size_t k = i; k < j; ++k) {
       RecordHeader h = batch[k].header;
       if (k == i) h.flags |= format::kFlagBatchStart;
-      open_entries_.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, pos, h.type, h.flags,
-                                         h.payload_length, h.payload_checksum});
+      const std::span<const uint8_t> payload(batch[k].payload.get(), h.payload_length);
+      IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          pos,
+                   h.type, h.flags,   h.payload_length, h.payload_checksum};
+      add_chunk_sums(&e, payload, &open_sums_);
+      open_entries_.push_back(e);
       if (h.type == format::RecordType::kMark)
         open_marks_.push_back(ManifestMark{
             std::string(reinterpret_cast<const char*>(batch[k].payload.get()), h.payload_length),
             h.seq, h.time_ns});
       pos += format::record_span(h.payload_length);
       encode_header(h, headers_[k - i].data());
-      refs_.push_back(
-          RecordRef{headers_[k - i].data(),
-                    std::span<const uint8_t>(batch[k].payload.get(), h.payload_length)});
+      refs_.push_back(RecordRef{headers_[k - i].data(), payload});
     }
     REWIND_RETURN_IF_ERROR(writer_->append(refs_));
     if (open_stats_.records == 0) open_stats_.first_time_ns = batch[i].header.time_ns;
@@ -286,7 +289,8 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
   }
   if (writer_) {
     REWIND_RETURN_IF_ERROR(writer_->sync());
-    synced_ = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size()};
+    synced_ = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size(),
+                     open_sums_.size()};
   }
   Position p;
   if (writer_) {
@@ -305,6 +309,7 @@ Status Journal::recover() {
   open_stats_ = synced_.stats;
   open_marks_.resize(synced_.marks);
   open_entries_.resize(synced_.entries);
+  open_sums_.resize(synced_.sums);
   REWIND_RETURN_IF_ERROR(writer_->cut(synced_.end));
   return seal_open(true);
 }

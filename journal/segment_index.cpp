@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -24,19 +25,32 @@ std::string index_file_name(const std::string& segment_file) {
   return base + format::kIndexSuffix;
 }
 
+void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums) {
+  if (e->type != format::RecordType::kWrite || (e->flags & format::kFlagSuperseded) ||
+      payload.size() <= format::kIndexChunkSize)
+    return;
+  e->chunk_sums = static_cast<uint32_t>(sums->size());
+  for (size_t at = 0; at < payload.size(); at += format::kIndexChunkSize)
+    sums->push_back(XXH3_64bits(payload.data() + at,
+                                std::min<size_t>(format::kIndexChunkSize, payload.size() - at)));
+}
+
 Status write_segment_index(const std::string& journal_dir, const std::string& segment_file,
                            const VolumeId& volume_id, uint64_t first_seq,
-                           std::span<const IndexEntry> entries) {
+                           std::span<const IndexEntry> entries,
+                           std::span<const uint64_t> chunk_sums) {
   std::string buf(format::kIndexHeaderSize + entries.size() * format::kIndexEntrySize +
-                      format::kIndexTrailerSize,
+                      chunk_sums.size() * format::kIndexChunkSumSize + format::kIndexTrailerSize,
                   '\0');
   auto* p = reinterpret_cast<uint8_t*>(buf.data());
   std::memcpy(p, format::kIndexMagic, 8);
-  put_u32(p + 8, format::kFormatVersion);
+  put_u32(p + 8, format::kIndexVersion);
   put_u32(p + 12, format::kIndexEntrySize);
   std::memcpy(p + 16, volume_id.data(), format::kVolumeIdSize);
   put_u64(p + 32, first_seq);
   put_u64(p + 40, entries.size());
+  put_u32(p + 48, format::kIndexChunkSize);
+  put_u64(p + 56, chunk_sums.size());
   uint8_t* e = p + format::kIndexHeaderSize;
   for (const IndexEntry& x : entries) {
     put_u64(e, x.seq);
@@ -46,9 +60,14 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
     put_u64(e + 32, x.position);
     e[40] = static_cast<uint8_t>(x.type);
     e[41] = x.flags;
+    e[42] = x.has_chunk_sums() ? format::kIndexFlagChunkSums : 0;
     put_u32(e + 44, x.payload_length);
     put_u64(e + 48, x.payload_checksum);
     e += format::kIndexEntrySize;
+  }
+  for (uint64_t sum : chunk_sums) {
+    put_u64(e, sum);
+    e += format::kIndexChunkSumSize;
   }
   put_u64(e, XXH3_64bits(p, static_cast<size_t>(e - p)));
   const std::string path = segment_path(journal_dir, index_file_name(segment_file));
@@ -64,9 +83,8 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
   return Status::ok();
 }
 
-Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_dir,
-                                                   const VolumeId& volume_id,
-                                                   const ManifestSegment& seg) {
+Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const VolumeId& volume_id,
+                                          const ManifestSegment& seg) {
   const std::string name = index_file_name(seg.file);
   auto bad = [&](const char* why) {
     return Status::corruption(fmt::format("index {}: {}", name, why));
@@ -75,33 +93,57 @@ Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_di
   if (!f) return f.status();
   auto size = f->size();
   if (!size) return size.status();
-  if (*size < format::kIndexHeaderSize + format::kIndexTrailerSize) return bad("too short");
-  if (*size !=
-      format::kIndexHeaderSize + seg.records * format::kIndexEntrySize + format::kIndexTrailerSize)
-    return bad("does not match the manifest");
+  if (*size < format::kIndexHeaderSizeV1 + format::kIndexTrailerSize) return bad("too short");
   // Read in chunks straight into the entries, checksumming as it goes: a large index
   // (a million records is 56 MB) is never held twice. Damage found in the fields is
   // reported only if the checksum holds; otherwise the checksum is what failed.
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(), XXH3_freeState);
   if (!hash || XXH3_64bits_reset(hash.get()) != XXH_OK)
     return Status::io_error("cannot allocate a checksum state", ENOMEM);
-  const char* problem = nullptr;
   uint8_t h[format::kIndexHeaderSize];
-  REWIND_RETURN_IF_ERROR(f->pread_full(h, 0));
-  XXH3_64bits_update(hash.get(), h, sizeof h);
-  if (std::memcmp(h, format::kIndexMagic, 8) != 0 || get_u32(h + 8) != format::kFormatVersion ||
+  REWIND_RETURN_IF_ERROR(f->pread_full(std::span(h, format::kIndexHeaderSizeV1), 0));
+  if (std::memcmp(h, format::kIndexMagic, 8) != 0) return bad("not an index");
+  const uint32_t version = get_u32(h + 8);
+  if ((version != 1 && version != format::kIndexVersion) ||
       get_u32(h + 12) != format::kIndexEntrySize)
-    problem = "not a version 1 index";
-  else if (std::memcmp(h + 16, volume_id.data(), format::kVolumeIdSize) != 0)
+    return bad("not a version 1 or 2 index");
+  size_t header_size = format::kIndexHeaderSizeV1;
+  uint64_t sum_count = 0;
+  if (version == format::kIndexVersion) {
+    header_size = format::kIndexHeaderSize;
+    if (*size < header_size + format::kIndexTrailerSize) return bad("too short");
+    REWIND_RETURN_IF_ERROR(f->pread_full(
+        std::span(h + format::kIndexHeaderSizeV1, header_size - format::kIndexHeaderSizeV1),
+        format::kIndexHeaderSizeV1));
+    sum_count = get_u64(h + 56);
+  }
+  XXH3_64bits_update(hash.get(), h, header_size);
+  // Counts are checked against the file's size before anything is allocated for them.
+  if (seg.records > (*size - header_size) / format::kIndexEntrySize ||
+      sum_count > *size / format::kIndexChunkSumSize ||
+      *size != header_size + seg.records * format::kIndexEntrySize +
+                   sum_count * format::kIndexChunkSumSize + format::kIndexTrailerSize)
+    return bad("does not match the manifest");
+  const char* problem = nullptr;
+  if (std::memcmp(h + 16, volume_id.data(), format::kVolumeIdSize) != 0)
     problem = "of another volume";
   else if (get_u64(h + 32) != seg.first_seq || get_u64(h + 40) != seg.records)
     problem = "does not match the manifest";
-  std::vector<IndexEntry> out;
-  if (problem == nullptr) out.reserve(seg.records);
+  else if (version == format::kIndexVersion &&
+           (get_u32(h + 48) != format::kIndexChunkSize || get_u32(h + 52) != 0))
+    problem = "has an unknown chunk size";
+  else if (sum_count >= IndexEntry::kNoChunkSums)
+    problem = "has too many chunk checksums";
+  SegmentEntries out;
+  if (problem == nullptr) {
+    out.entries.reserve(seg.records);
+    out.chunk_sums.reserve(sum_count);
+  }
   constexpr size_t kChunkEntries = 16384;  // 896 KiB
   std::vector<uint8_t> buf(std::min<uint64_t>(seg.records, kChunkEntries) *
                            format::kIndexEntrySize);
-  uint64_t pos = format::kIndexHeaderSize;
+  uint64_t pos = header_size;
+  uint64_t sums_claimed = 0;  // by the entries read so far
   for (uint64_t i = 0; i < seg.records;) {
     const uint64_t n = std::min<uint64_t>(seg.records - i, kChunkEntries);
     std::span<uint8_t> chunk(buf.data(), n * format::kIndexEntrySize);
@@ -119,12 +161,37 @@ Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_di
       x.flags = e[41];
       x.payload_length = get_u32(e + 44);
       x.payload_checksum = get_u64(e + 48);
-      if (x.seq != seg.first_seq + out.size() || (x.flags & ~format::kKnownFlags) != 0 ||
-          x.position + format::record_span(x.payload_length) > seg.bytes)
+      const uint8_t index_flags = e[42];
+      if (index_flags & format::kIndexFlagChunkSums) {
+        x.chunk_sums = static_cast<uint32_t>(sums_claimed);
+        sums_claimed += chunk_count(x.payload_length);
+      }
+      if (x.seq != seg.first_seq + out.entries.size() || (x.flags & ~format::kKnownFlags) != 0 ||
+          (index_flags & ~format::kIndexFlagChunkSums) != 0 || e[43] != 0 ||
+          x.position + format::record_span(x.payload_length) > seg.bytes ||
+          (x.has_chunk_sums() &&
+           (version == 1 || x.type != format::RecordType::kWrite ||
+            (x.flags & format::kFlagSuperseded) || x.payload_length <= format::kIndexChunkSize ||
+            sums_claimed > sum_count)))
         problem = "entries do not match the segment";
       else
-        out.push_back(x);
+        out.entries.push_back(x);
     }
+    i += n;
+    pos += chunk.size();
+  }
+  if (problem == nullptr && sums_claimed != sum_count)
+    problem = "chunk checksums do not match the entries";
+  std::vector<uint8_t> sums(std::min<uint64_t>(sum_count, 131072) * format::kIndexChunkSumSize);
+  for (uint64_t i = 0; i < sum_count;) {
+    const uint64_t n = std::min<uint64_t>(sum_count - i, 131072);
+    std::span<uint8_t> chunk(sums.data(), n * format::kIndexChunkSumSize);
+    REWIND_RETURN_IF_ERROR(f->pread_full(chunk, pos));
+    XXH3_64bits_update(hash.get(), chunk.data(), chunk.size());
+    if (problem == nullptr)
+      for (const uint8_t* e = chunk.data(); e < chunk.data() + chunk.size();
+           e += format::kIndexChunkSumSize)
+        out.chunk_sums.push_back(get_u64(e));
     i += n;
     pos += chunk.size();
   }
@@ -132,7 +199,18 @@ Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_di
   REWIND_RETURN_IF_ERROR(f->pread_full(trailer, pos));
   if (get_u64(trailer) != XXH3_64bits_digest(hash.get())) return bad("checksum mismatch");
   if (problem != nullptr) return bad(problem);
+  out.index_version = version;
   return out;
+}
+
+bool index_agrees(const SegmentEntries& index, const SegmentEntries& scanned) {
+  if (index.index_version != 1)
+    return index.entries == scanned.entries && index.chunk_sums == scanned.chunk_sums;
+  return std::equal(index.entries.begin(), index.entries.end(), scanned.entries.begin(),
+                    scanned.entries.end(), [](IndexEntry a, IndexEntry b) {
+                      a.chunk_sums = b.chunk_sums = IndexEntry::kNoChunkSums;
+                      return a == b;
+                    });
 }
 
 Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
@@ -148,8 +226,10 @@ Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
     if (!more) return more.status();
     if (!*more) break;
     const RecordHeader& h = rec.header;
-    out.entries.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, rec.position, h.type,
-                                     h.flags, h.payload_length, h.payload_checksum});
+    IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          rec.position,
+                 h.type, h.flags,   h.payload_length, h.payload_checksum};
+    add_chunk_sums(&e, rec.payload, &out.chunk_sums);
+    out.entries.push_back(e);
   }
   if (seg.sealed && (reader->last_seq() != seg.last_seq || reader->end() != seg.bytes))
     return Status::corruption(fmt::format(
@@ -165,18 +245,14 @@ Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
                                             bool repair, const Logger& logger) {
   if (seg.sealed) {
     auto idx = read_segment_index(journal_dir, volume_id, seg);
-    if (idx) {
-      SegmentEntries out;
-      out.entries = std::move(*idx);
-      return out;
-    }
+    if (idx) return idx;
     auto scanned = scan_segment_entries(journal_dir, volume_id, seg);
     if (!scanned) return scanned;
     scanned->index_rebuilt = true;
     std::string why = idx.status().errno_value() == ENOENT ? "missing" : idx.status().message();
     if (repair) {
-      Status w =
-          write_segment_index(journal_dir, seg.file, volume_id, seg.first_seq, scanned->entries);
+      Status w = write_segment_index(journal_dir, seg.file, volume_id, seg.first_seq,
+                                     scanned->entries, scanned->chunk_sums);
       log_to(
           logger, w ? LogLevel::kInfo : LogLevel::kWarning,
           w ? fmt::format("rebuilt the index of segment {} from its records ({})", seg.file, why)

@@ -222,7 +222,8 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
     if (!name) return name.status();
     m->marks.push_back(ManifestMark{*name, e.seq, e.time_ns});
   }
-  Status idx = write_segment_index(dir, seg.file, m->volume_id, seg.first_seq, entries);
+  Status idx =
+      write_segment_index(dir, seg.file, m->volume_id, seg.first_seq, entries, scanned->chunk_sums);
   if (!idx)
     log_to(logger, LogLevel::kWarning,
            fmt::format("could not write the index of segment {}: {}", seg.file, idx.message()));
@@ -247,11 +248,18 @@ Status check_sealed_records(const Manifest& m, const std::string& dir, const Man
         fmt::format("segment {} holds {} records up to seq {} but the manifest says {} up to {}",
                     seg.file, entries.size(), last, seg.records, seg.last_seq));
   auto index = read_segment_index(dir, m.volume_id, seg);
-  if (index && *index == entries) return Status::ok();
-  log_to(logger, LogLevel::kWarning,
-         fmt::format("index of segment {} {}; rebuilt from its records", seg.file,
-                     index ? "disagrees with the records" : index.status().message()));
-  return write_segment_index(dir, seg.file, m.volume_id, seg.first_seq, entries);
+  const bool agrees = index && index_agrees(*index, *scanned);
+  if (agrees && index->index_version == format::kIndexVersion) return Status::ok();
+  if (agrees)
+    log_to(logger, LogLevel::kInfo,
+           fmt::format("index of segment {} is of version {}; rewritten with chunk checksums",
+                       seg.file, index->index_version));
+  else
+    log_to(logger, LogLevel::kWarning,
+           fmt::format("index of segment {} {}; rebuilt from its records", seg.file,
+                       index ? "disagrees with the records" : index.status().message()));
+  return write_segment_index(dir, seg.file, m.volume_id, seg.first_seq, entries,
+                             scanned->chunk_sums);
 }
 
 // Checks the segments at start: each sealed segment exists, has the size the manifest

@@ -311,6 +311,7 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
   if (!f) return f.status();
   uint64_t flushed = 0;  // bytes of the file before buf
   std::vector<IndexEntry> entries;
+  std::vector<uint64_t> chunk_sums;
   std::vector<uint8_t> payload;
   for (size_t i = b; i < e; ++i) {
     const IndexEntry& r = *recs[i].e;
@@ -361,8 +362,10 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
       st.data_before += r.length;
     }
     const uint64_t pos = flushed + buf.size();
-    entries.push_back(IndexEntry{h.seq, h.time_ns, h.offset, h.length, pos, h.type, h.flags,
-                                 h.payload_length, h.payload_checksum});
+    IndexEntry entry{h.seq,  h.time_ns, h.offset,         h.length,          pos,
+                     h.type, h.flags,   h.payload_length, h.payload_checksum};
+    add_chunk_sums(&entry, payload, &chunk_sums);
+    entries.push_back(entry);
     const size_t at = buf.size();
     buf.resize(at + format::record_span(h.payload_length), 0);
     encode_header(h, buf.data() + at);
@@ -380,7 +383,8 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
   REWIND_RETURN_IF_ERROR(f->close());
   if (file_system().rename(tmp.c_str(), path.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
-  REWIND_RETURN_IF_ERROR(write_segment_index(dir, out.file, m.volume_id, out.first_seq, entries));
+  REWIND_RETURN_IF_ERROR(
+      write_segment_index(dir, out.file, m.volume_id, out.first_seq, entries, chunk_sums));
   return out;
 }
 

@@ -56,7 +56,7 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
                         idx.status().errno_value() == ENOENT
                             ? fmt::format("index of segment {} is missing", seg.file)
                             : idx.status().message()));
-      } else if (*idx != es) {
+      } else if (!index_agrees(*idx, *scanned)) {
         report->notes.push_back(
             fmt::format("index of segment {} disagrees with its records (rebuilt "
                         "from the records when next used)",

@@ -1,6 +1,7 @@
 #include "rewind/view.h"
 
 #include <fcntl.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -198,6 +199,7 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
                                 ViewSource{zero, s, entry, 0}};
   });
   v->verified_.resize(used.size());
+  v->chunks_verified_.resize(used.size());
   v->segments_.resize(used.size());
   for (size_t s = 0; s < used.size(); ++s) {
     if (!used[s]) continue;
@@ -208,6 +210,7 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     ::posix_fadvise(f->fd(), 0, 0, POSIX_FADV_RANDOM);
     v->segments_[s] = std::move(*f);
     v->verified_[s].assign(h.segments()[s].entries.size(), false);
+    v->chunks_verified_[s].assign(h.segments()[s].chunk_sums.size(), false);
   }
   return v;
 }
@@ -255,6 +258,19 @@ bool JournalView::checked(uint32_t segment, uint32_t entry) const {
   return verified_[segment][entry];
 }
 
+std::pair<uint32_t, uint32_t> JournalView::chunks_of(uint64_t within, uint64_t n) {
+  return {static_cast<uint32_t>(within / format::kIndexChunkSize),
+          static_cast<uint32_t>((within + n - 1) / format::kIndexChunkSize)};
+}
+
+bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const {
+  std::lock_guard lk(verified_mu_);
+  const std::vector<bool>& done = chunks_verified_[segment];
+  for (uint32_t c = first; c <= last; ++c)
+    if (!done[c]) return false;
+  return true;
+}
+
 void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size()) return;
   length = std::min(length, size() - offset);
@@ -292,11 +308,23 @@ void JournalView::advise(const Piece& p) const {
     ::posix_fadvise(base_.fd(), static_cast<off_t>(p.start), static_cast<off_t>(p.end - p.start),
                     POSIX_FADV_WILLNEED);
   } else if (!p.source->zero) {
-    // A record not yet checked is read whole, so all of it is asked for.
+    // A record not yet checked is read whole (or the chunks of it that the piece lies
+    // in, where the index has chunk checksums), so all of that is asked for.
     const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
-    const bool whole = !checked(p.source->segment, p.source->entry);
-    const uint64_t at = rec.payload_position() + (whole ? 0 : p.source->delta + p.adv);
-    const uint64_t len = whole ? rec.payload_length : p.end - p.start;
+    uint64_t at = p.source->delta + p.adv;
+    uint64_t len = p.end - p.start;
+    if (!checked(p.source->segment, p.source->entry)) {
+      if (rec.has_chunk_sums()) {
+        const auto [first, last] = chunks_of(at, len);
+        at = uint64_t{first} * format::kIndexChunkSize;
+        len = std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length) -
+              at;
+      } else {
+        at = 0;
+        len = rec.payload_length;
+      }
+    }
+    at += rec.payload_position();
     ::posix_fadvise(segments_[p.source->segment].fd(), static_cast<off_t>(at),
                     static_cast<off_t>(len), POSIX_FADV_WILLNEED);
   }
@@ -319,6 +347,8 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
   const File& seg = segments_[v.segment];
   const uint64_t within = v.delta + p.adv;
   if (checked(v.segment, v.entry)) return read(seg, dst, rec.payload_position() + within);
+  if (rec.has_chunk_sums())
+    return fill_chunked(seg, rec, v.segment, v.entry, within, dst, cached_only, whole);
   if (within == 0 && dst.size() == rec.payload_length) {
     // The piece is the whole payload: read it in place and check it there.
     auto got = read(seg, dst, rec.payload_position());
@@ -331,6 +361,54 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
   if (!got || !*got) return got;
   REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, *whole));
   std::memcpy(dst.data(), whole->data() + within, dst.size());
+  return true;
+}
+
+Result<bool> JournalView::fill_chunked(const File& seg, const IndexEntry& rec, uint32_t segment,
+                                       uint32_t entry, uint64_t within, std::span<uint8_t> dst,
+                                       bool cached_only, std::vector<uint8_t>* whole) const {
+  auto read = [&](std::span<uint8_t> into, uint64_t at) -> Result<bool> {
+    if (cached_only) return seg.pread_cached(into, rec.payload_position() + at);
+    REWIND_RETURN_IF_ERROR(seg.pread_full(into, rec.payload_position() + at));
+    return true;
+  };
+  const auto [first, last] = chunks_of(within, dst.size());
+  if (chunks_checked(segment, first, last)) return read(dst, within);
+  // The chunks, read in place when the piece is exactly those chunks.
+  const uint64_t lo = uint64_t{first} * format::kIndexChunkSize;
+  const uint64_t hi =
+      std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length);
+  std::span<uint8_t> chunks = dst;
+  if (lo != within || hi != within + dst.size()) {
+    whole->resize(hi - lo);
+    chunks = *whole;
+  }
+  auto got = read(chunks, lo);
+  if (!got || !*got) return got;
+  const std::vector<uint64_t>& sums = history_->segments()[segment].chunk_sums;
+  for (uint32_t c = first; c <= last; ++c) {
+    const uint64_t at = uint64_t{c} * format::kIndexChunkSize - lo;
+    const size_t n = std::min<uint64_t>(format::kIndexChunkSize, chunks.size() - at);
+    if (XXH3_64bits(chunks.data() + at, n) == sums[rec.chunk_sums + c]) continue;
+    // The record's own checksum decides: a mismatch is damage in the segment (an
+    // error), or else in the index's chunk checksums (the data is good).
+    std::vector<uint8_t> payload(rec.payload_length);
+    REWIND_RETURN_IF_ERROR(seg.pread_full(payload, rec.payload_position()));
+    if (payload_checksum(payload) != rec.payload_checksum)
+      return Status::corruption(fmt::format(
+          "segment {} offset {} seq {}: payload checksum mismatch (in payload bytes {}..{})",
+          history_->manifest().segments[segment].file, rec.position, rec.seq,
+          uint64_t{c} * format::kIndexChunkSize, uint64_t{c} * format::kIndexChunkSize + n));
+    REWIND_RETURN_IF_ERROR(check_payload(segment, entry, payload));
+    std::memcpy(dst.data(), payload.data() + within, dst.size());
+    return true;
+  }
+  {
+    std::lock_guard lk(verified_mu_);
+    for (uint32_t c = first; c <= last; ++c) chunks_verified_[segment][c] = true;
+  }
+  if (chunks.data() != dst.data())
+    std::memcpy(dst.data(), chunks.data() + (within - lo), dst.size());
   return true;
 }
 

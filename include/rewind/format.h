@@ -101,13 +101,24 @@ static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) 
 // Derived data: one entry per record of a sealed segment, so that a target resolves
 // without reading payloads. Rebuilt from the segment when missing or damaged.
 //
+// Version 2 adds chunk checksums: for each WRITE record whose payload is longer than
+// kIndexChunkSize (and that is not superseded), the XXH3-64 of every kIndexChunkSize
+// bytes of its payload (the last chunk may be shorter), so that a read of part of a
+// record can be checked without reading all of it. They are computed from the payload
+// before it is written (or, when an index is rebuilt, after the record's own checksum
+// has been checked), and the trailer covers them. Version 1 indexes (no chunk
+// checksums, a 48-byte header) are still read.
+//
 // header: offset size field
 //              0    8 magic "REWINDIX"
-//              8    4 format_version (kFormatVersion)
+//              8    4 index_version (kIndexVersion; 1 is still read)
 //             12    4 entry_size (kIndexEntrySize)
 //             16   16 volume_id
 //             32    8 first_seq of the segment
 //             40    8 entry count
+//             48    4 chunk_size (kIndexChunkSize)            version 2 only
+//             52    4 reserved, zero                          version 2 only
+//             56    8 chunk checksum count                    version 2 only
 // entry:       0    8 seq
 //              8    8 time_ns
 //             16    8 offset
@@ -115,15 +126,22 @@ static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) 
 //             32    8 position (byte offset of the record header in the segment)
 //             40    1 type
 //             41    1 flags (as in the record header)
-//             42    2 reserved, zero
+//             42    1 index flags: kIndexFlagChunkSums, the entry's chunk checksums follow
+//             43    1 reserved, zero
 //             44    4 payload_length
 //             48    8 payload_checksum (as in the record header)
+// chunk checksums (version 2): 8 bytes each, those of each flagged entry in entry order
 // trailer:     0    8 XXH3-64 of every byte before it
 inline constexpr char kIndexMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'I', 'X'};
-inline constexpr size_t kIndexHeaderSize = 8 + 4 + 4 + kVolumeIdSize + 8 + 8;
-inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 1 + 2 + 4 + 8;
+inline constexpr uint32_t kIndexVersion = 2;
+inline constexpr size_t kIndexHeaderSizeV1 = 8 + 4 + 4 + kVolumeIdSize + 8 + 8;
+inline constexpr size_t kIndexHeaderSize = kIndexHeaderSizeV1 + 4 + 4 + 8;
+inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 1 + 1 + 1 + 4 + 8;
 inline constexpr size_t kIndexTrailerSize = 8;
-static_assert(kIndexHeaderSize == 48 && kIndexEntrySize == 56);
+inline constexpr size_t kIndexChunkSumSize = 8;
+static_assert(kIndexHeaderSizeV1 == 48 && kIndexHeaderSize == 64 && kIndexEntrySize == 56);
+inline constexpr uint32_t kIndexChunkSize = 4096;
+inline constexpr uint8_t kIndexFlagChunkSums = 0x01;
 inline constexpr const char* kIndexSuffix = ".idx";
 
 // ---- Files in a journal directory -----------------------------------------------

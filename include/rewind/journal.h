@@ -134,11 +134,12 @@ class Journal {
   ManifestSegment open_stats_;            // records, seq and time range of the open segment
   std::vector<ManifestMark> open_marks_;  // marks in the open segment
   std::vector<IndexEntry> open_entries_;  // the open segment's index, written when sealed
+  std::vector<uint64_t> open_sums_;       // and its chunk checksums
   // The open segment as of its last successful sync: where recover() cuts it.
   struct Synced {
     uint64_t end = 0;
     ManifestSegment stats;
-    size_t marks = 0, entries = 0;
+    size_t marks = 0, entries = 0, sums = 0;
   } synced_;
   bool sealed_since_checked_ = false;
   bool unstored_ = false;               // manifest_ has changes not yet stored (set_shipped)

@@ -25,10 +25,25 @@ struct IndexEntry {
   uint8_t flags = 0;  // the record's (format::kFlag*)
   uint32_t payload_length = 0;
   uint64_t payload_checksum = 0;
+  // Index of the record's first chunk checksum in SegmentEntries::chunk_sums, or
+  // kNoChunkSums (the record is then checked whole).
+  uint32_t chunk_sums = UINT32_MAX;
 
+  static constexpr uint32_t kNoChunkSums = UINT32_MAX;
   uint64_t payload_position() const { return position + format::kRecordHeaderSize; }
+  bool has_chunk_sums() const { return chunk_sums != kNoChunkSums; }
   bool operator==(const IndexEntry&) const = default;
 };
+
+// Chunks of format::kIndexChunkSize bytes in a payload of `payload_length` bytes.
+constexpr uint32_t chunk_count(uint32_t payload_length) {
+  return (payload_length + format::kIndexChunkSize - 1) / format::kIndexChunkSize;
+}
+
+// Gives `e` chunk checksums (appended to *sums) if its record is a WRITE whose payload
+// is longer than one chunk and not superseded; `payload` is that payload, already
+// checked or about to be written.
+void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums);
 
 // "00000000000000000042.idx" beside "00000000000000000042.seg".
 std::string index_file_name(const std::string& segment_file);
@@ -37,10 +52,13 @@ std::string index_file_name(const std::string& segment_file);
 // the index is derived data, and a damaged one is detected and rebuilt.
 Status write_segment_index(const std::string& journal_dir, const std::string& segment_file,
                            const VolumeId& volume_id, uint64_t first_seq,
-                           std::span<const IndexEntry> entries);
+                           std::span<const IndexEntry> entries,
+                           std::span<const uint64_t> chunk_sums);
 
 struct SegmentEntries {
   std::vector<IndexEntry> entries;
+  std::vector<uint64_t> chunk_sums;      // of the entries with has_chunk_sums()
+  uint32_t index_version = 0;            // of the index file read (0: read from the records)
   std::optional<std::string> torn_tail;  // open segments only
   bool index_rebuilt = false;
 };
@@ -56,10 +74,15 @@ Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
                                             const VolumeId& volume_id, const ManifestSegment& seg,
                                             bool repair, const Logger& logger);
 
-// Reads and checks the index file of a sealed segment against the manifest.
-Result<std::vector<IndexEntry>> read_segment_index(const std::string& journal_dir,
-                                                   const VolumeId& volume_id,
-                                                   const ManifestSegment& seg);
+// Reads and checks the index file of a sealed segment against the manifest (a
+// version 1 index gives no chunk checksums).
+Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const VolumeId& volume_id,
+                                          const ManifestSegment& seg);
+
+// True if `index`, read from an index file, says what `scanned`, read from the
+// records, does. A version 1 index, which has no chunk checksums, agrees if its
+// entries do.
+bool index_agrees(const SegmentEntries& index, const SegmentEntries& scanned);
 
 // Reads the name of a MARK entry from its segment.
 Result<std::string> read_mark_name(const std::string& journal_dir, const ManifestSegment& seg,

@@ -113,9 +113,10 @@ class JournalView {
   const File& base() const { return base_; }
   const File& segment(uint32_t i) const { return segments_[i]; }
 
-  // Reads the volume as it was at seq(). The first time a record's bytes are read its
-  // whole payload is checked against its checksum: damage is an error naming the
-  // segment, offset and seq, never wrong data.
+  // Reads the volume as it was at seq(). The first time a record's bytes are read they
+  // are checked: against the chunk checksums of the segment index where it has them
+  // (only the chunks read), else the whole payload against the record's checksum.
+  // Damage is an error naming the segment, offset and seq, never wrong data.
   Status read(std::span<uint8_t> buf, uint64_t offset) const;
   // Asks the kernel to start reading what read(offset, length) will need (the pieces
   // of the base snapshot and of the segments), without waiting for it.
@@ -141,6 +142,14 @@ class JournalView {
   bool checked(uint32_t segment, uint32_t entry) const;
   // Checks `payload`, the whole payload of a record, and remembers that it is good.
   Status check_payload(uint32_t segment, uint32_t entry, std::span<const uint8_t> payload) const;
+  // Fills dst with the bytes at `within` of the payload of a record that has chunk
+  // checksums, reading (and checking, once) only the chunks they lie in.
+  Result<bool> fill_chunked(const File& seg, const IndexEntry& rec, uint32_t segment,
+                            uint32_t entry, uint64_t within, std::span<uint8_t> dst,
+                            bool cached_only, std::vector<uint8_t>* whole) const;
+  // The range of chunks [first, last] of a record's payload that hold [within, within+n).
+  static std::pair<uint32_t, uint32_t> chunks_of(uint64_t within, uint64_t n);
+  bool chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const;
   std::shared_ptr<const JournalHistory> history_;
   uint64_t seq_ = 0;
   uint64_t time_ns_ = 0;
@@ -148,8 +157,10 @@ class JournalView {
   FlatExtentMap<ViewSource> map_;
   File base_;
   std::vector<File> segments_;                       // opened for those the map refers to
-  mutable std::mutex verified_mu_;                   // guards verified_
+  mutable std::mutex verified_mu_;                   // guards verified_, chunks_verified_
   mutable std::vector<std::vector<bool>> verified_;  // [segment][entry]: payload checked
+  // [segment][chunk checksum]: that chunk checked
+  mutable std::vector<std::vector<bool>> chunks_verified_;
 };
 
 }  // namespace rwd

@@ -86,7 +86,8 @@ expect_cli 1 "MANIFEST" restore disk.rewind --seq "$last" -o out.img
 # --- a damaged index: rebuilt, and the volume served as before -----------------------
 fresh
 idx=${third%.seg}.idx
-printf '\x00\x00\x00\x00' | dd of="$idx" bs=1 seek=100 conv=notrunc status=none
+# bytes 112.. are the first entry's payload checksum (docs/FORMAT.md)
+printf '\x00\x00\x00\x00' | dd of="$idx" bs=1 seek=112 conv=notrunc status=none
 cmp -s "$idx" "pristine.rewind/segments/$(basename "$idx")" && fail "the index was not damaged"
 start_server "$sock" image=disk.img journal=disk.rewind
 grep -q "index of segment $third_name .*rebuilt from its records" server.log ||
@@ -96,7 +97,7 @@ qemu-io -f raw -c "read -P 6 10M 900k" "$uri" | grep -q 'read 921600/921600' || 
 stop_server
 "$REWIND_CLI" verify disk.rewind --image disk.img >/dev/null || fail "verify after the rebuild"
 # A restore, too, reads past a damaged index: it rebuilds it from the records.
-printf '\x00\x00\x00\x00' | dd of="$idx" bs=1 seek=100 conv=notrunc status=none
+printf '\x00\x00\x00\x00' | dd of="$idx" bs=1 seek=112 conv=notrunc status=none
 "$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >/dev/null 2>restore.err ||
   { cat restore.err; fail "restore with a damaged index"; }
 grep -q "rebuilt the index of segment $third_name from its records" restore.err ||

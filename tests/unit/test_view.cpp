@@ -1,11 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <xxhash.h>
+
 #include <random>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "random_history.h"
+#include "rewind/file.h"
 #include "rewind/journal.h"
+#include "rewind/record.h"
 #include "rewind/restore.h"
 #include "rewind/segment_index.h"
 #include "rewind/view.h"
@@ -189,4 +195,204 @@ TEST_CASE("changed extents between two points cover exactly the records between 
     for (size_t k = 1; k < ext.size(); ++k)
       CHECK(ext[k].offset > ext[k - 1].offset + ext[k - 1].length);
   }
+}
+
+namespace {
+
+// A volume whose first record, a 64 KiB WRITE at 0, is overwritten by a second one
+// except for its first 4 KiB; each record seals a segment of its own.
+struct PartlyOverwritten {
+  static constexpr uint64_t kVolume = 256 * 1024;
+  test::TempDir dir;
+  std::string image = dir / "disk.img";
+  std::string journal = dir / "disk.rewind";
+  std::vector<uint8_t> state = std::vector<uint8_t>(kVolume, 0);
+
+  PartlyOverwritten() {
+    test::write_file(image, state);
+    VolumeOptions o;
+    o.image_path = image;
+    o.journal_dir = journal;
+    o.journal.segment_size = 16 * 1024;
+    auto v = Volume::open(o, {});
+    REQUIRE(v.is_ok());
+    (*v)->start();
+    for (auto [off, len, seed] :
+         {std::tuple<uint64_t, uint64_t, uint64_t>{0, 65536, 1}, {4096, 61440, 2}}) {
+      auto data = test::pattern(len, seed);
+      REQUIRE((*v)->write(data, off, true).is_ok());
+      std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(off));
+    }
+    REQUIRE((*v)->close().is_ok());
+  }
+  // The first record: its segment and its entry.
+  std::pair<ManifestSegment, IndexEntry> first() const {
+    auto m = Manifest::load(journal);
+    REQUIRE(m.is_ok());
+    auto es = load_segment_entries(journal, m->volume_id, m->segments.front(), false, {});
+    REQUIRE(es.is_ok());
+    REQUIRE(es->entries.front().type == format::RecordType::kWrite);
+    return {m->segments.front(), es->entries.front()};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the index keeps a checksum per chunk of each record longer than a chunk",
+          "[view][index]") {
+  History h(41, 120);
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  size_t with_sums = 0;
+  for (const ManifestSegment& seg : m->segments) {
+    CAPTURE(seg.file);
+    auto index = read_segment_index(h.journal, m->volume_id, seg);
+    REQUIRE(index.is_ok());
+    CHECK(index->index_version == format::kIndexVersion);
+    // What the flusher wrote is what a scan of the records computes from them.
+    auto scanned = scan_segment_entries(h.journal, m->volume_id, seg);
+    REQUIRE(scanned.is_ok());
+    CHECK(index->entries == scanned->entries);
+    CHECK(index->chunk_sums == scanned->chunk_sums);
+    auto f = File::open(segment_path(h.journal, seg.file), O_RDONLY);
+    REQUIRE(f.is_ok());
+    for (const IndexEntry& e : index->entries) {
+      const bool wanted = e.type == format::RecordType::kWrite &&
+                          !(e.flags & format::kFlagSuperseded) &&
+                          e.payload_length > format::kIndexChunkSize;
+      REQUIRE(e.has_chunk_sums() == wanted);
+      if (!wanted) continue;
+      ++with_sums;
+      std::vector<uint8_t> payload(e.payload_length);
+      REQUIRE(f->pread_full(payload, e.payload_position()).is_ok());
+      for (uint32_t c = 0; c < chunk_count(e.payload_length); ++c) {
+        const size_t at = size_t{c} * format::kIndexChunkSize;
+        const size_t n = std::min<size_t>(format::kIndexChunkSize, payload.size() - at);
+        CHECK(index->chunk_sums[e.chunk_sums + c] == XXH3_64bits(payload.data() + at, n));
+      }
+    }
+  }
+  CHECK(with_sums > 0);
+}
+
+TEST_CASE("a version 1 index without chunk checksums is still read", "[view][index]") {
+  History h(43, 100);
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  // Rewrite every index as version 1: the 48-byte header, no index flags, no chunk
+  // checksums, a new trailer.
+  for (const ManifestSegment& seg : m->segments) {
+    const std::string path = segment_path(h.journal, index_file_name(seg.file));
+    auto v2 = test::read_file(path);
+    std::vector<uint8_t> v1(v2.begin(), v2.begin() + format::kIndexHeaderSizeV1);
+    put_u32(v1.data() + 8, 1);
+    for (uint64_t i = 0; i < seg.records; ++i) {
+      auto e =
+          v2.begin() + static_cast<long>(format::kIndexHeaderSize + i * format::kIndexEntrySize);
+      v1.insert(v1.end(), e, e + format::kIndexEntrySize);
+      v1[v1.size() - format::kIndexEntrySize + 42] = 0;
+    }
+    v1.resize(v1.size() + 8);
+    put_u64(v1.data() + v1.size() - 8, XXH3_64bits(v1.data(), v1.size() - 8));
+    test::write_file(path, v1);
+    auto index = read_segment_index(h.journal, m->volume_id, seg);
+    REQUIRE(index.is_ok());
+    CHECK(index->index_version == 1);
+    CHECK(index->chunk_sums.empty());
+    auto scanned = scan_segment_entries(h.journal, m->volume_id, seg);
+    REQUIRE(scanned.is_ok());
+    CHECK(index_agrees(*index, *scanned));
+  }
+  // Views read every record whole; verify finds nothing wrong.
+  for (uint64_t seq : {uint64_t{37}, uint64_t{100}}) {
+    auto view = JournalView::open(h.journal, Target::at_seq(seq), {});
+    REQUIRE(view.is_ok());
+    CHECK(read_view(**view) == h.states[seq]);
+  }
+  VerifyReport report;
+  REQUIRE(verify_journal(h.journal, "", &report, {}).is_ok());
+  CHECK(report.notes.empty());
+  // A start that checks every record rewrites them as version 2.
+  VolumeOptions o;
+  o.image_path = h.image;
+  o.journal_dir = h.journal;
+  o.full_check = true;
+  std::string log;
+  auto v = Volume::open(o, [&](LogLevel, const std::string& s) { log += s + "\n"; });
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->close().is_ok());
+  CHECK(log.find("is of version 1; rewritten with chunk checksums") != std::string::npos);
+  auto again = read_segment_index(h.journal, m->volume_id, m->segments.front());
+  REQUIRE(again.is_ok());
+  CHECK(again->index_version == format::kIndexVersion);
+}
+
+TEST_CASE("a read checks only the chunks of a record it needs", "[view][index][errors]") {
+  PartlyOverwritten p;
+  auto [seg, rec] = p.first();
+  REQUIRE(rec.has_chunk_sums());
+  const std::string seg_path = segment_path(p.journal, seg.file);
+  // Damage in the part of the first record that the second overwrote: the newest state
+  // needs only the first chunk, so it reads and restores as before.
+  test::flip_bit(seg_path, rec.payload_position() + 5 * format::kIndexChunkSize + 17, 3);
+  {
+    auto view = JournalView::open(p.journal, Target::newest(), {});
+    REQUIRE(view.is_ok());
+    CHECK(read_view(**view) == p.state);
+    const std::string out = p.dir / "out.img";
+    REQUIRE(restore_to_file(**view, out, {}).is_ok());
+    CHECK(test::read_file(out) == p.state);
+  }
+  // The state before the overwrite needs that chunk: an error naming the record and
+  // where in its payload.
+  {
+    auto view = JournalView::open(p.journal, Target::at_seq(rec.seq), {});
+    REQUIRE(view.is_ok());
+    std::vector<uint8_t> buf(2 * format::kIndexChunkSize);
+    CHECK((*view)->read(buf, 0).is_ok());  // chunks 0 and 1 are whole
+    Status st = (*view)->read(buf, 4 * format::kIndexChunkSize);
+    REQUIRE(st.code() == Status::Code::kCorruption);
+    CHECK(st.message() == fmt::format("segment {} offset {} seq {}: payload checksum mismatch (in "
+                                      "payload bytes 20480..24576)",
+                                      seg.file, rec.position, rec.seq));
+  }
+  // `rewind verify` reads every record whole, and finds it.
+  VerifyReport report;
+  Status vs = verify_journal(p.journal, "", &report, {});
+  CHECK(vs.code() == Status::Code::kCorruption);
+  CHECK(vs.message().find(fmt::format("seq {}", rec.seq)) != std::string::npos);
+}
+
+TEST_CASE("a wrong chunk checksum in an index defers to the record's own checksum",
+          "[view][index][errors]") {
+  PartlyOverwritten p;
+  auto [seg, rec] = p.first();
+  auto m = Manifest::load(p.journal);
+  REQUIRE(m.is_ok());
+  auto index = read_segment_index(p.journal, m->volume_id, seg);
+  REQUIRE(index.is_ok());
+  // An index that is whole (its trailer holds) but says the wrong thing of chunk 0.
+  index->chunk_sums[rec.chunk_sums] ^= 1;
+  REQUIRE(write_segment_index(p.journal, seg.file, m->volume_id, seg.first_seq, index->entries,
+                              index->chunk_sums)
+              .is_ok());
+  auto view = JournalView::open(p.journal, Target::newest(), {});
+  REQUIRE(view.is_ok());
+  CHECK(read_view(**view) == p.state);
+  // With the payload damaged as well, the record's checksum fails: an error.
+  test::flip_bit(segment_path(p.journal, seg.file), rec.payload_position() + 100, 0);
+  auto damaged = JournalView::open(p.journal, Target::newest(), {});
+  REQUIRE(damaged.is_ok());
+  std::vector<uint8_t> buf(4096);
+  Status st = (*damaged)->read(buf, 0);
+  REQUIRE(st.code() == Status::Code::kCorruption);
+  CHECK(st.message().find(fmt::format("segment {} offset {} seq {}: payload checksum mismatch",
+                                      seg.file, rec.position, rec.seq)) != std::string::npos);
+  // verify reports the index as disagreeing with the records (derived data, rebuilt).
+  test::flip_bit(segment_path(p.journal, seg.file), rec.payload_position() + 100, 0);
+  VerifyReport report;
+  REQUIRE(verify_journal(p.journal, "", &report, {}).is_ok());
+  REQUIRE(report.notes.size() == 1);
+  CHECK(report.notes[0].find(fmt::format("index of segment {} disagrees with its records",
+                                         seg.file)) != std::string::npos);
 }
