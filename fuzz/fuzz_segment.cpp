@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -60,5 +61,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rwd::VolumeId id{};
   if (size >= id.size()) std::copy(data, data + id.size(), id.begin());
   (void)rwd::read_segment_index(dir, id, seg);
+  // And again with a trailer that holds, so that the checks of the fields behind it
+  // (counts, index flags, chunk checksums) are reached too.
+  if (size >= 8) {
+    std::string fixed(reinterpret_cast<const char*>(data), size);
+    const uint64_t sum = XXH3_64bits(fixed.data(), size - 8);
+    for (int i = 0; i < 8; ++i) fixed[size - 8 + i] = static_cast<char>(sum >> (8 * i));
+    put(rwd::join_path(rwd::join_path(dir, "segments"), rwd::index_file_name(seg.file)),
+        reinterpret_cast<const uint8_t*>(fixed.data()), size);
+    auto index = rwd::read_segment_index(dir, id, seg);
+    if (index) {
+      for (const rwd::IndexEntry& e : index->entries)
+        if (e.has_chunk_sums() &&
+            e.chunk_sums + rwd::chunk_count(e.payload_length) > index->chunk_sums.size())
+          std::abort();
+    }
+  }
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <xxhash.h>
 
+#include <functional>
 #include <random>
 #include <tuple>
 
@@ -395,4 +396,49 @@ TEST_CASE("a wrong chunk checksum in an index defers to the record's own checksu
   REQUIRE(report.notes.size() == 1);
   CHECK(report.notes[0].find(fmt::format("index of segment {} disagrees with its records",
                                          seg.file)) != std::string::npos);
+}
+
+TEST_CASE("an index whose chunk checksums do not fit its entries is rebuilt", "[view][index]") {
+  PartlyOverwritten p;
+  auto [seg, rec] = p.first();
+  auto m = Manifest::load(p.journal);
+  REQUIRE(m.is_ok());
+  const std::string path = segment_path(p.journal, index_file_name(seg.file));
+  const auto good = test::read_file(path);
+  // Each damage keeps the trailer whole, so the checks behind it are what find it.
+  auto rewrite = [&](auto&& change) {
+    auto bytes = good;
+    change(bytes);
+    put_u64(bytes.data() + bytes.size() - 8, XXH3_64bits(bytes.data(), bytes.size() - 8));
+    test::write_file(path, bytes);
+  };
+  const size_t entry0 = format::kIndexHeaderSize;
+  const std::vector<std::pair<std::string, std::function<void(std::vector<uint8_t>&)>>> damages = {
+      {"chunk checksums do not match the entries",
+       [&](std::vector<uint8_t>& b) {  // one checksum more than the entry has
+         b.insert(b.end() - 8, 8, 0);
+         put_u64(b.data() + 56, get_u64(b.data() + 56) + 1);
+       }},
+      {"entries do not match the segment",
+       [&](std::vector<uint8_t>& b) { b[entry0 + 42] = 0x02; }},  // an unknown index flag
+      {"entries do not match the segment",
+       [&](std::vector<uint8_t>& b) {  // chunk checksums claimed by a MARK
+         b[entry0 + 40] = static_cast<uint8_t>(format::RecordType::kMark);
+       }},
+      {"has an unknown chunk size",
+       [&](std::vector<uint8_t>& b) { put_u32(b.data() + 48, 65536); }},
+  };
+  for (const auto& [why, change] : damages) {
+    CAPTURE(why);
+    rewrite(change);
+    auto index = read_segment_index(p.journal, m->volume_id, seg);
+    REQUIRE_FALSE(index.is_ok());
+    CHECK(index.status().message() == fmt::format("index {}: {}", index_file_name(seg.file), why));
+    std::string log;
+    auto loaded = load_segment_entries(p.journal, m->volume_id, seg, true,
+                                       [&](LogLevel, const std::string& s) { log += s; });
+    REQUIRE(loaded.is_ok());
+    CHECK(log.find("rebuilt the index of segment") != std::string::npos);
+    CHECK(test::read_file(path) == good);
+  }
 }
