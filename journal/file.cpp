@@ -5,12 +5,15 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <csetjmp>
+#include <csignal>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -303,6 +306,102 @@ Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch) 
   }
   return Status::ok();
 }
+
+// ---- FileMap ------------------------------------------------------------------------
+// A copy from a mapping runs with a jump buffer set for its thread; the SIGBUS handler
+// jumps back to it, so a page that cannot be read ends the copy instead of the
+// process. A SIGBUS outside such a copy goes to whatever handled it before.
+namespace {
+
+thread_local sigjmp_buf* t_copy_guard = nullptr;
+struct sigaction g_previous_sigbus;
+
+void on_sigbus(int sig, siginfo_t* info, void* context) {
+  if (sigjmp_buf* guard = t_copy_guard) {
+    t_copy_guard = nullptr;
+    siglongjmp(*guard, 1);
+  }
+  const struct sigaction& prev = g_previous_sigbus;
+  if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction != nullptr) {
+    prev.sa_sigaction(sig, info, context);
+  } else if (!(prev.sa_flags & SA_SIGINFO) && prev.sa_handler != SIG_DFL &&
+             prev.sa_handler != SIG_IGN) {
+    prev.sa_handler(sig);
+  } else {
+    // The default: returning re-runs the faulting access, which then ends the process.
+    ::sigaction(SIGBUS, &prev, nullptr);
+  }
+}
+
+// Installs on_sigbus unless it is in place already. Checked at every mapping, not
+// once: whoever replaced it since (a test framework between its test cases, say) gets
+// the signals that are not from a copy.
+void install_sigbus_handler() {
+  static std::mutex mu;
+  std::lock_guard lk(mu);
+  struct sigaction current {};
+  ::sigaction(SIGBUS, nullptr, &current);
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_sigbus) return;
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sigemptyset(&sa.sa_mask);
+  // SA_NODEFER: leaving the handler by a jump must not leave SIGBUS blocked.
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  ::sigaction(SIGBUS, &sa, &g_previous_sigbus);
+}
+
+}  // namespace
+
+FileMap::FileMap(FileMap&& o) noexcept
+    : base_(std::exchange(o.base_, nullptr)), length_(std::exchange(o.length_, 0)) {}
+
+FileMap& FileMap::operator=(FileMap&& o) noexcept {
+  if (this != &o) {
+    if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), length_);
+    base_ = std::exchange(o.base_, nullptr);
+    length_ = std::exchange(o.length_, 0);
+  }
+  return *this;
+}
+
+FileMap::~FileMap() {
+  if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), length_);
+}
+
+Result<FileMap> FileMap::map(const File& file, uint64_t length) {
+  FileMap m;
+  if (length == 0) return m;
+  install_sigbus_handler();
+  void* p = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, file.fd(), 0);
+  if (p == MAP_FAILED)
+    return Status::io_error(fmt::format("cannot map {} ({} bytes)", file.path(), length), errno);
+  m.base_ = static_cast<const uint8_t*>(p);
+  m.length_ = length;
+  return m;
+}
+
+bool FileMap::copy(std::span<uint8_t> dst, uint64_t offset) const {
+  if (offset > length_ || dst.size() > length_ - offset) return false;
+  sigjmp_buf guard;
+  if (sigsetjmp(guard, 0) != 0) {
+    // A SIGBUS during the copy below. SA_NODEFER keeps the signal unblocked, but a
+    // wrapper around the handler (ThreadSanitizer's) may not: unblock it, or the next
+    // one would end the process.
+    sigset_t bus;
+    sigemptyset(&bus);
+    sigaddset(&bus, SIGBUS);
+    ::pthread_sigmask(SIG_UNBLOCK, &bus, nullptr);
+    return false;
+  }
+  t_copy_guard = &guard;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  std::memcpy(dst.data(), base_ + offset, dst.size());
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_copy_guard = nullptr;
+  return true;
+}
+
+// ---- BackgroundTask -------------------------------------------------------------------
 
 BackgroundTask::~BackgroundTask() {
   {

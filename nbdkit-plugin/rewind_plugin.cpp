@@ -369,6 +369,11 @@ int rewind_get_ready() {
       if (!t) return fail(t.status());
       auto v = rwd::JournalView::open(c.journal, *t, log_line);
       if (!v) return fail(v.status());
+      // Without the mappings (say, more segments than vm.max_map_count allows) reads
+      // use pread: slower for data read again, the same otherwise.
+      if (Status st = (*v)->map_segments(); !st)
+        log_line(rwd::LogLevel::kWarning,
+                 st.message() + "; the segments not mapped are read with pread");
       nbdkit_debug("rewind: serving %s read-only at seq %" PRIu64 "%s%s", c.journal.c_str(),
                    (*v)->seq(), (*v)->note().empty() ? "" : ": ", (*v)->note().c_str());
       g_view = v->release();

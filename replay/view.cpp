@@ -344,36 +344,63 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
     return true;
   }
   const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
-  const File& seg = segments_[v.segment];
   const uint64_t within = v.delta + p.adv;
-  if (checked(v.segment, v.entry)) return read(seg, dst, rec.payload_position() + within);
+  if (checked(v.segment, v.entry))
+    return read_segment(v.segment, dst, rec.payload_position() + within, cached_only, true);
   if (rec.has_chunk_sums())
-    return fill_chunked(seg, rec, v.segment, v.entry, within, dst, cached_only, whole);
+    return fill_chunked(rec, v.segment, v.entry, within, dst, cached_only, whole);
   if (within == 0 && dst.size() == rec.payload_length) {
     // The piece is the whole payload: read it in place and check it there.
-    auto got = read(seg, dst, rec.payload_position());
+    auto got = read_segment(v.segment, dst, rec.payload_position(), cached_only, false);
     if (!got || !*got) return got;
     REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, dst));
     return true;
   }
   whole->resize(rec.payload_length);
-  auto got = read(seg, *whole, rec.payload_position());
+  auto got = read_segment(v.segment, *whole, rec.payload_position(), cached_only, false);
   if (!got || !*got) return got;
   REWIND_RETURN_IF_ERROR(check_payload(v.segment, v.entry, *whole));
   std::memcpy(dst.data(), whole->data() + within, dst.size());
   return true;
 }
 
-Result<bool> JournalView::fill_chunked(const File& seg, const IndexEntry& rec, uint32_t segment,
-                                       uint32_t entry, uint64_t within, std::span<uint8_t> dst,
-                                       bool cached_only, std::vector<uint8_t>* whole) const {
-  auto read = [&](std::span<uint8_t> into, uint64_t at) -> Result<bool> {
-    if (cached_only) return seg.pread_cached(into, rec.payload_position() + at);
-    REWIND_RETURN_IF_ERROR(seg.pread_full(into, rec.payload_position() + at));
-    return true;
+Status JournalView::map_segments() {
+  const Manifest& m = history_->manifest();
+  maps_.resize(segments_.size());
+  for (size_t s = 0; s < segments_.size(); ++s) {
+    if (!segments_[s].is_open() || !m.segments[s].sealed || maps_[s].is_mapped()) continue;
+    // Sealed segments never change; the open one of a running volume may be cut short.
+    auto map = FileMap::map(segments_[s], m.segments[s].bytes);
+    if (!map) return map.status();
+    maps_[s] = std::move(*map);
+  }
+  return Status::ok();
+}
+
+Result<bool> JournalView::read_segment(uint32_t segment, std::span<uint8_t> into, uint64_t at,
+                                       bool cached_only, bool checked) const {
+  const File& f = segments_[segment];
+  // Through the mapping, a page not cached is a fault that waits for the disk: for data
+  // not checked yet only once the pieces have been asked for (cached_only false). A
+  // page that cannot be read falls back to pread, which reports why.
+  const bool mapped = segment < maps_.size() && maps_[segment].is_mapped();
+  if (mapped && (checked || !cached_only)) {
+    if (maps_[segment].copy(into, at)) return true;
+  } else if (cached_only) {
+    return f.pread_cached(into, at);
+  }
+  REWIND_RETURN_IF_ERROR(f.pread_full(into, at));
+  return true;
+}
+
+Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, uint32_t entry,
+                                       uint64_t within, std::span<uint8_t> dst, bool cached_only,
+                                       std::vector<uint8_t>* whole) const {
+  auto read = [&](std::span<uint8_t> into, uint64_t at, bool checked) {
+    return read_segment(segment, into, rec.payload_position() + at, cached_only, checked);
   };
   const auto [first, last] = chunks_of(within, dst.size());
-  if (chunks_checked(segment, first, last)) return read(dst, within);
+  if (chunks_checked(segment, first, last)) return read(dst, within, true);
   // The chunks, read in place when the piece is exactly those chunks.
   const uint64_t lo = uint64_t{first} * format::kIndexChunkSize;
   const uint64_t hi =
@@ -383,7 +410,7 @@ Result<bool> JournalView::fill_chunked(const File& seg, const IndexEntry& rec, u
     whole->resize(hi - lo);
     chunks = *whole;
   }
-  auto got = read(chunks, lo);
+  auto got = read(chunks, lo, false);
   if (!got || !*got) return got;
   const std::vector<uint64_t>& sums = history_->segments()[segment].chunk_sums;
   for (uint32_t c = first; c <= last; ++c) {
@@ -393,7 +420,7 @@ Result<bool> JournalView::fill_chunked(const File& seg, const IndexEntry& rec, u
     // The record's own checksum decides: a mismatch is damage in the segment (an
     // error), or else in the index's chunk checksums (the data is good).
     std::vector<uint8_t> payload(rec.payload_length);
-    REWIND_RETURN_IF_ERROR(seg.pread_full(payload, rec.payload_position()));
+    REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(payload, rec.payload_position()));
     if (payload_checksum(payload) != rec.payload_checksum)
       return Status::corruption(fmt::format(
           "segment {} offset {} seq {}: payload checksum mismatch (in payload bytes {}..{})",

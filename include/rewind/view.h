@@ -123,6 +123,12 @@ class JournalView {
   void prefetch(uint64_t offset, uint64_t length) const;
   // Checks the payload of one record (once; later calls return at once).
   Status verify_record(uint32_t segment, uint32_t entry) const;
+  // Maps the sealed segments the view reads (FileMap), for a view that serves reads
+  // for long: data read once is then copied straight from the page cache, without a
+  // system call per piece. Reads of data not yet checked still ask the kernel for the
+  // pieces first. Without it, reads use pread; so do reads of the segments not mapped
+  // when a mapping fails (the first failure is returned, the mappings made are kept).
+  Status map_segments();
 
   // One run of a read: from the base snapshot (source null) or from the map.
   struct Piece {
@@ -144,9 +150,14 @@ class JournalView {
   Status check_payload(uint32_t segment, uint32_t entry, std::span<const uint8_t> payload) const;
   // Fills dst with the bytes at `within` of the payload of a record that has chunk
   // checksums, reading (and checking, once) only the chunks they lie in.
-  Result<bool> fill_chunked(const File& seg, const IndexEntry& rec, uint32_t segment,
-                            uint32_t entry, uint64_t within, std::span<uint8_t> dst,
-                            bool cached_only, std::vector<uint8_t>* whole) const;
+  Result<bool> fill_chunked(const IndexEntry& rec, uint32_t segment, uint32_t entry,
+                            uint64_t within, std::span<uint8_t> dst, bool cached_only,
+                            std::vector<uint8_t>* whole) const;
+  // Reads into `into` from segment `segment` at byte `at`: from its mapping where
+  // there is one and the bytes were checked before (then most likely cached) or may be
+  // waited for; else with `cached_only` only if the page cache holds them all.
+  Result<bool> read_segment(uint32_t segment, std::span<uint8_t> into, uint64_t at,
+                            bool cached_only, bool checked) const;
   // The range of chunks [first, last] of a record's payload that hold [within, within+n).
   static std::pair<uint32_t, uint32_t> chunks_of(uint64_t within, uint64_t n);
   bool chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const;
@@ -157,6 +168,7 @@ class JournalView {
   FlatExtentMap<ViewSource> map_;
   File base_;
   std::vector<File> segments_;                       // opened for those the map refers to
+  std::vector<FileMap> maps_;                        // after map_segments(), of sealed ones
   mutable std::mutex verified_mu_;                   // guards verified_, chunks_verified_
   mutable std::vector<std::vector<bool>> verified_;  // [segment][entry]: payload checked
   // [segment][chunk checksum]: that chunk checked
