@@ -268,7 +268,8 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
       const std::span<const uint8_t> payload(batch[k].payload.get(), h.payload_length);
       IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          pos,
                    h.type, h.flags,   h.payload_length, h.payload_checksum};
-      add_chunk_sums(&e, payload, &open_sums_);
+      add_chunk_sums(&e, payload, &open_sums_,
+                     batch[k].chunk_sums_follow ? payload.data() + payload.size() : nullptr);
       open_entries_.push_back(e);
       if (h.type == format::RecordType::kMark)
         open_marks_.push_back(ManifestMark{

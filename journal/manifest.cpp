@@ -1,6 +1,6 @@
 #include "rewind/manifest.h"
 
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <charconv>
 #include <sstream>

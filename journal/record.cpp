@@ -1,6 +1,6 @@
 #include "rewind/record.h"
 
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <fmt/format.h>
 

@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>

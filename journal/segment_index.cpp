@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>
@@ -25,14 +25,30 @@ std::string index_file_name(const std::string& segment_file) {
   return base + format::kIndexSuffix;
 }
 
-void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums) {
-  if (e->type != format::RecordType::kWrite || (e->flags & format::kFlagSuperseded) ||
-      payload.size() <= format::kIndexChunkSize)
-    return;
+bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length) {
+  return type == format::RecordType::kWrite && !(flags & format::kFlagSuperseded) &&
+         payload_length > format::kIndexChunkSize;
+}
+
+void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out) {
+  for (size_t at = 0; at < payload.size(); at += format::kIndexChunkSize, out += 8) {
+    const uint64_t sum = XXH3_64bits(
+        payload.data() + at, std::min<size_t>(format::kIndexChunkSize, payload.size() - at));
+    std::memcpy(out, &sum, 8);
+  }
+}
+
+void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums,
+                    const uint8_t* precomputed) {
+  if (!wants_chunk_sums(e->type, e->flags, static_cast<uint32_t>(payload.size()))) return;
   e->chunk_sums = static_cast<uint32_t>(sums->size());
-  for (size_t at = 0; at < payload.size(); at += format::kIndexChunkSize)
-    sums->push_back(XXH3_64bits(payload.data() + at,
-                                std::min<size_t>(format::kIndexChunkSize, payload.size() - at)));
+  const size_t n = chunk_count(static_cast<uint32_t>(payload.size()));
+  sums->resize(sums->size() + n);
+  if (precomputed != nullptr) {
+    std::memcpy(sums->data() + e->chunk_sums, precomputed, n * 8);
+  } else {
+    chunk_sums_of(payload, reinterpret_cast<uint8_t*>(sums->data() + e->chunk_sums));
+  }
 }
 
 Status write_segment_index(const std::string& journal_dir, const std::string& segment_file,

@@ -502,9 +502,9 @@ Status Volume::check_range(const char* what, uint64_t offset, uint64_t length) c
   return Status::ok();
 }
 
-Status Volume::push(RecordHeader h, Payload payload, bool fua) {
+Status Volume::push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_follow) {
   if (fua) h.flags |= format::kFlagFlushPoint;
-  auto seq = queue_->push(h, std::move(payload));
+  auto seq = queue_->push(h, std::move(payload), nullptr, chunk_sums_follow);
   if (!seq) return seq.status();
   if (fua) return queue_->wait_durable(*seq);
   return Status::ok();
@@ -516,17 +516,22 @@ Status Volume::write(std::span<const uint8_t> data, uint64_t offset, bool fua) {
   if (data.size() > format::kMaxPayload)
     return Status::invalid(fmt::format("write of {} bytes is larger than the {} byte maximum",
                                        data.size(), format::kMaxPayload));
-  // The one copy of the request path; the checksum is computed here, in parallel
-  // across request threads, rather than in the single flusher.
-  std::shared_ptr<uint8_t[]> buf(new uint8_t[data.size()]);
-  std::memcpy(buf.get(), data.data(), data.size());
+  // The one copy of the request path; the checksums (the record's, and the segment
+  // index's per chunk, kept after the data) are computed here, in parallel across
+  // request threads, rather than in the single flusher.
+  const auto length = static_cast<uint32_t>(data.size());
+  const bool sums = wants_chunk_sums(RecordType::kWrite, 0, length);
+  std::shared_ptr<uint8_t[]> buf(new uint8_t[length + (sums ? chunk_count(length) * 8 : 0)]);
+  std::memcpy(buf.get(), data.data(), length);
+  const std::span<const uint8_t> payload(buf.get(), length);
   RecordHeader h;
   h.type = RecordType::kWrite;
   h.offset = offset;
-  h.length = data.size();
-  h.payload_length = static_cast<uint32_t>(data.size());
-  h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), data.size()));
-  return push(h, std::move(buf), fua);
+  h.length = length;
+  h.payload_length = length;
+  h.payload_checksum = payload_checksum(payload);
+  if (sums) chunk_sums_of(payload, buf.get() + length);
+  return push(h, std::move(buf), fua, sums);
 }
 
 Status Volume::zero(uint64_t offset, uint64_t length, bool fua) {

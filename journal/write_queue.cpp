@@ -24,7 +24,8 @@ uint64_t WriteQueue::cost(const RecordHeader& h) {
   return format::kRecordHeaderSize + h.payload_length;
 }
 
-Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* time_ns) {
+Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* time_ns,
+                                  bool chunk_sums_follow) {
   const uint64_t c = cost(h);
   std::unique_lock lk(mu_);
   // Back-pressure. A record larger than the whole queue still goes in alone.
@@ -57,7 +58,7 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   }
   bytes_ += c;
   pending_bytes_ += c;
-  pending_.push_back(QueuedRecord{h, std::move(payload)});
+  pending_.push_back(QueuedRecord{h, std::move(payload), chunk_sums_follow});
   if (pending_.size() == 1 || (pending_bytes_ >= batch_bytes_ && pending_bytes_ - c < batch_bytes_))
     work_cv_.notify_one();
   if (time_ns != nullptr) *time_ns = h.time_ns;

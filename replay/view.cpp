@@ -1,7 +1,7 @@
 #include "rewind/view.h"
 
 #include <fcntl.h>
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>

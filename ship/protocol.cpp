@@ -1,6 +1,6 @@
 #include "rewind/protocol.h"
 
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cctype>

@@ -40,10 +40,20 @@ constexpr uint32_t chunk_count(uint32_t payload_length) {
   return (payload_length + format::kIndexChunkSize - 1) / format::kIndexChunkSize;
 }
 
-// Gives `e` chunk checksums (appended to *sums) if its record is a WRITE whose payload
-// is longer than one chunk and not superseded; `payload` is that payload, already
-// checked or about to be written.
-void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums);
+// Whether the index keeps chunk checksums for a record: a WRITE whose payload is
+// longer than one chunk, not superseded.
+bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length);
+
+// Writes the chunk checksums of `payload`, chunk_count(payload.size()) of them, to
+// `out` (8 bytes each, in memory order; `out` need not be aligned).
+void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out);
+
+// Gives `e` chunk checksums (appended to *sums) if wants_chunk_sums(); `payload` is its
+// payload, already checked or about to be written. `precomputed`, if set, is what
+// chunk_sums_of() gave for it (the request path computes them while the bytes are in
+// the CPU's cache).
+void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums,
+                    const uint8_t* precomputed = nullptr);
 
 // "00000000000000000042.idx" beside "00000000000000000042.seg".
 std::string index_file_name(const std::string& segment_file);

@@ -150,7 +150,7 @@ class Volume {
 
  private:
   Volume() = default;
-  Status push(RecordHeader h, Payload payload, bool fua);
+  Status push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_follow = false);
   Status check_range(const char* what, uint64_t offset, uint64_t length) const;
   void flusher_loop();
   // Journals, then applies (apply_held), what the flusher holds; false after a failure.

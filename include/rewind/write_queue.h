@@ -31,6 +31,9 @@ using Payload = std::shared_ptr<const uint8_t[]>;
 struct QueuedRecord {
   RecordHeader header;  // type, seq, time, offset, length, payload length and checksum
   Payload payload;      // WRITE data or MARK name; null otherwise
+  // The payload's buffer holds, after its payload_length bytes, the record's chunk
+  // checksums for the segment index (chunk_sums_of; Volume::write computes them).
+  bool chunk_sums_follow = false;
 };
 
 // Where the newest queued bytes of a range are: `data` + `data_offset`, or zeroes.
@@ -65,7 +68,8 @@ class WriteQueue {
   // `payload` holds payload_length bytes and its checksum must be set in `h`; the
   // other fields of `h` except seq and time_ns must be set. Returns the seq (and the time stamped
   // on it through `time_ns`, if given).
-  Result<uint64_t> push(RecordHeader h, Payload payload, uint64_t* time_ns = nullptr);
+  Result<uint64_t> push(RecordHeader h, Payload payload, uint64_t* time_ns = nullptr,
+                        bool chunk_sums_follow = false);
 
   // Reads [offset, offset+buf.size()): calls read_base(buf) for what is under the
   // queue (the image), then lays every queued byte of the range over it.

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include <xxhash.h>
+#include "rewind/hash.h"
 
 #include <functional>
 #include <random>
