@@ -4,12 +4,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "rewind/hash.h"
 
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "rewind/hash.h"
 #include "rewind/journal.h"
 #include "rewind/segment.h"
 #include "rewind/segment_index.h"

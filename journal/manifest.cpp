@@ -1,7 +1,5 @@
 #include "rewind/manifest.h"
 
-#include "rewind/hash.h"
-
 #include <charconv>
 #include <sstream>
 
@@ -9,6 +7,7 @@
 
 #include "rewind/file.h"
 #include "rewind/format.h"
+#include "rewind/hash.h"
 #include "rewind/record.h"
 
 namespace rwd {

@@ -1,8 +1,8 @@
 #include "rewind/record.h"
 
-#include "rewind/hash.h"
-
 #include <fmt/format.h>
+
+#include "rewind/hash.h"
 
 namespace rwd {
 

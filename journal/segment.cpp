@@ -3,12 +3,13 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <unistd.h>
-#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "rewind/hash.h"
 
 namespace rwd {
 

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>
@@ -11,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "rewind/file.h"
+#include "rewind/hash.h"
 #include "rewind/journal.h"
 #include "rewind/record.h"
 #include "rewind/segment.h"
@@ -186,8 +186,7 @@ Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const 
           (index_flags & ~format::kIndexFlagChunkSums) != 0 || e[43] != 0 ||
           x.position + format::record_span(x.payload_length) > seg.bytes ||
           (x.has_chunk_sums() &&
-           (version == 1 || x.type != format::RecordType::kWrite ||
-            (x.flags & format::kFlagSuperseded) || x.payload_length <= format::kIndexChunkSize ||
+           (version == 1 || !wants_chunk_sums(x.type, x.flags, x.payload_length) ||
             sums_claimed > sum_count)))
         problem = "entries do not match the segment";
       else

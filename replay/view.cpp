@@ -1,13 +1,13 @@
 #include "rewind/view.h"
 
 #include <fcntl.h>
-#include "rewind/hash.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "rewind/hash.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/record.h"
@@ -258,9 +258,11 @@ bool JournalView::checked(uint32_t segment, uint32_t entry) const {
   return verified_[segment][entry];
 }
 
-std::pair<uint32_t, uint32_t> JournalView::chunks_of(uint64_t within, uint64_t n) {
-  return {static_cast<uint32_t>(within / format::kIndexChunkSize),
-          static_cast<uint32_t>((within + n - 1) / format::kIndexChunkSize)};
+JournalView::Chunks JournalView::chunks_of(const IndexEntry& rec, uint64_t within, uint64_t n) {
+  const auto first = static_cast<uint32_t>(within / format::kIndexChunkSize);
+  const auto last = static_cast<uint32_t>((within + n - 1) / format::kIndexChunkSize);
+  return {first, last, uint64_t{first} * format::kIndexChunkSize,
+          std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length)};
 }
 
 bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const {
@@ -315,10 +317,9 @@ void JournalView::advise(const Piece& p) const {
     uint64_t len = p.end - p.start;
     if (!checked(p.source->segment, p.source->entry)) {
       if (rec.has_chunk_sums()) {
-        const auto [first, last] = chunks_of(at, len);
-        at = uint64_t{first} * format::kIndexChunkSize;
-        len = std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length) -
-              at;
+        const Chunks c = chunks_of(rec, at, len);
+        at = c.begin;
+        len = c.end - c.begin;
       } else {
         at = 0;
         len = rec.payload_length;
@@ -399,12 +400,9 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
   auto read = [&](std::span<uint8_t> into, uint64_t at, bool checked) {
     return read_segment(segment, into, rec.payload_position() + at, cached_only, checked);
   };
-  const auto [first, last] = chunks_of(within, dst.size());
+  const auto [first, last, lo, hi] = chunks_of(rec, within, dst.size());
   if (chunks_checked(segment, first, last)) return read(dst, within, true);
   // The chunks, read in place when the piece is exactly those chunks.
-  const uint64_t lo = uint64_t{first} * format::kIndexChunkSize;
-  const uint64_t hi =
-      std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length);
   std::span<uint8_t> chunks = dst;
   if (lo != within || hi != within + dst.size()) {
     whole->resize(hi - lo);
@@ -421,12 +419,10 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
     // error), or else in the index's chunk checksums (the data is good).
     std::vector<uint8_t> payload(rec.payload_length);
     REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(payload, rec.payload_position()));
-    if (payload_checksum(payload) != rec.payload_checksum)
-      return Status::corruption(fmt::format(
-          "segment {} offset {} seq {}: payload checksum mismatch (in payload bytes {}..{})",
-          history_->manifest().segments[segment].file, rec.position, rec.seq,
-          uint64_t{c} * format::kIndexChunkSize, uint64_t{c} * format::kIndexChunkSize + n));
-    REWIND_RETURN_IF_ERROR(check_payload(segment, entry, payload));
+    if (Status st = check_payload(segment, entry, payload); !st)
+      return Status::corruption(fmt::format("{} (in payload bytes {}..{})", st.message(),
+                                            uint64_t{c} * format::kIndexChunkSize,
+                                            uint64_t{c} * format::kIndexChunkSize + n));
     std::memcpy(dst.data(), payload.data() + within, dst.size());
     return true;
   }

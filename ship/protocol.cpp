@@ -1,12 +1,12 @@
 #include "rewind/protocol.h"
 
-#include "rewind/hash.h"
-
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "rewind/hash.h"
 
 namespace rwd::proto {
 

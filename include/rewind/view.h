@@ -158,8 +158,13 @@ class JournalView {
   // waited for; else with `cached_only` only if the page cache holds them all.
   Result<bool> read_segment(uint32_t segment, std::span<uint8_t> into, uint64_t at,
                             bool cached_only, bool checked) const;
-  // The range of chunks [first, last] of a record's payload that hold [within, within+n).
-  static std::pair<uint32_t, uint32_t> chunks_of(uint64_t within, uint64_t n);
+  // The chunks [first, last] of a record's payload that hold its bytes
+  // [within, within + n), and the payload bytes [begin, end) they span.
+  struct Chunks {
+    uint32_t first, last;
+    uint64_t begin, end;
+  };
+  static Chunks chunks_of(const IndexEntry& rec, uint64_t within, uint64_t n);
   bool chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const;
   std::shared_ptr<const JournalHistory> history_;
   uint64_t seq_ = 0;

@@ -1,7 +1,6 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include "rewind/hash.h"
 
 #include <functional>
 #include <random>
@@ -11,6 +10,7 @@
 
 #include "random_history.h"
 #include "rewind/file.h"
+#include "rewind/hash.h"
 #include "rewind/journal.h"
 #include "rewind/record.h"
 #include "rewind/restore.h"
