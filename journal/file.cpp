@@ -357,7 +357,7 @@ FileMap::FileMap(FileMap&& o) noexcept
 
 FileMap& FileMap::operator=(FileMap&& o) noexcept {
   if (this != &o) {
-    if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), length_);
+    unmap();
     base_ = std::exchange(o.base_, nullptr);
     length_ = std::exchange(o.length_, 0);
   }
@@ -365,7 +365,13 @@ FileMap& FileMap::operator=(FileMap&& o) noexcept {
 }
 
 FileMap::~FileMap() {
+  unmap();
+}
+
+void FileMap::unmap() {
   if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), length_);
+  base_ = nullptr;
+  length_ = 0;
 }
 
 Result<FileMap> FileMap::map(const File& file, uint64_t length) {

@@ -30,10 +30,14 @@ bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_l
          payload_length > format::kIndexChunkSize;
 }
 
+uint64_t chunk_sum(std::span<const uint8_t> chunk) {
+  return XXH3_64bits(chunk.data(), chunk.size());
+}
+
 void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out) {
   for (size_t at = 0; at < payload.size(); at += format::kIndexChunkSize, out += 8) {
-    const uint64_t sum = XXH3_64bits(
-        payload.data() + at, std::min<size_t>(format::kIndexChunkSize, payload.size() - at));
+    const uint64_t sum = chunk_sum(
+        payload.subspan(at, std::min<size_t>(format::kIndexChunkSize, payload.size() - at)));
     std::memcpy(out, &sum, 8);
   }
 }

@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include "rewind/hash.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/record.h"
@@ -414,7 +413,7 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
   for (uint32_t c = first; c <= last; ++c) {
     const uint64_t at = uint64_t{c} * format::kIndexChunkSize - lo;
     const size_t n = std::min<uint64_t>(format::kIndexChunkSize, chunks.size() - at);
-    if (XXH3_64bits(chunks.data() + at, n) == sums[rec.chunk_sums + c]) continue;
+    if (chunk_sum(chunks.subspan(at, n)) == sums[rec.chunk_sums + c]) continue;
     // The record's own checksum decides: a mismatch is damage in the segment (an
     // error), or else in the index's chunk checksums (the data is good).
     std::vector<uint8_t> payload(rec.payload_length);

@@ -111,12 +111,12 @@ class FileMap {
   static Result<FileMap> map(const File& file, uint64_t length);
 
   bool is_mapped() const { return base_ != nullptr; }
-  uint64_t length() const { return length_; }
   // Copies length bytes at `offset` into dst: false if they lie outside the mapping or
   // a page of them could not be read.
   bool copy(std::span<uint8_t> dst, uint64_t offset) const;
 
  private:
+  void unmap();
   const uint8_t* base_ = nullptr;
   uint64_t length_ = 0;
 };

@@ -44,6 +44,9 @@ constexpr uint32_t chunk_count(uint32_t payload_length) {
 // longer than one chunk, not superseded.
 bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length);
 
+// The checksum of one chunk (XXH3-64 of its bytes).
+uint64_t chunk_sum(std::span<const uint8_t> chunk);
+
 // Writes the chunk checksums of `payload`, chunk_count(payload.size()) of them, to
 // `out` (8 bytes each, in memory order; `out` need not be aligned).
 void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out);
