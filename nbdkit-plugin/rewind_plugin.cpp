@@ -54,6 +54,9 @@ struct Config {
   bool have_image = false, have_journal = false;
   // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume.
   std::string at, seq, mark;
+  // In a view: whether what the image still holds of it is read from the image.
+  bool image_reads = true;
+  bool have_image_reads = false;
   bool view() const { return !at.empty() || !seq.empty() || !mark.empty(); }
 };
 
@@ -246,6 +249,13 @@ int rewind_config(const char* key, const char* value) {
         return -1;
       }
       c.opts.coalesce = std::string_view(value) == "on";
+    } else if (k == "image-reads") {
+      if (std::string_view(value) != "on" && std::string_view(value) != "off") {
+        nbdkit_error("rewind: image-reads=%s: must be on or off", value);
+        return -1;
+      }
+      c.image_reads = std::string_view(value) == "on";
+      c.have_image_reads = true;
     } else if (k == "start-check") {
       if (std::string_view(value) != "full" && std::string_view(value) != "quick") {
         nbdkit_error("rewind: start-check=%s: must be full or quick", value);
@@ -286,6 +296,12 @@ int rewind_config_complete() {
       return -1;
     }
     return 0;
+  }
+  if (c.have_image_reads) {
+    nbdkit_error(
+        "rewind: image-reads= applies to a point-in-time view only (with at=, seq= or mark=); "
+        "drop it");
+    return -1;
   }
   if (!c.have_image || !c.have_journal) {
     nbdkit_error("rewind: missing parameter: %s; usage: nbdkit rewind image=DISK.img journal=DIR",
@@ -374,6 +390,7 @@ int rewind_get_ready() {
       if (Status st = (*v)->map_segments(); !st)
         log_line(rwd::LogLevel::kWarning,
                  st.message() + "; the segments not mapped are read with pread");
+      if (c.image_reads) (*v)->use_image(log_line);
       nbdkit_debug("rewind: serving %s read-only at seq %" PRIu64 "%s%s", c.journal.c_str(),
                    (*v)->seq(), (*v)->note().empty() ? "" : ": ", (*v)->note().c_str());
       g_view = v->release();
@@ -582,7 +599,11 @@ nbdkit_plugin make_plugin() {
       "                      default) or only segment headers and sizes (quick).\n"
       "at=TIME | seq=N | mark=NAME\n"
       "                      With journal= alone: serve the volume read-only as it\n"
-      "                      was at that point in time.";
+      "                      was at that point in time.\n"
+      "image-reads=on|off    In such a view, read what the volume's image still holds\n"
+      "                      of that point from the image, each piece checked against\n"
+      "                      the journal's checksums (on, the default), or read\n"
+      "                      everything from the journal (off).";
   p.magic_config_key = nullptr;
   p.thread_model = rewind_thread_model;
   p.get_ready = rewind_get_ready;

@@ -1,6 +1,7 @@
 #include "rewind/view.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/record.h"
+#include "rewind/restore.h"
 
 namespace rwd {
 
@@ -275,7 +277,27 @@ bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last
 void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size()) return;
   length = std::min(length, size() - offset);
-  for_each_piece(map_, offset, length, [&](const Piece& p) { advise(p); });
+  // Runs of pieces to be read from the image are asked for as one range each.
+  uint64_t run_start = 0, run_end = 0;
+  auto advise_run = [&] {
+    if (run_end > run_start)
+      ::posix_fadvise(image_.fd(), static_cast<off_t>(run_start),
+                      static_cast<off_t>(run_end - run_start), POSIX_FADV_WILLNEED);
+    run_start = run_end = 0;
+  };
+  for_each_piece(map_, offset, length, [&](const Piece& p) {
+    if (!in_image(p)) {
+      advise_run();
+      advise(p);
+    } else if (run_end == p.start) {
+      run_end = p.end;
+    } else {
+      advise_run();
+      run_start = p.start;
+      run_end = p.end;
+    }
+  });
+  advise_run();
 }
 
 Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
@@ -285,16 +307,19 @@ Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
                     buf.size(), offset, size()));
   std::vector<Piece> pieces;
   for_each_piece(map_, offset, buf.size(), [&](const Piece& p) { pieces.push_back(p); });
+  // What the image holds first, then the rest from the journal and the base.
+  std::vector<const Piece*> rest;
+  read_from_image(pieces, buf, offset, &rest);
   // First what the page cache holds, without waiting; then the rest, asked for all at
   // once (the kernel reads it in parallel) before it is read: a read of many small
   // extents scattered through the journal costs about one trip to the disk, and a
   // read of cached data no advice at all.
   std::vector<const Piece*> missing;
   std::vector<uint8_t> whole;  // a record read whole to be checked
-  for (const Piece& p : pieces) {
-    auto got = fill(p, buf.subspan(p.start - offset, p.end - p.start), true, &whole);
+  for (const Piece* p : rest) {
+    auto got = fill(*p, buf.subspan(p->start - offset, p->end - p->start), true, &whole);
     if (!got) return got.status();
-    if (!*got) missing.push_back(&p);
+    if (!*got) missing.push_back(p);
   }
   if (missing.size() > 1)
     for (const Piece* p : missing) advise(*p);
@@ -302,6 +327,101 @@ Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
     REWIND_RETURN_IF_ERROR(
         fill(*p, buf.subspan(p->start - offset, p->end - p->start), false, &whole).status());
   return Status::ok();
+}
+
+void JournalView::use_image(const Logger& logger) {
+  const std::string& path = history_->manifest().image_path;
+  auto journal_alone = [&](const std::string& why) {
+    log_to(logger, LogLevel::kInfo, fmt::format("reading everything from the journal: {}", why));
+  };
+  if (path.empty()) return journal_alone("the manifest names no image");
+  auto f = File::open(path, O_RDONLY);
+  if (!f) return journal_alone(f.status().message());
+  const off_t end = ::lseek(f->fd(), 0, SEEK_END);
+  if (end < 0 || static_cast<uint64_t>(end) < size())
+    return journal_alone(fmt::format("the image {} is {} bytes, smaller than the volume ({} bytes)",
+                                     path, end, size()));
+  for (const ChangedExtent& c : changed_extents(*history_, seq_, history_->last_seq()))
+    changed_later_.emplace_back(c.offset, c.offset + c.length);
+  image_logger_ = logger;
+  image_ = std::move(*f);
+}
+
+JournalView::ImageReads JournalView::image_reads() const {
+  return {image_pieces_.load(), image_bytes_.load(), image_mismatched_.load(),
+          image_given_up_.load()};
+}
+
+bool JournalView::in_image(const Piece& p) const {
+  if (!image_.is_open() || image_given_up_.load(std::memory_order_relaxed) || p.source == nullptr ||
+      p.source->zero)
+    return false;
+  const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
+  const uint64_t within = p.source->delta + p.adv;
+  const uint64_t end = within + (p.end - p.start);
+  const bool covered = rec.has_chunk_sums()
+                           ? within % format::kIndexChunkSize == 0 &&
+                                 (end % format::kIndexChunkSize == 0 || end == rec.payload_length)
+                           : within == 0 && end == rec.payload_length;
+  if (!covered) return false;
+  // The first extent changed later that ends after the piece's start.
+  auto later = std::upper_bound(changed_later_.begin(), changed_later_.end(), p.start,
+                                [](uint64_t at, const auto& c) { return at < c.second; });
+  return later == changed_later_.end() || later->first >= p.end;
+}
+
+void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<uint8_t> buf,
+                                  uint64_t offset, std::vector<const Piece*>* rest) const {
+  for (size_t i = 0; i < pieces.size();) {
+    if (!in_image(pieces[i])) {
+      rest->push_back(&pieces[i++]);
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < pieces.size() && in_image(pieces[j])) ++j;
+    // Pieces are adjacent: a run of them is one read.
+    const uint64_t start = pieces[i].start;
+    std::span<uint8_t> run = buf.subspan(start - offset, pieces[j - 1].end - start);
+    const bool got = image_.pread_full(run, start).is_ok();
+    for (; i < j; ++i) {
+      const Piece& p = pieces[i];
+      if (!got || image_given_up_.load(std::memory_order_relaxed) ||
+          !image_holds(p, run.subspan(p.start - start, p.end - p.start)))
+        rest->push_back(&p);
+    }
+  }
+}
+
+bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) const {
+  const SegmentEntries& seg = history_->segments()[p.source->segment];
+  const IndexEntry& rec = seg.entries[p.source->entry];
+  bool same = true;
+  if (rec.has_chunk_sums()) {
+    const uint64_t within = p.source->delta + p.adv;
+    for (uint64_t at = 0; at < bytes.size() && same; at += format::kIndexChunkSize) {
+      const size_t n = std::min<uint64_t>(format::kIndexChunkSize, bytes.size() - at);
+      same = chunk_sum(bytes.subspan(at, n)) ==
+             seg.chunk_sums[rec.chunk_sums + (within + at) / format::kIndexChunkSize];
+    }
+  } else {
+    same = payload_checksum(bytes) == rec.payload_checksum;
+  }
+  if (same) {
+    image_pieces_.fetch_add(1, std::memory_order_relaxed);
+    image_bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
+    return true;
+  }
+  // An image that mostly differs is not this volume's, or far from its journal:
+  // reading it first only doubles the reads.
+  constexpr uint64_t kGiveUpAfter = 64;
+  const uint64_t differ = image_mismatched_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint64_t matched = image_pieces_.load(std::memory_order_relaxed);
+  if (differ >= kGiveUpAfter && differ > matched && !image_given_up_.exchange(true))
+    log_to(image_logger_, LogLevel::kWarning,
+           fmt::format("the image {} does not hold what the journal says it should ({} of {} "
+                       "pieces checked differ); reading from the journal alone",
+                       image_.path(), differ, differ + matched));
+  return false;
 }
 
 void JournalView::advise(const Piece& p) const {

@@ -8,6 +8,7 @@
 // and restores then touch each unique extent once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -130,6 +131,26 @@ class JournalView {
   // when a mapping fails (the first failure is returned, the mappings made are kept).
   Status map_segments();
 
+  // Reads what the view shares with the volume's newest state from the volume's image
+  // (the manifest's image_path), where the image still holds it, instead of from the
+  // journal: a restore or export of a recent point then reads mostly one sequential
+  // file rather than pieces from all over the journal. A piece is taken from the image
+  // only if no later record in the journal changed its range and every byte of it is
+  // covered by a checksum the index holds (its 4 KiB chunks, or a small record's whole
+  // payload); each such piece is checked against those checksums, and one that does
+  // not match (an image behind, ahead of or other than the journal) is read from the
+  // journal. If most pieces do not match, the image is given up (logged once). Without
+  // a usable image (none at that path, smaller than the volume) nothing changes; the
+  // reason is logged at info level.
+  void use_image(const Logger& logger);
+  struct ImageReads {
+    uint64_t pieces = 0;      // read from the image and matched
+    uint64_t bytes = 0;       // their bytes
+    uint64_t mismatched = 0;  // read from the image, not matched: read from the journal
+    bool given_up = false;
+  };
+  ImageReads image_reads() const;
+
   // One run of a read: from the base snapshot (source null) or from the map.
   struct Piece {
     uint64_t start, end;
@@ -141,6 +162,15 @@ class JournalView {
   JournalView() = default;
   // Asks the kernel to start reading what fill() will need for `p`.
   void advise(const Piece& p) const;
+  // Whether `p` is to be read from the image (use_image()).
+  bool in_image(const Piece& p) const;
+  // Reads the runs of `pieces` that are in_image() from the image into `buf` (which
+  // holds the volume from `offset`) and checks them; adds the other pieces, and those
+  // the image does not hold, to `rest`.
+  void read_from_image(const std::vector<Piece>& pieces, std::span<uint8_t> buf, uint64_t offset,
+                       std::vector<const Piece*>* rest) const;
+  // Whether `bytes`, read from the image for `p`, match the index's checksums.
+  bool image_holds(const Piece& p, std::span<const uint8_t> bytes) const;
   // Fills dst with the bytes of `p` (checking its record first if need be); with
   // `cached_only`, only if the page cache holds them all (false otherwise).
   Result<bool> fill(const Piece& p, std::span<uint8_t> dst, bool cached_only,
@@ -178,6 +208,13 @@ class JournalView {
   mutable std::vector<std::vector<bool>> verified_;  // [segment][entry]: payload checked
   // [segment][chunk checksum]: that chunk checked
   mutable std::vector<std::vector<bool>> chunks_verified_;
+  // After use_image(): the image, and the extents records after seq() changed, in
+  // order ([start, end), disjoint).
+  File image_;
+  std::vector<std::pair<uint64_t, uint64_t>> changed_later_;
+  Logger image_logger_;
+  mutable std::atomic<uint64_t> image_pieces_{0}, image_bytes_{0}, image_mismatched_{0};
+  mutable std::atomic<bool> image_given_up_{false};
 };
 
 }  // namespace rwd

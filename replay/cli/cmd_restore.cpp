@@ -18,6 +18,10 @@ void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
       app.add_option("--to", o.to, "Write into a live NBD export (nbd://... or nbd+unix://...)");
   out->excludes(to);
   app.add_flag("--force", o.force, "Replace OUT if it exists");
+  app.add_flag("--no-image-reads", o.no_image_reads,
+               "Read everything from the journal, nothing from the volume's image (which is "
+               "otherwise read where it still holds the target's data, checked against the "
+               "journal's checksums)");
 }
 
 int run_restore(const RestoreCmdOptions& o) {
@@ -46,10 +50,12 @@ int run_restore(const RestoreCmdOptions& o) {
         format_size(r->end.data_bytes), format_size(r->end.zero_bytes));
     return kExitOk;
   }
-  auto view = JournalView::open(o.journal, *target, [](LogLevel level, const std::string& m) {
+  const Logger logger = [](LogLevel level, const std::string& m) {
     if (level >= LogLevel::kInfo) fmt::print(stderr, "rewind restore: {}\n", m);
-  });
+  };
+  auto view = JournalView::open(o.journal, *target, logger);
   if (!view) return report("restore", view.status(), journal_hint(view.status()));
+  if (!o.no_image_reads) (*view)->use_image(logger);
   RestoreOptions ro;
   ro.force = o.force;
   ro.progress = progress_bar("restore");
@@ -59,9 +65,15 @@ int run_restore(const RestoreCmdOptions& o) {
   uint64_t extents = (*view)->map().size(), bytes = 0;
   for (const auto& [start, e] : (*view)->map()) bytes += e.end - start;
   if (!(*view)->note().empty()) fmt::print("{}\n", (*view)->note());
+  const JournalView::ImageReads image = (*view)->image_reads();
   fmt::print(
-      "restored seq {} ({}) to {}: {} extents ({}) from the journal over the base snapshot\n",
-      (*view)->seq(), format_time((*view)->time_ns()), dest, extents, format_size(bytes));
+      "restored seq {} ({}) to {}: {} extents ({}) from the journal over the base snapshot{}\n",
+      (*view)->seq(), format_time((*view)->time_ns()), dest, extents, format_size(bytes),
+      image.bytes == 0
+          ? ""
+          : fmt::format("; {} of it read from the image {}, checked against the "
+                        "journal's checksums",
+                        format_size(image.bytes), (*view)->history().manifest().image_path));
   return kExitOk;
 }
 

@@ -76,6 +76,7 @@ struct RestoreCmdOptions {
   std::string out;
   std::string to;
   bool force = false;
+  bool no_image_reads = false;
 };
 void setup_restore(CLI::App& app, RestoreCmdOptions& o);
 int run_restore(const RestoreCmdOptions& o);

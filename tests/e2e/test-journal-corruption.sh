@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A damaged journal at start: a flipped byte in a sealed segment, a truncated or a
 # missing segment, a damaged manifest. The plugin refuses to serve read-write with one
-# error naming the damage and changes nothing; `rewind verify` and `rewind restore`
-# name the same problem. A damaged index is rebuilt from the records, by the plugin at
+# error naming the damage and changes nothing; `rewind verify` and `rewind restore
+# --no-image-reads` name the same problem, while a restore that reads from the image what
+# it still holds (checked against the index) needs nothing from the damaged segment
+# and restores the newest state. A damaged index is rebuilt from the records, by the plugin at
 # start and by a restore, and the volume is served and restored as before.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io sha256sum
@@ -50,8 +52,15 @@ fresh
 printf '\xff' | dd of="$third" bs=1 seek=300000 conv=notrunc status=none
 expect_refused "$third_name"
 expect_cli 1 "$third_name" verify disk.rewind
-expect_cli 1 "$third_name" restore disk.rewind --seq "$last" -o out.img
+expect_cli 1 "$third_name" restore disk.rewind --seq "$last" --no-image-reads -o out.img
 [ ! -e out.img ] || fail "restore left a partial OUT"
+# Read from the image, which still holds the damaged record's bytes (checked against
+# the index's checksums), the newest state needs nothing from the damaged segment.
+"$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >restore.out 2>&1 ||
+  { cat restore.out; fail "restore from the image past a damaged segment"; }
+grep -q "read from the image $workdir/disk.img" restore.out || { cat restore.out; fail "no image reads"; }
+cmp out.img disk.img || fail "restore from the image differs from the image"
+rm -f out.img restore.out
 # Every point before the damage still restores.
 "$REWIND_CLI" restore disk.rewind --seq "$before_third" -o before.img >/dev/null 2>&1 ||
   fail "restore before the damaged segment failed"
@@ -64,8 +73,12 @@ fresh
 truncate -s 500000 "$third"
 expect_refused "$third_name is 500000 bytes but the manifest says"
 expect_cli 1 "$third_name" verify disk.rewind
-expect_cli 1 "$third_name" restore disk.rewind --seq "$last" -o out.img
+expect_cli 1 "$third_name" restore disk.rewind --seq "$last" --no-image-reads -o out.img
 [ ! -e out.img ] || fail "restore left a partial OUT"
+"$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >/dev/null 2>&1 ||
+  fail "restore from the image past a truncated segment"
+cmp out.img disk.img || fail "restore from the image past a truncated segment differs"
+rm -f out.img
 
 # --- a missing segment ---------------------------------------------------------------
 fresh

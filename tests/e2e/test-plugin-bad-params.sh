@@ -32,6 +32,9 @@ expect_error "flush-interval=soon: 'soon' is not a duration" image=disk.img jour
 expect_error "'100' is not a duration" image=disk.img journal=j flush-interval=100
 expect_error "queue-max=1K: must be between" image=disk.img journal=j queue-max=1K
 expect_error "coalesce=yes: must be on or off" image=disk.img journal=j coalesce=yes
+expect_error "image-reads=maybe: must be on or off" journal=j seq=1 image-reads=maybe
+expect_error "image-reads= applies to a point-in-time view only" image=disk.img journal=j \
+  image-reads=off
 expect_error "retain=5: '5' is not a duration" image=disk.img journal=j retain=5
 expect_error "journal-max=3.0 MiB is less than twice segment-size=2.0 MiB" image=disk.img journal=j \
   segment-size=2M journal-max=3M

@@ -2,8 +2,9 @@
 # Point in time, end to end: a real client writes distinct patterns in phases
 # separated in time, with marks between them; nbdcopy of the live export after each
 # phase is the ground truth. Restores at a time inside each gap, at each phase's last
-# seq and at each mark, restore --to into a live NBD export, and the point-in-time
-# export (nbdkit ... mark=, and rewind serve) all equal it byte for byte.
+# seq and at each mark (reading what the image still holds from it, and the journal
+# alone), restore --to into a live NBD export, and the point-in-time export (nbdkit ...
+# mark=, with image-reads on and off, and rewind serve) all equal it byte for byte.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdcopy qemu-io python3
 
@@ -44,20 +45,51 @@ for phase in 1 2 3 4; do
   last=$((seq_of[$phase] - 1))
   "$REWIND_CLI" restore disk.rewind --seq "$last" -o "seq$phase.img" >/dev/null
   cmp "seq$phase.img" "truth$phase.img" || fail "restore --seq $last differs from phase $phase"
-  rm -f "at$phase.img" "mark$phase.img" "seq$phase.img"
+  # Everything from the journal, nothing from the image: the same bytes.
+  "$REWIND_CLI" restore disk.rewind --seq "$last" --no-image-reads -o "journal$phase.img" >journal.out
+  cmp "journal$phase.img" "truth$phase.img" || fail "restore --no-image-reads differs from phase $phase"
+  grep -q "from the image" journal.out && fail "restore --no-image-reads read the image: $(cat journal.out)"
+  rm -f "at$phase.img" "mark$phase.img" "seq$phase.img" "journal$phase.img"
 done
+# The newest state is all in the image: a restore of it says so.
+"$REWIND_CLI" restore disk.rewind -o newest.img >newest.out
+cmp newest.img truth4.img || fail "restore of the newest state differs from phase 4"
+grep -q "of it read from the image $workdir/disk.img, checked against the journal's checksums" \
+  newest.out || fail "the newest state was not read from the image: $(cat newest.out)"
+rm -f newest.img
 
-# The point-in-time export, read with nbdcopy, without materialising anything.
+# The point-in-time export, read with nbdcopy, without materialising anything: with
+# what the image still holds read from it (the default), and from the journal alone.
 view=$workdir/view.sock
-nbdkit -f -U "$view" "$REWIND_PLUGIN" journal=disk.rewind mark=phase-2 2>>server.log &
+for reads in on off; do
+  rm -f "$view"
+  nbdkit -v -f -U "$view" "$REWIND_PLUGIN" journal=disk.rewind mark=phase-2 image-reads=$reads \
+    2>view.log &
+  view_pid=$!
+  cleanup "kill $view_pid"
+  for i in $(seq 1 100); do [ -S "$view" ] && break; sleep 0.05; done
+  nbdcopy "$(uri_of "$view")" view2.img
+  cmp view2.img truth2.img || fail "point-in-time export at phase-2 (image-reads=$reads) differs"
+  nbdinfo --can write "$(uri_of "$view")" && fail "the point-in-time export is writable"
+  kill "$view_pid"
+  wait "$view_pid" 2>/dev/null || true
+  rm -f view2.img
+done
+# With the image gone, the export says that it reads the journal alone, and serves the
+# same bytes.
+mv disk.img away.img
+rm -f "$view"
+nbdkit -v -f -U "$view" "$REWIND_PLUGIN" journal=disk.rewind mark=phase-2 2>view.log &
 view_pid=$!
 cleanup "kill $view_pid"
 for i in $(seq 1 100); do [ -S "$view" ] && break; sleep 0.05; done
 nbdcopy "$(uri_of "$view")" view2.img
-cmp view2.img truth2.img || fail "point-in-time export at phase-2 differs"
-nbdinfo --can write "$(uri_of "$view")" && fail "the point-in-time export is writable"
+cmp view2.img truth2.img || fail "point-in-time export at phase-2 without the image differs"
+grep -q "reading everything from the journal: .*$workdir/disk.img" view.log ||
+  fail "no note that the export reads the journal alone: $(grep rewind view.log)"
 kill "$view_pid"
 wait "$view_pid" 2>/dev/null || true
+mv away.img disk.img
 
 # rewind serve prints a URI that serves the same bytes.
 "$REWIND_CLI" serve disk.rewind --at "${gap[3]}" --socket "$workdir/serve.sock" >serve.out &

@@ -491,3 +491,192 @@ TEST_CASE("a view with mapped segments reads as one without and survives a segme
   REQUIRE_FALSE(st.is_ok());
   CHECK(st.message().find(seg_path) != std::string::npos);
 }
+
+namespace {
+
+// A volume written in 8 KiB records at 8 KiB-aligned places (each record has chunk
+// checksums, and what shows of it is whole chunks), then the first few rewritten.
+struct Aligned {
+  static constexpr uint64_t kRecord = 8192, kRecords = 128, kRewritten = 8;
+  static constexpr uint64_t kVolume = kRecord * kRecords;
+  test::TempDir dir;
+  std::string image = dir / "disk.img";
+  std::string journal = dir / "disk.rewind";
+  std::vector<uint8_t> state = std::vector<uint8_t>(kVolume, 0);
+  std::vector<uint8_t> before_rewrites;
+
+  Aligned() {
+    test::write_file(image, state);
+    VolumeOptions o;
+    o.image_path = image;
+    o.journal_dir = journal;
+    o.journal.segment_size = 256 * 1024;
+    auto v = Volume::open(o, {});
+    REQUIRE(v.is_ok());
+    (*v)->start();
+    auto put = [&](uint64_t i, uint64_t seed) {
+      auto data = test::pattern(kRecord, seed);
+      REQUIRE((*v)->write(data, i * kRecord, false).is_ok());
+      std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(i * kRecord));
+    };
+    for (uint64_t i = 0; i < kRecords; ++i) put(i, i + 1);
+    before_rewrites = state;
+    for (uint64_t i = 0; i < kRewritten; ++i) put(i, 1000 + i);
+    REQUIRE((*v)->close().is_ok());
+  }
+};
+
+// A view of `journal` at `target` that reads from the volume's image.
+std::unique_ptr<JournalView> image_view(const std::string& journal, const Target& target,
+                                        const Logger& logger = {}) {
+  auto view = JournalView::open(journal, target, {});
+  REQUIRE(view.is_ok());
+  (*view)->use_image(logger);
+  return std::move(*view);
+}
+
+uint64_t mapped_bytes(const JournalView& view) {
+  uint64_t n = 0;
+  for (const auto& [start, e] : view.map()) n += e.end - start;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a view reads from the image what no later record changed", "[view][image]") {
+  Aligned a;
+  // The newest state: the image holds all of it.
+  auto newest = image_view(a.journal, Target::newest());
+  CHECK(read_view(*newest) == a.state);
+  JournalView::ImageReads r = newest->image_reads();
+  CHECK(r.pieces == newest->map().size());
+  CHECK(r.bytes == mapped_bytes(*newest));
+  CHECK(r.mismatched == 0);
+  // Before the rewrites: what they changed comes from the journal, the rest from the
+  // image.
+  const uint64_t before = newest->seq() - Aligned::kRewritten;
+  auto old = image_view(a.journal, Target::at_seq(before));
+  CHECK(read_view(*old) == a.before_rewrites);
+  uint64_t unchanged = 0;
+  const auto changed = changed_extents(old->history(), before, newest->seq());
+  for (const auto& [start, e] : old->map()) {
+    bool later = false;
+    for (const ChangedExtent& c : changed)
+      later = later || (c.offset < e.end && start < c.offset + c.length);
+    if (!later) unchanged += e.end - start;
+  }
+  REQUIRE(unchanged > 0);
+  CHECK(old->image_reads().bytes == unchanged);
+  CHECK(old->image_reads().mismatched == 0);
+  // A restore through such a view.
+  auto view = image_view(a.journal, Target::newest());
+  const std::string out = a.dir / "out.img";
+  REQUIRE(restore_to_file(*view, out, {}).is_ok());
+  CHECK(test::read_file(out) == a.state);
+  CHECK(view->image_reads().bytes == mapped_bytes(*view));
+}
+
+TEST_CASE("a piece the image does not hold is read from the journal", "[view][image]") {
+  Aligned a;
+  // Two records' bytes changed in the image behind the volume's back.
+  test::flip_bit(a.image, 20 * Aligned::kRecord + 100, 2);
+  test::flip_bit(a.image, 40 * Aligned::kRecord + 5000, 6);
+  auto view = image_view(a.journal, Target::newest());
+  CHECK(read_view(*view) == a.state);
+  CHECK(view->image_reads().mismatched == 2);
+  CHECK(view->image_reads().pieces == view->map().size() - 2);
+  CHECK_FALSE(view->image_reads().given_up);
+}
+
+TEST_CASE("an image that is not the volume's is given up", "[view][image]") {
+  Aligned a;
+  test::write_file(a.image, test::pattern(Aligned::kVolume, 77));
+  std::vector<std::string> warnings;
+  auto view = image_view(a.journal, Target::newest(), [&](LogLevel level, const std::string& m) {
+    if (level == LogLevel::kWarning) warnings.push_back(m);
+  });
+  CHECK(read_view(*view) == a.state);
+  CHECK(read_view(*view) == a.state);
+  JournalView::ImageReads r = view->image_reads();
+  CHECK(r.given_up);
+  CHECK(r.pieces == 0);
+  // It stopped trying before the end of the first read.
+  CHECK(r.mismatched < view->map().size());
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find(fmt::format("the image {} does not hold what the journal says it should",
+                                     a.image)) != std::string::npos);
+}
+
+TEST_CASE("without a usable image a view reads the journal alone", "[view][image]") {
+  Aligned a;
+  std::vector<std::string> notes;
+  Logger logger = [&](LogLevel level, const std::string& m) {
+    if (level == LogLevel::kInfo) notes.push_back(m);
+  };
+  SECTION("the image is gone") {
+    std::filesystem::remove(a.image);
+    auto view = image_view(a.journal, Target::newest(), logger);
+    CHECK(read_view(*view) == a.state);
+    CHECK(view->image_reads().bytes == 0);
+    REQUIRE(notes.size() == 1);
+    CHECK(notes[0].starts_with("reading everything from the journal: "));
+    CHECK(notes[0].find(a.image) != std::string::npos);
+  }
+  SECTION("the image is smaller than the volume") {
+    test::truncate_file(a.image, Aligned::kVolume - 4096);
+    auto view = image_view(a.journal, Target::newest(), logger);
+    CHECK(read_view(*view) == a.state);
+    CHECK(view->image_reads().bytes == 0);
+    REQUIRE(notes.size() == 1);
+    CHECK(notes[0] == fmt::format("reading everything from the journal: the image {} is {} bytes, "
+                                  "smaller than the volume ({} bytes)",
+                                  a.image, Aligned::kVolume - 4096, Aligned::kVolume));
+  }
+}
+
+TEST_CASE("only pieces that checksums cover whole are read from the image", "[view][image]") {
+  test::TempDir dir;
+  const std::string image = dir / "disk.img", journal = dir / "disk.rewind";
+  std::vector<uint8_t> state(64 * 1024, 0);
+  test::write_file(image, state);
+  {
+    VolumeOptions o;
+    o.image_path = image;
+    o.journal_dir = journal;
+    auto v = Volume::open(o, {});
+    REQUIRE(v.is_ok());
+    (*v)->start();
+    // A 16 KiB record, then 100 bytes in the middle of its second chunk: what shows of
+    // the first record begins or ends inside a chunk, and only the small record is
+    // covered whole by a checksum (its own).
+    for (auto [off, len, seed] :
+         {std::tuple<uint64_t, uint64_t, uint64_t>{0, 16384, 5}, {5000, 100, 6}}) {
+      auto data = test::pattern(len, seed);
+      REQUIRE((*v)->write(data, off, false).is_ok());
+      std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(off));
+    }
+    REQUIRE((*v)->close().is_ok());
+  }
+  auto view = image_view(journal, Target::newest());
+  CHECK(read_view(*view) == state);
+  CHECK(view->image_reads().pieces == 1);
+  CHECK(view->image_reads().bytes == 100);
+  CHECK(view->image_reads().mismatched == 0);
+}
+
+TEST_CASE("views with image reads equal the reference state across random histories",
+          "[view][image][property]") {
+  auto seed = GENERATE(range(1, 21));
+  CAPTURE(seed);
+  History h(static_cast<uint64_t>(seed), 120);
+  std::mt19937_64 rng(seed * 104729);
+  for (int t = 0; t < 6; ++t) {
+    const uint64_t seq = t == 0 ? h.states.size() - 1 : rng() % h.states.size();
+    CAPTURE(seq);
+    auto view = image_view(h.journal, Target::at_seq(seq));
+    CHECK(read_view(*view) == h.states[seq]);
+    // The image holds the newest state, so whatever no later record changed matches.
+    CHECK(view->image_reads().mismatched == 0);
+    if (t == 0) CHECK(view->image_reads().bytes > 0);
+  }
+}
