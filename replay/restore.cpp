@@ -73,39 +73,49 @@ Status restore_to_file(const JournalView& view, const std::string& out,
     // asking for the next spans too keeps the disk busy while this one is written.
     // Spans are written around the page cache where the file system allows (widened
     // to whole blocks): a restore of a large volume should neither evict the host's
-    // cache nor wait for new cache pages.
+    // cache nor wait for new cache pages. Each span is written on a thread of its own
+    // while the next one is read, into the other of two buffers.
     constexpr size_t kAhead = 8;
     for (size_t i = 0; i < std::min(kAhead, spans.size()); ++i)
       view.prefetch(spans[i].start, spans[i].end - spans[i].start);
     auto direct = File::open(tmp, O_WRONLY | O_DIRECT);
-    void* mem = nullptr;
-    if (!direct || ::posix_memalign(&mem, kDirectAlign, kChunk + 2 * kDirectAlign) != 0)
-      mem = nullptr;
-    std::unique_ptr<uint8_t, decltype(&::free)> buf(static_cast<uint8_t*>(mem), ::free);
-    std::vector<uint8_t> plain;
+    bool use_direct = direct.is_ok();
+    using Buffer = std::unique_ptr<uint8_t, decltype(&::free)>;
+    std::vector<Buffer> bufs;
+    for (int i = 0; i < 2; ++i) {
+      void* mem = nullptr;
+      if (::posix_memalign(&mem, kDirectAlign, kChunk + 2 * kDirectAlign) != 0)
+        return Status::io_error("cannot allocate restore buffers", ENOMEM);
+      bufs.emplace_back(static_cast<uint8_t*>(mem), ::free);
+    }
+    BackgroundTask writer("rewind-rwrite");
     for (size_t i = 0; i < spans.size(); ++i) {
       if (i + kAhead < spans.size())
         view.prefetch(spans[i + kAhead].start, spans[i + kAhead].end - spans[i + kAhead].start);
       const Span& sp = spans[i];
-      const uint64_t lo = sp.start / kDirectAlign * kDirectAlign;
-      const uint64_t hi = (sp.end + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-      bool written = false;
-      if (buf && hi <= view.size()) {
-        std::span<uint8_t> block(buf.get(), hi - lo);
-        REWIND_RETURN_IF_ERROR(view.read(block, lo));
-        Status st = direct->pwrite_full(block, lo);
-        if (!st && st.errno_value() != EINVAL) return st;
-        written = st.is_ok();
-        if (!written) buf.reset();  // O_DIRECT refused after all: plain writes from here on
+      // Whole blocks around the span where they lie inside the volume, else the span.
+      uint64_t at = sp.start / kDirectAlign * kDirectAlign;
+      uint64_t end = (sp.end + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+      const bool blocks = end <= view.size();
+      if (!blocks) {
+        at = sp.start;
+        end = sp.end;
       }
-      if (!written) {
-        plain.resize(sp.end - sp.start);
-        REWIND_RETURN_IF_ERROR(view.read(plain, sp.start));
-        REWIND_RETURN_IF_ERROR(f->pwrite_full(plain, sp.start));
-      }
+      std::span<uint8_t> block(bufs[i % 2].get(), end - at);
+      REWIND_RETURN_IF_ERROR(view.read(block, at));
+      REWIND_RETURN_IF_ERROR(writer.wait());
+      writer.start([&, block, at, blocks]() -> Status {
+        if (use_direct && blocks) {
+          Status st = direct->pwrite_full(block, at);
+          if (st || st.errno_value() != EINVAL) return st;
+          use_direct = false;  // O_DIRECT refused after all: plain writes from here on
+        }
+        return f->pwrite_full(block, at);
+      });
       done += sp.data;
       if (opts.progress) opts.progress(done, total);
     }
+    REWIND_RETURN_IF_ERROR(writer.wait());
     if (direct) REWIND_RETURN_IF_ERROR(direct->close());
     if (opts.progress) opts.progress(total, total);
     REWIND_RETURN_IF_ERROR(f->sync());
