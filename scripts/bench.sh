@@ -228,12 +228,25 @@ bench_restore() {
   last=$(json_of "$journal" last_seq)
   hist1=$(json_of "$journal" journal_bytes)
   mid=$((last / 2))
-  "$cli" restore "$journal" -o "$dir/check.img" >/dev/null 2>&1
+  # Each restore once, checked, for its summary line (how much it read from the image).
+  from_image() {  # from_image RESTORE-ARGS...: the part read from the image, or "none"
+    "$cli" restore "$journal" "$@" -o "$dir/check.img" >"$dir/restore.out" 2>&1
+    sed -n 's/.*; \(.*\) of it read from the image.*/\1/p' "$dir/restore.out" | grep . || echo none
+  }
+  local img_end img_mid
+  img_end=$(from_image)
   cmp "$dir/check.img" "$img" || { echo "bench: the restore differs from the image" >&2; exit 1; }
   rm -f "$dir/check.img"
-  local t_end t_mid t_end2 c_end c_mid c_end2 s_end s_mid s_end2
+  "$cli" restore "$journal" --no-image-reads -o "$dir/check.img" >/dev/null 2>&1
+  cmp "$dir/check.img" "$img" || { echo "bench: the journal's restore differs from the image" >&2; exit 1; }
+  rm -f "$dir/check.img"
+  img_mid=$(from_image --seq "$mid")
+  rm -f "$dir/check.img" "$dir/restore.out"
+  local t_end t_mid t_end2 c_end c_mid c_end2 s_end s_mid s_end2 t_jend c_jend s_jend
+  local t_jend2 c_jend2 s_jend2
   timed t_end c_end s_end "$cli" restore "$journal" -o "$dir/out.img"
   timed t_mid c_mid s_mid "$cli" restore "$journal" --seq "$mid" -o "$dir/out.img"
+  timed t_jend c_jend s_jend "$cli" restore "$journal" --no-image-reads -o "$dir/out.img"
   # Double the history: the same area rewritten as much again.
   serve vol "$plugin" image="$img" journal="$journal"
   fio_json "$dir/vol.sock" --size=1G --rw=randwrite --bsrange=4k-64k --iodepth=16 --io_size=4G \
@@ -243,6 +256,7 @@ bench_restore() {
   hist2=$(json_of "$journal" journal_bytes)
   last2=$(json_of "$journal" last_seq)
   timed t_end2 c_end2 s_end2 "$cli" restore "$journal" -o "$dir/out.img"
+  timed t_jend2 c_jend2 s_jend2 "$cli" restore "$journal" --no-image-reads -o "$dir/out.img"
   gib() { echo "scale=1; $1 / 2^30" | bc; }
   row() {  # row WHAT HISTORY RECORDS RESTORE CP CP+SYNC
     printf '| %s | %s GiB | %s | %s | %s | %s | **%.2fx** | **%.2fx** |\n' "$1" "$(gib "$2")" "$3" \
@@ -252,12 +266,19 @@ bench_restore() {
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   row '`rewind restore` to the end' "$hist1" "$last" "$t_end" "$c_end" "$s_end"
   row "\`rewind restore\` to the middle (seq $mid)" "$hist1" "$mid" "$t_mid" "$c_mid" "$s_mid"
+  row '`rewind restore --no-image-reads` to the end' "$hist1" "$last" "$t_jend" "$c_jend" "$s_jend"
   row '`rewind restore` to the end, history doubled by rewrites' "$hist2" "$last2" "$t_end2" \
     "$c_end2" "$s_end2"
+  row '`rewind restore --no-image-reads` to the end, history doubled' "$hist2" "$last2" \
+    "$t_jend2" "$c_jend2" "$s_jend2"
   echo
-  printf -- '- doubling the history changed the restore time by %+.0f%% (the ratio to cp by %+.0f%%)\n' \
-    "$(echo "($t_end2 - $t_end) * 100 / $t_end" | bc -l)" \
-    "$(echo "($t_end2 / $c_end2 - $t_end / $c_end) * 100 / ($t_end / $c_end)" | bc -l)"
+  echo "- read from the image (checked against the journal's checksums): to the end $img_end, to the middle $img_mid"
+  change() { echo "($2 - $1) * 100 / $1" | bc -l; }
+  printf -- '- doubling the history changed the restore time by %+.0f%%, and with --no-image-reads by %+.0f%%' \
+    "$(change "$t_end" "$t_end2")" "$(change "$t_jend" "$t_jend2")"
+  printf -- ' (the ratios to cp by %+.0f%% and %+.0f%%)\n' \
+    "$(change "$(echo "$t_end / $c_end" | bc -l)" "$(echo "$t_end2 / $c_end2" | bc -l)")" \
+    "$(change "$(echo "$t_jend / $c_jend" | bc -l)" "$(echo "$t_jend2 / $c_jend2" | bc -l)")"
   rm -rf "$img" "$journal"
 }
 
@@ -288,32 +309,40 @@ bench_view() {
   }
   t_view=$(run_once "$plugin" journal="$journal" seq="$last")
   t_file=$(run_once file "$img")
+  # The three exports of the same state: the view reading what the image holds from
+  # it (the default), the same view reading the journal alone, and the live volume.
   serve pit "$plugin" journal="$journal" seq="$last"
   local pit_pid=$served_pid
-  # Sequential reads of the whole volume, the view and the live export of the same
-  # state: first with the page cache dropped (the view then reads 4 KiB pieces all over
-  # the journal), then again with what that read left in the cache.
+  serve jpit "$plugin" journal="$journal" seq="$last" image-reads=off
+  local jpit_pid=$served_pid
+  # Sequential reads of the whole volume: first with the page cache dropped (the view
+  # of the journal alone then reads 4 KiB pieces all over the journal), then again with
+  # what that read left in the cache. The host caches the virtual disk, which this
+  # guest cannot drop: the live export reads the image last, after the view read it,
+  # and goes faster for it.
   seq_read() {
-    fio_json "$1" --size=1G --rw=read --bs=1M --iodepth=4 |
+    fio_json "$dir/$1.sock" --size=1G --rw=read --bs=1M --iodepth=4 |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"] / 2**20)'
   }
+  local -A cold=() warm=()
+  local e
+  for e in pit jpit; do
+    drop_caches
+    cold[$e]=$(seq_read "$e")
+  done
+  serve live "$plugin" image="$img" journal="$journal"
+  local live_pid=$served_pid
+  drop_caches
+  cold[live]=$(seq_read live)
   # Warm, the median of three reads: one read's rate varies by a third from one minute
   # to the next on a shared host.
-  warm_read() {
-    local r=()
-    for _ in 1 2 3; do r+=("$(seq_read "$1")"); done
-    printf '%s\n' "${r[@]}" | sort -n | sed -n 2p
-  }
-  local view_cold view_warm live_cold live_warm rand_iops
-  drop_caches
-  view_cold=$(seq_read "$dir/pit.sock")
-  view_warm=$(warm_read "$dir/pit.sock")
+  for e in pit jpit live; do
+    seq_read "$e" >/dev/null
+    warm[$e]=$(for _ in 1 2 3; do seq_read "$e"; done | sort -n | sed -n 2p)
+  done
   stop "$pit_pid"
-  serve live "$plugin" image="$img" journal="$journal"
-  drop_caches
-  live_cold=$(seq_read "$dir/live.sock")
-  live_warm=$(warm_read "$dir/live.sock")
-  stop "$served_pid"
+  stop "$jpit_pid"
+  stop "$live_pid"
   # What the disk gives for reads of 4 KiB at random places, for scale.
   drop_caches
   rand_iops=$(fio --name=rand --filename="$(ls "$journal"/segments/*.seg | head -n 1)" --readonly \
@@ -324,10 +353,14 @@ bench_view() {
   echo "| open the view (manifest, indexes, extent map), median of 3, page cache dropped first | $t_open ms |"
   echo "| nbdkit started, view opened, nbdkit stopped (page cache dropped) | $t_view ms |"
   echo "| the same for a plain file export: nbdkit's own part | $t_file ms |"
-  printf '| sequential read, page cache dropped: view / live | %.0f / %.0f MiB/s = **%.2fx** |\n' \
-    "$view_cold" "$live_cold" "$(echo "$view_cold / $live_cold" | bc -l)"
-  printf '| sequential read, again (median of the next 3 reads): view / live | %.0f / %.0f MiB/s = **%.2fx** |\n' \
-    "$view_warm" "$live_warm" "$(echo "$view_warm / $live_warm" | bc -l)"
+  ratio_row() {  # ratio_row WHAT VIEW LIVE
+    printf '| %s | %.0f / %.0f MiB/s = **%.2fx** |\n' "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)"
+  }
+  ratio_row "sequential read, page cache dropped: view / live" "${cold[pit]}" "${cold[live]}"
+  ratio_row "sequential read, again (median of 3 after one more): view / live" "${warm[pit]}" "${warm[live]}"
+  ratio_row "the same view with image-reads=off (the journal alone), page cache dropped: view / live" \
+    "${cold[jpit]}" "${cold[live]}"
+  ratio_row "the same view with image-reads=off, again: view / live" "${warm[jpit]}" "${warm[live]}"
   printf '| the disk: 4 KiB random reads at queue depth 64 (O_DIRECT) | %.0f MiB/s |\n' "$rand_iops"
   rm -rf "$img" "$journal"
 }
