@@ -341,8 +341,6 @@ void JournalView::use_image(const Logger& logger) {
   if (end < 0 || static_cast<uint64_t>(end) < size())
     return journal_alone(fmt::format("the image {} is {} bytes, smaller than the volume ({} bytes)",
                                      path, end, size()));
-  for (const ChangedExtent& c : changed_extents(*history_, seq_, history_->last_seq()))
-    changed_later_.emplace_back(c.offset, c.offset + c.length);
   image_logger_ = logger;
   image_ = std::move(*f);
 }
@@ -364,6 +362,12 @@ bool JournalView::in_image(const Piece& p) const {
                                  (end % format::kIndexChunkSize == 0 || end == rec.payload_length)
                            : within == 0 && end == rec.payload_length;
   if (!covered) return false;
+  // What records after the view's seq changed, found on first use rather than at
+  // open: it costs O(those records), and a view of an old point has many.
+  std::call_once(changed_later_once_, [&] {
+    for (const ChangedExtent& c : changed_extents(*history_, seq_, history_->last_seq()))
+      changed_later_.emplace_back(c.offset, c.offset + c.length);
+  });
   // The first extent changed later that ends after the piece's start.
   auto later = std::upper_bound(changed_later_.begin(), changed_later_.end(), p.start,
                                 [](uint64_t at, const auto& c) { return at < c.second; });

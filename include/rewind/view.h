@@ -208,10 +208,11 @@ class JournalView {
   mutable std::vector<std::vector<bool>> verified_;  // [segment][entry]: payload checked
   // [segment][chunk checksum]: that chunk checked
   mutable std::vector<std::vector<bool>> chunks_verified_;
-  // After use_image(): the image, and the extents records after seq() changed, in
-  // order ([start, end), disjoint).
+  // After use_image(): the image, and (on first use) the extents records after seq()
+  // changed, in order ([start, end), disjoint).
   File image_;
-  std::vector<std::pair<uint64_t, uint64_t>> changed_later_;
+  mutable std::once_flag changed_later_once_;
+  mutable std::vector<std::pair<uint64_t, uint64_t>> changed_later_;
   Logger image_logger_;
   mutable std::atomic<uint64_t> image_pieces_{0}, image_bytes_{0}, image_mismatched_{0};
   mutable std::atomic<bool> image_given_up_{false};
