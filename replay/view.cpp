@@ -1,6 +1,7 @@
 #include "rewind/view.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -335,8 +336,12 @@ void JournalView::use_image(const Logger& logger) {
     log_to(logger, LogLevel::kInfo, fmt::format("reading everything from the journal: {}", why));
   };
   if (path.empty()) return journal_alone("the manifest names no image");
-  auto f = File::open(path, O_RDONLY);
+  // Without blocking on a FIFO that a manifest names as its image.
+  auto f = File::open(path, O_RDONLY | O_NONBLOCK);
   if (!f) return journal_alone(f.status().message());
+  struct stat st;
+  if (::fstat(f->fd(), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+    return journal_alone(fmt::format("{} is not a file or a block device", path));
   const off_t end = ::lseek(f->fd(), 0, SEEK_END);
   if (end < 0 || static_cast<uint64_t>(end) < size())
     return journal_alone(fmt::format("the image {} is {} bytes, smaller than the volume ({} bytes)",

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <functional>
 #include <random>
@@ -621,6 +622,16 @@ TEST_CASE("without a usable image a view reads the journal alone", "[view][image
     REQUIRE(notes.size() == 1);
     CHECK(notes[0].starts_with("reading everything from the journal: "));
     CHECK(notes[0].find(a.image) != std::string::npos);
+  }
+  SECTION("the image is a FIFO") {
+    std::filesystem::remove(a.image);
+    REQUIRE(::mkfifo(a.image.c_str(), 0600) == 0);
+    auto view = image_view(a.journal, Target::newest(), logger);
+    CHECK(read_view(*view) == a.state);
+    REQUIRE(notes.size() == 1);
+    CHECK(notes[0] == fmt::format("reading everything from the journal: {} is not a file or a "
+                                  "block device",
+                                  a.image));
   }
   SECTION("the image is smaller than the volume") {
     test::truncate_file(a.image, Aligned::kVolume - 4096);
