@@ -401,20 +401,25 @@ void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<ui
   }
 }
 
-bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) const {
-  const SegmentEntries& seg = history_->segments()[p.source->segment];
-  const IndexEntry& rec = seg.entries[p.source->entry];
-  bool same = true;
-  if (rec.has_chunk_sums()) {
-    const uint64_t within = p.source->delta + p.adv;
-    for (uint64_t at = 0; at < bytes.size() && same; at += format::kIndexChunkSize) {
-      const size_t n = std::min<uint64_t>(format::kIndexChunkSize, bytes.size() - at);
-      same = chunk_sum(bytes.subspan(at, n)) ==
-             seg.chunk_sums[rec.chunk_sums + (within + at) / format::kIndexChunkSize];
-    }
-  } else {
-    same = payload_checksum(bytes) == rec.payload_checksum;
+std::optional<uint32_t> JournalView::first_differing_chunk(uint32_t segment, const IndexEntry& rec,
+                                                           uint32_t first,
+                                                           std::span<const uint8_t> chunks) const {
+  const std::vector<uint64_t>& sums = history_->segments()[segment].chunk_sums;
+  for (uint64_t at = 0; at < chunks.size(); at += format::kIndexChunkSize) {
+    const size_t n = std::min<uint64_t>(format::kIndexChunkSize, chunks.size() - at);
+    const uint32_t c = first + static_cast<uint32_t>(at / format::kIndexChunkSize);
+    if (chunk_sum(chunks.subspan(at, n)) != sums[rec.chunk_sums + c]) return c;
   }
+  return std::nullopt;
+}
+
+bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) const {
+  const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
+  // in_image() took only pieces that begin at a chunk.
+  const auto first = static_cast<uint32_t>((p.source->delta + p.adv) / format::kIndexChunkSize);
+  const bool same = rec.has_chunk_sums()
+                        ? !first_differing_chunk(p.source->segment, rec, first, bytes)
+                        : payload_checksum(bytes) == rec.payload_checksum;
   if (same) {
     image_pieces_.fetch_add(1, std::memory_order_relaxed);
     image_bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
@@ -538,19 +543,15 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
   }
   auto got = read(chunks, lo, false);
   if (!got || !*got) return got;
-  const std::vector<uint64_t>& sums = history_->segments()[segment].chunk_sums;
-  for (uint32_t c = first; c <= last; ++c) {
-    const uint64_t at = uint64_t{c} * format::kIndexChunkSize - lo;
-    const size_t n = std::min<uint64_t>(format::kIndexChunkSize, chunks.size() - at);
-    if (chunk_sum(chunks.subspan(at, n)) == sums[rec.chunk_sums + c]) continue;
+  if (const std::optional<uint32_t> bad = first_differing_chunk(segment, rec, first, chunks)) {
     // The record's own checksum decides: a mismatch is damage in the segment (an
     // error), or else in the index's chunk checksums (the data is good).
     std::vector<uint8_t> payload(rec.payload_length);
     REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(payload, rec.payload_position()));
+    const uint64_t from = uint64_t{*bad} * format::kIndexChunkSize;
     if (Status st = check_payload(segment, entry, payload); !st)
-      return Status::corruption(fmt::format("{} (in payload bytes {}..{})", st.message(),
-                                            uint64_t{c} * format::kIndexChunkSize,
-                                            uint64_t{c} * format::kIndexChunkSize + n));
+      return Status::corruption(fmt::format("{} (in payload bytes {}..{})", st.message(), from,
+                                            std::min(from + format::kIndexChunkSize, hi)));
     std::memcpy(dst.data(), payload.data() + within, dst.size());
     return true;
   }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -169,6 +170,12 @@ class JournalView {
   // the image does not hold, to `rest`.
   void read_from_image(const std::vector<Piece>& pieces, std::span<uint8_t> buf, uint64_t offset,
                        std::vector<const Piece*>* rest) const;
+  // The first chunk of `rec`'s payload whose bytes in `chunks` (chunk `first` and
+  // those after it, the last perhaps the payload's short end) differ from the segment
+  // index's checksum of it; none if all match.
+  std::optional<uint32_t> first_differing_chunk(uint32_t segment, const IndexEntry& rec,
+                                                uint32_t first,
+                                                std::span<const uint8_t> chunks) const;
   // Whether `bytes`, read from the image for `p`, match the index's checksums.
   bool image_holds(const Piece& p, std::span<const uint8_t> bytes) const;
   // Fills dst with the bytes of `p` (checking its record first if need be); with
