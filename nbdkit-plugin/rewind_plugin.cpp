@@ -391,6 +391,9 @@ int rewind_get_ready() {
         log_line(rwd::LogLevel::kWarning,
                  st.message() + "; the segments not mapped are read with pread");
       if (c.image_reads) (*v)->use_image(log_line);
+      for (const std::string& d : (*v)->damaged_segments())
+        log_line(rwd::LogLevel::kWarning,
+                 d + "; reads that need what is lost from it fail, the rest are served");
       nbdkit_debug("rewind: serving %s read-only at seq %" PRIu64 "%s%s", c.journal.c_str(),
                    (*v)->seq(), (*v)->note().empty() ? "" : ": ", (*v)->note().c_str());
       g_view = v->release();

@@ -205,8 +205,13 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
   v->segments_.resize(used.size());
   for (size_t s = 0; s < used.size(); ++s) {
     if (!used[s]) continue;
-    auto f = File::open(segment_path(h.dir(), h.manifest().segments[s].file), O_RDONLY);
+    const ManifestSegment& ms = h.manifest().segments[s];
+    auto f = File::open(segment_path(h.dir(), ms.file), O_RDONLY);
     if (!f) return f.status();
+    if (auto bytes = f->size(); ms.sealed && bytes && *bytes != ms.bytes)
+      v->damaged_.push_back(
+          fmt::format("segment {} is {} bytes but the manifest says {} (truncated or overwritten)",
+                      ms.file, *bytes, ms.bytes));
     // Reads of a view jump around the journal, and prefetch() asks for exactly what
     // they need: the kernel's own read-ahead would only read more.
     ::posix_fadvise(f->fd(), 0, 0, POSIX_FADV_RANDOM);
@@ -215,17 +220,6 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     v->chunks_verified_[s].assign(h.segments()[s].chunk_sums.size(), false);
   }
   return v;
-}
-
-Status JournalView::verify_record(uint32_t segment, uint32_t entry) const {
-  {
-    std::lock_guard lk(verified_mu_);
-    if (verified_[segment][entry]) return Status::ok();
-  }
-  const IndexEntry& e = history_->segments()[segment].entries[entry];
-  std::vector<uint8_t> payload(e.payload_length);
-  REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(payload, e.payload_position()));
-  return check_payload(segment, entry, payload);
 }
 
 Status JournalView::check_payload(uint32_t segment, uint32_t entry,

@@ -123,8 +123,11 @@ class JournalView {
   // Asks the kernel to start reading what read(offset, length) will need (the pieces
   // of the base snapshot and of the segments), without waiting for it.
   void prefetch(uint64_t offset, uint64_t length) const;
-  // Checks the payload of one record (once; later calls return at once).
-  Status verify_record(uint32_t segment, uint32_t entry) const;
+  // The sealed segments the view reads that are not the size the manifest gives them
+  // (cut short or overwritten), one line each; found at open. A read that needs what
+  // is lost fails its checks; a read that needs none of it (say, a restore taking those
+  // parts from the image) succeeds, and only this says that the journal is damaged.
+  const std::vector<std::string>& damaged_segments() const { return damaged_; }
   // Maps the sealed segments the view reads (FileMap), for a view that serves reads
   // for long: data read once is then copied straight from the page cache, without a
   // system call per piece. Reads of data not yet checked still ask the kernel for the
@@ -207,6 +210,7 @@ class JournalView {
   uint64_t seq_ = 0;
   uint64_t time_ns_ = 0;
   std::string note_;
+  std::vector<std::string> damaged_;
   FlatExtentMap<ViewSource> map_;
   File base_;
   std::vector<File> segments_;                       // opened for those the map refers to

@@ -74,6 +74,11 @@ int run_restore(const RestoreCmdOptions& o) {
           : fmt::format("; {} of it read from the image {}, checked against the "
                         "journal's checksums",
                         format_size(image.bytes), (*view)->history().manifest().image_path));
+  for (const std::string& d : (*view)->damaged_segments())
+    fmt::print(stderr,
+               "rewind restore: warning: {}; this restore needed nothing lost from it, but "
+               "the journal is damaged: `rewind verify {}` checks it whole\n",
+               d, o.journal);
   return kExitOk;
 }
 

@@ -2,12 +2,12 @@
 # A damaged journal at start: a flipped byte in a sealed segment, a truncated or a
 # missing segment, a damaged manifest. The plugin refuses to serve read-write with one
 # error naming the damage and changes nothing; `rewind verify` and `rewind restore
-# --no-image-reads` name the same problem, while a restore that reads from the image what
-# it still holds (checked against the index) needs nothing from the damaged segment
-# and restores the newest state. A damaged index is rebuilt from the records, by the plugin at
+# --no-image-reads` name the same problem, while a restore or a point-in-time export that
+# reads from the image what it still holds (checked against the index) needs nothing from
+# the damaged segment and gives the newest state, warning of a segment cut short. A damaged index is rebuilt from the records, by the plugin at
 # start and by a restore, and the volume is served and restored as before.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit qemu-io sha256sum
+requires nbdkit nbdcopy qemu-io sha256sum
 
 cd "$workdir"
 truncate -s 16M disk.img
@@ -75,10 +75,20 @@ expect_refused "$third_name is 500000 bytes but the manifest says"
 expect_cli 1 "$third_name" verify disk.rewind
 expect_cli 1 "$third_name" restore disk.rewind --seq "$last" --no-image-reads -o out.img
 [ ! -e out.img ] || fail "restore left a partial OUT"
-"$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >/dev/null 2>&1 ||
-  fail "restore from the image past a truncated segment"
+"$REWIND_CLI" restore disk.rewind --seq "$last" -o out.img >restore.out 2>&1 ||
+  { cat restore.out; fail "restore from the image past a truncated segment"; }
 cmp out.img disk.img || fail "restore from the image past a truncated segment differs"
-rm -f out.img
+# It needs nothing from the segment, and still says that the segment is cut short.
+grep -q "rewind restore: warning: segment $third_name is 500000 bytes but the manifest says" restore.out ||
+  { cat restore.out; fail "no warning of the truncated segment"; }
+rm -f out.img restore.out
+# The point-in-time export serves it from the image too, and warns at start.
+nbdkit -U - "$REWIND_PLUGIN" journal=disk.rewind seq="$last" \
+  --run 'nbdcopy "$uri" view.img' >view.log 2>&1 || { cat view.log; fail "view past a truncated segment"; }
+cmp view.img disk.img || fail "the view past a truncated segment differs"
+grep -q "warning: segment $third_name is 500000 bytes but the manifest says" view.log ||
+  { cat view.log; fail "the view does not warn of the truncated segment"; }
+rm -f view.img view.log
 
 # --- a missing segment ---------------------------------------------------------------
 fresh
