@@ -197,8 +197,9 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     const bool superseded = e.flags & format::kFlagSuperseded;
     const bool write = e.type == RecordType::kWrite && !superseded;
     const bool zero = (e.type == RecordType::kZero || e.type == RecordType::kTrim) && !superseded;
-    return Interval<ViewSource>{e.offset, write || zero ? e.length : 0,
-                                ViewSource{zero, s, entry, 0}};
+    return Interval<ViewSource>{
+        e.offset, write || zero ? e.length : 0,
+        ViewSource{zero, s, entry, 0, e.payload_length, e.chunk_sums, e.payload_checksum}};
   });
   v->verified_.resize(used.size());
   v->chunks_verified_.resize(used.size());
@@ -353,13 +354,13 @@ bool JournalView::in_image(const Piece& p) const {
   if (!image_.is_open() || image_given_up_.load(std::memory_order_relaxed) || p.source == nullptr ||
       p.source->zero)
     return false;
-  const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
-  const uint64_t within = p.source->delta + p.adv;
+  const ViewSource& src = *p.source;
+  const uint64_t within = src.delta + p.adv;
   const uint64_t end = within + (p.end - p.start);
-  const bool covered = rec.has_chunk_sums()
+  const bool covered = src.has_chunk_sums()
                            ? within % format::kIndexChunkSize == 0 &&
-                                 (end % format::kIndexChunkSize == 0 || end == rec.payload_length)
-                           : within == 0 && end == rec.payload_length;
+                                 (end % format::kIndexChunkSize == 0 || end == src.payload_length)
+                           : within == 0 && end == src.payload_length;
   if (!covered) return false;
   // What records after the view's seq changed, found on first use rather than at
   // open: it costs O(those records), and a view of an old point has many.
@@ -395,25 +396,25 @@ void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<ui
   }
 }
 
-std::optional<uint32_t> JournalView::first_differing_chunk(uint32_t segment, const IndexEntry& rec,
+std::optional<uint32_t> JournalView::first_differing_chunk(uint32_t segment, uint32_t chunk_sums,
                                                            uint32_t first,
                                                            std::span<const uint8_t> chunks) const {
   const std::vector<uint64_t>& sums = history_->segments()[segment].chunk_sums;
   for (uint64_t at = 0; at < chunks.size(); at += format::kIndexChunkSize) {
     const size_t n = std::min<uint64_t>(format::kIndexChunkSize, chunks.size() - at);
     const uint32_t c = first + static_cast<uint32_t>(at / format::kIndexChunkSize);
-    if (chunk_sum(chunks.subspan(at, n)) != sums[rec.chunk_sums + c]) return c;
+    if (chunk_sum(chunks.subspan(at, n)) != sums[chunk_sums + c]) return c;
   }
   return std::nullopt;
 }
 
 bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) const {
-  const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
+  const ViewSource& src = *p.source;
   // in_image() took only pieces that begin at a chunk.
-  const auto first = static_cast<uint32_t>((p.source->delta + p.adv) / format::kIndexChunkSize);
-  const bool same = rec.has_chunk_sums()
-                        ? !first_differing_chunk(p.source->segment, rec, first, bytes)
-                        : payload_checksum(bytes) == rec.payload_checksum;
+  const auto first = static_cast<uint32_t>((src.delta + p.adv) / format::kIndexChunkSize);
+  const bool same = src.has_chunk_sums()
+                        ? !first_differing_chunk(src.segment, src.chunk_sums, first, bytes)
+                        : payload_checksum(bytes) == src.payload_checksum;
   if (same) {
     image_pieces_.fetch_add(1, std::memory_order_relaxed);
     image_bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
@@ -537,7 +538,8 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
   }
   auto got = read(chunks, lo, false);
   if (!got || !*got) return got;
-  if (const std::optional<uint32_t> bad = first_differing_chunk(segment, rec, first, chunks)) {
+  if (const std::optional<uint32_t> bad =
+          first_differing_chunk(segment, rec.chunk_sums, first, chunks)) {
     // The record's own checksum decides: a mismatch is damage in the segment (an
     // error), or else in the index's chunk checksums (the data is good).
     std::vector<uint8_t> payload(rec.payload_length);

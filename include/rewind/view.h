@@ -33,7 +33,18 @@ struct ViewSource {
   uint32_t segment = 0;  // index into the manifest's segments
   uint32_t entry = 0;    // index of the record in that segment's entries
   uint64_t delta = 0;    // offset of the extent's first byte within the record's payload
-  ViewSource advanced(uint64_t n) const { return {zero, segment, entry, zero ? 0 : delta + n}; }
+  // The record's checksums, as its index entry gives them: a read that checks bytes
+  // against them (the image's) then looks up no entry. The map is read in offset
+  // order, the entries lie in write order, so each look-up would be a cache miss.
+  uint32_t payload_length = 0;
+  uint32_t chunk_sums = IndexEntry::kNoChunkSums;  // as IndexEntry::chunk_sums
+  uint64_t payload_checksum = 0;
+  bool has_chunk_sums() const { return chunk_sums != IndexEntry::kNoChunkSums; }
+  ViewSource advanced(uint64_t n) const {
+    ViewSource v = *this;
+    v.delta = zero ? 0 : delta + n;
+    return v;
+  }
 };
 
 struct MarkInfo {
@@ -176,7 +187,7 @@ class JournalView {
   // The first chunk of `rec`'s payload whose bytes in `chunks` (chunk `first` and
   // those after it, the last perhaps the payload's short end) differ from the segment
   // index's checksum of it; none if all match.
-  std::optional<uint32_t> first_differing_chunk(uint32_t segment, const IndexEntry& rec,
+  std::optional<uint32_t> first_differing_chunk(uint32_t segment, uint32_t chunk_sums,
                                                 uint32_t first,
                                                 std::span<const uint8_t> chunks) const;
   // Whether `bytes`, read from the image for `p`, match the index's checksums.
