@@ -104,6 +104,10 @@ bench_io() {
     fi
     serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
     rewind_pid=$served_pid
+    # The new journal's base snapshot is a copy of the image, left dirty in the page
+    # cache: written back now, not by the kernel's flusher 30 s later, in the middle of
+    # the next rewind run (the next file run would take the first 15 s of it).
+    sync
   }
   peak() {  # the plugin's peak RSS so far
     local h
