@@ -376,21 +376,35 @@ bool JournalView::in_image(const Piece& p) const {
 
 void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<uint8_t> buf,
                                   uint64_t offset, std::vector<const Piece*>* rest) const {
+  std::vector<char> from_image(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) from_image[i] = in_image(pieces[i]);
+  // Runs of pieces to be read from the image are read with one pread each, and so are
+  // runs with short gaps of other pieces between them (blocks never written, which come
+  // from the base; parts changed later): the gaps' bytes are read too, then
+  // overwritten from where they do come from. One larger read costs less than several,
+  // and the kernel's read-ahead sees one sequential stream, not a random read per run.
+  constexpr uint64_t kMaxGap = 256 * 1024;
   for (size_t i = 0; i < pieces.size();) {
-    if (!in_image(pieces[i])) {
+    if (!from_image[i]) {
       rest->push_back(&pieces[i++]);
       continue;
     }
-    size_t j = i + 1;
-    while (j < pieces.size() && in_image(pieces[j])) ++j;
-    // Pieces are adjacent: a run of them is one read.
+    size_t last = i;  // the last piece of the span to be read from the image
+    for (size_t j = i + 1; j < pieces.size(); ++j) {
+      if (from_image[j]) {
+        last = j;
+      } else if (pieces[j].end - pieces[last].end > kMaxGap) {
+        break;
+      }
+    }
+    // Pieces are adjacent: the span is one read.
     const uint64_t start = pieces[i].start;
-    std::span<uint8_t> run = buf.subspan(start - offset, pieces[j - 1].end - start);
-    const bool got = image_.pread_full(run, start).is_ok();
-    for (; i < j; ++i) {
+    std::span<uint8_t> span = buf.subspan(start - offset, pieces[last].end - start);
+    const bool got = image_.pread_full(span, start).is_ok();
+    for (; i <= last; ++i) {
       const Piece& p = pieces[i];
-      if (!got || image_given_up_.load(std::memory_order_relaxed) ||
-          !image_holds(p, run.subspan(p.start - start, p.end - p.start)))
+      if (!from_image[i] || !got || image_given_up_.load(std::memory_order_relaxed) ||
+          !image_holds(p, span.subspan(p.start - start, p.end - p.start)))
         rest->push_back(&p);
     }
   }
