@@ -105,8 +105,8 @@ bench_io() {
     serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
     rewind_pid=$served_pid
     # The new journal's base snapshot is a copy of the image, left dirty in the page
-    # cache: written back now, not by the kernel's flusher 30 s later, in the middle of
-    # the next rewind run (the next file run would take the first 15 s of it).
+    # cache: written back now, not by the kernel 30 s later, which is during the next
+    # rewind run (a file run of 15 s always comes first).
     sync
   }
   peak() {  # the plugin's peak RSS so far
@@ -374,6 +374,16 @@ bench_view() {
     "${cold[jpit]}" "${cold[live]}"
   ratio_row "the same view with image-reads=off, again: view / live" "${warm[jpit]}" "${warm[live]}"
   printf '| the disk: 4 KiB random reads at queue depth 64 (O_DIRECT) | %.0f MiB/s |\n' "$rand_iops"
+  echo
+  # The first round's view read the image from the host's disk; later reads find much
+  # of it in the host's cache.
+  rounds_of() {  # rounds_of "A B C": "A, B, C", rounded
+    local v out=()
+    for v in $1; do out+=("$(printf '%.0f' "$v")"); done
+    echo "${out[0]}, ${out[1]}, ${out[2]}"
+  }
+  printf -- '- each cold read in MiB/s, round by round: view %s; live %s; image-reads=off %s\n' \
+    "$(rounds_of "${runs[pit]}")" "$(rounds_of "${runs[live]}")" "$(rounds_of "${runs[jpit]}")"
   rm -rf "$img" "$journal"
 }
 
