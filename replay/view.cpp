@@ -273,7 +273,8 @@ bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last
 void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size()) return;
   length = std::min(length, size() - offset);
-  // Runs of pieces to be read from the image are asked for as one range each.
+  // Runs of pieces to be read from the image are asked for as one range each, with the
+  // gaps between them that read_from_image() reads too.
   uint64_t run_start = 0, run_end = 0;
   auto advise_run = [&] {
     if (run_end > run_start)
@@ -283,9 +284,9 @@ void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   };
   for_each_piece(map_, offset, length, [&](const Piece& p) {
     if (!in_image(p)) {
-      advise_run();
+      if (run_end > run_start && p.end - run_end > kImageGap) advise_run();
       advise(p);
-    } else if (run_end == p.start) {
+    } else if (run_end > run_start && p.start - run_end <= kImageGap) {
       run_end = p.end;
     } else {
       advise_run();
@@ -379,11 +380,10 @@ void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<ui
   std::vector<char> from_image(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i) from_image[i] = in_image(pieces[i]);
   // Runs of pieces to be read from the image are read with one pread each, and so are
-  // runs with short gaps of other pieces between them (blocks never written, which come
-  // from the base; parts changed later): the gaps' bytes are read too, then
+  // runs with gaps of other pieces between them up to kImageGap (blocks never written,
+  // which come from the base; parts changed later): the gaps' bytes are read too, then
   // overwritten from where they do come from. One larger read costs less than several,
   // and the kernel's read-ahead sees one sequential stream, not a random read per run.
-  constexpr uint64_t kMaxGap = 256 * 1024;
   for (size_t i = 0; i < pieces.size();) {
     if (!from_image[i]) {
       rest->push_back(&pieces[i++]);
@@ -393,7 +393,7 @@ void JournalView::read_from_image(const std::vector<Piece>& pieces, std::span<ui
     for (size_t j = i + 1; j < pieces.size(); ++j) {
       if (from_image[j]) {
         last = j;
-      } else if (pieces[j].end - pieces[last].end > kMaxGap) {
+      } else if (pieces[j].end - pieces[last].end > kImageGap) {
         break;
       }
     }

@@ -179,14 +179,17 @@ class JournalView {
   void advise(const Piece& p) const;
   // Whether `p` is to be read from the image (use_image()).
   bool in_image(const Piece& p) const;
+  // Image reads span gaps of other pieces up to this long, rather than stop at them.
+  static constexpr uint64_t kImageGap = 256 * 1024;
   // Reads the runs of `pieces` that are in_image() from the image into `buf` (which
   // holds the volume from `offset`) and checks them; adds the other pieces, and those
   // the image does not hold, to `rest`.
   void read_from_image(const std::vector<Piece>& pieces, std::span<uint8_t> buf, uint64_t offset,
                        std::vector<const Piece*>* rest) const;
-  // The first chunk of `rec`'s payload whose bytes in `chunks` (chunk `first` and
+  // The first chunk of a record's payload whose bytes in `chunks` (chunk `first` and
   // those after it, the last perhaps the payload's short end) differ from the segment
-  // index's checksum of it; none if all match.
+  // index's checksum of it (the record's chunk checksums begin at `chunk_sums` among
+  // those of `segment`); none if all match.
   std::optional<uint32_t> first_differing_chunk(uint32_t segment, uint32_t chunk_sums,
                                                 uint32_t first,
                                                 std::span<const uint8_t> chunks) const;
