@@ -18,12 +18,14 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(clang libclang-rt-14-dev)
   # the Linux guest tests (tests/vm/): QEMU, and what goes into the guest's initramfs
   packages+=(qemu-system-x86 busybox-static socat kmod cpio nbd-client)
-  # systemd-analyze, to check dist/systemd/rewind@.service
-  packages+=(systemd)
+  # systemd-analyze, to check dist/systemd/rewind@.service; it runs `man` for the
+  # unit's Documentation= pages, which a fresh system without man-db fails
+  packages+=(systemd man-db)
   # a self-signed certificate for the TLS tests of rewind-server
   packages+=(openssl)
-  # virt-xml-validate, to check dist/libvirt/domain.xml
-  packages+=(libvirt-clients)
+  # virt-xml-validate, to check dist/libvirt/domain.xml; it runs xmllint, which
+  # libvirt-clients only recommends
+  packages+=(libvirt-clients libxml2-utils)
 elif [ "${1:-}" = "--bench" ]; then
   # the load generator of scripts/bench.sh (its nbd engine), and bc for its arithmetic
   packages+=(fio bc)
