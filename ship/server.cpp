@@ -194,6 +194,12 @@ Status Server::Impl::init() {
     return Status::io_error(fmt::format("cannot listen on {}:{}: {}", opts_.listen_host,
                                         opts_.listen_port, ec.message()),
                             ec.value());
+  // Last, so that a server refused for any other reason creates nothing.
+  bool created = false;
+  if (Status s = prepare_store(opts_.store_dir, &created); !s.is_ok())
+    return s.with_context("--store");
+  if (created)
+    logger_(LogLevel::kInfo, fmt::format("created the store {} (mode 0700)", opts_.store_dir));
   return Status::ok();
 }
 

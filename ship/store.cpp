@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
@@ -79,6 +80,46 @@ Status append_progress(const File& f, uint64_t entries, uint64_t bytes) {
 }
 
 }  // namespace
+
+namespace {
+
+// The directory that holds `path` ("." for a bare name, "/" for a name under the root).
+std::string parent_dir(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+Status prepare_store(const std::string& store_dir, bool* created) {
+  *created = false;
+  struct stat st {};
+  if (::stat(store_dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status::io_error(fmt::format("cannot reach {}", store_dir), errno);
+    const std::string parent = parent_dir(store_dir);
+    struct stat pst {};
+    if (::stat(parent.c_str(), &pst) != 0 || !S_ISDIR(pst.st_mode))
+      return Status::not_found(fmt::format(
+          "{} does not exist, nor does its parent directory {}: create the parent (the store "
+          "itself is then created, private to this user), or correct the path",
+          store_dir, parent));
+    if (file_system().mkdir(store_dir.c_str(), 0700) != 0)
+      return Status::io_error(fmt::format("cannot create {}", store_dir), errno);
+    *created = true;
+    return sync_dir(parent);
+  }
+  if (!S_ISDIR(st.st_mode))
+    return Status::invalid(
+        fmt::format("{} is not a directory: give a directory's path", store_dir));
+  if (::access(store_dir.c_str(), W_OK | X_OK) != 0)
+    return Status::invalid(fmt::format(
+        "cannot write into {} ({}): give the server's user write access to it, or another "
+        "directory",
+        store_dir, std::strerror(errno)));
+  return Status::ok();
+}
 
 Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& store_dir,
                                                          const std::string& name, bool create,

@@ -25,6 +25,13 @@
 
 namespace rwd {
 
+// Makes sure `store_dir` can hold volumes, before the server takes any: an existing
+// directory this process may write into, or, when it does not exist yet, one created
+// private to this user (0700) inside an existing parent. Parents are never created, so
+// that a mistyped path fails here rather than start an empty store nobody looks at.
+// Sets *created when it made the directory.
+Status prepare_store(const std::string& store_dir, bool* created);
+
 class StoredVolume {
  public:
   // Opens STORE/NAME, creating it empty if absent (with `create`), and recovers what a
