@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The README's first command: installs what is missing, builds, and serves a journaled
-# disk on a UNIX socket and on 127.0.0.1:10809 until Ctrl-C.
+# The README's first command: installs what is missing, builds the plugin and the
+# `rewind` tool (not the test suite), and serves a journaled disk on a UNIX socket and
+# on 127.0.0.1:10809 until Ctrl-C, which drains the queue, checkpoints the image, says
+# so and exits 0. It can be run again and again on the same image.
 #   scripts/demo.sh [IMAGE]     IMAGE defaults to demo/disk.img (1 GiB, sparse, created)
+# REWIND_DEMO_PORT sets another TCP port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 scripts/install-deps.sh
-scripts/build.sh
+scripts/build.sh --target nbdkit-rewind-plugin --target rewind
 
 image=${1:-demo/disk.img}
 mkdir -p "$(dirname "$image")"
@@ -19,36 +22,122 @@ journal=${image%.img}.rewind
 run=$root/demo
 mkdir -p "$run"
 sock=$run/nbd.sock
+uri="nbd+unix:///?socket=$sock"
 plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
-port=10809
+cli=$root/build/replay/rewind
+port=${REWIND_DEMO_PORT:-10809}
+
+# nbdkit leaves its socket behind when it stops: a socket nobody answers on is stale.
+if [ -S "$sock" ]; then
+  if nbdinfo --size "$uri" >/dev/null 2>&1; then
+    echo "demo: $sock is already served (another scripts/demo.sh?); stop that one first" >&2
+    exit 1
+  fi
+  rm -f "$sock"
+fi
+if nbdinfo --size "nbd://127.0.0.1:$port" >/dev/null 2>&1; then
+  echo "demo: an NBD server already listens on 127.0.0.1:$port; stop it, or set" \
+    "REWIND_DEMO_PORT to another port" >&2
+  exit 1
+fi
+
+server="" forwarder=""
+# Ctrl-C reaches every process of the terminal's foreground group: nbdkit stops on it
+# by itself (draining the queue and checkpointing the image in the plugin's cleanup),
+# and this script waits for that, then reports.
+stop() {
+  trap '' INT TERM
+  local status=0
+  [ -n "$forwarder" ] && { kill -TERM "$forwarder" 2>/dev/null || true; wait "$forwarder" 2>/dev/null || true; }
+  if [ -n "$server" ]; then
+    kill -TERM "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || status=$?
+  fi
+  rm -f "$sock"
+  if [ "$status" != 0 ]; then
+    echo "demo: nbdkit exited with status $status while stopping; check the journal with:" \
+      "$cli verify $journal --image $image" >&2
+    exit 1
+  fi
+  # What the journal itself now says: its newest record and the image's checkpoint.
+  local seqs
+  seqs=$("$cli" info "$journal" --json 2>/dev/null | python3 -c '
+import json, sys
+i = json.load(sys.stdin)
+print(i["last_seq"], i["checkpoint_seq"])' 2>/dev/null || echo "? ?")
+  echo
+  echo "demo: stopped; the queue was drained into the journal (newest seq ${seqs% *}) and the" \
+    "image checkpointed (at seq ${seqs#* }). Journal: $journal; image: $image"
+  exit 0
+}
+trap stop INT TERM
+
+# Waits until URI answers, as long as process PID lives.
+wait_until_served() {  # PID URI WHAT
+  local tries=0
+  until nbdinfo --size "$2" >/dev/null 2>&1; do
+    if ! kill -0 "$1" 2>/dev/null; then
+      local status=0
+      wait "$1" 2>/dev/null || status=$?
+      echo "demo: $3 exited with status $status before serving $2; its error is above" >&2
+      server="" forwarder=""
+      stop_others
+      exit 1
+    fi
+    tries=$((tries + 1))
+    [ $tries = 50 ] && echo "demo: waiting for $3 to serve $2 (a first serve of a large image copies it)"
+    sleep 0.1
+  done
+}
+stop_others() {
+  [ -z "$server" ] || { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+  rm -f "$sock"
+}
 
 nbdkit -f -U "$sock" "$plugin" image="$image" journal="$journal" &
 server=$!
-# TCP clients reach the same server through nbdkit's nbd plugin (one process owns
-# the journal; the forwarder passes FLUSH and FUA through).
-for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { echo "demo: the server did not start" >&2; exit 1; }
+wait_until_served "$server" "$uri" "nbdkit (the rewind plugin)"
+# TCP clients reach the same server through nbdkit's nbd plugin (one process owns the
+# journal; the forwarder passes FLUSH and FUA through).
 nbdkit -f -i 127.0.0.1 -p "$port" nbd socket="$sock" &
 forwarder=$!
-trap 'kill -TERM $forwarder $server 2>/dev/null; wait $forwarder $server 2>/dev/null' EXIT INT TERM
+wait_until_served "$forwarder" "nbd://127.0.0.1:$port" "nbdkit (the TCP forwarder)"
+
+# Each hint says what it needs beyond what this script installed.
+pad=$'\n''                       '
+needs() {  # COMMAND PACKAGE: a note when COMMAND is missing
+  command -v "$1" >/dev/null || printf '%s' "$pad(needs: apt-get install $2)"
+}
+nbd_notes=$(needs nbd-client nbd-client)
+[ -e /sys/module/nbd ] || nbd_notes+="$pad(needs the kernel module: modprobe nbd)"
+qemu_notes=$(needs qemu-system-x86_64 qemu-system-x86)
 
 cat <<MSG
 
 rewind is serving $image
   journal:     $journal
-  UNIX socket: nbd+unix:///?socket=$sock
+  UNIX socket: $uri
   TCP:         nbd://127.0.0.1:$port
 
 Attach it:
   Linux block device:  nbd-client -unix $sock /dev/nbd0 -b 4096 -C 4 -t 60 -N ""
-                       (or over TCP: nbd-client 127.0.0.1 $port /dev/nbd0 -N "")
-  QEMU virtual disk:   qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$port,format=raw,cache=writeback,discard=unmap
+                       (or over TCP: nbd-client 127.0.0.1 $port /dev/nbd0 -N "")$nbd_notes
+  QEMU virtual disk:   qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$port,format=raw,cache=writeback,discard=unmap$qemu_notes
   FUSE file + loop:    mkdir -p /mnt/rw && nbdfuse /mnt/rw/disk --unix $sock &
                        losetup -f --show /mnt/rw/disk
-  Copy an image in:    nbdcopy other.img 'nbd+unix:///?socket=$sock'
+  Write and read back: qemu-io -f raw -t writeback -c 'write -P 0xab 0 1M' -c flush '$uri'
+                       qemu-io -f raw -r -c 'read -P 0xab 0 1M' nbd://127.0.0.1:$port
+  Copy an image in:    nbdcopy other.img '$uri'
 
-Inspect the journal:  build/replay/rewind info $journal
-                      build/replay/rewind log $journal
+Inspect the journal:  $cli info $journal
+                      $cli log $journal
 Press Ctrl-C to stop (the queue is drained and the image checkpointed).
 MSG
-wait $server
+# Returns when nbdkit exits by itself (an error) or when the trap runs on Ctrl-C.
+status=0
+wait "$server" || status=$?
+server=""
+echo "demo: nbdkit (the rewind plugin) exited with status $status on its own; its error is above" >&2
+[ -z "$forwarder" ] || { kill -TERM "$forwarder" 2>/dev/null || true; wait "$forwarder" 2>/dev/null || true; }
+rm -f "$sock"
+exit 1
