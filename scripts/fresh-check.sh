@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Runs the README's two commands, exactly as written, on a truly fresh Debian 12 root:
+# builds one with debootstrap in a temporary directory, installs only git in it, clones
+# a commit of this repository, then
+#   1. runs `scripts/demo.sh` twice, each time checking with real clients (qemu-io over
+#      the UNIX socket, then over TCP) that it serves and keeps what was written, and
+#      stopping it with Ctrl-C (SIGINT to its process group, as a terminal sends it):
+#      both runs must serve and exit 0, and the journal must verify afterwards;
+#   2. runs `scripts/test.sh`, which must exit 0; the failing tests are named if not.
+# It reports pass or fail with the time of each step, and always kills what it started
+# in the root, unmounts and removes it, even when interrupted.
+#
+#   scripts/fresh-check.sh [--cache DIR] [--keep] [--mirror URL] [REV]
+#
+# REV is the commit to check (default HEAD; uncommitted changes are not part of it).
+# --cache DIR keeps the downloaded .deb files in DIR for the next run (the root is
+# still made and installed anew). --keep leaves the root in place for a look (then
+# remove it with `scripts/fresh-check.sh --remove DIR`). The log of each step stays in
+# /var/tmp/rewind-fresh.*.log. Needs root, about 10 GiB under
+# /var/tmp and Debian's package mirror; takes 30-60 minutes on 2 cores.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+cache=""
+keep=0
+mirror=${FRESH_CHECK_MIRROR:-http://deb.debian.org/debian}
+rev=HEAD
+usage() {
+  sed -n '13p' "$0" | sed 's/^# *//' >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cache) [ $# -ge 2 ] || usage; cache=$(realpath -m "$2"); shift 2 ;;
+    --keep) keep=1; shift ;;
+    --mirror) [ $# -ge 2 ] || usage; mirror=$2; shift 2 ;;
+    --remove) [ $# -ge 2 ] || usage; remove_only=$(realpath "$2"); shift 2 ;;
+    -h | --help) usage ;;
+    -*) echo "fresh-check: unknown option $1; see --help" >&2; exit 2 ;;
+    *) rev=$1; shift ;;
+  esac
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "fresh-check: debootstrap, chroot and mounts need root; run it as root" >&2
+  exit 2
+fi
+
+# --- cleaning up -------------------------------------------------------------------
+# Every process whose root directory is inside the fresh root is killed, then every
+# mount under it is unmounted, deepest first; the tree is removed only when nothing is
+# mounted under it any more, so that a bind mount of /dev is never deleted through.
+mounts_under() {  # DIR: mount points under DIR, deepest first
+  awk -v d="$1" '{ gsub(/\\040/, " ", $5); if (index($5, d "/") == 1 || $5 == d) print $5 }' \
+    /proc/self/mountinfo | awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2-
+}
+kill_inside() {  # DIR: kills the processes chrooted into DIR
+  local sig pid link any
+  for sig in TERM KILL; do
+    any=0
+    for link in /proc/[0-9]*/root; do
+      pid=${link#/proc/}
+      pid=${pid%/root}
+      [ "$pid" = $$ ] && continue
+      case $(readlink "$link" 2>/dev/null) in
+        "$1" | "$1"/*) kill -"$sig" "$pid" 2>/dev/null && any=1 ;;
+      esac
+    done
+    [ $any = 1 ] || return 0
+    sleep 2
+  done
+}
+remove_root() {  # WORKDIR
+  local work=$1 root=$1/root m
+  [ -d "$work" ] || return 0
+  kill_inside "$root"
+  # Loop devices of files inside the root (left by an interrupted test).
+  losetup -a 2>/dev/null | while IFS=: read -r dev _ file; do
+    case $file in *"$root"*) losetup -d "$dev" 2>/dev/null || true ;; esac
+  done
+  for m in $(mounts_under "$root"); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+  if [ -n "$(mounts_under "$root")" ]; then
+    echo "fresh-check: still mounted under $root, not removed: $(mounts_under "$root" | tr '\n' ' ')" >&2
+    return 1
+  fi
+  rm -rf --one-file-system "$work"
+}
+if [ -n "${remove_only:-}" ]; then
+  remove_root "$remove_only"
+  exit $?
+fi
+
+# --- the fresh root ------------------------------------------------------------------
+for tool in debootstrap git; do
+  command -v "$tool" >/dev/null || {
+    echo "fresh-check: installing $tool on this machine"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+  }
+done
+sha=$(git -C "$here" rev-parse --verify "$rev^{commit}") || {
+  echo "fresh-check: $rev is not a commit of $here" >&2
+  exit 2
+}
+work=$(mktemp -d /var/tmp/rewind-fresh.XXXXXX)
+root=$work/root
+log=$work.log  # kept after the root is removed
+mkdir -p "$root" "$log"
+interrupted=0
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ $interrupted = 1 ] && rc=130
+  if [ $keep = 1 ]; then
+    echo "fresh-check: the root is kept in $root; remove it with: $0 --remove $work"
+  else
+    remove_root "$work" || rc=1
+  fi
+  exit $rc
+}
+trap finish EXIT
+trap 'interrupted=1; echo "fresh-check: interrupted, cleaning up" >&2; exit 130' INT TERM
+
+start=$SECONDS
+step_start=$SECONDS
+say() { printf 'fresh-check: [%5ss] %s\n' $((SECONDS - start)) "$*"; }
+elapsed() { echo $((SECONDS - step_start)); }
+failures=()
+fail() {
+  failures+=("$1")
+  say "FAIL: $1"
+}
+
+say "checking ${sha:0:12} ($(git -C "$here" log -1 --format=%s "$sha")) in $root"
+debootstrap_args=(--arch=amd64)
+if [ -n "$cache" ]; then
+  mkdir -p "$cache/debootstrap" "$cache/apt"
+  debootstrap_args+=(--cache-dir="$cache/debootstrap")
+fi
+if ! debootstrap "${debootstrap_args[@]}" bookworm "$root" "$mirror" >"$log/debootstrap" 2>&1; then
+  tail -5 "$log/debootstrap" >&2
+  echo "fresh-check: debootstrap failed (log above); is $mirror reachable?" >&2
+  exit 1
+fi
+t_debootstrap=$(elapsed)
+say "debootstrap: ${t_debootstrap}s"
+
+# What a fresh installation has besides: the updates and security suites, a name
+# server, a hostname, /run as tmpfs; no service starts inside the chroot.
+cat >"$root/etc/apt/sources.list" <<EOF
+deb $mirror bookworm main
+deb $mirror bookworm-updates main
+deb ${mirror%/debian}/debian-security bookworm-security main
+EOF
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+mount -t proc proc "$root/proc"
+mount --bind /sys "$root/sys"
+mount --bind /dev "$root/dev"
+mount --bind /dev/pts "$root/dev/pts"
+mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
+mount -t tmpfs -o mode=755 run "$root/run"
+if [ -n "$cache" ]; then
+  mount --bind "$cache/apt" "$root/var/cache/apt/archives"
+fi
+
+inside() {  # CMD...: runs CMD as root would in a login shell of the fresh system
+  env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 USER=root LOGNAME=root SHELL=/bin/bash \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    chroot "$root" /bin/bash -c "cd /root && $*"
+}
+
+step_start=$SECONDS
+if ! inside 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git' \
+  >"$log/git" 2>&1; then
+  tail -5 "$log/git" >&2
+  echo "fresh-check: could not install git in the fresh root" >&2
+  exit 1
+fi
+# The commit, cloned as a user clones: from a bare copy placed in the root.
+git clone -q --bare --no-local "$here" "$root/srv/rewind.git"
+git -C "$root/srv/rewind.git" update-ref refs/heads/main "$sha"
+git -C "$root/srv/rewind.git" symbolic-ref HEAD refs/heads/main
+inside 'git clone -q /srv/rewind.git rewind' >"$log/clone" 2>&1 || {
+  cat "$log/clone" >&2
+  exit 1
+}
+say "git installed and ${sha:0:12} cloned into /root/rewind: $(elapsed)s"
+
+# --- the first command, twice ----------------------------------------------------------
+# Each run is a job of its own (job control on), so that SIGINT reaches its whole
+# process group as Ctrl-C in a terminal does, and is not ignored as it would be by a
+# plain background job.
+sock=/root/rewind/demo/nbd.sock
+first_command() {  # RUN (1 or 2)
+  local n=$1 out pid rc waited=0 limit=3600
+  out=$log/demo-$n
+  step_start=$SECONDS
+  set -m
+  inside 'cd rewind && scripts/demo.sh' </dev/null >"$out" 2>&1 &
+  pid=$!
+  set +m
+  until grep -q '^rewind is serving' "$out"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rc=0
+      wait "$pid" || rc=$?
+      fail "first command, run $n: exited with status $rc before serving"
+      tail -15 "$out" | sed 's/^/    | /'
+      return
+    fi
+    if [ $waited -ge $limit ]; then
+      fail "first command, run $n: not serving after ${limit}s"
+      kill -INT -- -"$pid" 2>/dev/null || true
+      wait "$pid" || true
+      return
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  say "first command, run $n: serving after $(elapsed)s"
+  t_serving[$n]=$(elapsed)
+  # A real client writes through the socket (run 1) and reads back over TCP: the data
+  # written in the first run must still be there in the second.
+  if [ "$n" = 1 ]; then
+    inside "qemu-io -f raw -t writeback -c 'write -P 0x5a 1M 3M' -c flush 'nbd+unix:///?socket=$sock'" \
+      >>"$log/clients" 2>&1 || fail "first command, run $n: qemu-io could not write through $sock"
+  fi
+  inside "qemu-io -f raw -r -c 'read -P 0x5a 1M 3M' -c 'read -P 0 0 1M' nbd://127.0.0.1:10809" \
+    >>"$log/clients" 2>&1 ||
+    fail "first command, run $n: the data written in run 1 did not read back over TCP ($log/clients)"
+  # Ctrl-C.
+  kill -INT -- -"$pid" 2>/dev/null || true
+  rc=0
+  if ! timeout 120 tail --pid="$pid" -f /dev/null; then
+    fail "first command, run $n: still running 120 s after Ctrl-C"
+    kill -KILL -- -"$pid" 2>/dev/null || true
+  fi
+  wait "$pid" || rc=$?
+  [ "$rc" = 0 ] || fail "first command, run $n: exited with status $rc after Ctrl-C"
+  grep -q '^demo: stopped' "$out" ||
+    fail "first command, run $n: printed no line saying what was drained and checkpointed"
+  say "first command, run $n: stopped with Ctrl-C, status $rc; it said: $(grep '^demo: stopped' "$out" | head -1)"
+}
+declare -A t_serving=()
+first_command 1
+first_command 2
+inside 'cd rewind && build/replay/rewind verify demo/disk.rewind --image demo/disk.img' \
+  >"$log/verify" 2>&1 || fail "the demo's journal does not verify against its image: $(tail -1 "$log/verify")"
+
+# --- the second command ----------------------------------------------------------------
+step_start=$SECONDS
+rc=0
+inside 'cd rewind && scripts/test.sh' </dev/null >"$log/test" 2>&1 || rc=$?
+t_test=$(elapsed)
+summary=$(grep -E '^[0-9]+% tests passed' "$log/test" | tail -2 | tr '\n' ' ')
+say "second command: status $rc after ${t_test}s; $summary"
+if [ "$rc" != 0 ]; then
+  failed=$(sed -n '/The following tests FAILED:/,/^Errors while running/p' "$log/test" |
+    grep -E '^\s+[0-9]+ - ' || true)
+  if [ -n "$failed" ]; then
+    fail "second command: these tests failed:"
+    echo "$failed" | sed 's/^\s*/    /'
+  else
+    fail "second command: exited with status $rc; its last lines:"
+  fi
+  tail -25 "$log/test" | sed 's/^/    | /'
+fi
+
+echo
+echo "fresh-check: ${sha:0:12}: debootstrap ${t_debootstrap}s, first command to serving" \
+  "${t_serving[1]:-?}s then ${t_serving[2]:-?}s, second command ${t_test}s, total $((SECONDS - start))s"
+echo "fresh-check: logs of every step are in $log"
+if [ ${#failures[@]} -eq 0 ]; then
+  echo "fresh-check: PASS"
+  exit 0
+fi
+echo "fresh-check: FAIL (${#failures[@]}):"
+printf '  %s\n' "${failures[@]}"
+exit 1
