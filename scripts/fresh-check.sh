@@ -259,8 +259,8 @@ if [ "$rc" != 0 ]; then
   failed=$(sed -n '/The following tests FAILED:/,/^Errors while running/p' "$log/test" |
     grep -E '^\s+[0-9]+ - ' || true)
   if [ -n "$failed" ]; then
-    fail "second command: these tests failed:"
-    echo "$failed" | sed 's/^\s*/    /'
+    fail "second command: failed tests: $(echo "$failed" | sed -E 's/^\s*[0-9]+ - //; s/ \([^)]*\)$//' |
+      paste -sd, | sed 's/,/, /g')"
   else
     fail "second command: exited with status $rc; its last lines:"
   fi
