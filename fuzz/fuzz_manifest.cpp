@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "rewind/manifest.h"
+#include "rewind/format/manifest.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -9,10 +9,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "rewind/hash.h"
+#include "rewind/base/hash.h"
+#include "rewind/format/file_names.h"
+#include "rewind/format/segment.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/journal.h"
-#include "rewind/segment.h"
-#include "rewind/segment_index.h"
 
 namespace {
 

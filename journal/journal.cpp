@@ -8,17 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "rewind/format.h"
+#include "rewind/format/format.h"
 
 namespace rwd {
-
-std::string segment_path(const std::string& journal_dir, const std::string& file) {
-  return join_path(join_path(journal_dir, format::kSegmentDir), file);
-}
-
-std::string base_path(const std::string& journal_dir, const std::string& file) {
-  return join_path(join_path(journal_dir, format::kBaseDir), file);
-}
 
 Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger logger)
     : dir_(std::move(dir)),

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "rewind/format/segment.h"
 #include "rewind/journal.h"
-#include "rewind/segment.h"
 
 namespace rwd {
 

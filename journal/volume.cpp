@@ -14,9 +14,9 @@
 
 #include <fmt/format.h>
 
-#include "rewind/format.h"
+#include "rewind/format/format.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/redo.h"
-#include "rewind/segment_index.h"
 
 namespace rwd {
 
@@ -93,7 +93,7 @@ namespace {
 Status check_empty_journal_dir(const std::string& journal_dir) {
   auto names = list_dir(journal_dir);
   if (!names) return names.status();
-  const std::string first_base = fmt::format("{:020}.img", 0);
+  const std::string first_base = base_file_name(0);
   for (const std::string& n : *names) {
     if (n == format::kLockName || n == std::string(format::kManifestName) + ".tmp") continue;
     if (n == format::kSegmentDir || n == format::kBaseDir) {
@@ -128,7 +128,7 @@ Status create_journal_locked(const std::string& image_path, const std::string& j
   m.image_path = image_path;
   m.image_size = *size;
   m.created_ns = wall_clock_ns();
-  m.base_file = fmt::format("{:020}.img", 0);
+  m.base_file = base_file_name(0);
   m.base_seq = 0;
   m.base_time_ns = m.created_ns;
   m.checkpoint_seq = 0;
@@ -312,12 +312,6 @@ Status check_segments(const Manifest& m, const std::string& dir, bool full, cons
   return Status::ok();
 }
 
-// The first seq in a file name of 20 digits and `suffix` ("00000000000000000042.seg").
-bool seq_file_name(const std::string& n, const char* suffix, uint64_t* seq) {
-  return n.size() == 20 + std::strlen(suffix) && n.ends_with(suffix) &&
-         std::sscanf(n.c_str(), "%20lu", seq) == 1;
-}
-
 }  // namespace
 
 Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger& logger) {
@@ -365,7 +359,7 @@ Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger&
   for (const std::string& n : *bases) {
     if (n == m.base_file) continue;
     uint64_t seq = 0;
-    if (n.ends_with(".tmp") || n.ends_with(".rewind-tmp") || seq_file_name(n, ".img", &seq)) {
+    if (n.ends_with(".tmp") || n.ends_with(".rewind-tmp") || parse_base_file_name(n, &seq)) {
       REWIND_RETURN_IF_ERROR(
           remove(join_path(base_dir, n), "a base snapshot the manifest does not name"));
     } else {

@@ -22,13 +22,13 @@
 
 #include <fmt/format.h>
 
+#include "rewind/base/file.h"
+#include "rewind/base/units.h"
 #include "rewind/control.h"
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/format/format.h"
 #include "rewind/protocol.h"
 #include "rewind/retention.h"
 #include "rewind/shipper.h"
-#include "rewind/units.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 

@@ -8,15 +8,15 @@
 
 #include <fmt/format.h>
 
+#include "rewind/base/file.h"
+#include "rewind/base/units.h"
 #include "rewind/extent_map.h"
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/format/format.h"
+#include "rewind/format/record.h"
+#include "rewind/format/segment.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/inspect.h"
 #include "rewind/rebase.h"
-#include "rewind/record.h"
-#include "rewind/segment.h"
-#include "rewind/segment_index.h"
-#include "rewind/units.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 

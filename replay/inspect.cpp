@@ -9,10 +9,10 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/base/file.h"
+#include "rewind/format/format.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/journal.h"
-#include "rewind/segment_index.h"
 
 namespace rwd {
 

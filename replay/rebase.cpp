@@ -4,12 +4,12 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/base/file.h"
+#include "rewind/format/format.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/restore.h"
-#include "rewind/segment_index.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 
@@ -38,7 +38,7 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
   for (size_t i = 0; i < folded; ++i) plan.folded.push_back(m.segments[i].file);
   plan.new_base_seq = m.segments[folded - 1].last_seq;
   plan.new_base_time_ns = m.segments[folded - 1].last_time_ns;
-  plan.new_base_file = fmt::format("{:020}.img", plan.new_base_seq);
+  plan.new_base_file = base_file_name(plan.new_base_seq);
   // 1. The new base snapshot, written under a temporary name, synced, renamed into
   //    place and its directory synced (restore_to_file does all of that). The
   //    manifest does not name it yet: a crash from here to the switch leaves the old

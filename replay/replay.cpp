@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/format/manifest.h"
 #include "rewind/journal.h"
-#include "rewind/manifest.h"
 #include "rewind/redo.h"
 
 namespace rwd {

@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 #include "rewind/journal.h"
 
 namespace rwd {

@@ -5,12 +5,12 @@
 
 #include <fmt/format.h>
 
+#include "rewind/base/units.h"
 #include "rewind/compact.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/rebase.h"
-#include "rewind/segment_index.h"
-#include "rewind/units.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {

@@ -1,6 +1,6 @@
 #include "rewind/target.h"
 
-#include "rewind/units.h"
+#include "rewind/base/units.h"
 
 #include <time.h>
 

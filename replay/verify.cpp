@@ -3,7 +3,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/restore.h"

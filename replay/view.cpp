@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "rewind/format/record.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
-#include "rewind/record.h"
 #include "rewind/restore.h"
 
 namespace rwd {

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/hash.h"
+#include "rewind/base/hash.h"
 
 namespace rwd::proto {
 

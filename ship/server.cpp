@@ -17,9 +17,9 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/format/manifest.h"
 #include "rewind/inspect.h"
-#include "rewind/manifest.h"
 #include "rewind/protocol.h"
 #include "rewind/store.h"
 #include "rewind/tokens.h"

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "rewind/base/units.h"
 #include "rewind/server.h"
-#include "rewind/units.h"
 
 int main(int argc, char** argv) {
   rwd::ServerOptions o;

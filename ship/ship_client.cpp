@@ -17,10 +17,10 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/format/manifest.h"
+#include "rewind/format/segment.h"
 #include "rewind/journal.h"
-#include "rewind/manifest.h"
-#include "rewind/segment.h"
 
 namespace rwd {
 

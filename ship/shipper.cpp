@@ -23,11 +23,11 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/base/file.h"
+#include "rewind/format/format.h"
+#include "rewind/format/record.h"
 #include "rewind/journal.h"
 #include "rewind/protocol.h"
-#include "rewind/record.h"
 #include "rewind/volume.h"
 #include "rewind/write_queue.h"
 

@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "rewind/record.h"
-#include "rewind/segment.h"
+#include "rewind/format/record.h"
+#include "rewind/format/segment.h"
 #include "rewind/volume.h"
 #include "rewind/write_queue.h"
 
@@ -20,10 +20,6 @@ namespace {
 
 constexpr const char* kReceivingName = "RECEIVING";
 constexpr const char* kProgressSuffix = ".progress";
-
-std::string partial_name(uint64_t base_seq) {
-  return fmt::format("{:020}.img.partial", base_seq);
-}
 
 std::string serialize(const proto::BaseBegin& b) {
   VolumeId id;
@@ -159,8 +155,8 @@ Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& stor
     auto b = parse_receiving(*text, receiving);
     if (!b) return b.status();
     const std::string base_dir = join_path(dir, format::kBaseDir);
-    const std::string partial = join_path(base_dir, partial_name(b->base_seq));
-    const std::string whole = join_path(base_dir, fmt::format("{:020}.img", b->base_seq));
+    const std::string partial = join_path(base_dir, partial_base_file_name(b->base_seq));
+    const std::string whole = join_path(base_dir, base_file_name(b->base_seq));
     // A crash between renaming the whole base into place and writing the manifest:
     // it is received again, under its partial name, and finished below.
     if (::access(partial.c_str(), F_OK) != 0 && ::access(whole.c_str(), F_OK) == 0 &&
@@ -237,13 +233,13 @@ Result<proto::Ack> StoredVolume::begin_base(const proto::BaseBegin& b) {
     partial_ = File();
     progress_ = File();
     const std::string old =
-        join_path(join_path(dir_, format::kBaseDir), partial_name(receiving_->base_seq));
+        join_path(join_path(dir_, format::kBaseDir), partial_base_file_name(receiving_->base_seq));
     file_system().unlink(old.c_str());
     file_system().unlink((old + kProgressSuffix).c_str());
   }
   REWIND_RETURN_IF_ERROR(write_file_atomic(join_path(dir_, kReceivingName), serialize(b)));
   const std::string partial =
-      join_path(join_path(dir_, format::kBaseDir), partial_name(b.base_seq));
+      join_path(join_path(dir_, format::kBaseDir), partial_base_file_name(b.base_seq));
   auto f = File::open(partial, O_RDWR | O_CREAT | O_TRUNC);
   if (!f) return f.status();
   REWIND_RETURN_IF_ERROR(f->sync());
@@ -312,10 +308,10 @@ Result<proto::Ack> StoredVolume::base_zero(uint64_t offset, uint64_t length) {
 Status StoredVolume::finish_base() {
   const proto::BaseBegin b = *receiving_;
   const std::string base_dir = join_path(dir_, format::kBaseDir);
-  const std::string file = fmt::format("{:020}.img", b.base_seq);
+  const std::string file = base_file_name(b.base_seq);
   REWIND_RETURN_IF_ERROR(partial_.sync());
   REWIND_RETURN_IF_ERROR(partial_.close());
-  const std::string from = join_path(base_dir, partial_name(b.base_seq));
+  const std::string from = join_path(base_dir, partial_base_file_name(b.base_seq));
   const std::string to = join_path(base_dir, file);
   if (file_system().rename(from.c_str(), to.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", from, to), errno);

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 #include "rewind/protocol.h"
 
 namespace rwd {

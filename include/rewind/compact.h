@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
-#include "rewind/status.h"
 #include "rewind/target.h"
 
 namespace rwd {

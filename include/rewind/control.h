@@ -12,8 +12,8 @@
 #include <memory>
 #include <string>
 
-#include "rewind/log.h"
-#include "rewind/status.h"
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
 
 namespace rwd {
 

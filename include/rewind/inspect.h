@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "rewind/manifest.h"
-#include "rewind/status.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 
 namespace rwd {
 

@@ -14,10 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "rewind/log.h"
-#include "rewind/manifest.h"
-#include "rewind/segment.h"
-#include "rewind/segment_index.h"
+#include "rewind/base/log.h"
+#include "rewind/format/file_names.h"
+#include "rewind/format/manifest.h"
+#include "rewind/format/segment.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {
@@ -149,8 +150,5 @@ class Journal {
   std::shared_ptr<const Manifest> snapshot_;
   Position durable_;  // guarded by snapshot_mu_
 };
-
-std::string segment_path(const std::string& journal_dir, const std::string& file);
-std::string base_path(const std::string& journal_dir, const std::string& file);
 
 }  // namespace rwd

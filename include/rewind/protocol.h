@@ -14,10 +14,10 @@
 #include <string_view>
 #include <vector>
 
-#include "rewind/format.h"
+#include "rewind/base/status.h"
+#include "rewind/format/format.h"
+#include "rewind/format/record.h"
 #include "rewind/inspect.h"
-#include "rewind/record.h"
-#include "rewind/status.h"
 #include "rewind/target.h"
 
 namespace rwd::proto {

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
-#include "rewind/status.h"
 #include "rewind/target.h"
 #include "rewind/view.h"
 

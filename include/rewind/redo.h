@@ -6,9 +6,9 @@
 #include <span>
 #include <string>
 
-#include "rewind/file.h"
-#include "rewind/manifest.h"
-#include "rewind/record.h"
+#include "rewind/base/file.h"
+#include "rewind/format/manifest.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "rewind/status.h"
+#include "rewind/base/status.h"
 
 namespace rwd {
 

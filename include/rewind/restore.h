@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "rewind/status.h"
+#include "rewind/base/status.h"
 #include "rewind/view.h"
 
 namespace rwd {

@@ -15,10 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
-#include "rewind/status.h"
 #include "rewind/volume.h"
 
 namespace rwd {

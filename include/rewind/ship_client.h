@@ -8,13 +8,13 @@
 #include <string>
 #include <string_view>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 #include "rewind/inspect.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
 #include "rewind/protocol.h"
 #include "rewind/restore.h"
-#include "rewind/status.h"
 #include "rewind/target.h"
 
 namespace rwd {

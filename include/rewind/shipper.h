@@ -17,11 +17,11 @@
 #include <memory>
 #include <string>
 
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
 #include "rewind/ship_client.h"
-#include "rewind/status.h"
 
 namespace rwd {
 

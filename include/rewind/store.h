@@ -16,12 +16,12 @@
 #include <set>
 #include <string>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/manifest.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
 #include "rewind/protocol.h"
-#include "rewind/status.h"
 
 namespace rwd {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "rewind/record.h"
-#include "rewind/status.h"
+#include "rewind/base/status.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 

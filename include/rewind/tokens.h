@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "rewind/status.h"
+#include "rewind/base/status.h"
 
 namespace rwd {
 

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "rewind/base/file.h"
+#include "rewind/base/log.h"
 #include "rewind/extent_map.h"
-#include "rewind/file.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
-#include "rewind/segment_index.h"
+#include "rewind/format/manifest.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/target.h"
 
 namespace rwd {

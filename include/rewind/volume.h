@@ -31,9 +31,9 @@
 #include <string>
 #include <thread>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
+#include "rewind/base/log.h"
 #include "rewind/journal.h"
-#include "rewind/log.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {

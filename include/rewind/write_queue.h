@@ -20,9 +20,9 @@
 #include <span>
 #include <vector>
 
+#include "rewind/base/status.h"
 #include "rewind/extent_map.h"
-#include "rewind/record.h"
-#include "rewind/status.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 

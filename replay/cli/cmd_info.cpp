@@ -1,11 +1,11 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/file.h"
+#include "rewind/base/units.h"
 #include "rewind/control.h"
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/format/format.h"
 #include "rewind/inspect.h"
-#include "rewind/units.h"
 
 namespace rwd::cli {
 

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "rewind/file.h"
-#include "rewind/units.h"
+#include "rewind/base/file.h"
+#include "rewind/base/units.h"
 #include "rewind/volume.h"
 
 namespace rwd::cli {

@@ -1,8 +1,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/units.h"
 #include "rewind/inspect.h"
-#include "rewind/units.h"
 
 namespace rwd::cli {
 

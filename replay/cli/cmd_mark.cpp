@@ -1,9 +1,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/file.h"
 #include "rewind/control.h"
-#include "rewind/file.h"
-#include "rewind/format.h"
+#include "rewind/format/format.h"
 #include "rewind/inspect.h"
 
 namespace rwd::cli {

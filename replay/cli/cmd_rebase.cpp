@@ -1,9 +1,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/units.h"
 #include "rewind/inspect.h"
 #include "rewind/rebase.h"
-#include "rewind/units.h"
 
 namespace rwd::cli {
 

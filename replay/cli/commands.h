@@ -8,9 +8,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "rewind/base/status.h"
 #include "rewind/inspect.h"
 #include "rewind/ship_client.h"
-#include "rewind/status.h"
 #include "rewind/target.h"
 
 namespace rwd::cli {

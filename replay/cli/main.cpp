@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "rewind/units.h"
+#include "rewind/base/units.h"
 
 namespace rwd::cli {
 

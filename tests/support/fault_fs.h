@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 
 namespace rwd::test {
 

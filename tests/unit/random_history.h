@@ -14,8 +14,8 @@
 
 #include <fmt/format.h>
 
-#include "rewind/manifest.h"
-#include "rewind/segment_index.h"
+#include "rewind/format/manifest.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 #include "test_util.h"

@@ -7,7 +7,7 @@
 #include <future>
 #include <thread>
 
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 #include "test_util.h"
 
 using namespace rwd;

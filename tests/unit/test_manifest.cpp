@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "rewind/file.h"
-#include "rewind/manifest.h"
+#include "rewind/base/file.h"
+#include "rewind/format/manifest.h"
 #include "test_util.h"
 
 using namespace rwd;

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "rewind/format/record.h"
 #include "rewind/protocol.h"
-#include "rewind/record.h"
 #include "rewind/ship_client.h"
 #include "test_util.h"
 

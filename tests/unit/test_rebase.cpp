@@ -13,12 +13,12 @@
 
 #include "../support/fault_fs.h"
 #include "random_history.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/journal.h"
 #include "rewind/rebase.h"
 #include "rewind/replay.h"
 #include "rewind/restore.h"
 #include "rewind/retention.h"
-#include "rewind/segment_index.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 #include "test_util.h"

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "rewind/record.h"
+#include "rewind/format/record.h"
 #include "test_util.h"
 
 using namespace rwd;

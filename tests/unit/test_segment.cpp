@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/segment.h"
+#include "rewind/format/segment.h"
 #include "test_util.h"
 
 using namespace rwd;

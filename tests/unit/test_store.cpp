@@ -9,9 +9,9 @@
 
 #include "../support/fault_fs.h"
 #include "random_history.h"
+#include "rewind/format/segment.h"
 #include "rewind/protocol.h"
 #include "rewind/restore.h"
-#include "rewind/segment.h"
 #include "rewind/ship_client.h"
 #include "rewind/store.h"
 #include "rewind/tokens.h"

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "rewind/units.h"
+#include "rewind/base/units.h"
 
 using namespace rwd;
 using namespace std::chrono_literals;

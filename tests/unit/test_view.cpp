@@ -10,12 +10,12 @@
 #include <fmt/format.h>
 
 #include "random_history.h"
-#include "rewind/file.h"
-#include "rewind/hash.h"
+#include "rewind/base/file.h"
+#include "rewind/base/hash.h"
+#include "rewind/format/record.h"
+#include "rewind/format/segment_index.h"
 #include "rewind/journal.h"
-#include "rewind/record.h"
 #include "rewind/restore.h"
-#include "rewind/segment_index.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"
 #include "test_util.h"

@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "rewind/format/segment.h"
 #include "rewind/inspect.h"
 #include "rewind/journal.h"
 #include "rewind/replay.h"
-#include "rewind/segment.h"
 #include "rewind/volume.h"
 #include "test_util.h"
 

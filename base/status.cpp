@@ -1,4 +1,4 @@
-#include "rewind/status.h"
+#include "rewind/base/status.h"
 
 #include <cstring>
 

@@ -1,8 +1,8 @@
-#include "rewind/record.h"
+#include "rewind/format/record.h"
 
 #include <fmt/format.h>
 
-#include "rewind/hash.h"
+#include "rewind/base/hash.h"
 
 namespace rwd {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "rewind/segment.h"
-#include "rewind/status.h"
+#include "rewind/base/status.h"
+#include "rewind/format/segment.h"
 
 namespace rwd {
 

@@ -1,4 +1,4 @@
-#include "rewind/file.h"
+#include "rewind/base/file.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "rewind/format.h"
-#include "rewind/status.h"
+#include "rewind/base/status.h"
+#include "rewind/format/format.h"
 
 namespace rwd {
 

@@ -1,4 +1,4 @@
-#include "rewind/segment_index.h"
+#include "rewind/format/segment_index.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,21 +9,13 @@
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
-#include "rewind/hash.h"
-#include "rewind/journal.h"
-#include "rewind/record.h"
-#include "rewind/segment.h"
+#include "rewind/base/file.h"
+#include "rewind/base/hash.h"
+#include "rewind/format/file_names.h"
+#include "rewind/format/record.h"
+#include "rewind/format/segment.h"
 
 namespace rwd {
-
-std::string index_file_name(const std::string& segment_file) {
-  std::string base = segment_file;
-  const std::string suffix = format::kSegmentSuffix;
-  if (base.size() > suffix.size() && base.ends_with(suffix))
-    base.resize(base.size() - suffix.size());
-  return base + format::kIndexSuffix;
-}
 
 bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length) {
   return type == format::RecordType::kWrite && !(flags & format::kFlagSuperseded) &&

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "rewind/format.h"
-#include "rewind/log.h"
-#include "rewind/manifest.h"
-#include "rewind/status.h"
+#include "rewind/base/log.h"
+#include "rewind/base/status.h"
+#include "rewind/format/format.h"
+#include "rewind/format/manifest.h"
 
 namespace rwd {
 
@@ -57,9 +57,6 @@ void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out);
 // the CPU's cache).
 void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums,
                     const uint8_t* precomputed = nullptr);
-
-// "00000000000000000042.idx" beside "00000000000000000042.seg".
-std::string index_file_name(const std::string& segment_file);
 
 // Writes the index of a sealed segment (temporary name, then rename). Not synced:
 // the index is derived data, and a damaged one is detected and rebuilt.

@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "rewind/status.h"
+#include "rewind/base/status.h"
 
 namespace rwd {
 

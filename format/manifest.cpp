@@ -1,14 +1,14 @@
-#include "rewind/manifest.h"
+#include "rewind/format/manifest.h"
 
 #include <charconv>
 #include <sstream>
 
 #include <fmt/format.h>
 
-#include "rewind/file.h"
-#include "rewind/format.h"
-#include "rewind/hash.h"
-#include "rewind/record.h"
+#include "rewind/base/file.h"
+#include "rewind/base/hash.h"
+#include "rewind/format/format.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 

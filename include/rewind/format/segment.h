@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "rewind/file.h"
-#include "rewind/format.h"
-#include "rewind/record.h"
-#include "rewind/status.h"
+#include "rewind/base/file.h"
+#include "rewind/base/status.h"
+#include "rewind/format/format.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 
@@ -39,15 +39,6 @@ struct SegmentHeader {
 
 void encode_segment_header(const SegmentHeader& h, uint8_t* out);
 Status decode_segment_header(const uint8_t* in, SegmentHeader* out);
-
-// "00000000000000000042.seg" for first_seq 42.
-std::string segment_file_name(uint64_t first_seq);
-// The name of a segment rewritten by compaction: "00000000000000000042.c3.seg" for
-// the third rewrite of the segment named `file`.
-std::string compacted_segment_file_name(const std::string& file);
-// The first seq of a segment or index file name ("<20 digits>[.c<N>].seg" or ".idx");
-// false for any other name.
-bool parse_segment_file_name(const std::string& name, uint64_t* first_seq);
 
 // One record to append: its encoded header and its payload (may be empty). The
 // pointers must stay valid until append() returns.

@@ -1,4 +1,4 @@
-#include "rewind/segment.h"
+#include "rewind/format/segment.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "rewind/hash.h"
+#include "rewind/base/hash.h"
 
 namespace rwd {
 
@@ -57,48 +57,6 @@ VolumeId random_volume_id() {
     if (n > 0) done += static_cast<size_t>(n);
   }
   return id;
-}
-
-std::string segment_file_name(uint64_t first_seq) {
-  return fmt::format("{:020}{}", first_seq, format::kSegmentSuffix);
-}
-
-bool parse_segment_file_name(const std::string& name, uint64_t* first_seq) {
-  std::string_view n = name;
-  if (n.ends_with(format::kSegmentSuffix))
-    n.remove_suffix(std::strlen(format::kSegmentSuffix));
-  else if (n.ends_with(format::kIndexSuffix))
-    n.remove_suffix(std::strlen(format::kIndexSuffix));
-  else
-    return false;
-  if (n.size() < 20) return false;
-  std::string_view digits = n.substr(0, 20), rest = n.substr(20);
-  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return false;
-  if (!rest.empty()) {
-    if (!rest.starts_with(".c") || rest.size() < 3 || rest.size() > 12) return false;
-    rest.remove_prefix(2);
-    if (!std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return false;
-  }
-  uint64_t v = 0;
-  for (char c : digits) {
-    if (v > (UINT64_MAX - 9) / 10) return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *first_seq = v;
-  return true;
-}
-
-std::string compacted_segment_file_name(const std::string& file) {
-  std::string_view n = file;
-  if (n.ends_with(format::kSegmentSuffix)) n.remove_suffix(std::strlen(format::kSegmentSuffix));
-  uint64_t generation = 0;
-  if (n.size() > 22 && n.substr(20, 2) == ".c") {
-    for (char c : n.substr(22)) generation = generation * 10 + static_cast<uint64_t>(c - '0');
-    n = n.substr(0, 20);
-  }
-  return fmt::format("{}.c{}{}", n, generation + 1, format::kSegmentSuffix);
 }
 
 void encode_segment_header(const SegmentHeader& h, uint8_t* out) {

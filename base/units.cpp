@@ -1,4 +1,4 @@
-#include "rewind/units.h"
+#include "rewind/base/units.h"
 
 #include <charconv>
 #include <cmath>
