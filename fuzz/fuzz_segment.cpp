@@ -13,7 +13,7 @@
 #include "rewind/format/file_names.h"
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 namespace {
 

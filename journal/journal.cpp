@@ -1,4 +1,4 @@
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,9 +1,9 @@
-#include "rewind/redo.h"
+#include "rewind/journal/redo.h"
 
 #include <fmt/format.h>
 
 #include "rewind/format/segment.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 namespace rwd {
 

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "rewind/base/extent_map.h"
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
-#include "rewind/extent_map.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"

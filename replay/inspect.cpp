@@ -12,7 +12,7 @@
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 namespace rwd {
 

@@ -8,10 +8,10 @@
 #include "rewind/format/format.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/inspect.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
+#include "rewind/journal/journal_dir.h"
 #include "rewind/restore.h"
 #include "rewind/view.h"
-#include "rewind/volume.h"
 
 namespace rwd {
 

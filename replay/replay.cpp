@@ -4,8 +4,8 @@
 
 #include "rewind/base/file.h"
 #include "rewind/format/manifest.h"
-#include "rewind/journal.h"
-#include "rewind/redo.h"
+#include "rewind/journal/journal.h"
+#include "rewind/journal/redo.h"
 
 namespace rwd {
 

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 namespace rwd {
 

@@ -9,7 +9,7 @@
 #include "rewind/compact.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/inspect.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/rebase.h"
 #include "rewind/write_queue.h"
 

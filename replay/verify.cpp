@@ -5,7 +5,7 @@
 
 #include "rewind/base/file.h"
 #include "rewind/inspect.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/restore.h"
 
 namespace rwd {

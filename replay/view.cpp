@@ -11,7 +11,7 @@
 
 #include "rewind/format/record.h"
 #include "rewind/inspect.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/restore.h"
 
 namespace rwd {

@@ -28,7 +28,7 @@ declare -A may_use=(
 )
 # Layers whose headers have all moved under include/rewind/LAYER/: their files may not
 # include a header outside the layers either (include/rewind/*.h, being moved).
-complete=(base format)
+complete=(base format journal)
 
 rule() {  # LAYER: what it may include, in words
   if [ -z "${may_use[$1]}" ]; then

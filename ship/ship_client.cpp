@@ -20,7 +20,7 @@
 #include "rewind/base/file.h"
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 
 namespace rwd {
 

@@ -26,7 +26,7 @@
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/protocol.h"
 #include "rewind/volume.h"
 #include "rewind/write_queue.h"

@@ -11,6 +11,7 @@
 
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"
+#include "rewind/journal/journal_dir.h"
 #include "rewind/volume.h"
 #include "rewind/write_queue.h"
 

@@ -11,7 +11,7 @@
 #include "rewind/base/file.h"
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/target.h"
 #include "rewind/view.h"
 

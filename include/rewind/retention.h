@@ -18,7 +18,7 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/volume.h"
 
 namespace rwd {

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "rewind/base/extent_map.h"
 #include "rewind/base/file.h"
 #include "rewind/base/log.h"
-#include "rewind/extent_map.h"
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/target.h"

@@ -33,7 +33,8 @@
 
 #include "rewind/base/file.h"
 #include "rewind/base/log.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
+#include "rewind/journal/journal_dir.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {
@@ -64,31 +65,6 @@ struct VolumeOptions {
   // of their choosing.
   WriteQueue::Clock clock;
 };
-
-// Checks an image file for use as a volume: a regular file whose size is a
-// non-zero multiple of 512. Returns its size.
-Result<uint64_t> check_image(const std::string& image_path);
-
-// Creates the journal directory of a new volume for `image_path`: base snapshot
-// (reflink where possible, else a sparse copy), then the manifest. `journal_dir`
-// must not exist or be empty.
-Status create_journal(const std::string& image_path, const std::string& journal_dir,
-                      const Logger& logger);
-
-// Seals the segment an unclean stop left open in `*m` (stored in `dir`): keeps every
-// whole record, cuts off a torn tail (never acknowledged as flushed), drops the
-// segment if it holds nothing; then stores the manifest.
-Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logger);
-
-// An exclusive lock on a journal directory (flock on <dir>/LOCK), so that two
-// servers never write one journal.
-Result<File> lock_journal(const std::string& journal_dir);
-
-// Removes what an interrupted change of the journal left: segment files created but
-// never listed, segments and indexes a rebase folded into the base, base snapshots
-// the manifest does not name, temporaries. Says what it removes; warns of (and keeps)
-// anything else it does not know. The caller holds the lock.
-Status remove_leftovers(const Manifest& m, const std::string& journal_dir, const Logger& logger);
 
 class Volume {
  public:

@@ -20,21 +20,13 @@
 #include <span>
 #include <vector>
 
+#include "rewind/base/clock.h"
+#include "rewind/base/extent_map.h"
 #include "rewind/base/status.h"
-#include "rewind/extent_map.h"
 #include "rewind/format/record.h"
+#include "rewind/journal/queued_record.h"
 
 namespace rwd {
-
-using Payload = std::shared_ptr<const uint8_t[]>;
-
-struct QueuedRecord {
-  RecordHeader header;  // type, seq, time, offset, length, payload length and checksum
-  Payload payload;      // WRITE data or MARK name; null otherwise
-  // The payload's buffer holds, after its payload_length bytes, the record's chunk
-  // checksums for the segment index (chunk_sums_of; Volume::write computes them).
-  bool chunk_sums_follow = false;
-};
 
 // Where the newest queued bytes of a range are: `data` + `data_offset`, or zeroes.
 struct OverlayValue {
@@ -153,7 +145,5 @@ class WriteQueue {
   std::deque<QueuedRecord> pending_;  // consecutive seqs
   ExtentMap<OverlayValue> overlay_;
 };
-
-uint64_t wall_clock_ns();
 
 }  // namespace rwd

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
+#include "rewind/journal/journal_dir.h"
 #include "rewind/volume.h"
 
 namespace rwd::cli {

@@ -2,7 +2,7 @@
 
 #include <random>
 
-#include "rewind/extent_map.h"
+#include "rewind/base/extent_map.h"
 
 using namespace rwd;
 

@@ -14,7 +14,7 @@
 #include "../support/fault_fs.h"
 #include "random_history.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/rebase.h"
 #include "rewind/replay.h"
 #include "rewind/restore.h"

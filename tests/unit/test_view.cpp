@@ -14,7 +14,7 @@
 #include "rewind/base/hash.h"
 #include "rewind/format/record.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/restore.h"
 #include "rewind/view.h"
 #include "rewind/volume.h"

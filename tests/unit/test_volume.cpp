@@ -9,7 +9,7 @@
 
 #include "rewind/format/segment.h"
 #include "rewind/inspect.h"
-#include "rewind/journal.h"
+#include "rewind/journal/journal.h"
 #include "rewind/replay.h"
 #include "rewind/volume.h"
 #include "test_util.h"

@@ -1,16 +1,8 @@
 #include "rewind/write_queue.h"
 
-#include <time.h>
-
 #include <cstring>
 
 namespace rwd {
-
-uint64_t wall_clock_ns() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 WriteQueue::WriteQueue(uint64_t queue_max, uint64_t next_seq, uint64_t last_time_ns, Clock clock)
     : queue_max_(queue_max),

@@ -19,7 +19,7 @@
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/write_queue.h"
+#include "rewind/journal/queued_record.h"
 
 namespace rwd {
 
