@@ -24,7 +24,7 @@ mkdir -p "$run"
 sock=$run/nbd.sock
 uri="nbd+unix:///?socket=$sock"
 plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
-cli=$root/build/replay/rewind
+cli=$root/build/cli/rewind
 port=${REWIND_DEMO_PORT:-10809}
 
 # nbdkit leaves its socket behind when it stops: a socket nobody answers on is stale.

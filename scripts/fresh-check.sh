@@ -245,7 +245,8 @@ first_command() {  # RUN (1 or 2)
 declare -A t_serving=()
 first_command 1
 first_command 2
-inside 'cd rewind && build/replay/rewind verify demo/disk.rewind --image demo/disk.img' \
+# (the tool is build/cli/rewind, or build/replay/rewind in older commits)
+inside 'cd rewind && $(ls build/cli/rewind build/replay/rewind 2>/dev/null | head -1) verify demo/disk.rewind --image demo/disk.img' \
   >"$log/verify" 2>&1 || fail "the demo's journal does not verify against its image: $(tail -1 "$log/verify")"
 
 # --- the second command ----------------------------------------------------------------

@@ -25,7 +25,7 @@ done
 scripts/install-deps.sh --bench
 BUILD_DIR=build scripts/build.sh >/dev/null
 plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
-cli=$root/build/replay/rewind
+cli=$root/build/cli/rewind
 dir=${BENCH_DIR:-/var/tmp/rewind-journal-size}
 rm -rf "$dir"
 mkdir -p "$dir"

@@ -28,7 +28,7 @@ done
 scripts/install-deps.sh --bench >/dev/null
 BUILD_DIR=build scripts/build.sh >/dev/null
 plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
-cli=$root/build/replay/rewind
+cli=$root/build/cli/rewind
 server=$root/build/ship/rewind-server
 
 dir=${BENCH_DIR:-/var/tmp/rewind-ship-bench}
