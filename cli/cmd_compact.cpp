@@ -2,7 +2,7 @@
 
 #include "commands.h"
 #include "rewind/base/units.h"
-#include "rewind/compact.h"
+#include "rewind/history/compact.h"
 #include "rewind/inspect.h"
 
 namespace rwd::cli {

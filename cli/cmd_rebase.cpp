@@ -2,8 +2,8 @@
 
 #include "commands.h"
 #include "rewind/base/units.h"
+#include "rewind/history/rebase.h"
 #include "rewind/inspect.h"
-#include "rewind/rebase.h"
 
 namespace rwd::cli {
 

@@ -2,8 +2,8 @@
 
 #include "commands.h"
 #include "rewind/base/units.h"
+#include "rewind/history/retention.h"
 #include "rewind/inspect.h"
-#include "rewind/retention.h"
 #include "rewind/write_queue.h"
 
 namespace rwd::cli {

@@ -35,6 +35,7 @@
 #include "rewind/base/log.h"
 #include "rewind/journal/journal.h"
 #include "rewind/journal/journal_dir.h"
+#include "rewind/journal/journal_owner.h"
 #include "rewind/write_queue.h"
 
 namespace rwd {
@@ -66,7 +67,7 @@ struct VolumeOptions {
   WriteQueue::Clock clock;
 };
 
-class Volume {
+class Volume : public JournalOwner {
  public:
   // Opens a volume for serving. Creates the journal on first use; checks that the
   // journal belongs to the image; after an unclean stop seals the open segment
@@ -103,12 +104,12 @@ class Volume {
   // between two batches of the flusher, and returns once that is done; writes go on
   // meanwhile. Marks before the new base are forgotten. Fails, changing nothing, if
   // the journal no longer starts with the plan's segments, or the volume is closing.
-  Status rebase(const RebasePlan& plan, uint64_t* freed);
+  Status rebase(const RebasePlan& plan, uint64_t* freed) override;
   // Switches the journal to a prepared compaction (prepare_compaction() on a
   // snapshot()) in the same way.
-  Status compact(const CompactionPlan& plan, uint64_t* freed);
+  Status compact(const CompactionPlan& plan, uint64_t* freed) override;
   // The manifest as last stored (any thread).
-  std::shared_ptr<const Manifest> snapshot() const { return journal_->snapshot(); }
+  std::shared_ptr<const Manifest> snapshot() const override { return journal_->snapshot(); }
 
   // The log server holds every record up to `seq` (any thread). Stored in the manifest
   // at the next checkpoint.

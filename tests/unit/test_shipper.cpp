@@ -8,9 +8,9 @@
 #include <chrono>
 #include <thread>
 
-#include "rewind/compact.h"
-#include "rewind/rebase.h"
-#include "rewind/retention.h"
+#include "rewind/history/compact.h"
+#include "rewind/history/rebase.h"
+#include "rewind/history/retention.h"
 #include "rewind/server.h"
 #include "rewind/shipper.h"
 #include "rewind/target.h"

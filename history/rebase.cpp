@@ -1,4 +1,4 @@
-#include "rewind/rebase.h"
+#include "rewind/history/rebase.h"
 
 #include <memory>
 

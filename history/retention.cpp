@@ -1,22 +1,23 @@
-#include "rewind/retention.h"
+#include "rewind/history/retention.h"
 
 #include <pthread.h>
 #include <sys/stat.h>
 
 #include <fmt/format.h>
 
+#include "rewind/base/clock.h"
 #include "rewind/base/units.h"
-#include "rewind/compact.h"
 #include "rewind/format/segment_index.h"
+#include "rewind/history/compact.h"
+#include "rewind/history/rebase.h"
 #include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
-#include "rewind/rebase.h"
-#include "rewind/write_queue.h"
 
 namespace rwd {
 
-Retention::Retention(Volume& volume, std::string journal_dir, RetentionPolicy policy, Logger logger)
-    : volume_(volume),
+Retention::Retention(JournalOwner& owner, std::string journal_dir, RetentionPolicy policy,
+                     Logger logger)
+    : owner_(owner),
       dir_(std::move(journal_dir)),
       policy_(policy),
       logger_(std::move(logger)),
@@ -82,9 +83,9 @@ Result<std::vector<RetentionTier>> parse_retention_tiers(std::string_view text) 
 namespace {
 
 // Compacts the segments the coarsest due tier thins (see Retention::run_once).
-Result<size_t> thin(RetentionSubject& subject, const std::string& dir,
-                    const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger) {
-  const auto m = subject.snapshot();
+Result<size_t> thin(JournalOwner& owner, const std::string& dir, const RetentionPolicy& policy,
+                    uint64_t now_ns, const Logger& logger) {
+  const auto m = owner.snapshot();
   // The coarsest tier with a segment due: old enough for it, not yet that coarse.
   for (size_t t = policy.coarse.size(); t-- > 0;) {
     const RetentionTier& tier = policy.coarse[t];
@@ -102,7 +103,7 @@ Result<size_t> thin(RetentionSubject& subject, const std::string& dir,
     auto plan = prepare_compaction(dir, *m, due, gran, logger, &st);
     if (!plan) return plan.status();
     uint64_t freed = 0;
-    Status done = subject.compact(*plan, &freed);
+    Status done = owner.compact(*plan, &freed);
     if (!done) {
       // Not switched to: the rewrites are nobody's.
       for (size_t i = 0; i < plan->written.size(); ++i)
@@ -125,9 +126,9 @@ Result<size_t> thin(RetentionSubject& subject, const std::string& dir,
 }
 
 // Folds what the policy gives up into the base.
-Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
-                    const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger) {
-  const auto m = subject.snapshot();
+Result<size_t> fold(JournalOwner& owner, const std::string& dir, const RetentionPolicy& policy,
+                    uint64_t now_ns, const Logger& logger) {
+  const auto m = owner.snapshot();
   // The segments' bytes: sealed ones from the manifest, the open one from its file.
   uint64_t total = 0;
   for (const ManifestSegment& seg : m->segments) {
@@ -185,7 +186,7 @@ Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
                        format_time(plan->new_base_time_ns), plan->new_base_seq,
                        format_time(plan->new_base_time_ns)));
   uint64_t freed = 0;
-  Status st = subject.rebase(*plan, &freed);
+  Status st = owner.rebase(*plan, &freed);
   if (!st) {
     // Not switched to: the new base is nobody's.
     file_system().unlink(base_path(dir, plan->new_base_file).c_str());
@@ -198,22 +199,8 @@ Result<size_t> fold(RetentionSubject& subject, const std::string& dir,
   return plan->folded.size();
 }
 
-// A served volume: the flusher commits the switches.
-class VolumeSubject : public RetentionSubject {
- public:
-  explicit VolumeSubject(Volume& v) : v_(v) {}
-  std::shared_ptr<const Manifest> snapshot() const override { return v_.snapshot(); }
-  Status rebase(const RebasePlan& plan, uint64_t* freed) override { return v_.rebase(plan, freed); }
-  Status compact(const CompactionPlan& plan, uint64_t* freed) override {
-    return v_.compact(plan, freed);
-  }
-
- private:
-  Volume& v_;
-};
-
 // A stopped journal, locked: the switches are committed here.
-class StoppedJournal : public RetentionSubject {
+class StoppedJournal : public JournalOwner {
  public:
   StoppedJournal(std::string dir, Manifest m)
       : dir_(std::move(dir)), m_(std::make_shared<const Manifest>(std::move(m))) {}
@@ -248,19 +235,18 @@ Status check_retention_policy(const RetentionPolicy& policy) {
   return Status::ok();
 }
 
-Result<size_t> retention_pass(RetentionSubject& subject, const std::string& dir,
+Result<size_t> retention_pass(JournalOwner& owner, const std::string& dir,
                               const RetentionPolicy& policy, uint64_t now_ns,
                               const Logger& logger) {
-  auto folded = fold(subject, dir, policy, now_ns, logger);
+  auto folded = fold(owner, dir, policy, now_ns, logger);
   if (!folded) return folded;
-  auto thinned = thin(subject, dir, policy, now_ns, logger);
+  auto thinned = thin(owner, dir, policy, now_ns, logger);
   if (!thinned) return thinned;
   return *folded + *thinned;
 }
 
 Result<size_t> Retention::run_once(uint64_t now_ns) {
-  VolumeSubject subject(volume_);
-  return retention_pass(subject, dir_, policy_, now_ns, logger_);
+  return retention_pass(owner_, dir_, policy_, now_ns, logger_);
 }
 
 Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPolicy& policy,
@@ -268,10 +254,10 @@ Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPo
   auto locked =
       lock_for_change(journal_dir, "let the plugin apply its retention policy itself", logger);
   if (!locked) return locked.status();
-  StoppedJournal subject(journal_dir, locked->history->manifest());
+  StoppedJournal stopped(journal_dir, locked->history->manifest());
   size_t total = 0;
   for (;;) {
-    auto changed = retention_pass(subject, journal_dir, policy, now_ns, logger);
+    auto changed = retention_pass(stopped, journal_dir, policy, now_ns, logger);
     if (!changed) return changed;
     if (*changed == 0) return total;
     total += *changed;

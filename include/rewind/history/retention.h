@@ -19,7 +19,7 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
-#include "rewind/volume.h"
+#include "rewind/journal/journal_owner.h"
 
 namespace rwd {
 
@@ -58,20 +58,10 @@ struct RetentionPolicy {
 // coarse tier's age.
 Status check_retention_policy(const RetentionPolicy& policy);
 
-// What a retention pass changes: a served volume (through its flusher) or a stopped
-// journal.
-class RetentionSubject {
- public:
-  virtual ~RetentionSubject() = default;
-  virtual std::shared_ptr<const Manifest> snapshot() const = 0;
-  virtual Status rebase(const RebasePlan& plan, uint64_t* freed) = 0;
-  virtual Status compact(const CompactionPlan& plan, uint64_t* freed) = 0;
-};
-
 // One check of `policy` at `now_ns`: folds what the policy gives up, if anything,
 // then compacts what a coarse tier thins out (one tier per check, the coarsest due
 // first). Returns the segments folded or compacted.
-Result<size_t> retention_pass(RetentionSubject& subject, const std::string& journal_dir,
+Result<size_t> retention_pass(JournalOwner& owner, const std::string& journal_dir,
                               const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger);
 
 // `rewind retain`: the policy applied to a stopped journal (locked meanwhile) at
@@ -81,8 +71,9 @@ Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPo
 
 class Retention {
  public:
-  // Starts the thread (rewind-retain) for `volume`, served from `journal_dir`.
-  Retention(Volume& volume, std::string journal_dir, RetentionPolicy policy, Logger logger);
+  // Starts the thread (rewind-retain) for `owner`, a served volume, whose journal is
+  // `journal_dir`.
+  Retention(JournalOwner& owner, std::string journal_dir, RetentionPolicy policy, Logger logger);
   Retention(const Retention&) = delete;
   Retention& operator=(const Retention&) = delete;
   ~Retention();
@@ -96,7 +87,7 @@ class Retention {
  private:
   void loop();
 
-  Volume& volume_;
+  JournalOwner& owner_;
   const std::string dir_;
   const RetentionPolicy policy_;
   Logger logger_;

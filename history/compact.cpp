@@ -1,4 +1,4 @@
-#include "rewind/compact.h"
+#include "rewind/history/compact.h"
 
 #include <fcntl.h>
 
@@ -15,10 +15,10 @@
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
+#include "rewind/history/rebase.h"
 #include "rewind/inspect.h"
-#include "rewind/rebase.h"
+#include "rewind/journal/journal_dir.h"
 #include "rewind/view.h"
-#include "rewind/volume.h"
 
 namespace rwd {
 
