@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "rewind/base/units.h"
-#include "rewind/inspect.h"
-#include "rewind/restore.h"
-#include "rewind/write_queue.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/restore.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd::cli {
 

@@ -9,7 +9,7 @@
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
 #include "rewind/journal/journal_dir.h"
-#include "rewind/volume.h"
+#include "rewind/volume/volume.h"
 
 namespace rwd::cli {
 

@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "rewind/base/file.h"
-#include "rewind/control.h"
 #include "rewind/format/format.h"
-#include "rewind/inspect.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/volume/control.h"
 
 namespace rwd::cli {
 

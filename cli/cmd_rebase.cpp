@@ -3,7 +3,7 @@
 #include "commands.h"
 #include "rewind/base/units.h"
 #include "rewind/history/rebase.h"
-#include "rewind/inspect.h"
+#include "rewind/replay/inspect.h"
 
 namespace rwd::cli {
 

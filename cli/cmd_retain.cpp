@@ -3,8 +3,8 @@
 #include "commands.h"
 #include "rewind/base/units.h"
 #include "rewind/history/retention.h"
-#include "rewind/inspect.h"
-#include "rewind/write_queue.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd::cli {
 

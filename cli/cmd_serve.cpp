@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "rewind/inspect.h"
-#include "rewind/view.h"
-#include "rewind/write_queue.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/view.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd::cli {
 

@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "rewind/restore.h"
+#include "rewind/replay/restore.h"
 
 namespace rwd::cli {
 

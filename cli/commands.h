@@ -9,9 +9,9 @@
 #include <CLI/CLI.hpp>
 
 #include "rewind/base/status.h"
-#include "rewind/inspect.h"
-#include "rewind/ship_client.h"
-#include "rewind/target.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/target.h"
+#include "rewind/ship/ship_client.h"
 
 namespace rwd::cli {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "rewind/protocol.h"
+#include "rewind/ship/protocol.h"
 
 using namespace rwd::proto;
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "rewind/base/units.h"
-#include "rewind/target.h"
+#include "rewind/replay/target.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -16,9 +16,9 @@
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/history/rebase.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal_dir.h"
-#include "rewind/view.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/view.h"
 
 namespace rwd {
 

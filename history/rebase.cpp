@@ -7,11 +7,11 @@
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
 #include "rewind/journal/journal_dir.h"
-#include "rewind/restore.h"
-#include "rewind/view.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/view.h"
 
 namespace rwd {
 

@@ -10,8 +10,8 @@
 #include "rewind/format/segment_index.h"
 #include "rewind/history/compact.h"
 #include "rewind/history/rebase.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
+#include "rewind/replay/inspect.h"
 
 namespace rwd {
 

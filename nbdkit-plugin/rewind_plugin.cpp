@@ -24,13 +24,13 @@
 
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
-#include "rewind/control.h"
 #include "rewind/format/format.h"
 #include "rewind/history/retention.h"
-#include "rewind/protocol.h"
-#include "rewind/shipper.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/view.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/ship/shipper.h"
+#include "rewind/volume/control.h"
+#include "rewind/volume/volume.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 

@@ -1,4 +1,4 @@
-#include "rewind/inspect.h"
+#include "rewind/replay/inspect.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,4 +1,4 @@
-#include "rewind/replay.h"
+#include "rewind/replay/replay.h"
 
 #include <fcntl.h>
 

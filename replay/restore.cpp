@@ -1,4 +1,4 @@
-#include "rewind/restore.h"
+#include "rewind/replay/restore.h"
 
 #include <fcntl.h>
 #include <libnbd.h>

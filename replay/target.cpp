@@ -1,4 +1,4 @@
-#include "rewind/target.h"
+#include "rewind/replay/target.h"
 
 #include "rewind/base/units.h"
 

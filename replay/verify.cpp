@@ -4,9 +4,9 @@
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
-#include "rewind/restore.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/restore.h"
 
 namespace rwd {
 

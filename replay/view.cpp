@@ -1,4 +1,4 @@
-#include "rewind/view.h"
+#include "rewind/replay/view.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 
 #include "rewind/format/record.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
-#include "rewind/restore.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/restore.h"
 
 namespace rwd {
 

@@ -1,4 +1,4 @@
-#include "rewind/protocol.h"
+#include "rewind/ship/protocol.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,7 +1,7 @@
 // <utility> first: Boost 1.74's awaitable.hpp uses std::exchange without including it.
 #include <utility>
 
-#include "rewind/server.h"
+#include "rewind/ship/server.h"
 
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -19,11 +19,11 @@
 
 #include "rewind/base/file.h"
 #include "rewind/format/manifest.h"
-#include "rewind/inspect.h"
-#include "rewind/protocol.h"
-#include "rewind/store.h"
-#include "rewind/tokens.h"
-#include "rewind/view.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/view.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/ship/store.h"
+#include "rewind/ship/tokens.h"
 
 namespace rwd {
 

@@ -5,7 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "rewind/base/units.h"
-#include "rewind/server.h"
+#include "rewind/ship/server.h"
 
 int main(int argc, char** argv) {
   rwd::ServerOptions o;

@@ -1,7 +1,7 @@
 // <utility> first: Boost 1.74's asio headers use std::exchange without including it.
 #include <utility>
 
-#include "rewind/ship_client.h"
+#include "rewind/ship/ship_client.h"
 
 #include <fcntl.h>
 

@@ -1,7 +1,7 @@
 // <utility> first: Boost 1.74's asio headers use std::exchange without including it.
 #include <utility>
 
-#include "rewind/shipper.h"
+#include "rewind/ship/shipper.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,9 +27,9 @@
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
 #include "rewind/journal/journal.h"
-#include "rewind/protocol.h"
-#include "rewind/volume.h"
-#include "rewind/write_queue.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/volume/volume.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd {
 

@@ -1,4 +1,4 @@
-#include "rewind/store.h"
+#include "rewind/ship/store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,8 +12,8 @@
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"
 #include "rewind/journal/journal_dir.h"
-#include "rewind/volume.h"
-#include "rewind/write_queue.h"
+#include "rewind/volume/volume.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd {
 

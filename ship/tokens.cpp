@@ -1,9 +1,9 @@
-#include "rewind/tokens.h"
+#include "rewind/ship/tokens.h"
 
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
-#include "rewind/protocol.h"
+#include "rewind/ship/protocol.h"
 
 namespace rwd {
 

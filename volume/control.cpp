@@ -1,4 +1,4 @@
-#include "rewind/control.h"
+#include "rewind/volume/control.h"
 
 #include <pthread.h>
 #include <sys/socket.h>

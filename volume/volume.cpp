@@ -1,4 +1,4 @@
-#include "rewind/volume.h"
+#include "rewind/volume/volume.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "rewind/write_queue.h"
+#include "rewind/volume/write_queue.h"
 
 #include <cstring>
 

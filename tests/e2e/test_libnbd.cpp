@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "../unit/test_util.h"
-#include "rewind/inspect.h"
-#include "rewind/replay.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/replay.h"
 #include "server.h"
 
 using namespace rwd;

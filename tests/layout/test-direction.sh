@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/check-layers.sh passes on this tree, and fails on a copy of it with an
-# include that points up a layer (a base/ file including a journal/ header) and one of a
-# header outside the layers from a layer that is complete, naming each file and line.
+# include that points up a layer (a base/ file including a journal/ header), one that
+# points sideways (replay/ including volume/) and one of a header outside the layers,
+# naming each file and line.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 check=$src/scripts/check-layers.sh
@@ -14,9 +15,10 @@ fail() {
 
 tmp=$(mktemp -d /tmp/rewind-layers.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-cp -r "$src/base" "$src/include" "$tmp/"
+cp -r "$src/base" "$src/replay" "$src/include" "$tmp/"
 victim=base/units.cpp
 sed -i '1a #include "rewind/journal/journal.h"\n#include "rewind/manifest.h"' "$tmp/$victim"
+sed -i '1a #include "rewind/volume/volume.h"' "$tmp/include/rewind/replay/view.h"
 rc=0
 "$check" "$tmp" >"$tmp/out" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] || fail "a wrong include passed the check (exit $rc): $(cat "$tmp/out")"
@@ -24,4 +26,6 @@ grep -q "^check-layers: $victim:2 includes rewind/journal/journal.h: base/ may i
   "$tmp/out" || fail "the upward include is not reported: $(cat "$tmp/out")"
 grep -q "^check-layers: $victim:3 includes rewind/manifest.h, which is in no layer" "$tmp/out" ||
   fail "the include outside the layers is not reported: $(cat "$tmp/out")"
+grep -q "^check-layers: include/rewind/replay/view.h:2 includes rewind/volume/volume.h: replay/" \
+  "$tmp/out" || fail "the sideways include is not reported: $(cat "$tmp/out")"
 echo PASS

@@ -2,7 +2,7 @@
 // plus every record, in seq order) to OUT, so tests can check image == replay.
 #include <cstdio>
 
-#include "rewind/replay.h"
+#include "rewind/replay/replay.h"
 
 int main(int argc, char** argv) {
   if (argc != 3) {

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "rewind/ship_client.h"
+#include "rewind/ship/ship_client.h"
 
 int main(int argc, char** argv) {
   if (argc != 6 && argc != 7) {

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "rewind/view.h"
+#include "rewind/replay/view.h"
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 4) {

@@ -16,8 +16,8 @@
 
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/view.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 namespace rwd::test {

@@ -7,11 +7,11 @@
 
 #include <fmt/format.h>
 
-#include "rewind/inspect.h"
-#include "rewind/replay.h"
-#include "rewind/restore.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/replay.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/view.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "../support/fault_fs.h"
-#include "rewind/replay.h"
-#include "rewind/restore.h"
-#include "rewind/volume.h"
+#include "rewind/replay/replay.h"
+#include "rewind/replay/restore.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

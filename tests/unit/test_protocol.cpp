@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 
 #include "rewind/format/record.h"
-#include "rewind/protocol.h"
-#include "rewind/ship_client.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/ship/ship_client.h"
 #include "test_util.h"
 
 using namespace rwd;

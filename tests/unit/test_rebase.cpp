@@ -17,10 +17,10 @@
 #include "rewind/history/rebase.h"
 #include "rewind/history/retention.h"
 #include "rewind/journal/journal.h"
-#include "rewind/replay.h"
-#include "rewind/restore.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/replay.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/view.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

@@ -11,11 +11,11 @@
 #include "rewind/history/compact.h"
 #include "rewind/history/rebase.h"
 #include "rewind/history/retention.h"
-#include "rewind/server.h"
-#include "rewind/shipper.h"
-#include "rewind/target.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/target.h"
+#include "rewind/replay/view.h"
+#include "rewind/ship/server.h"
+#include "rewind/ship/shipper.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

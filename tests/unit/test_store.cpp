@@ -10,12 +10,12 @@
 #include "../support/fault_fs.h"
 #include "random_history.h"
 #include "rewind/format/segment.h"
-#include "rewind/protocol.h"
-#include "rewind/restore.h"
-#include "rewind/ship_client.h"
-#include "rewind/store.h"
-#include "rewind/tokens.h"
-#include "rewind/view.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/view.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/ship/ship_client.h"
+#include "rewind/ship/store.h"
+#include "rewind/ship/tokens.h"
 #include "test_util.h"
 
 using namespace rwd;

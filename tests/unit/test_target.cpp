@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "rewind/target.h"
+#include "rewind/replay/target.h"
 
 using namespace rwd;
 

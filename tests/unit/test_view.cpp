@@ -15,9 +15,9 @@
 #include "rewind/format/record.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/journal/journal.h"
-#include "rewind/restore.h"
-#include "rewind/view.h"
-#include "rewind/volume.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/view.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

@@ -8,10 +8,10 @@
 #include <fmt/format.h>
 
 #include "rewind/format/segment.h"
-#include "rewind/inspect.h"
 #include "rewind/journal/journal.h"
-#include "rewind/replay.h"
-#include "rewind/volume.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/replay.h"
+#include "rewind/volume/volume.h"
 #include "test_util.h"
 
 using namespace rwd;

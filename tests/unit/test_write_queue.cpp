@@ -4,7 +4,7 @@
 #include <cstring>
 #include <thread>
 
-#include "rewind/write_queue.h"
+#include "rewind/volume/write_queue.h"
 #include "test_util.h"
 
 using namespace rwd;

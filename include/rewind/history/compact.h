@@ -17,7 +17,7 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
-#include "rewind/target.h"
+#include "rewind/replay/target.h"
 
 namespace rwd {
 

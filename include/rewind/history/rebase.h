@@ -12,8 +12,8 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/journal/journal.h"
-#include "rewind/target.h"
-#include "rewind/view.h"
+#include "rewind/replay/target.h"
+#include "rewind/replay/view.h"
 
 namespace rwd {
 

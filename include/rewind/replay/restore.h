@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "rewind/base/status.h"
-#include "rewind/view.h"
+#include "rewind/replay/view.h"
 
 namespace rwd {
 

@@ -12,10 +12,10 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
-#include "rewind/inspect.h"
-#include "rewind/protocol.h"
-#include "rewind/restore.h"
-#include "rewind/target.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/restore.h"
+#include "rewind/replay/target.h"
+#include "rewind/ship/protocol.h"
 
 namespace rwd {
 

@@ -21,7 +21,7 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
-#include "rewind/ship_client.h"
+#include "rewind/ship/ship_client.h"
 
 namespace rwd {
 

@@ -36,7 +36,7 @@
 #include "rewind/journal/journal.h"
 #include "rewind/journal/journal_dir.h"
 #include "rewind/journal/journal_owner.h"
-#include "rewind/write_queue.h"
+#include "rewind/volume/write_queue.h"
 
 namespace rwd {
 

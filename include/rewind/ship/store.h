@@ -21,7 +21,7 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
-#include "rewind/protocol.h"
+#include "rewind/ship/protocol.h"
 
 namespace rwd {
 

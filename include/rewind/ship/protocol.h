@@ -17,8 +17,8 @@
 #include "rewind/base/status.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
-#include "rewind/inspect.h"
-#include "rewind/target.h"
+#include "rewind/replay/inspect.h"
+#include "rewind/replay/target.h"
 
 namespace rwd::proto {
 

@@ -22,7 +22,7 @@
 #include "rewind/base/log.h"
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment_index.h"
-#include "rewind/target.h"
+#include "rewind/replay/target.h"
 
 namespace rwd {
 
