@@ -219,6 +219,13 @@ std::string join_path(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
+std::string parent_dir(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
 Status write_file_atomic(const std::string& path, std::string_view content) {
   std::string tmp = path + ".tmp";
   auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -229,8 +236,7 @@ Status write_file_atomic(const std::string& path, std::string_view content) {
   REWIND_RETURN_IF_ERROR(f->close());
   if (file_system().rename(tmp.c_str(), path.c_str()) != 0)
     return Status::io_error(fmt::format("cannot rename {} to {}", tmp, path), errno);
-  auto slash = path.find_last_of('/');
-  return sync_dir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+  return sync_dir(parent_dir(path));
 }
 
 Result<std::string> read_small_file(const std::string& path, size_t limit) {

@@ -16,6 +16,19 @@ namespace {
 constexpr const char* kBaseSuffix = ".img";
 constexpr size_t kSeqDigits = 20;
 
+// The seq spelled by the kSeqDigits decimal digits that start `n`; false if there are
+// fewer, or any is not a digit, or the value does not fit.
+bool parse_seq_digits(std::string_view n, uint64_t* seq) {
+  if (n.size() < kSeqDigits) return false;
+  uint64_t v = 0;
+  for (char c : n.substr(0, kSeqDigits)) {
+    if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *seq = v;
+  return true;
+}
+
 }  // namespace
 
 std::string segment_file_name(uint64_t first_seq) {
@@ -30,20 +43,14 @@ bool parse_segment_file_name(const std::string& name, uint64_t* first_seq) {
     n.remove_suffix(std::strlen(format::kIndexSuffix));
   else
     return false;
-  if (n.size() < 20) return false;
-  std::string_view digits = n.substr(0, 20), rest = n.substr(20);
-  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return false;
+  uint64_t v = 0;
+  if (!parse_seq_digits(n, &v)) return false;
+  std::string_view rest = n.substr(kSeqDigits);
   if (!rest.empty()) {
     if (!rest.starts_with(".c") || rest.size() < 3 || rest.size() > 12) return false;
     rest.remove_prefix(2);
     if (!std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return false;
-  }
-  uint64_t v = 0;
-  for (char c : digits) {
-    if (v > (UINT64_MAX - 9) / 10) return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
   }
   *first_seq = v;
   return true;
@@ -75,13 +82,7 @@ std::string base_file_name(uint64_t base_seq) {
 bool parse_base_file_name(const std::string& name, uint64_t* base_seq) {
   std::string_view n = name;
   if (n.size() != kSeqDigits + std::strlen(kBaseSuffix) || !n.ends_with(kBaseSuffix)) return false;
-  uint64_t v = 0;
-  for (char c : n.substr(0, kSeqDigits)) {
-    if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *base_seq = v;
-  return true;
+  return parse_seq_digits(n, base_seq);
 }
 
 std::string partial_base_file_name(uint64_t base_seq) {

@@ -110,8 +110,7 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
     w.file_ = std::move(*direct);
   }
   REWIND_RETURN_IF_ERROR(w.file_.sync());
-  auto slash = path.find_last_of('/');
-  REWIND_RETURN_IF_ERROR(sync_dir(slash == std::string::npos ? "." : path.substr(0, slash)));
+  REWIND_RETURN_IF_ERROR(sync_dir(parent_dir(path)));
   return w;
 }
 

@@ -21,8 +21,6 @@
 
 namespace rwd {
 
-using format::RecordType;
-
 namespace {
 
 Result<std::vector<std::string>> list_dir(const std::string& dir) {
@@ -41,12 +39,6 @@ Status make_dir(const std::string& dir) {
   if (file_system().mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
     return Status::io_error(fmt::format("cannot create directory {}", dir), errno);
   return Status::ok();
-}
-
-std::string parent_dir(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 // The volume id recorded on the image (user xattr), if the file system keeps one.

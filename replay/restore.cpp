@@ -24,12 +24,6 @@ uint64_t mapped_bytes(const JournalView& view) {
   return total;
 }
 
-std::string parent_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 Status restore_to_file(const JournalView& view, const std::string& out,
@@ -122,7 +116,7 @@ Status restore_to_file(const JournalView& view, const std::string& out,
     REWIND_RETURN_IF_ERROR(f->close());
     if (file_system().rename(tmp.c_str(), out.c_str()) != 0)
       return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
-    return sync_dir(parent_of(out));
+    return sync_dir(parent_dir(out));
   };
   Status st = body();
   if (!st) file_system().unlink(tmp.c_str());

@@ -351,8 +351,7 @@ Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& targ
     REWIND_RETURN_IF_ERROR(file->close());
     if (::rename(tmp.c_str(), out.c_str()) != 0)
       return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
-    const size_t slash = out.find_last_of('/');
-    return sync_dir(slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash));
+    return sync_dir(parent_dir(out));
   };
   Status st = body();
   if (!st) {

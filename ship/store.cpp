@@ -78,18 +78,6 @@ Status append_progress(const File& f, uint64_t entries, uint64_t bytes) {
 
 }  // namespace
 
-namespace {
-
-// The directory that holds `path` ("." for a bare name, "/" for a name under the root).
-std::string parent_dir(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-}  // namespace
-
 Status prepare_store(const std::string& store_dir, bool* created) {
   *created = false;
   struct stat st {};

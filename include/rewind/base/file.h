@@ -177,5 +177,8 @@ Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, boo
 Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch);
 
 std::string join_path(const std::string& dir, const std::string& name);
+// The directory that holds `path`: "." for a bare name, "/" for a name under the
+// root; trailing slashes of `path` are ignored ("a/b/" is in "a").
+std::string parent_dir(std::string path);
 
 }  // namespace rwd
