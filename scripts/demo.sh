@@ -29,30 +29,34 @@ port=${REWIND_DEMO_PORT:-10809}
 
 # nbdkit leaves its socket behind when it stops: a socket nobody answers on is stale.
 if [ -S "$sock" ]; then
-  if nbdinfo --size "$uri" >/dev/null 2>&1; then
+  if timeout 5 nbdinfo --size "$uri" >/dev/null 2>&1; then
     echo "demo: $sock is already served (another scripts/demo.sh?); stop that one first" >&2
     exit 1
   fi
   rm -f "$sock"
 fi
-if nbdinfo --size "nbd://127.0.0.1:$port" >/dev/null 2>&1; then
-  echo "demo: an NBD server already listens on 127.0.0.1:$port; stop it, or set" \
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "demo: something already listens on 127.0.0.1:$port; stop it, or set" \
     "REWIND_DEMO_PORT to another port" >&2
   exit 1
 fi
 
 server="" forwarder=""
+# end PID: stops process PID (none if empty) with SIGTERM, waits for it and returns its
+# exit status.
+end() {
+  [ -n "$1" ] || return 0
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null
+}
 # Ctrl-C reaches every process of the terminal's foreground group: nbdkit stops on it
 # by itself (draining the queue and checkpointing the image in the plugin's cleanup),
 # and this script waits for that, then reports.
 stop() {
   trap '' INT TERM
   local status=0
-  [ -n "$forwarder" ] && { kill -TERM "$forwarder" 2>/dev/null || true; wait "$forwarder" 2>/dev/null || true; }
-  if [ -n "$server" ]; then
-    kill -TERM "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || status=$?
-  fi
+  end "$forwarder" || true
+  end "$server" || status=$?
   rm -f "$sock"
   if [ "$status" != 0 ]; then
     echo "demo: nbdkit exited with status $status while stopping; check the journal with:" \
@@ -72,26 +76,28 @@ print(i["last_seq"], i["checkpoint_seq"])' 2>/dev/null || echo "? ?")
 }
 trap stop INT TERM
 
+# fail_early PID WHAT [WHEN]: waits for PID, one of the servers, to exit by itself, then
+# stops the other one and exits 1.
+fail_early() {
+  local status=0
+  wait "$1" 2>/dev/null || status=$?
+  echo "demo: $2 exited with status $status${3:+ $3}; its error is above" >&2
+  if [ "$1" = "$server" ]; then server=""; else forwarder=""; fi
+  end "$forwarder" || true
+  end "$server" || true
+  rm -f "$sock"
+  exit 1
+}
+
 # Waits until URI answers, as long as process PID lives.
 wait_until_served() {  # PID URI WHAT
   local tries=0
   until nbdinfo --size "$2" >/dev/null 2>&1; do
-    if ! kill -0 "$1" 2>/dev/null; then
-      local status=0
-      wait "$1" 2>/dev/null || status=$?
-      echo "demo: $3 exited with status $status before serving $2; its error is above" >&2
-      server="" forwarder=""
-      stop_others
-      exit 1
-    fi
+    kill -0 "$1" 2>/dev/null || fail_early "$1" "$3" "before serving $2"
     tries=$((tries + 1))
     [ $tries = 50 ] && echo "demo: waiting for $3 to serve $2 (a first serve of a large image copies it)"
     sleep 0.1
   done
-}
-stop_others() {
-  [ -z "$server" ] || { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-  rm -f "$sock"
 }
 
 nbdkit -f -U "$sock" "$plugin" image="$image" journal="$journal" &
@@ -133,11 +139,5 @@ Inspect the journal:  $cli info $journal
                       $cli log $journal
 Press Ctrl-C to stop (the queue is drained and the image checkpointed).
 MSG
-# Returns when nbdkit exits by itself (an error) or when the trap runs on Ctrl-C.
-status=0
-wait "$server" || status=$?
-server=""
-echo "demo: nbdkit (the rewind plugin) exited with status $status on its own; its error is above" >&2
-[ -z "$forwarder" ] || { kill -TERM "$forwarder" 2>/dev/null || true; wait "$forwarder" 2>/dev/null || true; }
-rm -f "$sock"
-exit 1
+# Waits until nbdkit exits by itself (an error), or runs the trap on Ctrl-C.
+fail_early "$server" "nbdkit (the rewind plugin)"
