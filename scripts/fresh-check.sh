@@ -107,10 +107,29 @@ root=$work/root
 log=$work.log  # kept after the root is removed
 mkdir -p "$root" "$log"
 interrupted=0
+# A long step runs as a job of its own and the script waits for it, so that SIGINT or
+# SIGTERM to this script acts at once (bash defers a trap until a foreground command
+# ends); finish() stops the job's whole process group.
+job=""
+as_job() {  # LOG CMD...: runs CMD in a process group of its own, output to LOG
+  local rc=0 out=$1
+  shift
+  set -m
+  "$@" </dev/null >"$out" 2>&1 &
+  job=$!
+  set +m
+  wait "$job" || rc=$?
+  job=""
+  return $rc
+}
 finish() {
   local rc=$?
   trap - EXIT INT TERM
   [ $interrupted = 1 ] && rc=130
+  if [ -n "$job" ]; then
+    kill -TERM -- -"$job" 2>/dev/null || true
+    timeout 30 tail --pid="$job" -f /dev/null || kill -KILL -- -"$job" 2>/dev/null || true
+  fi
   if [ $keep = 1 ]; then
     echo "fresh-check: the root is kept in $root; remove it with: $0 --remove $work"
   else
@@ -137,7 +156,7 @@ if [ -n "$cache" ]; then
   mkdir -p "$cache/debootstrap" "$cache/apt"
   debootstrap_args+=(--cache-dir="$cache/debootstrap")
 fi
-if ! debootstrap "${debootstrap_args[@]}" bookworm "$root" "$mirror" >"$log/debootstrap" 2>&1; then
+if ! as_job "$log/debootstrap" debootstrap "${debootstrap_args[@]}" bookworm "$root" "$mirror"; then
   tail -5 "$log/debootstrap" >&2
   echo "fresh-check: debootstrap failed (log above); is $mirror reachable?" >&2
   exit 1
@@ -172,8 +191,8 @@ inside() {  # CMD...: runs CMD as root would in a login shell of the fresh syste
 }
 
 step_start=$SECONDS
-if ! inside 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git' \
-  >"$log/git" 2>&1; then
+if ! as_job "$log/git" inside \
+  'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git'; then
   tail -5 "$log/git" >&2
   echo "fresh-check: could not install git in the fresh root" >&2
   exit 1
@@ -252,7 +271,7 @@ inside 'cd rewind && $(ls build/cli/rewind build/replay/rewind 2>/dev/null | hea
 # --- the second command ----------------------------------------------------------------
 step_start=$SECONDS
 rc=0
-inside 'cd rewind && scripts/test.sh' </dev/null >"$log/test" 2>&1 || rc=$?
+as_job "$log/test" inside 'cd rewind && scripts/test.sh' || rc=$?
 t_test=$(elapsed)
 summary=$(grep -E '^[0-9]+% tests passed' "$log/test" | tail -2 | tr '\n' ' ')
 say "second command: status $rc after ${t_test}s; $summary"
