@@ -184,8 +184,11 @@ if [ -n "$cache" ]; then
   mount --bind "$cache/apt" "$root/var/cache/apt/archives"
 fi
 
+# SIGINT is set back to its default: this script may have been started with it ignored
+# (as a background job of a non-interactive shell is), and a shell that starts with
+# SIGINT ignored cannot trap it, so the demo's Ctrl-C handler would not run.
 inside() {  # CMD...: runs CMD as root would in a login shell of the fresh system
-  env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 USER=root LOGNAME=root SHELL=/bin/bash \
+  env --default-signal=INT -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 USER=root LOGNAME=root SHELL=/bin/bash \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     chroot "$root" /bin/bash -c "cd /root && $*"
 }
