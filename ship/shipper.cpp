@@ -27,6 +27,8 @@
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
 #include "rewind/journal/journal.h"
+#include "rewind/journal/journal_tail.h"
+#include "rewind/ship/flow_control.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/volume/volume.h"
 #include "rewind/volume/write_queue.h"
@@ -52,101 +54,6 @@ class VolumeSource : public ShipSource {
   Volume& v_;
 };
 
-// The segment of `m` that holds (or, if not written yet, will hold) record `seq`:
-// its index, or -1 if `seq` is at or before the base.
-long segment_for(const Manifest& m, uint64_t seq) {
-  if (seq <= m.base_seq) return -1;
-  for (size_t i = 0; i < m.segments.size(); ++i) {
-    const ManifestSegment& s = m.segments[i];
-    if (s.first_seq <= seq && (!s.sealed || seq <= s.last_seq)) return static_cast<long>(i);
-  }
-  return m.segments.empty() ? -1 : static_cast<long>(m.segments.size()) - 1;
-}
-
-// Reads a journal's records in seq order as they become durable, from the sealed
-// segments and the open one.
-class JournalTail {
- public:
-  explicit JournalTail(std::string dir) : dir_(std::move(dir)) {}
-
-  // The next record read will be `seq` + 1.
-  void seek(uint64_t seq) {
-    next_seq_ = seq + 1;
-    file_ = File();
-  }
-  uint64_t next_seq() const { return next_seq_; }
-  // Where the records read end: the segment's first seq and the byte offset.
-  std::pair<uint64_t, uint64_t> position() const { return {segment_first_, pos_}; }
-
-  // Reads record next_seq() into *h and *payload if it is durable (its seq at most
-  // `durable`); false if it is not yet.
-  Result<bool> next(const Manifest& m, uint64_t durable, RecordHeader* h,
-                    std::vector<uint8_t>* payload) {
-    if (next_seq_ > durable) return false;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (!file_.is_open()) REWIND_RETURN_IF_ERROR(open_for(m));
-      uint8_t buf[format::kRecordHeaderSize];
-      size_t got = 0;
-      REWIND_RETURN_IF_ERROR(file_.pread_full(std::span<uint8_t>(buf, sizeof buf), pos_, &got));
-      if (got == sizeof buf && !is_zero_header(buf) && decode_header(buf, h).is_ok() &&
-          h->seq == next_seq_) {
-        payload->resize(h->payload_length);
-        size_t pgot = 0;
-        REWIND_RETURN_IF_ERROR(file_.pread_full(*payload, pos_ + format::kRecordHeaderSize, &pgot));
-        if (pgot != h->payload_length || payload_checksum(*payload) != h->payload_checksum)
-          return Status::corruption(
-              fmt::format("{} offset {}: the payload of record {} does not match its checksum",
-                          file_.path(), pos_, h->seq));
-        pos_ += format::record_span(h->payload_length);
-        ++next_seq_;
-        return true;
-      }
-      // Not here: the segment was sealed and the record is in the next one (the
-      // manifest names a segment before any record is written to it, and the record
-      // is durable, so a fresh look finds it).
-      const long i = segment_for(m, next_seq_);
-      if (i < 0 || m.segments[i].first_seq == segment_first_)
-        return Status::corruption(fmt::format("{} offset {}: record {} is durable but not there",
-                                              file_.path(), pos_, next_seq_));
-      file_ = File();
-    }
-    return Status::corruption(fmt::format("record {} is not in the journal", next_seq_));
-  }
-
- private:
-  Status open_for(const Manifest& m) {
-    const long i = segment_for(m, next_seq_);
-    if (i < 0)
-      return Status::invalid(fmt::format(
-          "record {} was folded into the base snapshot (at seq {}) before the log server had it",
-          next_seq_, m.base_seq));
-    const ManifestSegment& s = m.segments[i];
-    auto f = File::open(segment_path(dir_, s.file), O_RDONLY);
-    if (!f) return f.status();
-    file_ = std::move(*f);
-    segment_first_ = s.first_seq;
-    pos_ = format::kSegmentHeaderSize;
-    // Skip to next_seq_ by headers.
-    for (uint64_t seq = s.first_seq; seq < next_seq_; ++seq) {
-      uint8_t buf[format::kRecordHeaderSize];
-      size_t got = 0;
-      RecordHeader h;
-      REWIND_RETURN_IF_ERROR(file_.pread_full(std::span<uint8_t>(buf, sizeof buf), pos_, &got));
-      if (got != sizeof buf || !decode_header(buf, &h).is_ok() || h.seq != seq)
-        return Status::corruption(
-            fmt::format("{} offset {}: cannot find record {}", file_.path(), pos_, seq));
-      pos_ += format::record_span(h.payload_length);
-    }
-    return Status::ok();
-  }
-
-  std::string dir_;
-  uint64_t next_seq_ = 0;
-  File file_;
-  uint64_t segment_first_ = 0;
-  uint64_t pos_ = 0;
-};
-
 // A session's fatal condition, carried out of the coroutines.
 struct SessionError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -165,9 +72,10 @@ class Shipper::Impl {
         dir_(std::move(dir)),
         opts_(std::move(opts)),
         logger_(std::move(logger)),
-        tail_(dir_) {
-    window_ = 4ull * opts_.frame_bytes;
-    status_.window = window_;
+        tail_(dir_),
+        window_(opts_.frame_bytes, Clock::now()),
+        cap_(opts_.rate, opts_.frame_bytes, Clock::now()) {
+    status_.window = window_.bytes();
     thread_ = std::thread([this] {
       ::pthread_setname_np(::pthread_self(), "rewind-ship");
       loop();
@@ -515,24 +423,17 @@ class Shipper::Impl {
     return n;
   }
 
-  // Waits until the rate cap lets `bytes` more go (token bucket, bursts of a frame).
+  // Waits until the rate cap lets the next frame go, and takes its `bytes`.
   asio::awaitable<void> pace(uint64_t bytes) {
-    if (opts_.rate == 0) co_return;
-    const double burst = std::max<double>(opts_.frame_bytes, static_cast<double>(opts_.rate) / 4);
     for (;;) {
-      const auto now = Clock::now();
-      tokens_ =
-          std::min(burst, tokens_ + static_cast<double>(opts_.rate) *
-                                        std::chrono::duration<double>(now - refilled_).count());
-      refilled_ = now;
-      if (tokens_ >= 0) break;
+      const Clock::duration wait = cap_.wait(Clock::now());
+      if (wait == Clock::duration::zero()) break;
       asio::steady_timer t(co_await asio::this_coro::executor);
-      t.expires_after(std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(-tokens_ / static_cast<double>(opts_.rate))));
+      t.expires_after(wait);
       boost::system::error_code ec;
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    tokens_ -= static_cast<double>(bytes);
+    cap_.take(bytes);
   }
 
   template <class Stream>
@@ -545,12 +446,12 @@ class Shipper::Impl {
       fill_pending(*m, durable.seq);
       const uint64_t flying = in_flight_bytes();
       if (!pending_.empty() &&
-          (in_flight_.empty() || flying + pending_.meta.wire_bytes <= window_)) {
+          (in_flight_.empty() || flying + pending_.meta.wire_bytes <= window_.bytes())) {
         co_await pace(pending_.meta.wire_bytes);
         Pending p = std::move(pending_);
         pending_ = Pending();
         p.meta.sent = Clock::now();
-        p.meta.window_limited = flying + 2 * p.meta.wire_bytes > window_;
+        p.meta.window_limited = flying + 2 * p.meta.wire_bytes > window_.bytes();
         if (in_flight_.empty()) expect_answer();
         in_flight_.push_back(p.meta);
         co_await write_frame(s, p.frame);
@@ -612,44 +513,14 @@ class Shipper::Impl {
       nothing_owed();
     else
       expect_answer();
-    adapt(rtt, acked_bytes, limited, now);
+    const bool cut = window_.on_ack(rtt, acked_bytes, limited, now);
     source_->note_shipped(a.durable_seq);
     std::lock_guard lk(mu_);
     status_.acked_seq = a.durable_seq;
     status_.record_bytes += acked_bytes;
-    status_.window = window_;
-    status_.rtt_ms = srtt_ * 1e3;
-  }
-
-  // The window: grows by one frame per round trip while round trips stay near the
-  // smallest seen lately (doubling until the first back-off), and halves, at most
-  // once per round trip, when they grow past twice that plus 20 ms: a queue has built
-  // up on the link or at the server.
-  void adapt(double rtt, uint64_t acked_bytes, bool limited, Clock::time_point now) {
-    if (now - min_rtt_epoch_ > std::chrono::seconds(10)) {
-      min_rtt_ = std::min(rtt, epoch_min_rtt_);
-      epoch_min_rtt_ = rtt;
-      min_rtt_epoch_ = now;
-    }
-    min_rtt_ = std::min(min_rtt_, rtt);
-    epoch_min_rtt_ = std::min(epoch_min_rtt_, rtt);
-    srtt_ = srtt_ == 0 ? rtt : 0.875 * srtt_ + 0.125 * rtt;
-    const uint64_t min_window = 2ull * opts_.frame_bytes;
-    const uint64_t max_window = 64ull << 20;
-    if (rtt > 2 * min_rtt_ + 0.020) {
-      if (now - last_cut_ > std::chrono::duration<double>(srtt_)) {
-        window_ = std::max(min_window, window_ / 2);
-        last_cut_ = now;
-        slow_start_ = false;
-        std::lock_guard lk(mu_);
-        ++status_.backoffs;
-      }
-    } else if (limited) {
-      const uint64_t grow = slow_start_ ? acked_bytes
-                                        : std::max<uint64_t>(1, opts_.frame_bytes * acked_bytes /
-                                                                    std::max<uint64_t>(1, window_));
-      window_ = std::min(max_window, window_ + grow);
-    }
+    status_.window = window_.bytes();
+    status_.rtt_ms = window_.smoothed_rtt() * 1e3;
+    if (cut) ++status_.backoffs;
   }
 
   void lag_while_disconnected() {
@@ -742,12 +613,8 @@ class Shipper::Impl {
   bool timed_out_ = false;
   bool ping_owed_ = false;
   uint64_t ping_nonce_ = 0;
-  uint64_t window_ = 0;
-  bool slow_start_ = true;
-  double min_rtt_ = 1e9, epoch_min_rtt_ = 1e9, srtt_ = 0;
-  Clock::time_point min_rtt_epoch_ = Clock::now(), last_cut_{};
-  double tokens_ = 0;
-  Clock::time_point refilled_ = Clock::now();
+  CongestionWindow window_;
+  RateCap cap_;
   Clock::time_point last_lag_warning_{};
   // Last, so that it goes first: a stop() leaves coroutines suspended in it, which
   // refer to the members above.
