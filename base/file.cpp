@@ -14,7 +14,9 @@
 #include <climits>
 #include <csetjmp>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -217,6 +219,22 @@ Status sync_dir(const std::string& dir) {
 std::string join_path(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir.back() == '/') return dir + name;
   return dir + "/" + name;
+}
+
+std::string absolute_path(const std::string& path) {
+  if (path.starts_with("/")) return path;
+  std::error_code ec;
+  const std::filesystem::path cwd = std::filesystem::current_path(ec);
+  if (ec) return path;  // no current directory: the name is all there is
+  return path.empty() ? cwd.string() : join_path(cwd.string(), path);
+}
+
+Result<std::string> real_path(const std::string& path) {
+  char* p = ::realpath(path.c_str(), nullptr);
+  if (p == nullptr) return Status::io_error(path, errno);
+  std::string out = p;
+  free(p);
+  return out;
 }
 
 std::string parent_dir(std::string path) {

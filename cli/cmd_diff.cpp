@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/json.h"
 #include "rewind/base/units.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/restore.h"
@@ -41,11 +42,12 @@ int run_diff(const DiffOptions& o) {
   uint64_t bytes = 0;
   for (const auto& e : extents) bytes += e.length;
   if (o.json) {
-    fmt::print("{{\"from_seq\":{},\"to_seq\":{},\"bytes\":{},\"extents\":[", *s1, *s2, bytes);
-    for (size_t i = 0; i < extents.size(); ++i)
-      fmt::print("{}{{\"offset\":{},\"length\":{}}}", i ? "," : "", extents[i].offset,
-                 extents[i].length);
-    fmt::print("]}}\n");
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const auto& e : extents) list.push_back({{"offset", e.offset}, {"length", e.length}});
+    fmt::print(
+        "{}\n",
+        json_text(
+            {{"from_seq", *s1}, {"to_seq", *s2}, {"bytes", bytes}, {"extents", std::move(list)}}));
     return kExitOk;
   }
   for (const auto& e : extents) fmt::print("{} {}\n", e.offset, e.length);

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/json.h"
 #include "rewind/base/units.h"
 #include "rewind/replay/inspect.h"
 
@@ -17,27 +18,38 @@ namespace {
 
 void print_json(const JournalReport& r) {
   const Manifest& m = r.manifest;
-  fmt::print(
-      "{{\"volume_id\":\"{}\",\"base\":{{\"file\":{},\"seq\":{},\"time_ns\":{}}},\"segments\":[",
-      volume_id_hex(m.volume_id), json_string(m.base_file), m.base_seq, m.base_time_ns);
-  for (size_t i = 0; i < r.segments.size(); ++i) {
-    const SegmentReport& s = r.segments[i];
-    fmt::print(
-        "{}{{\"file\":{},\"sealed\":{},\"first_seq\":{},\"last_seq\":{},\"records\":{},"
-        "\"bytes\":{},\"first_time_ns\":{},\"last_time_ns\":{},\"writes\":{},\"zeroes\":{},"
-        "\"trims\":{},\"marks\":{},\"flush_points\":{},\"coalesced\":{},\"compacted\":{},"
-        "\"granularity_ns\":{},\"bytes_written\":{},\"bytes_zeroed\":{},\"bytes_trimmed\":{},"
-        "\"torn_tail\":{}}}",
-        i ? "," : "", json_string(s.file), s.sealed, s.first_seq, s.last_seq, s.records, s.bytes,
-        s.first_time_ns, s.last_time_ns, s.writes, s.zeroes, s.trims, s.marks, s.flush_points,
-        s.coalesced, s.compacted, s.granularity_ns, s.bytes_written, s.bytes_zeroed,
-        s.bytes_trimmed, s.torn_tail ? json_string(*s.torn_tail) : "null");
-  }
-  fmt::print("],\"marks\":[");
-  for (size_t i = 0; i < r.marks.size(); ++i)
-    fmt::print("{}{{\"name\":{},\"seq\":{},\"time_ns\":{}}}", i ? "," : "",
-               json_string(r.marks[i].name), r.marks[i].seq, r.marks[i].time_ns);
-  fmt::print("]}}\n");
+  nlohmann::ordered_json segments = nlohmann::ordered_json::array(),
+                         marks = nlohmann::ordered_json::array();
+  for (const SegmentReport& s : r.segments)
+    segments.push_back(
+        {{"file", s.file},
+         {"sealed", s.sealed},
+         {"first_seq", s.first_seq},
+         {"last_seq", s.last_seq},
+         {"records", s.records},
+         {"bytes", s.bytes},
+         {"first_time_ns", s.first_time_ns},
+         {"last_time_ns", s.last_time_ns},
+         {"writes", s.writes},
+         {"zeroes", s.zeroes},
+         {"trims", s.trims},
+         {"marks", s.marks},
+         {"flush_points", s.flush_points},
+         {"coalesced", s.coalesced},
+         {"compacted", s.compacted},
+         {"granularity_ns", s.granularity_ns},
+         {"bytes_written", s.bytes_written},
+         {"bytes_zeroed", s.bytes_zeroed},
+         {"bytes_trimmed", s.bytes_trimmed},
+         {"torn_tail", s.torn_tail ? nlohmann::ordered_json(*s.torn_tail) : nullptr}});
+  for (const auto& mark : r.marks)
+    marks.push_back({{"name", mark.name}, {"seq", mark.seq}, {"time_ns", mark.time_ns}});
+  const nlohmann::ordered_json out = {
+      {"volume_id", volume_id_hex(m.volume_id)},
+      {"base", {{"file", m.base_file}, {"seq", m.base_seq}, {"time_ns", m.base_time_ns}}},
+      {"segments", std::move(segments)},
+      {"marks", std::move(marks)}};
+  fmt::print("{}\n", json_text(out));
 }
 
 void print_text(const JournalReport& r) {

@@ -140,6 +140,5 @@ std::function<void(uint64_t, uint64_t)> progress_bar(const char* what);
 
 // Hint for a journal directory that cannot be read.
 std::string journal_hint(const Status& st);
-std::string json_string(std::string_view s);
 
 }  // namespace rwd::cli

@@ -9,7 +9,8 @@ packages=(
   # build
   cmake g++ make pkg-config
   # libraries
-  nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev libboost-dev libssl-dev catch2
+  nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev nlohmann-json3-dev
+  libboost-dev libssl-dev catch2
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
 )

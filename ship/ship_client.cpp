@@ -241,6 +241,31 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
   return ack;
 }
 
+Status parse_host_port(std::string_view text, bool port_required, std::string* host,
+                       uint16_t* port) {
+  std::string_view h = text;
+  std::optional<std::string_view> p;
+  const size_t colon = text.rfind(':');
+  // A colon inside brackets is part of an IPv6 address, not the port's separator.
+  if (colon != std::string_view::npos && text.find(']', colon) == std::string_view::npos) {
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+  }
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.empty()) return Status::invalid("no host");
+  if (!p && port_required) return Status::invalid("no port");
+  uint64_t value = 0;
+  if (p) {
+    auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), value);
+    if (p->empty() || ec != std::errc() || end != p->data() + p->size() || value == 0 ||
+        value > 65535)
+      return Status::invalid("bad port");
+    *port = static_cast<uint16_t>(value);
+  }
+  *host = std::string(h);
+  return Status::ok();
+}
+
 bool is_remote_uri(std::string_view text) {
   return text.starts_with("rewind://");
 }
@@ -254,24 +279,14 @@ Status parse_remote_uri(std::string_view uri, ShipOptions* opts) {
   std::string_view rest = uri.substr(9);
   const size_t slash = rest.find('/');
   if (slash == std::string_view::npos) return bad("no volume");
-  std::string_view hostport = rest.substr(0, slash);
   const std::string_view volume = rest.substr(slash + 1);
-  uint64_t port = 7420;
-  std::string_view host = hostport;
-  const size_t colon = hostport.rfind(':');
-  if (colon != std::string_view::npos && hostport.find(']', colon) == std::string_view::npos) {
-    host = hostport.substr(0, colon);
-    const std::string_view p = hostport.substr(colon + 1);
-    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-    if (p.empty() || ec != std::errc() || end != p.data() + p.size() || port == 0 || port > 65535)
-      return bad("bad port");
-  }
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  if (host.empty()) return bad("no host");
+  std::string host;
+  uint16_t port = 7420;
+  if (Status st = parse_host_port(rest.substr(0, slash), false, &host, &port); !st)
+    return bad(st.message().c_str());
   if (Status st = proto::check_volume_name(volume); !st) return bad(st.message().c_str());
-  opts->host = std::string(host);
-  opts->port = static_cast<uint16_t>(port);
+  opts->host = std::move(host);
+  opts->port = port;
   opts->volume = std::string(volume);
   return Status::ok();
 }

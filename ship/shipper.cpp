@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -22,6 +23,7 @@
 #include <type_traits>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
@@ -635,21 +637,27 @@ ShipperStatus Shipper::status() const {
   return impl_->status();
 }
 
-std::string ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
-  std::string err;
-  for (char c : s.error) {
-    if (c == '"' || c == '\\') err += '\\';
-    err += static_cast<unsigned char>(c) < 0x20 ? '?' : c;
-  }
-  return fmt::format(
-      "{{\"server\":\"{}:{}\",\"volume\":\"{}\",\"connected\":{},\"phase\":\"{}\",\"acked_seq\":{},"
-      "\"durable_seq\":{},\"lag_bytes\":{},\"lag_seconds\":{:.3f},\"wire_bytes\":{},"
-      "\"record_bytes\":{},\"window\":{},\"rtt_ms\":{:.3f},\"backoffs\":{},\"reconnects\":{},"
-      "\"rate_cap\":{},\"lag_warn_s\":{},\"error\":\"{}\"}}",
-      o.link.host, o.link.port, o.link.volume, s.connected, s.phase, s.acked_seq, s.durable_seq,
-      s.lag_bytes, s.lag_seconds, s.wire_bytes, s.record_bytes, s.window, s.rtt_ms, s.backoffs,
-      s.reconnects, o.rate, std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count(),
-      err);
+nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
+  // Fractions to the millisecond: what a reader needs, and short to print.
+  const auto ms = [](double v) { return std::round(v * 1000) / 1000; };
+  return {{"server", fmt::format("{}:{}", o.link.host, o.link.port)},
+          {"volume", o.link.volume},
+          {"connected", s.connected},
+          {"phase", s.phase},
+          {"acked_seq", s.acked_seq},
+          {"durable_seq", s.durable_seq},
+          {"lag_bytes", s.lag_bytes},
+          {"lag_seconds", ms(s.lag_seconds)},
+          {"wire_bytes", s.wire_bytes},
+          {"record_bytes", s.record_bytes},
+          {"window", s.window},
+          {"rtt_ms", ms(s.rtt_ms)},
+          {"backoffs", s.backoffs},
+          {"reconnects", s.reconnects},
+          {"rate_cap", o.rate},
+          {"lag_warn_s", std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count()},
+          // Invalid UTF-8 in an error message (a peer's bytes) is replaced, not thrown on.
+          {"error", s.error}};
 }
 
 }  // namespace rwd

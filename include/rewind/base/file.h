@@ -177,6 +177,11 @@ Status clone_or_sparse_copy(const File& src, uint64_t size, const File& dst, boo
 Status zero_range(const File& f, uint64_t offset, uint64_t len, bool may_punch);
 
 std::string join_path(const std::string& dir, const std::string& name);
+// `path` made absolute against the current directory, as given otherwise ("a/../b"
+// stays so): for a file that need not exist yet.
+std::string absolute_path(const std::string& path);
+// The absolute path of an existing file, with symbolic links, "." and ".." resolved.
+Result<std::string> real_path(const std::string& path);
 // The directory that holds `path`: "." for a bare name, "/" for a name under the
 // root; trailing slashes of `path` are ignored ("a/b/" is in "a").
 std::string parent_dir(std::string path);

@@ -53,6 +53,12 @@ Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
 Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOptions& opts,
                                 const Logger& logger);
 
+// A log server's address, "HOST:PORT" or "[IPv6]:PORT" (brackets removed in *host);
+// "HOST" alone when `port_required` is false, leaving *port as it is. An error says
+// what is wrong ("no host", "no port", "bad port") and changes nothing.
+Status parse_host_port(std::string_view text, bool port_required, std::string* host,
+                       uint16_t* port);
+
 // Reading a volume from a log server (docs/PROTOCOL.md, "Reading"), for `rewind
 // restore`, `info` and `log` on a rewind://HOST[:PORT]/VOLUME URI.
 bool is_remote_uri(std::string_view text);

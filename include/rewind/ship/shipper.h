@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
@@ -86,7 +88,8 @@ class Shipper {
   std::unique_ptr<Impl> impl_;
 };
 
-// status() as JSON, for the plugin's control socket and `rewind info`.
-std::string ship_status_json(const ShipperStatus& s, const ShipperOptions& o);
+// status() as a JSON object, for the plugin's control socket and `rewind info`
+// (docs/CONTROL.md).
+nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOptions& o);
 
 }  // namespace rwd

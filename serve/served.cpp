@@ -1,0 +1,129 @@
+#include "rewind/serve/served.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "rewind/base/json.h"
+#include "rewind/history/retention.h"
+#include "rewind/replay/target.h"
+#include "rewind/replay/view.h"
+#include "rewind/ship/shipper.h"
+#include "rewind/volume/control.h"
+#include "rewind/volume/volume.h"
+
+namespace rwd {
+
+// What runs beside the live volume once it is started, each optional.
+struct Served::Threads {
+  std::unique_ptr<Shipper> shipper;
+  std::unique_ptr<Retention> retention;
+  std::unique_ptr<ControlServer> control;
+};
+
+Served::Served(ServeConfig config, Logger logger)
+    : config_(std::move(config)), logger_(std::move(logger)) {}
+
+Served::~Served() {
+  if (Status st = stop(); !st) log_to(logger_, LogLevel::kError, "shutdown: " + st.message());
+}
+
+namespace {
+
+Result<std::unique_ptr<JournalView>> open_view(const ServeConfig& c, const Logger& logger) {
+  auto t = make_target(c.at, c.seq, c.mark, wall_clock_ns());
+  if (!t) return t.status();
+  auto v = JournalView::open(c.journal_dir(), *t, logger);
+  if (!v) return v.status();
+  // Without the mappings (say, more segments than vm.max_map_count allows) reads use
+  // pread: slower for data read again, the same otherwise.
+  if (Status st = (*v)->map_segments(); !st)
+    log_to(logger, LogLevel::kWarning,
+           st.message() + "; the segments not mapped are read with pread");
+  if (c.image_reads) (*v)->use_image(logger);
+  for (const std::string& d : (*v)->damaged_segments())
+    log_to(logger, LogLevel::kWarning,
+           d + "; reads that need what is lost from it fail, the rest are served");
+  log_to(logger, LogLevel::kInfo,
+         fmt::format("serving {} read-only at seq {}{}{}", c.journal_dir(), (*v)->seq(),
+                     (*v)->note().empty() ? "" : ": ", (*v)->note()));
+  return v;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Served>> Served::open(ServeConfig config, Logger logger) {
+  std::unique_ptr<Served> s(new Served(std::move(config), std::move(logger)));
+  if (s->config_.view()) {
+    auto v = open_view(s->config_, s->logger_);
+    if (!v) return v.status();
+    s->view_ = std::move(*v);
+  } else {
+    auto v = Volume::open(s->config_.volume, s->logger_);
+    if (!v) return v.status();
+    s->volume_ = std::move(*v);
+  }
+  return s;
+}
+
+uint64_t Served::size() const {
+  return view_ ? view_->size() : volume_->size();
+}
+
+Status Served::start() {
+  if (!volume_ || threads_) return Status::ok();
+  threads_ = std::make_unique<Threads>();
+  volume_->start();
+  if (config_.volume.shipped)
+    threads_->shipper = std::make_unique<Shipper>(ship_source_of(*volume_), config_.journal_dir(),
+                                                  config_.ship, logger_);
+  if (config_.retention.active())
+    threads_->retention =
+        std::make_unique<Retention>(*volume_, config_.journal_dir(), config_.retention, logger_);
+  if (config_.control.empty()) return Status::ok();
+  auto server = ControlServer::start(
+      config_.control, [this](const std::string& request) { return control(request); }, logger_);
+  if (!server) return server.status();
+  threads_->control = std::move(*server);
+  return Status::ok();
+}
+
+Status Served::stop() {
+  if (threads_) {
+    if (threads_->control) threads_->control->stop();
+    if (threads_->shipper) threads_->shipper->stop();
+    if (threads_->retention) threads_->retention->stop();
+    threads_.reset();
+  }
+  if (!volume_ || closed_) return Status::ok();
+  closed_ = true;
+  return volume_->close();
+}
+
+std::string Served::control(const std::string& request) {
+  try {
+    if (request.starts_with("MARK ")) {
+      auto m = volume_->mark(request.substr(5));
+      if (!m) return "ERR " + m.status().message();
+      return fmt::format("OK {} {}", m->seq, m->time_ns);
+    }
+    if (request == "STATUS") return "OK " + json_text(status());
+    return "ERR unknown request; send MARK <name> or STATUS";
+  } catch (const std::exception& e) {
+    return std::string("ERR ") + e.what();
+  }
+}
+
+nlohmann::ordered_json Served::status() const {
+  const WriteQueue& q = volume_->queue();
+  nlohmann::ordered_json j = {{"last_seq", q.last_seq()},
+                              {"durable_seq", q.durable_seq()},
+                              {"queued_bytes", q.queued_bytes()},
+                              {"size", volume_->size()}};
+  if (threads_ && threads_->shipper)
+    j["ship"] = ship_status_json(threads_->shipper->status(), config_.ship);
+  return j;
+}
+
+}  // namespace rwd
