@@ -177,8 +177,9 @@ void FrameDecoder::feed(std::span<const uint8_t> bytes) {
 
 Result<bool> FrameDecoder::next(Frame* out) {
   if (failed_) return *failed_;
-  auto fail = [&](const std::string& why) -> Result<bool> {
+  auto fail = [&](const std::string& why, ErrorCode kind = ErrorCode::kMalformed) -> Result<bool> {
     failed_ = Status::invalid(fmt::format("frame at byte {} of the stream: {}", stream_, why));
+    failure_ = kind;
     return *failed_;
   };
   if (pending() < kHeaderSize) return false;
@@ -190,7 +191,8 @@ Result<bool> FrameDecoder::next(Frame* out) {
   if (get_u16(h + 6) != 0 || get_u32(h + 12) != 0) return fail("reserved bytes are not zero");
   const uint32_t len = get_u32(h + 8);
   if (len > kMaxPayload)
-    return fail(fmt::format("payload of {} bytes, over the limit of {}", len, kMaxPayload));
+    return fail(fmt::format("payload of {} bytes, over the limit of {}", len, kMaxPayload),
+                ErrorCode::kTooLarge);
   if (pending() < kHeaderSize + len) return false;
   std::span<const uint8_t> payload(h + kHeaderSize, len);
   if (frame_checksum(h, payload) != get_u64(h + 16)) return fail("checksum mismatch");

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -33,6 +34,16 @@ using tcp = asio::ip::tcp;
 using proto::ErrorCode;
 using proto::MessageType;
 
+namespace {
+
+// Why a peer is turned away: the ERROR it is sent before the connection closes.
+struct Refusal {
+  ErrorCode code;
+  std::string why;
+};
+
+}  // namespace
+
 class Server::Impl {
  public:
   Impl(const ServerOptions& opts, Logger logger)
@@ -54,15 +65,20 @@ class Server::Impl {
   void watch_signals();
   template <class Stream>
   asio::awaitable<void> serve(Stream& s, asio::steady_timer& timer, std::string peer);
-  template <class Stream>
-  asio::awaitable<void> read(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
-                             const proto::Hello& hello, const std::string& peer);
+  // The HELLO that opens a connection, or why the peer is turned away: not a HELLO,
+  // no version in common, a token that does not grant the volume, or (to ship) one
+  // that grants reading only.
+  std::optional<Refusal> admit(const proto::Frame& first, proto::Hello* hello);
   template <class W>
-  asio::awaitable<bool> send_view(W& wire, const std::string& dir, const Target& target,
-                                  const std::string& volume, const std::string& peer);
-  template <class Stream>
-  asio::awaitable<void> ship(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
-                             const proto::Hello& hello, const std::string& peer);
+  asio::awaitable<void> read(W& wire, const proto::Hello& hello);
+  template <class W>
+  asio::awaitable<std::optional<Refusal>> send_report(W& wire, const std::string& dir,
+                                                      const proto::Frame& f);
+  template <class W>
+  asio::awaitable<std::optional<Refusal>> send_view(W& wire, const std::string& dir,
+                                                    const proto::Frame& f);
+  template <class W>
+  asio::awaitable<void> ship(W& wire, const proto::Hello& hello);
   std::shared_ptr<const TokenTable> tokens() {
     std::lock_guard lk(mu_);
     return tokens_;
@@ -98,16 +114,22 @@ bool is_loopback(const asio::ip::address& a) {
 }
 
 // A frame stream over a connection: reads whole frames, each read bounded by the
-// idle timeout, and writes frames.
+// idle timeout, writes frames, and turns a peer away with a reason that is also
+// logged (naming the peer and, once known, the volume).
 template <class Stream>
 class Wire {
  public:
-  Wire(Stream& s, asio::steady_timer& timer, proto::FrameDecoder& dec,
-       std::chrono::nanoseconds idle)
-      : s_(s), timer_(timer), dec_(dec), idle_(idle) {}
+  Wire(Stream& s, asio::steady_timer& timer, std::chrono::nanoseconds idle, std::string peer,
+       const Logger& logger)
+      : s_(s), timer_(timer), idle_(idle), peer_(std::move(peer)), logger_(logger) {}
 
-  // The next frame; a status for a stream that is not the protocol. Throws on I/O
-  // errors and when the peer stalls (the timer closes the connection).
+  const std::string& peer() const { return peer_; }
+  const std::string& volume() const { return volume_; }
+  void set_volume(const std::string& volume) { volume_ = volume; }
+
+  // The next frame; a status for a stream that is not the protocol (refusal_of says
+  // how to answer it). Throws on I/O errors and when the peer stalls (the timer
+  // closes the connection).
   asio::awaitable<Result<proto::Frame>> read() {
     for (;;) {
       proto::Frame f;
@@ -120,27 +142,83 @@ class Wire {
       dec_.feed(std::span<const uint8_t>(buf_.data(), n));
     }
   }
+  // The answer to a read() that failed: TOO_LARGE for a frame over the limit,
+  // MALFORMED for any other stream that is not the protocol.
+  Refusal refusal_of(const Status& read_error) const {
+    return {dec_.failure(), read_error.message()};
+  }
+
   asio::awaitable<void> send(MessageType type, const std::vector<uint8_t>& payload) {
     auto frame = proto::encode_frame(type, payload);
     timer_.expires_after(idle_);
     co_await asio::async_write(s_, asio::buffer(frame), asio::use_awaitable);
     timer_.expires_at(asio::steady_timer::time_point::max());
   }
-  // (GCC 12 destroys some temporaries of a co_await expression twice: what a
-  // co_await uses is held in named variables.)
-  asio::awaitable<void> error(ErrorCode code, const std::string& message) {
-    const proto::Error e{code, message};
-    const std::vector<uint8_t> payload = proto::encode(e);
+  // Logs why (an error if the server failed, else a warning) and sends the ERROR; the
+  // caller then ends the session. (GCC 12 destroys some temporaries of a co_await
+  // expression twice: what a co_await uses is held in named variables.)
+  asio::awaitable<void> refuse(const Refusal& r) {
+    log_to(logger_, r.code == ErrorCode::kServer ? LogLevel::kError : LogLevel::kWarning,
+           volume_.empty() ? fmt::format("{}: {}", peer_, r.why)
+                           : fmt::format("{}: volume '{}': {}", peer_, volume_, r.why));
+    const std::vector<uint8_t> payload = proto::encode(proto::Error{r.code, r.why});
     co_await send(MessageType::kError, payload);
   }
 
  private:
   Stream& s_;
   asio::steady_timer& timer_;
-  proto::FrameDecoder& dec_;
+  proto::FrameDecoder dec_;
   std::chrono::nanoseconds idle_;
+  std::string peer_;
+  std::string volume_;
+  const Logger& logger_;
   std::array<uint8_t, 64 * 1024> buf_;
 };
+
+// What one shipping message asks of the store: its ACK, or why it cannot be (*code
+// says how to refuse it).
+Result<proto::Ack> apply_to_store(StoredVolume& vol, const proto::Frame& f, ErrorCode* code) {
+  *code = ErrorCode::kMalformed;
+  Result<proto::Ack> ack = Status::invalid(
+      fmt::format("{} is not expected while shipping", proto::message_type_name(f.type)));
+  if (f.type == MessageType::kBaseBegin) {
+    auto b = proto::decode_base_begin(f);
+    if (!b) return b.status();
+    ack = vol.begin_base(*b);
+  } else if (f.type == MessageType::kBaseData) {
+    auto d = proto::decode_base_data(f);
+    if (!d) return d.status();
+    ack = vol.base_data(d->offset, d->data);
+  } else if (f.type == MessageType::kBaseZero) {
+    auto z = proto::decode_base_zero(f);
+    if (!z) return z.status();
+    ack = vol.base_zero(z->offset, z->length);
+  } else if (f.type == MessageType::kRecords) {
+    auto r = proto::decode_records(f);
+    if (!r) return r.status();
+    ack = vol.append(*r);
+  } else {
+    return ack;
+  }
+  if (!ack) *code = vol.last_error();
+  return ack;
+}
+
+// The WELCOME to a reader: what the store holds of the volume `m` describes, up to its
+// last sealed segment.
+proto::Welcome read_welcome(const Manifest& m) {
+  proto::Welcome w;
+  w.purpose = proto::Purpose::kRead;
+  std::copy(m.volume_id.begin(), m.volume_id.end(), w.volume_id.begin());
+  w.image_size = m.image_size;
+  w.base_seq = m.base_seq;
+  w.base_bytes = m.image_size;
+  w.durable_seq = m.base_seq;
+  for (const ManifestSegment& seg : m.segments)
+    if (seg.sealed) w.durable_seq = seg.last_seq;
+  return w;
+}
 
 // Closes the connection whenever the timer expires (a read or write took too long).
 template <class Socket>
@@ -283,151 +361,105 @@ asio::awaitable<void> Server::Impl::handle(tcp::socket sock, std::string peer) {
   --connections_;
 }
 
-template <class Stream>
-asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, std::string peer) {
-  proto::FrameDecoder dec;
-  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
-  auto first = co_await wire.read();
-  if (!first) {
-    log(LogLevel::kWarning, fmt::format("{}: {}", peer, first.status().message()));
-    {
-      const std::string why = first.status().message();
-      co_await wire.error(ErrorCode::kMalformed, why);
-    }
-    co_return;
-  }
-  auto hello = proto::decode_hello(*first);
-  if (!hello) {
-    log(LogLevel::kWarning, fmt::format("{}: {}", peer, hello.status().message()));
-    {
-      const std::string why = hello.status().message();
-      co_await wire.error(ErrorCode::kMalformed, why);
-    }
-    co_return;
-  }
-  if (hello->min_version > proto::kVersion || hello->max_version < proto::kVersion) {
-    {
-      const std::string why = fmt::format("this server speaks version {} only", proto::kVersion);
-      co_await wire.error(ErrorCode::kNoVersion, why);
-    }
-    co_return;
-  }
-  const auto access = tokens()->access(hello->token, hello->volume);
-  if (access == TokenTable::Access::kNone) {
-    log(LogLevel::kWarning,
-        fmt::format("{}: a token that does not grant volume '{}'", peer, hello->volume));
-    {
-      const std::string why = fmt::format("the token does not grant volume '{}'", hello->volume);
-      co_await wire.error(ErrorCode::kUnauthorized, why);
-    }
-    co_return;
-  }
-  if (hello->purpose == proto::Purpose::kShip) {
-    if (access != TokenTable::Access::kWrite) {
-      {
-        const std::string why =
-            fmt::format("the token grants reading volume '{}' only", hello->volume);
-        co_await wire.error(ErrorCode::kReadOnly, why);
-      }
-      co_return;
-    }
-    co_await ship(s, timer, dec, *hello, peer);
-    co_return;
-  }
-  co_await read(s, timer, dec, *hello, peer);
+std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hello* hello) {
+  auto h = proto::decode_hello(first);
+  if (!h) return Refusal{ErrorCode::kMalformed, h.status().message()};
+  if (h->min_version > proto::kVersion || h->max_version < proto::kVersion)
+    return Refusal{ErrorCode::kNoVersion,
+                   fmt::format("this server speaks version {} only", proto::kVersion)};
+  const auto access = tokens()->access(h->token, h->volume);
+  if (access == TokenTable::Access::kNone)
+    return Refusal{ErrorCode::kUnauthorized,
+                   fmt::format("the token does not grant volume '{}'", h->volume)};
+  if (h->purpose == proto::Purpose::kShip && access != TokenTable::Access::kWrite)
+    return Refusal{ErrorCode::kReadOnly,
+                   fmt::format("the token grants reading volume '{}' only", h->volume)};
+  *hello = std::move(*h);
+  return std::nullopt;
 }
 
 template <class Stream>
-asio::awaitable<void> Server::Impl::read(Stream& s, asio::steady_timer& timer,
-                                         proto::FrameDecoder& dec, const proto::Hello& hello,
-                                         const std::string& peer) {
-  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
+asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, std::string peer) {
+  Wire<Stream> wire(s, timer, opts_.idle_timeout, std::move(peer), logger_);
+  auto first = co_await wire.read();
+  proto::Hello hello;
+  std::optional<Refusal> no = first ? admit(*first, &hello) : wire.refusal_of(first.status());
+  if (no) {
+    co_await wire.refuse(*no);
+    co_return;
+  }
+  wire.set_volume(hello.volume);
+  if (hello.purpose == proto::Purpose::kShip)
+    co_await ship(wire, hello);
+  else
+    co_await read(wire, hello);
+}
+
+template <class W>
+asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
   // Reading needs no lock: a reader sees the manifest as last stored and the open
   // segment up to its last whole record, while a shipper may go on appending.
   const std::string dir = join_path(opts_.store_dir, hello.volume);
   auto m = Manifest::load(dir);
   if (!m) {
     const bool absent = m.status().code() == Status::Code::kNotFound;
-    {
-      const std::string why =
-          absent ? fmt::format("the server holds no volume '{}' (or not its whole base yet)",
-                               hello.volume)
-                 : m.status().message();
-      co_await wire.error(absent ? ErrorCode::kNoVolume : ErrorCode::kServer, why);
-    }
+    const Refusal no =
+        absent ? Refusal{ErrorCode::kNoVolume,
+                         fmt::format("the server holds no volume '{}' (or not its whole base yet)",
+                                     hello.volume)}
+               : Refusal{ErrorCode::kServer, m.status().message()};
+    co_await wire.refuse(no);
     co_return;
   }
-  proto::Welcome w;
-  w.purpose = proto::Purpose::kRead;
-  std::copy(m->volume_id.begin(), m->volume_id.end(), w.volume_id.begin());
-  w.image_size = m->image_size;
-  w.base_seq = m->base_seq;
-  w.base_bytes = m->image_size;
-  w.durable_seq = m->base_seq;
-  for (const ManifestSegment& seg : m->segments)
-    if (seg.sealed) w.durable_seq = seg.last_seq;
-  const std::vector<uint8_t> welcome = proto::encode(w);
+  const std::vector<uint8_t> welcome = proto::encode(read_welcome(*m));
   co_await wire.send(MessageType::kWelcome, welcome);
   for (;;) {
     auto f = co_await wire.read();
+    std::optional<Refusal> no;
     if (!f) {
-      {
-        const std::string why = f.status().message();
-        co_await wire.error(ErrorCode::kMalformed, why);
-      }
-      co_return;
-    }
-    if (f->type == MessageType::kPing) {
+      no = wire.refusal_of(f.status());
+    } else if (f->type == MessageType::kPing) {
       co_await wire.send(MessageType::kPong, f->payload);
     } else if (f->type == MessageType::kInfo) {
-      auto req = proto::decode_info(*f);
-      Result<JournalReport> r =
-          req ? inspect_journal(dir, req->scan) : Result<JournalReport>(req.status());
-      if (!r) {
-        {
-          const std::string why = r.status().message();
-          co_await wire.error(req ? ErrorCode::kServer : ErrorCode::kMalformed, why);
-        }
-        co_return;
-      }
-      const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
-      co_await wire.send(MessageType::kReport, report);
+      no = co_await send_report(wire, dir, *f);
     } else if (f->type == MessageType::kRestore) {
-      auto req = proto::decode_restore(*f);
-      if (!req) {
-        {
-          const std::string why = req.status().message();
-          co_await wire.error(ErrorCode::kMalformed, why);
-        }
-        co_return;
-      }
-      const bool ok = co_await send_view(wire, dir, req->target, hello.volume, peer);
-      if (!ok) co_return;
+      no = co_await send_view(wire, dir, *f);
     } else {
-      {
-        const std::string why =
-            fmt::format("{} is not expected while reading", proto::message_type_name(f->type));
-        co_await wire.error(ErrorCode::kMalformed, why);
-      }
+      no = Refusal{ErrorCode::kMalformed, fmt::format("{} is not expected while reading",
+                                                      proto::message_type_name(f->type))};
+    }
+    if (no) {
+      co_await wire.refuse(*no);
       co_return;
     }
   }
 }
 
-// Streams the volume at `target`: VIEW, then EXTENTs in offset order covering it
-// whole (runs of zeroes as their length only), then END. False after an ERROR.
+// Answers an INFO with the REPORT of the journal in `dir`.
 template <class W>
-asio::awaitable<bool> Server::Impl::send_view(W& wire, const std::string& dir, const Target& target,
-                                              const std::string& volume, const std::string& peer) {
-  auto v = JournalView::open(dir, target, logger_);
+asio::awaitable<std::optional<Refusal>> Server::Impl::send_report(W& wire, const std::string& dir,
+                                                                  const proto::Frame& f) {
+  auto req = proto::decode_info(f);
+  if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
+  auto r = inspect_journal(dir, req->scan);
+  if (!r) co_return Refusal{ErrorCode::kServer, r.status().message()};
+  const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
+  co_await wire.send(MessageType::kReport, report);
+  co_return std::nullopt;
+}
+
+// Answers a RESTORE by streaming the volume at its target: VIEW, then EXTENTs in
+// offset order covering it whole (runs of zeroes as their length only), then END.
+template <class W>
+asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const std::string& dir,
+                                                                const proto::Frame& f) {
+  auto req = proto::decode_restore(f);
+  if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
+  auto v = JournalView::open(dir, req->target, logger_);
   if (!v) {
     const bool range = v.status().code() == Status::Code::kInvalidArgument ||
                        v.status().code() == Status::Code::kNotFound;
-    {
-      const std::string why = v.status().message();
-      co_await wire.error(range ? ErrorCode::kNoPoint : ErrorCode::kServer, why);
-    }
-    co_return false;
+    co_return Refusal{range ? ErrorCode::kNoPoint : ErrorCode::kServer, v.status().message()};
   }
   const JournalView& view = **v;
   proto::ViewInfo info{view.seq(), view.time_ns(), view.size(), view.map().size(), 0, view.note()};
@@ -437,21 +469,14 @@ asio::awaitable<bool> Server::Impl::send_view(W& wire, const std::string& dir, c
     co_await wire.send(MessageType::kView, payload);
   }
   log(LogLevel::kInfo,
-      fmt::format("{}: restoring volume '{}' at seq {}", peer, volume, view.seq()));
+      fmt::format("{}: restoring volume '{}' at seq {}", wire.peer(), wire.volume(), view.seq()));
   proto::End end;
   proto::Extent run;  // zeroes not sent yet
   std::vector<uint8_t> buf(1u << 20);
   for (uint64_t at = 0; at < view.size();) {
     const uint64_t n = std::min<uint64_t>(buf.size(), view.size() - at);
     std::span<uint8_t> chunk(buf.data(), n);
-    if (Status st = view.read(chunk, at); !st) {
-      log(LogLevel::kError, fmt::format("{}: volume '{}': {}", peer, volume, st.message()));
-      {
-        const std::string why = st.message();
-        co_await wire.error(ErrorCode::kServer, why);
-      }
-      co_return false;
-    }
+    if (Status st = view.read(chunk, at); !st) co_return Refusal{ErrorCode::kServer, st.message()};
     const bool zero = std::all_of(chunk.begin(), chunk.end(), [](uint8_t b) { return b == 0; });
     if (zero) {
       if (run.length == 0) run = proto::Extent{at, true, 0, {}};
@@ -474,18 +499,13 @@ asio::awaitable<bool> Server::Impl::send_view(W& wire, const std::string& dir, c
     const std::vector<uint8_t> payload = proto::encode(run);
     co_await wire.send(MessageType::kExtent, payload);
   }
-  {
-    const std::vector<uint8_t> payload = proto::encode(end);
-    co_await wire.send(MessageType::kEnd, payload);
-  }
-  co_return true;
+  const std::vector<uint8_t> payload = proto::encode(end);
+  co_await wire.send(MessageType::kEnd, payload);
+  co_return std::nullopt;
 }
 
-template <class Stream>
-asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
-                                         proto::FrameDecoder& dec, const proto::Hello& hello,
-                                         const std::string& peer) {
-  Wire<Stream> wire(s, timer, dec, opts_.idle_timeout);
+template <class W>
+asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
   // One shipper a volume at a time.
   bool busy = false;
   {
@@ -493,13 +513,10 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
     busy = !shipping_->volumes.insert(hello.volume).second;
   }
   if (busy) {
-    {
-      const std::string why = fmt::format(
-          "another shipper is connected for volume '{}'; try again "
-          "later",
-          hello.volume);
-      co_await wire.error(ErrorCode::kBusy, why);
-    }
+    const Refusal no{
+        ErrorCode::kBusy,
+        fmt::format("another shipper is connected for volume '{}'; try again later", hello.volume)};
+    co_await wire.refuse(no);
     co_return;
   }
   struct Release {
@@ -513,12 +530,8 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
 
   auto v = StoredVolume::open(opts_.store_dir, hello.volume, true, logger_);
   if (!v) {
-    log(LogLevel::kWarning,
-        fmt::format("{}: volume '{}': {}", peer, hello.volume, v.status().message()));
-    {
-      const std::string why = v.status().message();
-      co_await wire.error(ErrorCode::kServer, why);
-    }
+    const Refusal no{ErrorCode::kServer, v.status().message()};
+    co_await wire.refuse(no);
     co_return;
   }
   StoredVolume& vol = **v;
@@ -526,59 +539,19 @@ asio::awaitable<void> Server::Impl::ship(Stream& s, asio::steady_timer& timer,
   w.purpose = proto::Purpose::kShip;
   const std::vector<uint8_t> welcome = proto::encode(w);
   co_await wire.send(MessageType::kWelcome, welcome);
-  log(LogLevel::kInfo, fmt::format("{}: shipping volume '{}' (the store holds up to seq {})", peer,
-                                   hello.volume, w.durable_seq));
-  // What one message asks of the store, or why it cannot be.
-  auto apply = [&vol](const proto::Frame& f, ErrorCode* code) -> Result<proto::Ack> {
-    *code = ErrorCode::kMalformed;
-    Result<proto::Ack> ack = Status::invalid(
-        fmt::format("{} is not expected while shipping", proto::message_type_name(f.type)));
-    if (f.type == MessageType::kBaseBegin) {
-      auto b = proto::decode_base_begin(f);
-      if (!b) return b.status();
-      ack = vol.begin_base(*b);
-    } else if (f.type == MessageType::kBaseData) {
-      auto d = proto::decode_base_data(f);
-      if (!d) return d.status();
-      ack = vol.base_data(d->offset, d->data);
-    } else if (f.type == MessageType::kBaseZero) {
-      auto z = proto::decode_base_zero(f);
-      if (!z) return z.status();
-      ack = vol.base_zero(z->offset, z->length);
-    } else if (f.type == MessageType::kRecords) {
-      auto r = proto::decode_records(f);
-      if (!r) return r.status();
-      ack = vol.append(*r);
-    } else {
-      return ack;
-    }
-    if (!ack) *code = vol.last_error();
-    return ack;
-  };
+  log(LogLevel::kInfo, fmt::format("{}: shipping volume '{}' (the store holds up to seq {})",
+                                   wire.peer(), hello.volume, w.durable_seq));
   for (;;) {
     auto f = co_await wire.read();
-    if (!f) {
-      const bool large = f.status().message().find("over the limit") != std::string::npos;
-      log(LogLevel::kWarning, fmt::format("{}: {}", peer, f.status().message()));
-      {
-        const std::string why = f.status().message();
-        co_await wire.error(large ? ErrorCode::kTooLarge : ErrorCode::kMalformed, why);
-      }
-      co_return;
-    }
-    if (f->type == MessageType::kPing) {
+    if (f && f->type == MessageType::kPing) {
       co_await wire.send(MessageType::kPong, f->payload);
       continue;
     }
-    ErrorCode code;
-    auto ack = apply(*f, &code);
+    ErrorCode code = ErrorCode::kMalformed;
+    auto ack = f ? apply_to_store(vol, *f, &code) : Result<proto::Ack>(f.status());
     if (!ack) {
-      log(LogLevel::kWarning,
-          fmt::format("{}: volume '{}': {}", peer, hello.volume, ack.status().message()));
-      {
-        const std::string why = ack.status().message();
-        co_await wire.error(code, why);
-      }
+      const Refusal no = f ? Refusal{code, ack.status().message()} : wire.refusal_of(f.status());
+      co_await wire.refuse(no);
       co_return;
     }
     const std::vector<uint8_t> acked = proto::encode(*ack);

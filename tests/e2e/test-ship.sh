@@ -83,6 +83,14 @@ s.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"x" * 64)
 reply = s.recv(4096)
 assert reply[:4] == b"RWNP" and reply[5] == 3, reply          # an ERROR frame
 assert b"bad magic" in reply, reply
+assert int.from_bytes(reply[24:26], "little") == 1, reply      # MALFORMED
+# A frame header announcing 4 GiB of payload: refused from the header alone, TOO_LARGE.
+s3 = conn()
+s3.sendall(b"RWNP" + bytes([1, 1, 0, 0]) + b"\xff\xff\xff\xff" + bytes(12))
+reply = s3.recv(4096)
+assert reply[:4] == b"RWNP" and reply[5] == 3, reply
+assert int.from_bytes(reply[24:26], "little") == 11, reply     # TOO_LARGE
+assert b"over the limit" in reply, reply
 s2 = conn()
 start = time.time()
 assert s2.recv(1) == b"", "a silent peer was not disconnected"

@@ -197,6 +197,17 @@ TEST_CASE("malformed, oversized and truncated frames are refused, naming what an
   put_u32(huge.data() + 8, kMaxPayload + 1);
   huge.resize(kHeaderSize);
   CHECK(frame_error(huge).find("over the limit") != std::string::npos);
+  // The decoder tells the two kinds apart, so that the server answers TOO_LARGE or
+  // MALFORMED without reading its own message.
+  for (const auto& [bytes, kind] :
+       {std::pair{huge, ErrorCode::kTooLarge}, std::pair{broken(0, 'X'), ErrorCode::kMalformed},
+        std::pair{broken(30, good[30] ^ 1), ErrorCode::kMalformed}}) {
+    FrameDecoder d;
+    d.feed(bytes);
+    Frame f;
+    REQUIRE_FALSE(d.next(&f).is_ok());
+    CHECK(d.failure() == kind);
+  }
   // The position names the frame: the second one here.
   auto two = good;
   auto bad = broken(0, 'X');

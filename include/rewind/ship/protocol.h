@@ -73,6 +73,22 @@ struct Frame {
 // The bytes of one frame.
 std::vector<uint8_t> encode_frame(MessageType type, std::span<const uint8_t> payload);
 
+enum class ErrorCode : uint16_t {
+  kMalformed = 1,     // a frame or message that is not this protocol
+  kNoVersion = 2,     // no version both sides speak
+  kUnauthorized = 3,  // unknown token, or the token does not grant this volume
+  kReadOnly = 4,      // the token grants reading this volume only
+  kNoVolume = 5,      // reading a volume the server does not have
+  kGap = 6,           // records or base data that do not continue what the server holds
+  kConflict = 7,      // another volume (id, size or base) under this name
+  kBusy = 8,          // another shipper is connected for this volume
+  kTimeout = 9,       // the peer stalled
+  kServer = 10,       // the server failed (disk full, I/O error); try again later
+  kTooLarge = 11,     // a frame over the limits
+  kNoPoint = 12,      // a restore target outside what the volume holds
+};
+inline constexpr uint16_t kMaxErrorCode = 12;
+
 // Cuts a byte stream into frames. feed() the bytes as they arrive; next() returns a
 // whole frame when one is buffered. A frame's header is checked as soon as it is
 // whole, so an oversized or malformed frame is refused before its payload is read.
@@ -82,8 +98,11 @@ class FrameDecoder {
   void feed(std::span<const uint8_t> bytes);
   // True and *out set when a whole, valid frame was buffered; false when more bytes
   // are needed; an error (naming what was wrong and at which byte of the stream)
-  // when the stream is not this protocol.
+  // when the stream is not this protocol. After an error every call returns it.
   Result<bool> next(Frame* out);
+  // What kind of error next() returned: kTooLarge for a frame announcing a payload
+  // over kMaxPayload, kMalformed for anything else.
+  ErrorCode failure() const { return failure_; }
   // Bytes buffered that are not yet a whole frame.
   size_t pending() const { return buf_.size() - start_; }
 
@@ -92,6 +111,7 @@ class FrameDecoder {
   size_t start_ = 0;     // the first byte of the next frame in buf_
   uint64_t stream_ = 0;  // stream offset of buf_[start_]
   std::optional<Status> failed_;
+  ErrorCode failure_ = ErrorCode::kMalformed;
 };
 
 // ---- Messages -----------------------------------------------------------------
@@ -119,22 +139,6 @@ struct Welcome {
   uint64_t durable_seq = 0;  // the last record held durably (base_seq if none)
   bool operator==(const Welcome&) const = default;
 };
-
-enum class ErrorCode : uint16_t {
-  kMalformed = 1,     // a frame or message that is not this protocol
-  kNoVersion = 2,     // no version both sides speak
-  kUnauthorized = 3,  // unknown token, or the token does not grant this volume
-  kReadOnly = 4,      // the token grants reading this volume only
-  kNoVolume = 5,      // reading a volume the server does not have
-  kGap = 6,           // records or base data that do not continue what the server holds
-  kConflict = 7,      // another volume (id, size or base) under this name
-  kBusy = 8,          // another shipper is connected for this volume
-  kTimeout = 9,       // the peer stalled
-  kServer = 10,       // the server failed (disk full, I/O error); try again later
-  kTooLarge = 11,     // a frame over the limits
-  kNoPoint = 12,      // a restore target outside what the volume holds
-};
-inline constexpr uint16_t kMaxErrorCode = 12;
 
 // The name of an error code, as the protocol spec gives it ("GAP").
 const char* error_code_name(ErrorCode c);
