@@ -69,11 +69,11 @@ std::string Manifest::serialize() const {
   return s;
 }
 
-Result<Manifest> Manifest::parse(std::string_view text, const std::string& where) {
-  auto bad = [&](size_t line_no, const std::string& why) {
-    return Status::corruption(fmt::format("{} line {}: {}", where, line_no, why));
-  };
-  // The checksum line covers every byte before it.
+namespace {
+
+// The manifest's lines before its checksum line, once the checksum (which covers
+// every byte before it) matches.
+Result<std::string_view> checked_body(std::string_view text, const std::string& where) {
   size_t cpos = text.rfind("checksum ");
   if (cpos == std::string_view::npos || (cpos != 0 && text[cpos - 1] != '\n'))
     return Status::corruption(fmt::format("{}: no checksum line (file cut short?)", where));
@@ -87,14 +87,77 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
   if (stored != XXH3_64bits(text.data(), cpos))
     return Status::corruption(
         fmt::format("{}: checksum mismatch (the manifest is damaged)", where));
+  return text.substr(0, cpos);
+}
 
+// A "segment" line's words into *seg, checked against what `m` holds so far (the
+// segments continue the base and each other, only the last may be open). Returns
+// what is wrong, or "".
+std::string parse_segment(const std::vector<std::string_view>& w, const Manifest& m, bool have_base,
+                          ManifestSegment* seg) {
+  if (!(w.size() >= 5 && w[2] == "first" && safe_file_name(w[1]) && to_u64(w[3], &seg->first_seq)))
+    return "bad segment line";
+  seg->file = std::string(w[1]);
+  if (w.size() == 5 && w[4] == "open") {
+    seg->sealed = false;
+  } else if ((w.size() == 14 || (w.size() == 16 && w[14] == "compacted" &&
+                                 to_u64(w[15], &seg->granularity_ns) && seg->granularity_ns > 0)) &&
+             w[4] == "last" && w[6] == "bytes" && w[8] == "records" && w[10] == "time-ns" &&
+             w[13] == "sealed" && to_u64(w[5], &seg->last_seq) && to_u64(w[7], &seg->bytes) &&
+             to_u64(w[9], &seg->records) && to_u64(w[11], &seg->first_time_ns) &&
+             to_u64(w[12], &seg->last_time_ns)) {
+    seg->sealed = true;
+  } else {
+    return "bad segment line";
+  }
+  if (!m.segments.empty()) {
+    const ManifestSegment& prev = m.segments.back();
+    if (!prev.sealed) return "segment after the open segment";
+    if (seg->first_seq != prev.last_seq + 1)
+      return fmt::format("segment starts at seq {} but the previous one ends at {}", seg->first_seq,
+                         prev.last_seq);
+  } else if (have_base && seg->first_seq != m.base_seq + 1) {
+    return fmt::format("first segment starts at seq {} but the base ends at {}", seg->first_seq,
+                       m.base_seq);
+  }
+  if (seg->sealed &&
+      (seg->last_seq + 1 < seg->first_seq || seg->records != seg->last_seq + 1 - seg->first_seq))
+    return "segment seq range and record count disagree";
+  return "";
+}
+
+// A "mark" line's words into *mk; a name `m` lists already is an error. Returns what
+// is wrong, or "".
+std::string parse_mark(const std::vector<std::string_view>& w, const Manifest& m,
+                       ManifestMark* mk) {
+  if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !check_mark_name(w[1]).is_ok() ||
+      !to_u64(w[3], &mk->seq) || !to_u64(w[5], &mk->time_ns))
+    return "bad mark line";
+  mk->name = std::string(w[1]);
+  for (const ManifestMark& other : m.marks)
+    if (other.name == mk->name) return fmt::format("mark '{}' listed twice", mk->name);
+  return "";
+}
+
+// A single-valued line ("image-size 1048576") into *out; false if it is not one.
+bool one_u64(const std::vector<std::string_view>& w, uint64_t* out) {
+  return w.size() == 2 && to_u64(w[1], out);
+}
+
+}  // namespace
+
+Result<Manifest> Manifest::parse(std::string_view text, const std::string& where) {
+  auto bad = [&](size_t line_no, const std::string& why) {
+    return Status::corruption(fmt::format("{} line {}: {}", where, line_no, why));
+  };
+  auto checked = checked_body(text, where);
+  if (!checked) return checked.status();
+  std::string_view body = *checked;
   Manifest m;
+  // Each required line, as it is seen.
   bool have_version = false, have_id = false, have_size = false, have_image = false,
        have_base = false, have_checkpoint = false, have_created = false;
-  size_t line_no = 0;
-  std::string_view body = text.substr(0, cpos);
-  while (!body.empty()) {
-    ++line_no;
+  for (size_t line_no = 1; !body.empty(); ++line_no) {
     size_t nl = body.find('\n');
     if (nl == std::string_view::npos) return bad(line_no, "line without newline");
     std::string_view line = body.substr(0, nl);
@@ -102,92 +165,53 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
     auto w = words(line);
     if (w.empty()) return bad(line_no, "empty line");
     std::string_view key = w[0];
+    std::string why;  // what is wrong with the line, if anything
+    uint64_t v = 0;
     if (line_no == 1) {
-      uint64_t v;
-      if (key != "rewind-manifest" || w.size() != 2 || !to_u64(w[1], &v))
-        return bad(line_no, "not a rewind manifest");
+      if (key != "rewind-manifest" || !one_u64(w, &v)) return bad(line_no, "not a rewind manifest");
       if (v != format::kManifestVersion)
-        return bad(line_no, fmt::format("manifest version {} (this build reads {})", v,
-                                        format::kManifestVersion));
+        why = fmt::format("manifest version {} (this build reads {})", v, format::kManifestVersion);
       have_version = true;
     } else if (key == "volume-id") {
-      if (w.size() != 2 || !parse_volume_id(w[1], &m.volume_id))
-        return bad(line_no, "bad volume-id");
+      if (w.size() != 2 || !parse_volume_id(w[1], &m.volume_id)) why = "bad volume-id";
       have_id = true;
     } else if (key == "image-size") {
-      if (w.size() != 2 || !to_u64(w[1], &m.image_size)) return bad(line_no, "bad image-size");
+      if (!one_u64(w, &m.image_size)) why = "bad image-size";
       have_size = true;
     } else if (key == "image") {
-      if (line.size() <= 6) return bad(line_no, "empty image path");
-      m.image_path = std::string(line.substr(6));
+      if (line.size() <= 6)
+        why = "empty image path";
+      else
+        m.image_path = std::string(line.substr(6));
       have_image = true;
     } else if (key == "created-ns") {
-      if (w.size() != 2 || !to_u64(w[1], &m.created_ns)) return bad(line_no, "bad created-ns");
+      if (!one_u64(w, &m.created_ns)) why = "bad created-ns";
       have_created = true;
     } else if (key == "base") {
       if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !safe_file_name(w[1]) ||
           !to_u64(w[3], &m.base_seq) || !to_u64(w[5], &m.base_time_ns))
-        return bad(line_no, "bad base line");
-      m.base_file = std::string(w[1]);
+        why = "bad base line";
+      else
+        m.base_file = std::string(w[1]);
       have_base = true;
     } else if (key == "checkpoint-seq") {
-      if (w.size() != 2 || !to_u64(w[1], &m.checkpoint_seq))
-        return bad(line_no, "bad checkpoint-seq");
+      if (!one_u64(w, &m.checkpoint_seq)) why = "bad checkpoint-seq";
       have_checkpoint = true;
     } else if (key == "shipped-seq") {
-      uint64_t v = 0;
-      if (w.size() != 2 || !to_u64(w[1], &v) || m.shipped_seq)
-        return bad(line_no, "bad shipped-seq");
+      if (!one_u64(w, &v) || m.shipped_seq) why = "bad shipped-seq";
       m.shipped_seq = v;
     } else if (key == "segment") {
       ManifestSegment seg;
-      if (w.size() >= 5 && w[2] == "first" && safe_file_name(w[1]) &&
-          to_u64(w[3], &seg.first_seq)) {
-        seg.file = std::string(w[1]);
-        if (w.size() == 5 && w[4] == "open") {
-          seg.sealed = false;
-        } else if ((w.size() == 14 ||
-                    (w.size() == 16 && w[14] == "compacted" && to_u64(w[15], &seg.granularity_ns) &&
-                     seg.granularity_ns > 0)) &&
-                   w[4] == "last" && w[6] == "bytes" && w[8] == "records" && w[10] == "time-ns" &&
-                   w[13] == "sealed" && to_u64(w[5], &seg.last_seq) && to_u64(w[7], &seg.bytes) &&
-                   to_u64(w[9], &seg.records) && to_u64(w[11], &seg.first_time_ns) &&
-                   to_u64(w[12], &seg.last_time_ns)) {
-          seg.sealed = true;
-        } else {
-          return bad(line_no, "bad segment line");
-        }
-      } else {
-        return bad(line_no, "bad segment line");
-      }
-      if (!m.segments.empty()) {
-        const ManifestSegment& prev = m.segments.back();
-        if (!prev.sealed) return bad(line_no, "segment after the open segment");
-        if (seg.first_seq != prev.last_seq + 1)
-          return bad(line_no,
-                     fmt::format("segment starts at seq {} but the previous one ends at {}",
-                                 seg.first_seq, prev.last_seq));
-      } else if (have_base && seg.first_seq != m.base_seq + 1) {
-        return bad(line_no, fmt::format("first segment starts at seq {} but the base ends at {}",
-                                        seg.first_seq, m.base_seq));
-      }
-      if (seg.sealed &&
-          (seg.last_seq + 1 < seg.first_seq || seg.records != seg.last_seq + 1 - seg.first_seq))
-        return bad(line_no, "segment seq range and record count disagree");
+      why = parse_segment(w, m, have_base, &seg);
       m.segments.push_back(std::move(seg));
     } else if (key == "mark") {
       ManifestMark mk;
-      if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !check_mark_name(w[1]).is_ok() ||
-          !to_u64(w[3], &mk.seq) || !to_u64(w[5], &mk.time_ns))
-        return bad(line_no, "bad mark line");
-      mk.name = std::string(w[1]);
-      for (const ManifestMark& other : m.marks)
-        if (other.name == mk.name)
-          return bad(line_no, fmt::format("mark '{}' listed twice", mk.name));
+      why = parse_mark(w, m, &mk);
       m.marks.push_back(std::move(mk));
     } else {
-      return bad(line_no, fmt::format("unknown key '{}'", key));
+      why = fmt::format("unknown key '{}'", key);
     }
+    if (!why.empty()) return bad(line_no, why);
   }
   if (!(have_version && have_id && have_size && have_image && have_base && have_checkpoint &&
         have_created))

@@ -95,6 +95,96 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
   return Status::ok();
 }
 
+namespace {
+
+// What is wrong with an index header `h` for segment `seg` of `volume_id`, or null.
+const char* header_problem(const uint8_t* h, uint32_t version, uint64_t sum_count,
+                           const VolumeId& volume_id, const ManifestSegment& seg) {
+  if (std::memcmp(h + 16, volume_id.data(), format::kVolumeIdSize) != 0) return "of another volume";
+  if (get_u64(h + 32) != seg.first_seq || get_u64(h + 40) != seg.records)
+    return "does not match the manifest";
+  if (version == format::kIndexVersion &&
+      (get_u32(h + 48) != format::kIndexChunkSize || get_u32(h + 52) != 0))
+    return "has an unknown chunk size";
+  if (sum_count >= IndexEntry::kNoChunkSums) return "has too many chunk checksums";
+  return nullptr;
+}
+
+// One entry's fields into *x; returns its index flags (which say whether chunk
+// checksums follow, not stored in the entry).
+uint8_t decode_entry(const uint8_t* e, IndexEntry* x) {
+  x->seq = get_u64(e);
+  x->time_ns = get_u64(e + 8);
+  x->offset = get_u64(e + 16);
+  x->length = get_u64(e + 24);
+  x->position = get_u64(e + 32);
+  x->type = static_cast<format::RecordType>(e[40]);
+  x->flags = e[41];
+  x->payload_length = get_u32(e + 44);
+  x->payload_checksum = get_u64(e + 48);
+  return e[42];
+}
+
+// Reads `count` chunk checksums at *pos into the hash and, if `keep`, into *out.
+Status read_chunk_sums(const File& f, uint64_t* pos, uint64_t count, XXH3_state_t* hash, bool keep,
+                       std::vector<uint64_t>* out) {
+  constexpr uint64_t kBatch = 131072;  // 1 MiB
+  std::vector<uint8_t> sums(std::min(count, kBatch) * format::kIndexChunkSumSize);
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t n = std::min(count - i, kBatch);
+    std::span<uint8_t> chunk(sums.data(), n * format::kIndexChunkSumSize);
+    REWIND_RETURN_IF_ERROR(f.pread_full(chunk, *pos));
+    XXH3_64bits_update(hash, chunk.data(), chunk.size());
+    if (keep)
+      for (const uint8_t* e = chunk.data(); e < chunk.data() + chunk.size();
+           e += format::kIndexChunkSumSize)
+        out->push_back(get_u64(e));
+    i += n;
+    *pos += chunk.size();
+  }
+  return Status::ok();
+}
+
+// Reads the entries at *pos into the hash and out->entries, checking each against
+// the segment; the first that does not fit sets *problem, after which they are only
+// hashed. *sums_claimed counts the chunk checksums the entries say follow.
+Status read_entries(const File& f, uint64_t* pos, const ManifestSegment& seg, uint32_t version,
+                    uint64_t sum_count, XXH3_state_t* hash, const char** problem,
+                    SegmentEntries* out, uint64_t* sums_claimed) {
+  constexpr size_t kChunkEntries = 16384;  // 896 KiB
+  std::vector<uint8_t> buf(std::min<uint64_t>(seg.records, kChunkEntries) *
+                           format::kIndexEntrySize);
+  for (uint64_t i = 0; i < seg.records;) {
+    const uint64_t n = std::min<uint64_t>(seg.records - i, kChunkEntries);
+    std::span<uint8_t> chunk(buf.data(), n * format::kIndexEntrySize);
+    REWIND_RETURN_IF_ERROR(f.pread_full(chunk, *pos));
+    XXH3_64bits_update(hash, chunk.data(), chunk.size());
+    for (const uint8_t* e = chunk.data(); *problem == nullptr && e < chunk.data() + chunk.size();
+         e += format::kIndexEntrySize) {
+      IndexEntry x;
+      const uint8_t index_flags = decode_entry(e, &x);
+      if (index_flags & format::kIndexFlagChunkSums) {
+        x.chunk_sums = static_cast<uint32_t>(*sums_claimed);
+        *sums_claimed += chunk_count(x.payload_length);
+      }
+      if (x.seq != seg.first_seq + out->entries.size() || (x.flags & ~format::kKnownFlags) != 0 ||
+          (index_flags & ~format::kIndexFlagChunkSums) != 0 || e[43] != 0 ||
+          x.position + format::record_span(x.payload_length) > seg.bytes ||
+          (x.has_chunk_sums() &&
+           (version == 1 || !wants_chunk_sums(x.type, x.flags, x.payload_length) ||
+            *sums_claimed > sum_count)))
+        *problem = "entries do not match the segment";
+      else
+        out->entries.push_back(x);
+    }
+    i += n;
+    *pos += chunk.size();
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const VolumeId& volume_id,
                                           const ManifestSegment& seg) {
   const std::string name = index_file_name(seg.file);
@@ -136,76 +226,20 @@ Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const 
       *size != header_size + seg.records * format::kIndexEntrySize +
                    sum_count * format::kIndexChunkSumSize + format::kIndexTrailerSize)
     return bad("does not match the manifest");
-  const char* problem = nullptr;
-  if (std::memcmp(h + 16, volume_id.data(), format::kVolumeIdSize) != 0)
-    problem = "of another volume";
-  else if (get_u64(h + 32) != seg.first_seq || get_u64(h + 40) != seg.records)
-    problem = "does not match the manifest";
-  else if (version == format::kIndexVersion &&
-           (get_u32(h + 48) != format::kIndexChunkSize || get_u32(h + 52) != 0))
-    problem = "has an unknown chunk size";
-  else if (sum_count >= IndexEntry::kNoChunkSums)
-    problem = "has too many chunk checksums";
+  const char* problem = header_problem(h, version, sum_count, volume_id, seg);
   SegmentEntries out;
   if (problem == nullptr) {
     out.entries.reserve(seg.records);
     out.chunk_sums.reserve(sum_count);
   }
-  constexpr size_t kChunkEntries = 16384;  // 896 KiB
-  std::vector<uint8_t> buf(std::min<uint64_t>(seg.records, kChunkEntries) *
-                           format::kIndexEntrySize);
   uint64_t pos = header_size;
   uint64_t sums_claimed = 0;  // by the entries read so far
-  for (uint64_t i = 0; i < seg.records;) {
-    const uint64_t n = std::min<uint64_t>(seg.records - i, kChunkEntries);
-    std::span<uint8_t> chunk(buf.data(), n * format::kIndexEntrySize);
-    REWIND_RETURN_IF_ERROR(f->pread_full(chunk, pos));
-    XXH3_64bits_update(hash.get(), chunk.data(), chunk.size());
-    for (const uint8_t* e = chunk.data(); problem == nullptr && e < chunk.data() + chunk.size();
-         e += format::kIndexEntrySize) {
-      IndexEntry x;
-      x.seq = get_u64(e);
-      x.time_ns = get_u64(e + 8);
-      x.offset = get_u64(e + 16);
-      x.length = get_u64(e + 24);
-      x.position = get_u64(e + 32);
-      x.type = static_cast<format::RecordType>(e[40]);
-      x.flags = e[41];
-      x.payload_length = get_u32(e + 44);
-      x.payload_checksum = get_u64(e + 48);
-      const uint8_t index_flags = e[42];
-      if (index_flags & format::kIndexFlagChunkSums) {
-        x.chunk_sums = static_cast<uint32_t>(sums_claimed);
-        sums_claimed += chunk_count(x.payload_length);
-      }
-      if (x.seq != seg.first_seq + out.entries.size() || (x.flags & ~format::kKnownFlags) != 0 ||
-          (index_flags & ~format::kIndexFlagChunkSums) != 0 || e[43] != 0 ||
-          x.position + format::record_span(x.payload_length) > seg.bytes ||
-          (x.has_chunk_sums() &&
-           (version == 1 || !wants_chunk_sums(x.type, x.flags, x.payload_length) ||
-            sums_claimed > sum_count)))
-        problem = "entries do not match the segment";
-      else
-        out.entries.push_back(x);
-    }
-    i += n;
-    pos += chunk.size();
-  }
+  REWIND_RETURN_IF_ERROR(
+      read_entries(*f, &pos, seg, version, sum_count, hash.get(), &problem, &out, &sums_claimed));
   if (problem == nullptr && sums_claimed != sum_count)
     problem = "chunk checksums do not match the entries";
-  std::vector<uint8_t> sums(std::min<uint64_t>(sum_count, 131072) * format::kIndexChunkSumSize);
-  for (uint64_t i = 0; i < sum_count;) {
-    const uint64_t n = std::min<uint64_t>(sum_count - i, 131072);
-    std::span<uint8_t> chunk(sums.data(), n * format::kIndexChunkSumSize);
-    REWIND_RETURN_IF_ERROR(f->pread_full(chunk, pos));
-    XXH3_64bits_update(hash.get(), chunk.data(), chunk.size());
-    if (problem == nullptr)
-      for (const uint8_t* e = chunk.data(); e < chunk.data() + chunk.size();
-           e += format::kIndexChunkSumSize)
-        out.chunk_sums.push_back(get_u64(e));
-    i += n;
-    pos += chunk.size();
-  }
+  REWIND_RETURN_IF_ERROR(
+      read_chunk_sums(*f, &pos, sum_count, hash.get(), problem == nullptr, &out.chunk_sums));
   uint8_t trailer[format::kIndexTrailerSize];
   REWIND_RETURN_IF_ERROR(f->pread_full(trailer, pos));
   if (get_u64(trailer) != XXH3_64bits_digest(hash.get())) return bad("checksum mismatch");

@@ -156,6 +156,38 @@ std::vector<Out> merge_pieces(const std::vector<Piece>& pieces, const std::vecto
   return merged;
 }
 
+// The end of planning the window recs[b, e): the records in `unused` are left with
+// nothing, and the flags of every record from the first that changed say that the
+// states before the window's last are no longer exact.
+void finish_window(const std::vector<Rec>& recs, size_t b, size_t e, bool end_exact,
+                   const std::vector<size_t>& unused, std::vector<Out>& outs, CompactionStats& st) {
+  for (size_t i : unused) {
+    if (superseded(*recs[i].e)) continue;  // had nothing already: kept as it is
+    Out& o = outs[i];
+    o.kind = Out::Kind::kEmpty;
+    o.type = recs[i].e->type;
+    o.offset = recs[i].e->offset;
+    o.length = recs[i].e->length;
+    o.parts.clear();
+    o.window_end = recs[e - 1].e->seq;
+  }
+  // From the first record that changed to the end of the window, no state is exact but
+  // the last one (when it was before).
+  size_t first = b;
+  while (first < e && outs[first].kind == Out::Kind::kKeep) ++first;
+  for (size_t i = first; i < e; ++i) {
+    uint8_t f = recs[i].e->flags;
+    if (outs[i].kind != Out::Kind::kKeep)
+      f = static_cast<uint8_t>((f & format::kFlagBatchStart) | format::kFlagCompacted |
+                               (outs[i].kind == Out::Kind::kEmpty ? format::kFlagSuperseded : 0));
+    f = static_cast<uint8_t>(f & ~format::kFlagFlushPoint);
+    if (i + 1 == e && end_exact) f |= format::kFlagFlushPoint;
+    outs[i].flags = f;
+    if (outs[i].kind == Out::Kind::kEmpty) ++st.records_superseded;
+    if (outs[i].kind == Out::Kind::kPiece) ++st.records_trimmed;
+  }
+}
+
 // Plans the window recs[b, e): what each record becomes (in outs, which hold
 // kKeep with the records' own flags on entry). `end_exact`: whether the state at the
 // window's last record was exact before.
@@ -229,31 +261,7 @@ void plan_window(const std::vector<Rec>& recs, size_t b, size_t e, bool end_exac
         outs[slots[k]] = std::move(merged[k - first_used]);
     }
   }
-  for (size_t i : unused) {
-    if (superseded(*recs[i].e)) continue;  // had nothing already: kept as it is
-    Out& o = outs[i];
-    o.kind = Out::Kind::kEmpty;
-    o.type = recs[i].e->type;
-    o.offset = recs[i].e->offset;
-    o.length = recs[i].e->length;
-    o.parts.clear();
-    o.window_end = recs[e - 1].e->seq;
-  }
-  // From the first record that changed to the end of the window, no state is exact but
-  // the last one (when it was before).
-  size_t first = b;
-  while (first < e && outs[first].kind == Out::Kind::kKeep) ++first;
-  for (size_t i = first; i < e; ++i) {
-    uint8_t f = recs[i].e->flags;
-    if (outs[i].kind != Out::Kind::kKeep)
-      f = static_cast<uint8_t>((f & format::kFlagBatchStart) | format::kFlagCompacted |
-                               (outs[i].kind == Out::Kind::kEmpty ? format::kFlagSuperseded : 0));
-    f = static_cast<uint8_t>(f & ~format::kFlagFlushPoint);
-    if (i + 1 == e && end_exact) f |= format::kFlagFlushPoint;
-    outs[i].flags = f;
-    if (outs[i].kind == Out::Kind::kEmpty) ++st.records_superseded;
-    if (outs[i].kind == Out::Kind::kPiece) ++st.records_trimmed;
-  }
+  finish_window(recs, b, e, end_exact, unused, outs, st);
   ++st.windows_changed;
 }
 
@@ -289,6 +297,48 @@ class PayloadReader {
 
 // Writes the records recs[b, e) of segment `ms` as they became (outs) to a new
 // segment file, synced, with its index; returns the segment for the manifest.
+// Record `i` (`r`) as the plan `o` rewrites it: kept as it was, emptied (superseded,
+// its payload the seq its window ends at), or a piece, its payload assembled from
+// the parts of the records it keeps.
+Status rewritten_record(const IndexEntry& r, const Out& o, size_t i, PayloadReader& payloads,
+                        RecordHeader* h, std::vector<uint8_t>* payload) {
+  h->seq = r.seq;
+  h->time_ns = r.time_ns;
+  h->flags = o.flags;
+  payload->clear();
+  if (o.kind == Out::Kind::kKeep) {
+    h->type = r.type;
+    h->offset = r.offset;
+    h->length = r.length;
+    auto p = payloads.get(i);
+    if (!p) return p.status();
+    payload->assign(p->begin(), p->end());
+  } else if (o.kind == Out::Kind::kEmpty) {
+    h->type = r.type;
+    h->offset = r.offset;
+    h->length = r.length;
+    payload->resize(format::kSupersededPayload);
+    put_u64(payload->data(), o.window_end);
+  } else {
+    h->type = o.type;
+    h->offset = o.offset;
+    h->length = o.length;
+    for (const Part& part : o.parts) {
+      if (part.src == kZeroes) {
+        payload->resize(payload->size() + part.len, 0);
+        continue;
+      }
+      auto p = payloads.get(part.src);
+      if (!p) return p.status();
+      payload->insert(payload->end(), p->begin() + static_cast<long>(part.delta),
+                      p->begin() + static_cast<long>(part.delta + part.len));
+    }
+  }
+  h->payload_length = static_cast<uint32_t>(payload->size());
+  h->payload_checksum = payload_checksum(*payload);
+  return Status::ok();
+}
+
 Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
                                       const ManifestSegment& ms, const File& in,
                                       const std::vector<Rec>& recs, size_t b, size_t e,
@@ -317,40 +367,7 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
     const IndexEntry& r = *recs[i].e;
     const Out& o = outs[i];
     RecordHeader h;
-    h.seq = r.seq;
-    h.time_ns = r.time_ns;
-    h.flags = o.flags;
-    payload.clear();
-    if (o.kind == Out::Kind::kKeep) {
-      h.type = r.type;
-      h.offset = r.offset;
-      h.length = r.length;
-      auto p = payloads.get(i);
-      if (!p) return p.status();
-      payload.assign(p->begin(), p->end());
-    } else if (o.kind == Out::Kind::kEmpty) {
-      h.type = r.type;
-      h.offset = r.offset;
-      h.length = r.length;
-      payload.resize(format::kSupersededPayload);
-      put_u64(payload.data(), o.window_end);
-    } else {
-      h.type = o.type;
-      h.offset = o.offset;
-      h.length = o.length;
-      for (const Part& part : o.parts) {
-        if (part.src == kZeroes) {
-          payload.resize(payload.size() + part.len, 0);
-          continue;
-        }
-        auto p = payloads.get(part.src);
-        if (!p) return p.status();
-        payload.insert(payload.end(), p->begin() + static_cast<long>(part.delta),
-                       p->begin() + static_cast<long>(part.delta + part.len));
-      }
-    }
-    h.payload_length = static_cast<uint32_t>(payload.size());
-    h.payload_checksum = payload_checksum(payload);
+    REWIND_RETURN_IF_ERROR(rewritten_record(r, o, i, payloads, &h, &payload));
     Status valid = validate_header(h);
     if (!valid)
       return Status::invalid(
@@ -401,6 +418,40 @@ std::vector<size_t> compactable_segments(const Manifest& m, uint64_t upto_seq,
   return out;
 }
 
+// The records of the segments to compact, in seq order (`h` is the history up to
+// the last of them), whether the state at each is exact now (a forward pass of the
+// rule of exact_at_or_before), and those segments' files opened.
+Status gather_records(const std::string& journal_dir, const Manifest& m, const JournalHistory& h,
+                      const std::vector<size_t>& segments, std::vector<Rec>* recs,
+                      std::vector<char>* exact, std::vector<File>* files,
+                      std::vector<std::string>* names) {
+  bool inexact = false;
+  size_t k = 0;
+  for (size_t s = 0; s < h.segments().size(); ++s) {
+    const bool mine = k < segments.size() && segments[k] == s;
+    if (mine) {
+      auto f = File::open(segment_path(journal_dir, m.segments[s].file), O_RDONLY);
+      if (!f) return f.status();
+      files->push_back(std::move(*f));
+      names->push_back(m.segments[s].file);
+    }
+    for (const IndexEntry& e : h.segments()[s].entries) {
+      if (e.flags & format::kFlagFlushPoint)
+        inexact = false;
+      else if (e.flags & (format::kFlagSuperseded | format::kFlagCompacted))
+        inexact = true;
+      if (mine) {
+        recs->push_back(Rec{static_cast<uint32_t>(k), &e});
+        // The newest state is exact whatever came before it.
+        exact->push_back(!inexact ||
+                         (s + 1 == m.segments.size() && &e == &h.segments()[s].entries.back()));
+      }
+    }
+    if (mine) ++k;
+  }
+  return Status::ok();
+}
+
 Result<CompactionPlan> prepare_compaction(const std::string& journal_dir, const Manifest& m,
                                           const std::vector<size_t>& segments,
                                           uint64_t granularity_ns, const Logger& logger,
@@ -416,7 +467,7 @@ Result<CompactionPlan> prepare_compaction(const std::string& journal_dir, const 
       return Status::invalid(fmt::format("cannot compact segment {} of {}", i, journal_dir));
   }
   // The history up to the last segment compacted: its records, and which of its
-  // states are exact now (a forward pass of the rule of exact_at_or_before).
+  // states are exact now.
   Manifest upto = m;
   upto.segments.resize(segments.back() + 1);
   auto loaded = JournalHistory::load(journal_dir, std::move(upto), true, logger);
@@ -426,32 +477,8 @@ Result<CompactionPlan> prepare_compaction(const std::string& journal_dir, const 
   std::vector<char> exact;  // parallel to recs
   std::vector<File> files;
   std::vector<std::string> names;
-  {
-    bool inexact = false;
-    size_t k = 0;
-    for (size_t s = 0; s < h.segments().size(); ++s) {
-      const bool mine = k < segments.size() && segments[k] == s;
-      if (mine) {
-        auto f = File::open(segment_path(journal_dir, m.segments[s].file), O_RDONLY);
-        if (!f) return f.status();
-        files.push_back(std::move(*f));
-        names.push_back(m.segments[s].file);
-      }
-      for (const IndexEntry& e : h.segments()[s].entries) {
-        if (e.flags & format::kFlagFlushPoint)
-          inexact = false;
-        else if (e.flags & (format::kFlagSuperseded | format::kFlagCompacted))
-          inexact = true;
-        if (mine) {
-          recs.push_back(Rec{static_cast<uint32_t>(k), &e});
-          // The newest state is exact whatever came before it.
-          exact.push_back(!inexact ||
-                          (s + 1 == m.segments.size() && &e == &h.segments()[s].entries.back()));
-        }
-      }
-      if (mine) ++k;
-    }
-  }
+  REWIND_RETURN_IF_ERROR(
+      gather_records(journal_dir, m, h, segments, &recs, &exact, &files, &names));
   // The windows, and what each record becomes.
   std::vector<Out> outs(recs.size());
   for (size_t i = 0; i < recs.size(); ++i) outs[i].flags = recs[i].e->flags;

@@ -24,6 +24,95 @@ uint64_t mapped_bytes(const JournalView& view) {
   return total;
 }
 
+// A run of the journal's data to write: [start, end) within one kChunk, `data` bytes
+// of it mapped to the journal (the rest reads through to the base).
+struct Span {
+  uint64_t start, end, data;
+};
+
+// Zeroed and trimmed extents of `view` become holes in `f` (*done counts them); the
+// spans of data to write are returned.
+Result<std::vector<Span>> plan_spans(const JournalView& view, const File& f, uint64_t* done) {
+  // Zeroed and trimmed extents become holes; the data of the journal is written in
+  // spans of at most kChunk bytes (each from the first to the last data extent in
+  // its chunk; the base between them reads through the view unchanged).
+  std::vector<Span> spans;
+  for (const auto& [start, e] : view.map()) {
+    if (e.value.zero) {
+      REWIND_RETURN_IF_ERROR(zero_range(f, start, e.end - start, true));
+      *done += e.end - start;
+      continue;
+    }
+    for (uint64_t pos = start; pos < e.end;) {
+      const uint64_t stop = std::min(e.end, (pos / kChunk + 1) * kChunk);
+      if (!spans.empty() && spans.back().start / kChunk == pos / kChunk) {
+        spans.back().end = stop;
+        spans.back().data += stop - pos;
+      } else {
+        spans.push_back({pos, stop, stop - pos});
+      }
+      pos = stop;
+    }
+  }
+  return spans;
+}
+
+// Writes `spans` of `view` into `f`, counting them in *done of `total`.
+Status write_spans(const JournalView& view, const File& f, const std::vector<Span>& spans,
+                   const RestoreOptions& opts, uint64_t* done, uint64_t total) {
+  // Reading a span asks the kernel for all its pieces at once (JournalView::read);
+  // asking for the next spans too keeps the disk busy while this one is written.
+  // Spans are written around the page cache where the file system allows (widened
+  // to whole blocks): a restore of a large volume should neither evict the host's
+  // cache nor wait for new cache pages. Each span is written on a thread of its own
+  // while the next one is read, into the other of two buffers.
+  constexpr size_t kAhead = 8;
+  for (size_t i = 0; i < std::min(kAhead, spans.size()); ++i)
+    view.prefetch(spans[i].start, spans[i].end - spans[i].start);
+  auto direct = File::open(f.path(), O_WRONLY | O_DIRECT);
+  bool use_direct = direct.is_ok();
+  using Buffer = std::unique_ptr<uint8_t, decltype(&::free)>;
+  std::vector<Buffer> bufs;
+  for (int i = 0; i < 2; ++i) {
+    void* mem = nullptr;
+    if (::posix_memalign(&mem, kDirectAlign, kChunk + 2 * kDirectAlign) != 0)
+      return Status::io_error("cannot allocate restore buffers", ENOMEM);
+    bufs.emplace_back(static_cast<uint8_t*>(mem), ::free);
+  }
+  BackgroundTask writer("rewind-rwrite");
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (i + kAhead < spans.size())
+      view.prefetch(spans[i + kAhead].start, spans[i + kAhead].end - spans[i + kAhead].start);
+    const Span& sp = spans[i];
+    // Whole blocks around the span where they lie inside the volume, else the span.
+    uint64_t at = sp.start / kDirectAlign * kDirectAlign;
+    uint64_t end = (sp.end + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+    const bool blocks = end <= view.size();
+    if (!blocks) {
+      at = sp.start;
+      end = sp.end;
+    }
+    std::span<uint8_t> block(bufs[i % 2].get(), end - at);
+    REWIND_RETURN_IF_ERROR(view.read(block, at));
+    REWIND_RETURN_IF_ERROR(writer.wait());
+    writer.start([&, block, at, blocks]() -> Status {
+      if (use_direct && blocks) {
+        Status st = direct->pwrite_full(block, at);
+        if (st || st.errno_value() != EINVAL) return st;
+        use_direct = false;  // O_DIRECT refused after all: plain writes from here on
+      }
+      return f.pwrite_full(block, at);
+    });
+    *done += sp.data;
+    if (opts.progress) opts.progress(*done, total);
+  }
+  REWIND_RETURN_IF_ERROR(writer.wait());
+  if (direct) REWIND_RETURN_IF_ERROR(direct->close());
+  REWIND_RETURN_IF_ERROR(writer.wait());
+  if (direct) REWIND_RETURN_IF_ERROR(direct->close());
+  return Status::ok();
+}
+
 }  // namespace
 
 Status restore_to_file(const JournalView& view, const std::string& out,
@@ -39,78 +128,9 @@ Status restore_to_file(const JournalView& view, const std::string& out,
     REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), *f, &reflinked));
     const uint64_t total = mapped_bytes(view);
     uint64_t done = 0;
-    // Zeroed and trimmed extents become holes; the data of the journal is written in
-    // spans of at most kChunk bytes (each from the first to the last data extent in
-    // its chunk; the base between them reads through the view unchanged).
-    struct Span {
-      uint64_t start, end, data;
-    };
-    std::vector<Span> spans;
-    for (const auto& [start, e] : view.map()) {
-      if (e.value.zero) {
-        REWIND_RETURN_IF_ERROR(zero_range(*f, start, e.end - start, true));
-        done += e.end - start;
-        continue;
-      }
-      for (uint64_t pos = start; pos < e.end;) {
-        const uint64_t stop = std::min(e.end, (pos / kChunk + 1) * kChunk);
-        if (!spans.empty() && spans.back().start / kChunk == pos / kChunk) {
-          spans.back().end = stop;
-          spans.back().data += stop - pos;
-        } else {
-          spans.push_back({pos, stop, stop - pos});
-        }
-        pos = stop;
-      }
-    }
-    // Reading a span asks the kernel for all its pieces at once (JournalView::read);
-    // asking for the next spans too keeps the disk busy while this one is written.
-    // Spans are written around the page cache where the file system allows (widened
-    // to whole blocks): a restore of a large volume should neither evict the host's
-    // cache nor wait for new cache pages. Each span is written on a thread of its own
-    // while the next one is read, into the other of two buffers.
-    constexpr size_t kAhead = 8;
-    for (size_t i = 0; i < std::min(kAhead, spans.size()); ++i)
-      view.prefetch(spans[i].start, spans[i].end - spans[i].start);
-    auto direct = File::open(tmp, O_WRONLY | O_DIRECT);
-    bool use_direct = direct.is_ok();
-    using Buffer = std::unique_ptr<uint8_t, decltype(&::free)>;
-    std::vector<Buffer> bufs;
-    for (int i = 0; i < 2; ++i) {
-      void* mem = nullptr;
-      if (::posix_memalign(&mem, kDirectAlign, kChunk + 2 * kDirectAlign) != 0)
-        return Status::io_error("cannot allocate restore buffers", ENOMEM);
-      bufs.emplace_back(static_cast<uint8_t*>(mem), ::free);
-    }
-    BackgroundTask writer("rewind-rwrite");
-    for (size_t i = 0; i < spans.size(); ++i) {
-      if (i + kAhead < spans.size())
-        view.prefetch(spans[i + kAhead].start, spans[i + kAhead].end - spans[i + kAhead].start);
-      const Span& sp = spans[i];
-      // Whole blocks around the span where they lie inside the volume, else the span.
-      uint64_t at = sp.start / kDirectAlign * kDirectAlign;
-      uint64_t end = (sp.end + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-      const bool blocks = end <= view.size();
-      if (!blocks) {
-        at = sp.start;
-        end = sp.end;
-      }
-      std::span<uint8_t> block(bufs[i % 2].get(), end - at);
-      REWIND_RETURN_IF_ERROR(view.read(block, at));
-      REWIND_RETURN_IF_ERROR(writer.wait());
-      writer.start([&, block, at, blocks]() -> Status {
-        if (use_direct && blocks) {
-          Status st = direct->pwrite_full(block, at);
-          if (st || st.errno_value() != EINVAL) return st;
-          use_direct = false;  // O_DIRECT refused after all: plain writes from here on
-        }
-        return f->pwrite_full(block, at);
-      });
-      done += sp.data;
-      if (opts.progress) opts.progress(done, total);
-    }
-    REWIND_RETURN_IF_ERROR(writer.wait());
-    if (direct) REWIND_RETURN_IF_ERROR(direct->close());
+    auto spans = plan_spans(view, *f, &done);
+    if (!spans) return spans.status();
+    REWIND_RETURN_IF_ERROR(write_spans(view, *f, *spans, opts, &done, total));
     if (opts.progress) opts.progress(total, total);
     REWIND_RETURN_IF_ERROR(f->sync());
     REWIND_RETURN_IF_ERROR(f->close());

@@ -73,6 +73,20 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
+// The digits of a fraction of a second at *i, as nanoseconds; false unless there are 1
+// to 9 of them.
+bool fraction_ns(std::string_view text, size_t* i, uint64_t* out) {
+  const size_t start = *i;
+  uint64_t scale = 100'000'000;
+  *out = 0;
+  while (*i < text.size() && text[*i] >= '0' && text[*i] <= '9') {
+    *out += static_cast<uint64_t>(text[*i] - '0') * scale;
+    scale /= 10;
+    ++*i;
+  }
+  return *i != start && *i - start <= 9;
+}
+
 }  // namespace
 
 Result<uint64_t> parse_time(std::string_view text, uint64_t now_ns) {
@@ -107,16 +121,8 @@ Result<uint64_t> parse_time(std::string_view text, uint64_t now_ns) {
   if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
     return bad(" (a field is out of range)");
   uint64_t frac_ns = 0;
-  if (expect(text, &i, '.')) {
-    size_t start = i;
-    uint64_t scale = 100'000'000;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      frac_ns += static_cast<uint64_t>(text[i] - '0') * scale;
-      scale /= 10;
-      ++i;
-    }
-    if (i == start || i - start > 9) return bad(" (the fraction has 1 to 9 digits)");
-  }
+  if (expect(text, &i, '.') && !fraction_ns(text, &i, &frac_ns))
+    return bad(" (the fraction has 1 to 9 digits)");
   int64_t offset_s = 0;
   bool zoned = false;
   if (i < text.size()) {

@@ -10,6 +10,66 @@
 
 namespace rwd {
 
+namespace {
+
+// The notes about a sealed segment's index, derived data that is rebuilt when missing
+// or wrong, so not an error: missing, unreadable, or not what the records say.
+void check_index(const std::string& journal_dir, const Manifest& m, const ManifestSegment& seg,
+                 const SegmentEntries& scanned, VerifyReport* report) {
+  auto idx = read_segment_index(journal_dir, m.volume_id, seg);
+  if (!idx) {
+    report->notes.push_back(
+        fmt::format("{} (derived data: rebuilt from the records when next used)",
+                    idx.status().errno_value() == ENOENT
+                        ? fmt::format("index of segment {} is missing", seg.file)
+                        : idx.status().message()));
+  } else if (!index_agrees(*idx, scanned)) {
+    report->notes.push_back(fmt::format(
+        "index of segment {} disagrees with its records (rebuilt from the records when next used)",
+        seg.file));
+  }
+}
+
+// image == replay(base, journal) at `last_seq`, compared chunk by chunk without
+// materialising either.
+Status compare_image(const std::string& journal_dir, const std::string& image, uint64_t last_seq,
+                     const Progress& progress) {
+  auto history = JournalHistory::load(journal_dir, false, {});
+  if (!history) return history.status();
+  auto view =
+      JournalView::open(std::make_shared<const JournalHistory>(std::move(*history)), last_seq);
+  if (!view) return view.status();
+  auto img = File::open(image, O_RDONLY);
+  if (!img) return img.status();
+  auto size = img->size();
+  if (!size) return size.status();
+  if (*size != (*view)->size())
+    return Status::corruption(
+        fmt::format("image {} is {} bytes but the volume is {}", image, *size, (*view)->size()));
+  constexpr uint64_t kChunk = 4ull << 20;
+  std::vector<uint8_t> a, b;
+  for (uint64_t pos = 0; pos < *size; pos += kChunk) {
+    uint64_t n = std::min(kChunk, *size - pos);
+    a.resize(n);
+    b.resize(n);
+    REWIND_RETURN_IF_ERROR((*view)->read(a, pos));
+    REWIND_RETURN_IF_ERROR(img->pread_full(b, pos));
+    if (a != b) {
+      uint64_t i = 0;
+      while (a[i] == b[i]) ++i;
+      return Status::corruption(
+          fmt::format("image {} differs from the replay of the journal at offset {} (newest state "
+                      "seq {}); if the "
+                      "server is running, stop it first so that the image is checkpointed",
+                      image, pos + i, last_seq));
+    }
+    if (progress) progress(pos + n, *size);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Status verify_journal(const std::string& journal_dir, const std::string& image,
                       VerifyReport* report, const Progress& progress) {
   auto m = Manifest::load(journal_dir);
@@ -49,19 +109,7 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
                                                        es.back().time_ns != seg.last_time_ns)))
         return Status::corruption(
             fmt::format("segment {}: records or time range differ from the manifest", seg.file));
-      auto idx = read_segment_index(journal_dir, m->volume_id, seg);
-      if (!idx) {
-        report->notes.push_back(
-            fmt::format("{} (derived data: rebuilt from the records when next used)",
-                        idx.status().errno_value() == ENOENT
-                            ? fmt::format("index of segment {} is missing", seg.file)
-                            : idx.status().message()));
-      } else if (!index_agrees(*idx, *scanned)) {
-        report->notes.push_back(
-            fmt::format("index of segment {} disagrees with its records (rebuilt "
-                        "from the records when next used)",
-                        seg.file));
-      }
+      check_index(journal_dir, *m, seg, *scanned, report);
     } else if (scanned->torn_tail) {
       report->notes.push_back(
           fmt::format("open segment {} ends in a torn tail at {} (discarded at the "
@@ -81,39 +129,7 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
                     m->checkpoint_seq, report->last_seq));
   if (image.empty()) return Status::ok();
 
-  // image == replay(base, journal), compared chunk by chunk without materialising.
-  auto history = JournalHistory::load(journal_dir, false, {});
-  if (!history) return history.status();
-  auto view = JournalView::open(std::make_shared<const JournalHistory>(std::move(*history)),
-                                report->last_seq);
-  if (!view) return view.status();
-  auto img = File::open(image, O_RDONLY);
-  if (!img) return img.status();
-  auto size = img->size();
-  if (!size) return size.status();
-  if (*size != (*view)->size())
-    return Status::corruption(
-        fmt::format("image {} is {} bytes but the volume is {}", image, *size, (*view)->size()));
-  constexpr uint64_t kChunk = 4ull << 20;
-  std::vector<uint8_t> a, b;
-  for (uint64_t pos = 0; pos < *size; pos += kChunk) {
-    uint64_t n = std::min(kChunk, *size - pos);
-    a.resize(n);
-    b.resize(n);
-    REWIND_RETURN_IF_ERROR((*view)->read(a, pos));
-    REWIND_RETURN_IF_ERROR(img->pread_full(b, pos));
-    if (a != b) {
-      uint64_t i = 0;
-      while (a[i] == b[i]) ++i;
-      return Status::corruption(
-          fmt::format("image {} differs from the replay of the journal at offset {} (newest state "
-                      "seq {}); if the "
-                      "server is running, stop it first so that the image is checkpointed",
-                      image, pos + i, report->last_seq));
-    }
-    if (progress) progress(pos + n, *size);
-  }
-  return Status::ok();
+  return compare_image(journal_dir, image, report->last_seq, progress);
 }
 
 }  // namespace rwd

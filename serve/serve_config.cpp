@@ -103,8 +103,11 @@ Status parse_point(std::string* field, std::string_view value) {
   return Status::ok();
 }
 
-const std::vector<std::pair<std::string_view, KeyParser>>& key_table() {
-  static const auto* table = new std::vector<std::pair<std::string_view, KeyParser>>{
+using KeyTable = std::vector<std::pair<std::string_view, KeyParser>>;
+
+// The live volume: its files, the write queue and the journal's segments.
+KeyTable volume_keys() {
+  return {
       {"image",
        [](ServeConfig& c, std::string_view v) -> Status {
          auto p = real_path(std::string(v));  // the image must exist
@@ -136,6 +139,11 @@ const std::vector<std::pair<std::string_view, KeyParser>>& key_table() {
       {"segment-age",
        duration_key(
            1s, kYear, [](ServeConfig & c) -> auto& { return c.volume.journal.segment_age; })},
+  };
+}
+
+KeyTable retention_keys() {
+  return {
       {"retain", duration_key(
                      1s, 100 * kYear, [](ServeConfig & c) -> auto& { return c.retention.retain; })},
       {"retain-coarse",
@@ -148,6 +156,11 @@ const std::vector<std::pair<std::string_view, KeyParser>>& key_table() {
       {"journal-max", size_key(
                           2ull << 20, 1ull << 50,
                           [](ServeConfig & c) -> auto& { return c.retention.journal_max; })},
+  };
+}
+
+KeyTable ship_keys() {
+  return {
       {"ship", parse_ship_address},
       {"ship-token", parse_ship_token},
       {"ship-volume",
@@ -172,6 +185,12 @@ const std::vector<std::pair<std::string_view, KeyParser>>& key_table() {
        }},
       {"ship-lag-warn", duration_key(
                             1s, kYear, [](ServeConfig & c) -> auto& { return c.ship.lag_warn; })},
+  };
+}
+
+// Choices, and the point in time of a view.
+KeyTable other_keys() {
+  return {
       {"coalesce", choice_key(
                        "on", "off", [](ServeConfig & c) -> auto& { return c.volume.coalesce; })},
       {"image-reads",
@@ -188,6 +207,15 @@ const std::vector<std::pair<std::string_view, KeyParser>>& key_table() {
       {"seq", [](ServeConfig& c, std::string_view v) { return parse_point(&c.seq, v); }},
       {"mark", [](ServeConfig& c, std::string_view v) { return parse_point(&c.mark, v); }},
   };
+}
+
+const KeyTable& key_table() {
+  static const KeyTable* table = [] {
+    auto* t = new KeyTable();
+    for (KeyTable part : {volume_keys(), retention_keys(), ship_keys(), other_keys()})
+      t->insert(t->end(), part.begin(), part.end());
+    return t;
+  }();
   return *table;
 }
 
