@@ -556,7 +556,7 @@ Result<CompactResult> compact(const std::string& journal_dir, const Target& befo
   }
   auto plan = prepare_compaction(journal_dir, m, segs, granularity_ns, logger, &r.stats);
   if (!plan) return plan.status();
-  auto next = commit_compaction(journal_dir, m, *plan, &r.bytes_freed);
+  auto next = commit_change(journal_dir, m, *plan, &r.bytes_freed);
   if (!next) return next.status();
   log_to(logger, LogLevel::kInfo,
          fmt::format("compacted {} segments of {} to one state per {}: {} -> {} bytes", segs.size(),

@@ -142,7 +142,7 @@ Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before
   r.new_base_time_ns = plan->new_base_time_ns;
   for (const MarkInfo& mk : history->marks())
     if (mk.seq < r.new_base_seq) r.marks_given.push_back(mk.name);
-  auto next = commit_rebase(journal_dir, m, *plan, &r.bytes_freed);
+  auto next = commit_change(journal_dir, m, *plan, &r.bytes_freed);
   if (!next) return next.status();
   r.segments_removed = plan->folded.size();
   log_to(

@@ -103,7 +103,7 @@ Result<size_t> thin(JournalOwner& owner, const std::string& dir, const Retention
     auto plan = prepare_compaction(dir, *m, due, gran, logger, &st);
     if (!plan) return plan.status();
     uint64_t freed = 0;
-    Status done = owner.compact(*plan, &freed);
+    Status done = owner.commit(*plan, &freed);
     if (!done) {
       // Not switched to: the rewrites are nobody's.
       for (size_t i = 0; i < plan->written.size(); ++i)
@@ -186,7 +186,7 @@ Result<size_t> fold(JournalOwner& owner, const std::string& dir, const Retention
                        format_time(plan->new_base_time_ns), plan->new_base_seq,
                        format_time(plan->new_base_time_ns)));
   uint64_t freed = 0;
-  Status st = owner.rebase(*plan, &freed);
+  Status st = owner.commit(*plan, &freed);
   if (!st) {
     // Not switched to: the new base is nobody's.
     file_system().unlink(base_path(dir, plan->new_base_file).c_str());
@@ -205,14 +205,8 @@ class StoppedJournal : public JournalOwner {
   StoppedJournal(std::string dir, Manifest m)
       : dir_(std::move(dir)), m_(std::make_shared<const Manifest>(std::move(m))) {}
   std::shared_ptr<const Manifest> snapshot() const override { return m_; }
-  Status rebase(const RebasePlan& plan, uint64_t* freed) override {
-    auto next = commit_rebase(dir_, *m_, plan, freed);
-    if (!next) return next.status();
-    m_ = std::make_shared<const Manifest>(std::move(*next));
-    return Status::ok();
-  }
-  Status compact(const CompactionPlan& plan, uint64_t* freed) override {
-    auto next = commit_compaction(dir_, *m_, plan, freed);
+  Status commit(const HistoryChange& change, uint64_t* freed) override {
+    auto next = commit_change(dir_, *m_, change, freed);
     if (!next) return next.status();
     m_ = std::make_shared<const Manifest>(std::move(*next));
     return Status::ok();

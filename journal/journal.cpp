@@ -70,6 +70,8 @@ size_t segments_ending_by(const Manifest& m, uint64_t seq) {
   return n;
 }
 
+namespace {
+
 Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const RebasePlan& plan,
                                uint64_t* freed) {
   const size_t n = plan.folded.size();
@@ -132,15 +134,17 @@ Result<Manifest> commit_compaction(const std::string& dir, const Manifest& m,
   return next;
 }
 
-Status Journal::compact(const CompactionPlan& plan, uint64_t* freed) {
-  auto next = commit_compaction(dir_, manifest_, plan, freed);
-  if (!next) return next.status();
-  set_manifest(std::move(*next));
-  return Status::ok();
+}  // namespace
+
+Result<Manifest> commit_change(const std::string& dir, const Manifest& m,
+                               const HistoryChange& change, uint64_t* freed) {
+  if (const auto* rebase = std::get_if<RebasePlan>(&change))
+    return commit_rebase(dir, m, *rebase, freed);
+  return commit_compaction(dir, m, std::get<CompactionPlan>(change), freed);
 }
 
-Status Journal::rebase(const RebasePlan& plan, uint64_t* freed) {
-  auto next = commit_rebase(dir_, manifest_, plan, freed);
+Status Journal::commit(const HistoryChange& change, uint64_t* freed) {
+  auto next = commit_change(dir_, manifest_, change, freed);
   if (!next) return next.status();
   set_manifest(std::move(*next));
   return Status::ok();

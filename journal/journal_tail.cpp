@@ -19,6 +19,27 @@ long segment_for(const Manifest& m, uint64_t seq) {
   return m.segments.empty() ? -1 : static_cast<long>(m.segments.size()) - 1;
 }
 
+uint64_t bytes_to_durable(const Manifest& m, std::pair<uint64_t, uint64_t> from, uint64_t after_seq,
+                          const Journal::Position& durable) {
+  auto [seg, off] = from;
+  if (seg == 0) {
+    const long i = segment_for(m, after_seq + 1);
+    seg = i < 0 ? 0 : m.segments[i].first_seq;
+    off = format::kSegmentHeaderSize;
+  }
+  uint64_t bytes = 0;
+  for (const ManifestSegment& s : m.segments) {
+    if (s.first_seq < seg) continue;
+    const uint64_t start = s.first_seq == seg ? off : format::kSegmentHeaderSize;
+    if (s.first_seq == durable.segment_first_seq) {
+      bytes += durable.offset > start ? durable.offset - start : 0;
+      break;
+    }
+    if (s.sealed) bytes += s.bytes > start ? s.bytes - start : 0;
+  }
+  return bytes;
+}
+
 void JournalTail::seek(uint64_t seq) {
   next_seq_ = seq + 1;
   file_ = File();

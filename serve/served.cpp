@@ -76,8 +76,8 @@ Status Served::start() {
   threads_ = std::make_unique<Threads>();
   volume_->start();
   if (config_.volume.shipped)
-    threads_->shipper = std::make_unique<Shipper>(ship_source_of(*volume_), config_.journal_dir(),
-                                                  config_.ship, logger_);
+    threads_->shipper =
+        std::make_unique<Shipper>(*volume_, config_.journal_dir(), config_.ship, logger_);
   if (config_.retention.active())
     threads_->retention =
         std::make_unique<Retention>(*volume_, config_.journal_dir(), config_.retention, logger_);

@@ -21,6 +21,7 @@
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment.h"
 #include "rewind/journal/journal.h"
+#include "tls_client.h"
 
 namespace rwd {
 
@@ -44,12 +45,11 @@ class Connection {
         plain_->set_option(tcp::no_delay(true));
       } else {
         tls_ctx_.emplace(ssl::context::tls_client);
-        tls_ctx_->load_verify_file(o.ca_file);
+        boost::system::error_code ec;
+        trust_only(*tls_ctx_, o, ec);
+        if (ec) throw boost::system::system_error(ec);
         tls_.emplace(io_, *tls_ctx_);
-        tls_->set_verify_mode(ssl::verify_peer);
-        const std::string name = o.server_name.empty() ? o.host : o.server_name;
-        tls_->set_verify_callback(ssl::host_name_verification(name));
-        SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+        verify_server(*tls_, o);
         asio::connect(tls_->lowest_layer(), endpoints);
         tls_->lowest_layer().set_option(tcp::no_delay(true));
         tls_->handshake(ssl::stream_base::client);

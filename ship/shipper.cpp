@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -23,8 +22,8 @@
 #include <type_traits>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include "rewind/base/clock.h"
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
@@ -32,8 +31,7 @@
 #include "rewind/journal/journal_tail.h"
 #include "rewind/ship/flow_control.h"
 #include "rewind/ship/protocol.h"
-#include "rewind/volume/volume.h"
-#include "rewind/volume/write_queue.h"
+#include "tls_client.h"
 
 namespace rwd {
 
@@ -45,17 +43,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-class VolumeSource : public ShipSource {
- public:
-  explicit VolumeSource(Volume& v) : v_(v) {}
-  std::shared_ptr<const Manifest> snapshot() const override { return v_.snapshot(); }
-  Journal::Position durable_position() const override { return v_.durable_position(); }
-  void note_shipped(uint64_t seq) override { v_.note_shipped(seq); }
-
- private:
-  Volume& v_;
-};
-
 // A session's fatal condition, carried out of the coroutines.
 struct SessionError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -63,14 +50,10 @@ struct SessionError : std::runtime_error {
 
 }  // namespace
 
-std::unique_ptr<ShipSource> ship_source_of(Volume& volume) {
-  return std::make_unique<VolumeSource>(volume);
-}
-
 class Shipper::Impl {
  public:
-  Impl(std::unique_ptr<ShipSource> source, std::string dir, ShipperOptions opts, Logger logger)
-      : source_(std::move(source)),
+  Impl(JournalOwner& owner, std::string dir, ShipperOptions opts, Logger logger)
+      : owner_(owner),
         dir_(std::move(dir)),
         opts_(std::move(opts)),
         logger_(std::move(logger)),
@@ -121,6 +104,10 @@ class Shipper::Impl {
   bool stopping() {
     std::lock_guard lk(mu_);
     return stopping_;
+  }
+  uint64_t acked_seq() {
+    std::lock_guard lk(mu_);
+    return status_.acked_seq;
   }
   void log(LogLevel level, const std::string& m) { log_to(logger_, level, "ship: " + m); }
 
@@ -183,14 +170,10 @@ class Shipper::Impl {
     } else {
       ssl::context ctx(ssl::context::tls_client);
       boost::system::error_code ec;
-      ctx.load_verify_file(opts_.link.ca_file, ec);
+      trust_only(ctx, opts_.link, ec);
       if (ec) throw SessionError(fmt::format("ship-ca={}: {}", opts_.link.ca_file, ec.message()));
       ssl::stream<tcp::socket> s(ex, ctx);
-      const std::string name =
-          opts_.link.server_name.empty() ? opts_.link.host : opts_.link.server_name;
-      s.set_verify_mode(ssl::verify_peer);
-      s.set_verify_callback(ssl::host_name_verification(name));
-      SSL_set_tlsext_host_name(s.native_handle(), name.c_str());
+      verify_server(s, opts_.link);
       co_await run_on(s, s.next_layer(), endpoints, progressed);
     }
   }
@@ -327,7 +310,7 @@ class Shipper::Impl {
   // what the server holds.
   template <class Stream>
   asio::awaitable<void> send_base(Stream& s, proto::FrameDecoder& dec, const proto::Welcome& w) {
-    const auto m = source_->snapshot();
+    const auto m = owner_.snapshot();
     const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
     const bool whole = w.image_size != 0 && w.base_bytes == w.image_size;
     if (whole && !same)
@@ -369,7 +352,7 @@ class Shipper::Impl {
         if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
         at = a->base_bytes;
         std::lock_guard lk(mu_);
-        status_.durable_seq = source_->durable_position().seq;
+        status_.durable_seq = owner_.durable_position().seq;
       }
       log(LogLevel::kInfo,
           fmt::format("sent the base snapshot ({} bytes) in {:.1f}s", m->image_size,
@@ -389,7 +372,7 @@ class Shipper::Impl {
       status_.acked_seq = acked;
       status_.phase = "records";
     }
-    source_->note_shipped(acked);
+    owner_.note_shipped(acked);
   }
 
   // ---- records ----------------------------------------------------------------------
@@ -443,8 +426,8 @@ class Shipper::Impl {
     auto last_sent = Clock::now();
     bool ping_owed = false;
     while (!stopping() && !*failure) {
-      const Journal::Position durable = source_->durable_position();
-      const auto m = source_->snapshot();  // after the position: it lists its segment
+      const Journal::Position durable = owner_.durable_position();
+      const auto m = owner_.snapshot();  // after the position: it lists its segment
       fill_pending(*m, durable.seq);
       const uint64_t flying = in_flight_bytes();
       if (!pending_.empty() &&
@@ -516,7 +499,7 @@ class Shipper::Impl {
     else
       expect_answer();
     const bool cut = window_.on_ack(rtt, acked_bytes, limited, now);
-    source_->note_shipped(a.durable_seq);
+    owner_.note_shipped(a.durable_seq);
     std::lock_guard lk(mu_);
     status_.acked_seq = a.durable_seq;
     status_.record_bytes += acked_bytes;
@@ -526,13 +509,9 @@ class Shipper::Impl {
   }
 
   void lag_while_disconnected() {
-    const Journal::Position durable = source_->durable_position();
-    const auto m = source_->snapshot();
-    uint64_t acked;
-    {
-      std::lock_guard lk(mu_);
-      acked = status_.acked_seq;
-    }
+    const Journal::Position durable = owner_.durable_position();
+    const auto m = owner_.snapshot();
+    const uint64_t acked = acked_seq();
     uint64_t oldest = 0;
     if (durable.seq > acked) {
       // The oldest record the server lacks: read it (the next session seeks again).
@@ -549,30 +528,10 @@ class Shipper::Impl {
   // the age of the oldest record it lacks (that of the first frame in flight or
   // pending, unless `oldest` is given).
   void update_lag(const Manifest& m, const Journal::Position& durable, uint64_t oldest = 0) {
-    uint64_t bytes = 0;
-    uint64_t acked_seq;
-    {
-      std::lock_guard lk(mu_);
-      acked_seq = status_.acked_seq;
-    }
-    if (durable.seq > acked_seq) {
-      auto [seg, off] = acked_pos_;
-      if (seg == 0) {  // nothing acknowledged this session: from the tail's start
-        const long i = segment_for(m, acked_seq + 1);
-        seg = i < 0 ? 0 : m.segments[i].first_seq;
-        off = format::kSegmentHeaderSize;
-      }
-      for (const ManifestSegment& s : m.segments) {
-        if (s.first_seq < seg) continue;
-        const uint64_t from = s.first_seq == seg ? off : format::kSegmentHeaderSize;
-        if (s.first_seq == durable.segment_first_seq) {
-          bytes += durable.offset > from ? durable.offset - from : 0;
-          break;
-        }
-        if (s.sealed) bytes += s.bytes > from ? s.bytes - from : 0;
-      }
-    }
-    if (durable.seq > acked_seq && oldest == 0)
+    const uint64_t acked = acked_seq();
+    const uint64_t bytes =
+        durable.seq <= acked ? 0 : bytes_to_durable(m, acked_pos_, acked, durable);
+    if (durable.seq > acked && oldest == 0)
       oldest = !in_flight_.empty() ? in_flight_.front().first_time_ns
                : !pending_.empty() ? pending_.meta.first_time_ns
                                    : 0;
@@ -596,7 +555,7 @@ class Shipper::Impl {
     }
   }
 
-  std::unique_ptr<ShipSource> source_;
+  JournalOwner& owner_;  // the served volume
   const std::string dir_;
   const ShipperOptions opts_;
   Logger logger_;
@@ -623,9 +582,8 @@ class Shipper::Impl {
   asio::io_context io_;
 };
 
-Shipper::Shipper(std::unique_ptr<ShipSource> source, std::string journal_dir, ShipperOptions opts,
-                 Logger logger)
-    : impl_(std::make_unique<Impl>(std::move(source), std::move(journal_dir), std::move(opts),
+Shipper::Shipper(JournalOwner& owner, std::string journal_dir, ShipperOptions opts, Logger logger)
+    : impl_(std::make_unique<Impl>(owner, std::move(journal_dir), std::move(opts),
                                    std::move(logger))) {}
 Shipper::~Shipper() {
   impl_->stop();
@@ -635,29 +593,6 @@ void Shipper::stop() {
 }
 ShipperStatus Shipper::status() const {
   return impl_->status();
-}
-
-nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
-  // Fractions to the millisecond: what a reader needs, and short to print.
-  const auto ms = [](double v) { return std::round(v * 1000) / 1000; };
-  return {{"server", fmt::format("{}:{}", o.link.host, o.link.port)},
-          {"volume", o.link.volume},
-          {"connected", s.connected},
-          {"phase", s.phase},
-          {"acked_seq", s.acked_seq},
-          {"durable_seq", s.durable_seq},
-          {"lag_bytes", s.lag_bytes},
-          {"lag_seconds", ms(s.lag_seconds)},
-          {"wire_bytes", s.wire_bytes},
-          {"record_bytes", s.record_bytes},
-          {"window", s.window},
-          {"rtt_ms", ms(s.rtt_ms)},
-          {"backoffs", s.backoffs},
-          {"reconnects", s.reconnects},
-          {"rate_cap", o.rate},
-          {"lag_warn_s", std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count()},
-          // Invalid UTF-8 in an error message (a peer's bytes) is replaced, not thrown on.
-          {"error", s.error}};
 }
 
 }  // namespace rwd

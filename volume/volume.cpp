@@ -485,60 +485,48 @@ void Volume::flusher_loop() {
       continue;
     }
     maybe_checkpoint(now);
-    commit_rebase_request();
+    commit_change_request();
   }
 }
 
-Status Volume::rebase(const RebasePlan& plan, uint64_t* freed) {
-  RebaseRequest req;
-  req.plan = &plan;
+Status Volume::commit(const HistoryChange& change, uint64_t* freed) {
+  ChangeRequest req;
+  req.change = &change;
   req.freed = freed;
-  return wait_committed(req);
-}
-
-Status Volume::compact(const CompactionPlan& plan, uint64_t* freed) {
-  RebaseRequest req;
-  req.compaction = &plan;
-  req.freed = freed;
-  return wait_committed(req);
-}
-
-Status Volume::wait_committed(RebaseRequest& req) {
-  std::unique_lock lk(rebase_mu_);
-  if (closing_ || rebase_req_ != nullptr)
+  std::unique_lock lk(change_mu_);
+  if (closing_ || change_req_ != nullptr)
     return Status::busy("the volume is closing, or another rebase or compaction is under way");
-  rebase_req_ = &req;
+  change_req_ = &req;
   queue_->wake();  // the flusher commits it between batches: now, not at its next interval
-  rebase_cv_.wait(lk, [&] { return req.done || closing_; });
+  change_cv_.wait(lk, [&] { return req.done || closing_; });
   if (!req.done) {
-    rebase_req_ = nullptr;
+    change_req_ = nullptr;
     return Status::busy("the volume closed before the change was committed; nothing was changed");
   }
   return req.status;
 }
 
-void Volume::commit_rebase_request() {
-  std::lock_guard lk(rebase_mu_);
-  if (rebase_req_ == nullptr) return;
-  RebaseRequest& req = *rebase_req_;
-  req.status = req.compaction != nullptr ? journal_->compact(*req.compaction, req.freed)
-                                         : journal_->rebase(*req.plan, req.freed);
-  if (req.status && req.plan != nullptr) {
+void Volume::commit_change_request() {
+  std::lock_guard lk(change_mu_);
+  if (change_req_ == nullptr) return;
+  ChangeRequest& req = *change_req_;
+  req.status = journal_->commit(*req.change, req.freed);
+  if (const auto* rebase = std::get_if<RebasePlan>(req.change); req.status && rebase != nullptr) {
     std::lock_guard mk(marks_mu_);
-    std::erase_if(marks_, [&](const auto& e) { return e.second < req.plan->new_base_seq; });
+    std::erase_if(marks_, [&](const auto& e) { return e.second < rebase->new_base_seq; });
   }
   req.done = true;
-  rebase_req_ = nullptr;
-  rebase_cv_.notify_all();
+  change_req_ = nullptr;
+  change_cv_.notify_all();
 }
 
 Status Volume::close() {
   if (closed_) return close_status_;
   closed_ = true;
   {
-    std::lock_guard lk(rebase_mu_);
+    std::lock_guard lk(change_mu_);
     closing_ = true;
-    rebase_cv_.notify_all();
+    change_cv_.notify_all();
   }
   queue_->stop();
   if (flusher_.joinable()) {

@@ -116,7 +116,7 @@ TEST_CASE("the shipper keeps a log server a few records behind through a server 
   so.poll = 2ms;
   so.retry_min = 20ms;
   so.retry_max = 100ms;
-  Shipper shipper(ship_source_of(vol), vo.journal_dir, so, quiet());
+  Shipper shipper(vol, vo.journal_dir, so, quiet());
 
   write_some(vol, 1, 60);
   auto caught_up = [&] {

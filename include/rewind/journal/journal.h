@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "rewind/base/log.h"
@@ -41,14 +42,6 @@ struct RebasePlan {
 // How many leading segments of `m` are sealed and end at or before `seq`.
 size_t segments_ending_by(const Manifest& m, uint64_t seq);
 
-// The switch and the clean-up of a rebase (docs/FORMAT.md, "Rebase", steps 2 and 3):
-// stores `m` with the new base, without the folded segments and without the marks
-// before the new base; then removes the old base and the folded segments and their
-// indexes. Fails, changing nothing, unless `m` starts with the plan's segments at the
-// plan's base. Returns the new manifest; *freed gets the disk space given back.
-Result<Manifest> commit_rebase(const std::string& dir, const Manifest& m, const RebasePlan& plan,
-                               uint64_t* freed);
-
 // A compaction prepared (prepare_compaction in compact.h): each segment named in
 // `replaced` is to be replaced by the one in `written` at the same index, a rewrite
 // already written and synced under a new name (or the same segment, only relabelled
@@ -59,12 +52,23 @@ struct CompactionPlan {
   std::vector<ManifestSegment> written;
 };
 
-// The switch and the clean-up of a compaction (docs/FORMAT.md, "Compaction"): stores
-// `m` with the plan's segments replaced, then removes the replaced files and their
-// indexes. Fails, changing nothing, unless `m` still lists every replaced segment as
-// it was. Returns the new manifest; *freed gets the disk space given back.
-Result<Manifest> commit_compaction(const std::string& dir, const Manifest& m,
-                                   const CompactionPlan& plan, uint64_t* freed);
+// A change to a journal's history, prepared while writes go on (history/) and made in
+// one switch of the manifest: a rebase or a compaction.
+using HistoryChange = std::variant<RebasePlan, CompactionPlan>;
+
+// The switch and the clean-up of `change`, on the journal in `dir` whose manifest is
+// `m` (docs/FORMAT.md, "Rebase" steps 2 and 3, and "Compaction"):
+// - a rebase stores `m` with the new base, without the folded segments and without
+//   the marks before the new base, then removes the old base and the folded segments
+//   and their indexes; it fails, changing nothing, unless `m` starts with the plan's
+//   segments at the plan's base;
+// - a compaction stores `m` with the plan's segments replaced, then removes the
+//   replaced files and their indexes; it fails, changing nothing, unless `m` still
+//   lists every replaced segment as it was.
+// Returns the new manifest; *freed gets the disk space given back. A file that cannot
+// be removed is a leftover for the next start or rebase, not an error.
+Result<Manifest> commit_change(const std::string& dir, const Manifest& m,
+                               const HistoryChange& change, uint64_t* freed);
 
 class Journal {
  public:
@@ -109,10 +113,8 @@ class Journal {
     return f;
   }
 
-  // Commits a prepared rebase (commit_rebase) to this journal's manifest.
-  Status rebase(const RebasePlan& plan, uint64_t* freed);
-  // Commits a prepared compaction (commit_compaction) to this journal's manifest.
-  Status compact(const CompactionPlan& plan, uint64_t* freed);
+  // Commits a prepared change (commit_change) to this journal's manifest.
+  Status commit(const HistoryChange& change, uint64_t* freed);
 
   const Manifest& manifest() const { return manifest_; }
   // A copy of the manifest as last stored, for other threads.

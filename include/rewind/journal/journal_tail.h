@@ -13,12 +13,19 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/format/record.h"
+#include "rewind/journal/journal.h"
 
 namespace rwd {
 
 // The segment of `m` that holds (or, if not written yet, will hold) record `seq`:
 // its index, or -1 if `seq` is at or before the base.
 long segment_for(const Manifest& m, uint64_t seq);
+
+// The journal bytes from `from` (a segment's first seq and an offset in it, as
+// JournalTail::position() gives; {0, 0} for the start of record after_seq + 1) to
+// `durable`: what a reader at `from` has yet to read.
+uint64_t bytes_to_durable(const Manifest& m, std::pair<uint64_t, uint64_t> from, uint64_t after_seq,
+                          const Journal::Position& durable);
 
 class JournalTail {
  public:

@@ -23,22 +23,10 @@
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
+#include "rewind/journal/journal_owner.h"
 #include "rewind/ship/ship_client.h"
 
 namespace rwd {
-
-class Volume;
-
-// What the shipper reads and tells: a served volume (or, in tests, anything like it).
-class ShipSource {
- public:
-  virtual ~ShipSource() = default;
-  virtual std::shared_ptr<const Manifest> snapshot() const = 0;
-  virtual Journal::Position durable_position() const = 0;
-  // The server holds every record up to `seq`.
-  virtual void note_shipped(uint64_t seq) = 0;
-};
-std::unique_ptr<ShipSource> ship_source_of(Volume& volume);
 
 struct ShipperOptions {
   ShipOptions link;   // server, volume, token, TLS; link.timeout bounds every wait on the server
@@ -71,9 +59,10 @@ struct ShipperStatus {
 
 class Shipper {
  public:
-  // Starts the thread (rewind-ship). `journal_dir` is the source's journal.
-  Shipper(std::unique_ptr<ShipSource> source, std::string journal_dir, ShipperOptions opts,
-          Logger logger);
+  // Starts the thread (rewind-ship), which ships the journal `owner` (a served
+  // volume) keeps in `journal_dir`: it reads the owner's durable position and
+  // manifest, and tells it what the server holds (note_shipped).
+  Shipper(JournalOwner& owner, std::string journal_dir, ShipperOptions opts, Logger logger);
   ~Shipper();
   Shipper(const Shipper&) = delete;
   Shipper& operator=(const Shipper&) = delete;

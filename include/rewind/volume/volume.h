@@ -100,23 +100,21 @@ class Volume : public JournalOwner {
   Status extents(uint64_t offset, uint64_t length,
                  const std::function<void(uint64_t start, uint64_t end, ExtentKind)>& f) const;
 
-  // Switches the journal to a prepared rebase (prepare_rebase() on a snapshot()),
-  // between two batches of the flusher, and returns once that is done; writes go on
-  // meanwhile. Marks before the new base are forgotten. Fails, changing nothing, if
-  // the journal no longer starts with the plan's segments, or the volume is closing.
-  Status rebase(const RebasePlan& plan, uint64_t* freed) override;
-  // Switches the journal to a prepared compaction (prepare_compaction() on a
-  // snapshot()) in the same way.
-  Status compact(const CompactionPlan& plan, uint64_t* freed) override;
+  // Switches the journal to a prepared rebase or compaction (prepared on a
+  // snapshot()), between two batches of the flusher, and returns once that is done;
+  // writes go on meanwhile. After a rebase, marks before the new base are forgotten.
+  // Fails, changing nothing, if the journal no longer holds what the plan was made on,
+  // or the volume is closing.
+  Status commit(const HistoryChange& change, uint64_t* freed) override;
   // The manifest as last stored (any thread).
   std::shared_ptr<const Manifest> snapshot() const override { return journal_->snapshot(); }
 
   // The log server holds every record up to `seq` (any thread). Stored in the manifest
   // at the next checkpoint.
-  void note_shipped(uint64_t seq);
+  void note_shipped(uint64_t seq) override;
   uint64_t shipped_seq() const { return shipped_seq_.load(); }
   // Where the durable records end (any thread).
-  Journal::Position durable_position() const { return journal_->durable_position(); }
+  Journal::Position durable_position() const override { return journal_->durable_position(); }
 
   // Drains the queue, syncs, seals the open segment and checkpoints the image.
   Status close();
@@ -177,20 +175,17 @@ class Volume : public JournalOwner {
   bool journal_failed_ = false;   // flusher only
   bool image_failed_ = false;     // flusher only
   uint64_t failed_since_ns_ = 0;  // flusher only
-  // A rebase or compaction for the flusher to commit (Volume::rebase, ::compact), and
-  // its outcome.
-  struct RebaseRequest {
-    const RebasePlan* plan = nullptr;
-    const CompactionPlan* compaction = nullptr;
+  // A change for the flusher to commit (Volume::commit), and its outcome.
+  struct ChangeRequest {
+    const HistoryChange* change = nullptr;
     uint64_t* freed = nullptr;
     bool done = false;
     Status status;
   };
-  Status wait_committed(RebaseRequest& req);
-  void commit_rebase_request();  // flusher only
-  std::mutex rebase_mu_;         // guards rebase_req_ and closing_
-  std::condition_variable rebase_cv_;
-  RebaseRequest* rebase_req_ = nullptr;
+  void commit_change_request();  // flusher only
+  std::mutex change_mu_;         // guards change_req_ and closing_
+  std::condition_variable change_cv_;
+  ChangeRequest* change_req_ = nullptr;
   bool closing_ = false;
   std::mutex marks_mu_;                    // guards marks_, and serialises mark()
   std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
