@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "commands.h"
@@ -30,6 +32,9 @@ int run_restore(const RestoreCmdOptions& o) {
                   {}, kExitUsage);
   auto target = make_target(o.target.at, o.target.seq, o.target.mark, wall_clock_ns());
   if (!target) return report("restore", target.status(), {}, kExitUsage);
+  if (!o.out.empty() && !o.force && ::access(o.out.c_str(), F_OK) == 0)
+    return report("restore", Status::invalid(fmt::format("{} exists", o.out)),
+                  "give --force to replace it, or another path");
   if (is_remote_uri(o.journal)) {
     if (o.out.empty())
       return report("restore", Status::invalid("from a log server, restore to a file: give -o OUT"),

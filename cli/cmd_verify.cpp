@@ -14,6 +14,10 @@ int run_verify(const VerifyOptions& o) {
   VerifyReport r;
   Status st = verify_journal(o.journal, o.image, &r, progress_bar("verify"));
   for (const std::string& n : r.notes) fmt::print("note: {}\n", n);
+  if (!st && !o.image.empty() && st.code() == Status::Code::kCorruption && r.last_seq != 0)
+    return report("verify", st,
+                  "if the server is running, stop it first so that the image is checkpointed");
+  if (!st && st.code() == Status::Code::kCorruption) return report("verify", st);
   if (!st) return report("verify", st, journal_hint(st));
   fmt::print("ok: {} segments, {} records, seq {}..{}, every checksum valid{}\n", r.segments,
              r.records, r.first_seq, r.last_seq,

@@ -23,6 +23,12 @@ int report(const char* cmd, const Status& st, const std::string& hint, int exit_
 std::string journal_hint(const Status& st) {
   if (st.errno_value() == ENOENT)
     return "is it a rewind journal? (one is created by 'rewind init' or on first serve)";
+  if (st.code() == Status::Code::kBusy)
+    return "is the plugin serving it? Stop the server first, or give the plugin the policy "
+           "(retain=, retain-coarse=, journal-max=) to apply while it serves";
+  if (st.code() == Status::Code::kCorruption)
+    return "`rewind verify JOURNAL` lists the damage; `rewind restore` recovers any point "
+           "before it";
   return {};
 }
 

@@ -536,8 +536,7 @@ Result<CompactResult> compact(const std::string& journal_dir, const Target& befo
                               uint64_t granularity_ns, const Logger& logger) {
   if (granularity_ns == 0)
     return Status::invalid("the granularity must be longer than 0; e.g. --granularity 1m");
-  auto locked = lock_for_change(
-      journal_dir, "give the plugin retain-coarse= to compact while it serves", logger);
+  auto locked = lock_for_change(journal_dir, logger);
   if (!locked) return locked.status();
   const JournalHistory& history = *locked->history;
   const Manifest& m = history.manifest();

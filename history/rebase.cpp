@@ -52,16 +52,9 @@ Result<RebasePlan> prepare_rebase(const std::string& journal_dir, const Manifest
   return plan;
 }
 
-Result<LockedJournal> lock_for_change(const std::string& journal_dir, const char* busy_hint,
-                                      const Logger& logger) {
+Result<LockedJournal> lock_for_change(const std::string& journal_dir, const Logger& logger) {
   auto lock = lock_journal(journal_dir);
-  if (!lock) {
-    if (lock.status().code() == Status::Code::kBusy)
-      return Status::busy(fmt::format(
-          "journal {} is in use (is the plugin serving it?); stop the server first, or {}",
-          journal_dir, busy_hint));
-    return lock.status();
-  }
+  if (!lock) return lock.status();
   // What an interrupted change left behind goes first, so that it never piles up.
   {
     auto m = Manifest::load(journal_dir);
@@ -103,8 +96,7 @@ Result<uint64_t> last_seq_to_change(const JournalHistory& history, const Target&
 
 Result<RebaseResult> rebase(const std::string& journal_dir, const Target& before,
                             const Logger& logger) {
-  auto locked =
-      lock_for_change(journal_dir, "let the plugin apply its retention policy itself", logger);
+  auto locked = lock_for_change(journal_dir, logger);
   if (!locked) return locked.status();
   const auto& history = locked->history;
   const Manifest& m = history->manifest();

@@ -245,8 +245,7 @@ Result<size_t> Retention::run_once(uint64_t now_ns) {
 
 Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPolicy& policy,
                                uint64_t now_ns, const Logger& logger) {
-  auto locked =
-      lock_for_change(journal_dir, "let the plugin apply its retention policy itself", logger);
+  auto locked = lock_for_change(journal_dir, logger);
   if (!locked) return locked.status();
   StoppedJournal stopped(journal_dir, locked->history->manifest());
   size_t total = 0;

@@ -61,8 +61,7 @@ Result<uint64_t> check_image(const std::string& image_path) {
   auto size = static_cast<uint64_t>(st.st_size);
   if (size == 0 || size % 512 != 0)
     return Status::invalid(fmt::format(
-        "image {} is {} bytes, not a non-zero multiple of 512; resize it (truncate -s) first",
-        image_path, size));
+        "image {} is {} bytes, not a non-zero multiple of 512 (whole sectors)", image_path, size));
   return size;
 }
 
@@ -72,7 +71,8 @@ Result<File> lock_journal(const std::string& journal_dir) {
   if (::flock(f->fd(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return Status::busy(fmt::format(
-          "journal {} is in use by another rewind process; stop it first", journal_dir));
+          "journal {} is in use by another rewind process (it holds the journal's lock)",
+          journal_dir));
     return Status::io_error(fmt::format("cannot lock journal {}", journal_dir), errno);
   }
   return f;
@@ -396,21 +396,16 @@ Result<OpenedJournal> open_journal_dir(const std::string& image_path, const std:
   if (!m) {
     if (m.status().code() != Status::Code::kCorruption) return m.status();
     return Status::corruption(
-        fmt::format("{}. Not serving journal {}: without its manifest its history cannot be "
-                    "trusted. Nothing was changed; put back a good copy of {}, or move the "
-                    "journal aside to serve the image with a new history",
-                    m.status().message(), dir, format::kManifestName));
+        fmt::format("{}: without its manifest, the history of journal {} cannot be trusted; "
+                    "nothing was changed",
+                    m.status().message(), dir));
   }
   REWIND_RETURN_IF_ERROR(check_identity(*m, dir, image_path, *size));
   Status checked = check_segments(*m, dir, full_check, logger);
   if (checked.is_ok()) checked = seal_open_segment(&*m, dir, logger);
   if (checked.code() == Status::Code::kCorruption)
-    return Status::corruption(fmt::format(
-        "journal {} is damaged: {}. Not serving it read-write, since new writes would extend a "
-        "history that cannot be restored. Nothing was changed. `rewind verify {}` lists the "
-        "damage; `rewind restore` recovers any point before it; to serve the image with a new "
-        "history, move the journal aside",
-        dir, checked.message(), dir));
+    return Status::corruption(
+        fmt::format("journal {} is damaged: {}; nothing was changed", dir, checked.message()));
   REWIND_RETURN_IF_ERROR(checked);
   REWIND_RETURN_IF_ERROR(remove_leftovers(*m, dir, logger));
   return OpenedJournal{std::move(*lock), std::move(*m), *size};

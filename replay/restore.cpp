@@ -118,8 +118,7 @@ Status write_spans(const JournalView& view, const File& f, const std::vector<Spa
 Status restore_to_file(const JournalView& view, const std::string& out,
                        const RestoreOptions& opts) {
   if (!opts.force && ::access(out.c_str(), F_OK) == 0)
-    return Status::invalid(
-        fmt::format("{} exists; give --force to replace it, or another path", out));
+    return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
   const std::string tmp = out + ".rewind-tmp";
   auto f = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (!f) return f.status();

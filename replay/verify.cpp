@@ -59,8 +59,7 @@ Status compare_image(const std::string& journal_dir, const std::string& image, u
       while (a[i] == b[i]) ++i;
       return Status::corruption(
           fmt::format("image {} differs from the replay of the journal at offset {} (newest state "
-                      "seq {}); if the "
-                      "server is running, stop it first so that the image is checkpointed",
+                      "seq {})",
                       image, pos + i, last_seq));
     }
     if (progress) progress(pos + n, *size);

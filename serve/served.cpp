@@ -31,6 +31,22 @@ Served::~Served() {
 
 namespace {
 
+// What the operator of `nbdkit rewind` can do about a volume that does not open.
+Status with_advice(const Status& st, const std::string& journal_dir) {
+  switch (st.code()) {
+    case Status::Code::kCorruption:
+      return Status::corruption(fmt::format(
+          "{}. Not serving it read-write, since new writes would extend a history that cannot "
+          "be restored. `rewind verify {}` lists the damage; `rewind restore` recovers any point "
+          "before it; to serve the image with a new history, move the journal aside",
+          st.message(), journal_dir));
+    case Status::Code::kBusy:
+      return Status::busy(st.message() + "; stop it first");
+    default:
+      return st;
+  }
+}
+
 Result<std::unique_ptr<JournalView>> open_view(const ServeConfig& c, const Logger& logger) {
   auto t = make_target(c.at, c.seq, c.mark, wall_clock_ns());
   if (!t) return t.status();
@@ -61,7 +77,7 @@ Result<std::unique_ptr<Served>> Served::open(ServeConfig config, Logger logger) 
     s->view_ = std::move(*v);
   } else {
     auto v = Volume::open(s->config_.volume, s->logger_);
-    if (!v) return v.status();
+    if (!v) return with_advice(v.status(), s->config_.journal_dir());
     s->volume_ = std::move(*v);
   }
   return s;

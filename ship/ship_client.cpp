@@ -319,8 +319,7 @@ Result<JournalReport> remote_report(const ShipOptions& opts, bool scan) {
 Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& target,
                                      const std::string& out, const RestoreOptions& ro) {
   if (!ro.force && ::access(out.c_str(), F_OK) == 0)
-    return Status::invalid(
-        fmt::format("{} exists; give --force to replace it, or another path", out));
+    return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
   Connection c;
   REWIND_RETURN_IF_ERROR(open_read(c, opts));
   REWIND_RETURN_IF_ERROR(

@@ -17,7 +17,7 @@ for i in 1 2 3 4 5 6 7 8; do
   nbdcopy "$uri" "phase$i.img"
   [ "$i" -eq 4 ] && "$REWIND_CLI" mark disk.rewind after-four >/dev/null
 done
-expect_cli 1 "is in use (is the plugin serving it?)" rebase disk.rewind --before now
+expect_cli 1 "is in use by another rewind process (it holds the journal's lock); is the plugin serving it? Stop the server first" rebase disk.rewind --before now
 stop_server
 
 expect_cli 2 "--before" rebase disk.rewind --before yesterday-ish

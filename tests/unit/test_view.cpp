@@ -71,7 +71,7 @@ TEST_CASE("restore writes each target's state to a new file", "[view][restore]")
     CHECK_FALSE(std::filesystem::exists(out + ".rewind-tmp"));
     // An existing OUT is refused without --force and left alone.
     Status again = restore_to_file(**view, out, {});
-    CHECK(again.message().find("exists; give --force") != std::string::npos);
+    CHECK(again.message().find("exists (RestoreOptions::force replaces it)") != std::string::npos);
     RestoreOptions force;
     force.force = true;
     CHECK(restore_to_file(**view, out, force).is_ok());

@@ -43,9 +43,8 @@ struct LockedJournal {
   File lock;
   std::shared_ptr<const JournalHistory> history;
 };
-// `busy_hint` says what to do instead when the plugin is serving the journal.
-Result<LockedJournal> lock_for_change(const std::string& journal_dir, const char* busy_hint,
-                                      const Logger& logger);
+// A journal in use by a running server is a kBusy error.
+Result<LockedJournal> lock_for_change(const std::string& journal_dir, const Logger& logger);
 
 // The last seq a change of the history up to `before` may touch: the seq it resolves
 // to (the base seq for a time before the first record), but never past the checkpoint,
