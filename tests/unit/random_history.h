@@ -16,6 +16,7 @@
 
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment_index.h"
+#include "rewind/replay/restore.h"
 #include "rewind/replay/view.h"
 #include "rewind/volume/volume.h"
 #include "test_util.h"
@@ -101,6 +102,29 @@ inline void check_no_leftovers(const std::string& journal) {
     for (const auto& e : std::filesystem::directory_iterator(journal + "/" + sub))
       found.insert(e.path().filename().string());
   CHECK(found == expected);
+}
+
+// The journal is whole and agrees with the image: no file the manifest does not name,
+// every checksum holds, and the image is the replay of the journal (rewind verify
+// --image).
+inline void check_intact(const std::string& journal, const std::string& image) {
+  check_no_leftovers(journal);
+  VerifyReport report;
+  Status verified = verify_journal(journal, image, &report, {});
+  INFO(verified.message());
+  CHECK(verified.is_ok());
+}
+
+// After a crash or power cut: the volume opens (recovering what it must), closes
+// cleanly, and leaves its journal intact.
+inline void check_reopens_intact(const VolumeOptions& o) {
+  std::string log;
+  auto v = Volume::open(o, [&](LogLevel, const std::string& msg) { log += msg + "\n"; });
+  INFO(log);
+  INFO(v.status().message());
+  REQUIRE(v.is_ok());
+  REQUIRE((*v)->close().is_ok());
+  check_intact(o.journal_dir, o.image_path);
 }
 
 // A copy of `h`'s image and journal in `root` (made anew), the journal pointed at the

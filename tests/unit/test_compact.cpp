@@ -26,7 +26,9 @@
 
 using namespace rwd;
 using format::RecordType;
+using test::check_intact;
 using test::check_no_leftovers;
+using test::check_reopens_intact;
 using test::copy_volume;
 using test::RandomHistory;
 
@@ -197,11 +199,7 @@ TEST_CASE("compaction keeps every mark and window end exact and only the newest 
   for (const ManifestSegment& seg : after->manifest().segments)
     CHECK((seg.granularity_ns == g) == (seg.sealed && seg.last_seq <= *want));
   check_compaction(h, before, after, g, r->stats);
-  check_no_leftovers(h.journal);
-  VerifyReport report;
-  Status verified = verify_journal(h.journal, h.image, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_intact(h.journal, h.image);
 
   // Again at the same granularity: nothing to do, nothing changed.
   const auto manifest = test::read_file(h.journal + "/MANIFEST");
@@ -295,15 +293,7 @@ void check_after_cut(const RandomHistory& h, const JournalHistory& before, const
     const uint64_t e = now->exact_at_or_before(s);
     CHECK(read_at(now, e) == h.states[e]);
   }
-  auto v = Volume::open(o, {});
-  INFO(v.status().message());
-  REQUIRE(v.is_ok());
-  REQUIRE((*v)->close().is_ok());
-  check_no_leftovers(o.journal_dir);
-  VerifyReport report;
-  Status verified = verify_journal(o.journal_dir, o.image_path, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_reopens_intact(o);
 }
 
 }  // namespace
@@ -482,9 +472,5 @@ TEST_CASE("a served volume thins its history by retain-coarse tiers while writes
     const uint64_t e = after->exact_at_or_before(s);
     CHECK(read_at(after, e) == h.states[e]);
   }
-  check_no_leftovers(h.journal);
-  VerifyReport report;
-  Status verified = verify_journal(h.journal, h.image, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_intact(h.journal, h.image);
 }

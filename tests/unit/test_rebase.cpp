@@ -24,7 +24,9 @@
 #include "test_util.h"
 
 using namespace rwd;
+using test::check_intact;
 using test::check_no_leftovers;
+using test::check_reopens_intact;
 using test::copy_volume;
 using test::RandomHistory;
 using test::state_at;
@@ -51,10 +53,7 @@ void check_promises(const RandomHistory& h, uint64_t seed) {
           std::string::npos);
     CHECK(before.status().message().find(fmt::format("seq {} (", base)) != std::string::npos);
   }
-  VerifyReport report;
-  Status verified = verify_journal(h.journal, h.image, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_intact(h.journal, h.image);
 }
 
 // After a power cut during a rebase to `new_base` and the loss of what was not synced:
@@ -73,17 +72,7 @@ void check_after_cut(const RandomHistory& h, const VolumeOptions& o, uint64_t ne
     CAPTURE(s);
     CHECK(state_at(o.journal_dir, s) == h.states[s]);
   }
-  std::string log;
-  auto v = Volume::open(o, [&](LogLevel, const std::string& msg) { log += msg + "\n"; });
-  INFO(log);
-  INFO(v.status().message());
-  REQUIRE(v.is_ok());
-  REQUIRE((*v)->close().is_ok());
-  check_no_leftovers(o.journal_dir);
-  VerifyReport report;
-  Status verified = verify_journal(o.journal_dir, o.image_path, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_reopens_intact(o);
 }
 
 }  // namespace
@@ -305,11 +294,7 @@ TEST_CASE("a served volume folds its oldest segments to keep within journal-max 
   }
   CHECK(state_at(journal, last) == states[last]);
   CHECK(test::read_file(image) == states[last]);
-  check_no_leftovers(journal);
-  VerifyReport report;
-  Status verified = verify_journal(journal, image, &report, {});
-  INFO(verified.message());
-  CHECK(verified.is_ok());
+  check_intact(journal, image);
 }
 
 TEST_CASE("retain folds the segments whose every write is older than the time kept",
