@@ -97,6 +97,13 @@ Status existing_file_needed(const Status& st, const char* what) {
   return Status::invalid(fmt::format("{}; give {}", std::strerror(st.errno_value()), what));
 }
 
+// A path that need not exist yet, made absolute.
+Status parse_path(std::string* field, std::string_view value) {
+  if (value.empty()) return Status::invalid("needs a value");
+  *field = absolute_path(std::string(value));
+  return Status::ok();
+}
+
 Status parse_point(std::string* field, std::string_view value) {
   if (value.empty()) return Status::invalid("needs a value");
   *field = std::string(value);
@@ -118,15 +125,12 @@ KeyTable volume_keys() {
        }},
       {"journal",
        [](ServeConfig& c, std::string_view v) {
-         c.volume.journal_dir = absolute_path(std::string(v));  // created on first serve
+         // Created on first serve.
+         REWIND_RETURN_IF_ERROR(parse_path(&c.volume.journal_dir, v));
          c.have_journal = true;
          return Status::ok();
        }},
-      {"control",
-       [](ServeConfig& c, std::string_view v) {
-         c.control = absolute_path(std::string(v));
-         return Status::ok();
-       }},
+      {"control", [](ServeConfig& c, std::string_view v) { return parse_path(&c.control, v); }},
       {"flush-interval",
        duration_key(
            1ms, 1h, [](ServeConfig & c) -> auto& { return c.volume.flush_interval; })},
@@ -219,7 +223,7 @@ const KeyTable& key_table() {
   return *table;
 }
 
-Status complete_view(const ServeConfig& c) {
+Status complete_view(ServeConfig& c) {
   if (!c.have_journal)
     return Status::invalid(
         "missing parameter: journal=DIR; usage: nbdkit rewind journal=DIR at=TIME");
@@ -228,7 +232,9 @@ Status complete_view(const ServeConfig& c) {
         "image= and a point in time (at=/seq=/mark=) exclude each other: a view is served from "
         "the journal alone; drop image=");
   auto t = make_target(c.at, c.seq, c.mark, wall_clock_ns());
-  return t ? Status::ok() : t.status();
+  if (!t) return t.status();
+  c.target = std::move(*t);
+  return Status::ok();
 }
 
 // The control socket: the one given, or one in the journal directory if its path

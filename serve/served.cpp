@@ -7,7 +7,6 @@
 
 #include "rewind/base/json.h"
 #include "rewind/history/retention.h"
-#include "rewind/replay/target.h"
 #include "rewind/replay/view.h"
 #include "rewind/ship/shipper.h"
 #include "rewind/volume/control.h"
@@ -48,9 +47,7 @@ Status with_advice(const Status& st, const std::string& journal_dir) {
 }
 
 Result<std::unique_ptr<JournalView>> open_view(const ServeConfig& c, const Logger& logger) {
-  auto t = make_target(c.at, c.seq, c.mark, wall_clock_ns());
-  if (!t) return t.status();
-  auto v = JournalView::open(c.journal_dir(), *t, logger);
+  auto v = JournalView::open(c.journal_dir(), c.target, logger);
   if (!v) return v.status();
   // Without the mappings (say, more segments than vm.max_map_count allows) reads use
   // pread: slower for data read again, the same otherwise.

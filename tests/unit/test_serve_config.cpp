@@ -109,6 +109,8 @@ TEST_CASE("serve config: a bad value names the key and changes nothing", "[serve
            {"ship-token", "@/nonexistent/token", "ship-token=@/nonexistent/token: "},
            {"retain-coarse", "1d", "retain-coarse=1d: tier '1d' has no ':'"},
            {"at", "", "at=: needs a value"},
+           {"journal", "", "journal=: needs a value"},
+           {"control", "", "control=: needs a value"},
            {"colour", "blue", "unknown parameter 'colour'"},
        }) {
     CAPTURE(t.key, t.value);
@@ -118,6 +120,8 @@ TEST_CASE("serve config: a bad value names the key and changes nothing", "[serve
   }
   CHECK(c.volume.queue_max == 2ull << 20);
   CHECK(c.volume.image_path.empty());
+  CHECK(c.volume.journal_dir.empty());
+  CHECK(c.control.empty());
   CHECK(c.ship.link.host.empty());
 }
 
@@ -196,6 +200,7 @@ TEST_CASE("serve config: a view needs journal= alone and a valid point", "[serve
       configure(c, {{"journal", dir / "j"}, {"mark", "before-upgrade"}, {"image-reads", "off"}}));
   CHECK(c.view());
   CHECK(c.mark == "before-upgrade");
+  CHECK(c.target.mark == "before-upgrade");
   CHECK_FALSE(c.image_reads);
   CHECK_THAT(error_of({{"journal", dir / "j"}, {"at", "yesterday"}}),
              Catch::Contains("'yesterday' is not a time"));

@@ -10,6 +10,7 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/history/retention.h"
+#include "rewind/replay/target.h"
 #include "rewind/ship/shipper.h"
 #include "rewind/volume/volume.h"
 
@@ -27,6 +28,9 @@ struct ServeConfig {
   // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume:
   // served from journal= alone.
   std::string at, seq, mark;
+  // The point they name, resolved by complete_serve_config (a relative at= from the
+  // time of that call).
+  Target target;
   // In a view: whether what the image still holds of it is read from the image.
   bool image_reads = true;
 
@@ -37,13 +41,14 @@ struct ServeConfig {
 };
 
 // Applies one KEY=VALUE. Relative paths are taken from the current directory (image=
-// and ship-ca= must exist); ship-token=@FILE reads the token from FILE. An error
-// names the key and the value ("queue-max=1K: must be between ...") and leaves
-// `config` as it was.
+// and ship-ca= must exist; no path may be empty); ship-token=@FILE reads the token from FILE. An
+// error names the key and the value ("queue-max=1K: must be between ...") and leaves `config` as it
+// was.
 Status set_serve_key(ServeConfig& config, std::string_view key, std::string_view value);
 
 // Once every key is given: checks that they fit together and fills in what follows
-// from them (the default control socket, VolumeOptions::shipped). A control socket
+// from them (the target of a view, the default control socket,
+// VolumeOptions::shipped). A control socket
 // path too long for a UNIX socket is dropped with a warning through `logger`: the
 // disk is served without marks rather than not at all.
 Status complete_serve_config(ServeConfig& config, const Logger& logger);
