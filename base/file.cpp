@@ -244,9 +244,75 @@ std::string parent_dir(std::string path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+Result<File> create_new_file(const std::string& path, int flags) {
+  return File::open(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+}
+
+Result<File> create_temp_file(const std::string& path, int flags) {
+  // unlink removes a planted link itself, never what it points at.
+  if (file_system().unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Status::io_error(fmt::format("cannot remove the old temporary {}", path), errno);
+  return create_new_file(path, flags);
+}
+
+Status check_private_dir(const std::string& dir, const char* what,
+                         std::optional<mode_t>* tightened) {
+  if (tightened != nullptr) tightened->reset();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    return Status::io_error(fmt::format("cannot reach {} {}", what, dir), errno);
+  if (!S_ISDIR(st.st_mode))
+    return Status::invalid(
+        fmt::format("{} {} is not a directory: give a directory's path", what, dir));
+  const mode_t mode = st.st_mode & 07777;
+  if (st.st_uid != ::geteuid())
+    return Status::invalid(fmt::format(
+        "{} {} belongs to uid {}, not to this user (uid {}); what another user created may hold "
+        "links or files they planted: give a directory of this user, or a path that does not "
+        "exist yet",
+        what, dir, st.st_uid, ::geteuid()));
+  if ((mode & 022) != 0)
+    return Status::invalid(fmt::format(
+        "{} {} can be written by {} (mode {:04o}), who could plant files in it: make it private "
+        "(chmod 700 {}) or give another directory",
+        what, dir, (mode & 002) != 0 ? "every user" : "its group", mode, dir));
+  if ((mode & 077) != 0) {
+    if (::chmod(dir.c_str(), 0700) != 0)
+      return Status::io_error(fmt::format("cannot make {} {} private (chmod 700)", what, dir),
+                              errno);
+    if (tightened != nullptr) *tightened = mode;
+  }
+  return Status::ok();
+}
+
+Status make_private_dir(const std::string& dir, const char* what, bool* created,
+                        std::optional<mode_t>* tightened) {
+  if (created != nullptr) *created = false;
+  if (tightened != nullptr) tightened->reset();
+  if (file_system().mkdir(dir.c_str(), 0700) == 0) {
+    if (created != nullptr) *created = true;
+    return Status::ok();
+  }
+  if (errno != EEXIST)
+    return Status::io_error(fmt::format("cannot create {} {}", what, dir), errno);
+  return check_private_dir(dir, what, tightened);
+}
+
+Status check_secret_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::io_error(fmt::format("cannot read {}", path), errno);
+  const mode_t mode = st.st_mode & 07777;
+  if ((mode & 077) != 0)
+    return Status::invalid(fmt::format(
+        "{} holds secrets but {} may read it (mode {:04o}): make it private (chmod 600 {})", path,
+        (mode & 007) != 0 ? "every user" : "its group", mode, path));
+  return Status::ok();
+}
+
 Status write_file_atomic(const std::string& path, std::string_view content) {
   std::string tmp = path + ".tmp";
-  auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  auto f = create_temp_file(tmp, O_WRONLY);
   if (!f) return f.status();
   REWIND_RETURN_IF_ERROR(f->pwrite_full(
       std::span(reinterpret_cast<const uint8_t*>(content.data()), content.size()), 0));

@@ -38,7 +38,7 @@ int run_init(const InitOptions& o) {
                                   "for; drop --size or give a new image path",
                                   o.image, st.st_size, *size)));
     } else {
-      auto f = File::open(o.image, O_RDWR | O_CREAT | O_EXCL, 0644);
+      auto f = create_new_file(o.image);
       if (!f) return report("init", f.status());
       Status t = f->truncate(*size);
       if (t.is_ok()) t = f->sync();

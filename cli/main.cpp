@@ -46,7 +46,8 @@ void add_remote_options(CLI::App& app, RemoteCliOptions& r) {
                  "(default: $REWIND_TOKEN)");
   app.add_option("--ca", r.ca,
                  "For rewind://: the CA certificate (PEM) the server's must chain to; without "
-                 "it, plain TCP (a server with --insecure-loopback)");
+                 "it, TLS verified by the system's trust store, or plain TCP to a loopback "
+                 "address only (a server with --insecure-loopback)");
   app.add_option("--server-name", r.server_name,
                  "For rewind://: the name the server's certificate carries (default: HOST)");
 }

@@ -93,7 +93,7 @@ Status decode_segment_header(const uint8_t* in, SegmentHeader* out) {
 
 Result<SegmentWriter> SegmentWriter::create(const std::string& path, const SegmentHeader& header,
                                             uint64_t prealloc_limit) {
-  auto f = File::open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+  auto f = create_new_file(path);
   if (!f) return f.status();
   uint8_t hdr[format::kSegmentHeaderSize];
   encode_segment_header(header, hdr);

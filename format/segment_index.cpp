@@ -85,7 +85,7 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
   const std::string path = segment_path(journal_dir, index_file_name(segment_file));
   const std::string tmp = path + ".tmp";
   {
-    auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    auto f = create_temp_file(tmp, O_WRONLY);
     if (!f) return f.status();
     REWIND_RETURN_IF_ERROR(f->pwrite_full(std::span(p, buf.size()), 0));
     REWIND_RETURN_IF_ERROR(f->close());

@@ -357,7 +357,7 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
   out.file = compacted_segment_file_name(ms.file);
   out.granularity_ns = granularity_ns;
   const std::string path = segment_path(dir, out.file), tmp = path + ".tmp";
-  auto f = File::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  auto f = create_temp_file(tmp, O_WRONLY);
   if (!f) return f.status();
   uint64_t flushed = 0;  // bytes of the file before buf
   std::vector<IndexEntry> entries;

@@ -35,9 +35,22 @@ Result<std::vector<std::string>> list_dir(const std::string& dir) {
   return names;
 }
 
+// A directory of the journal: private to this user, as every file in it.
 Status make_dir(const std::string& dir) {
-  if (file_system().mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-    return Status::io_error(fmt::format("cannot create directory {}", dir), errno);
+  return make_private_dir(dir, "journal directory");
+}
+
+// The journal directory itself: made private, or checked to be this user's own and
+// closed to writers other than this user (what another user created may hold planted
+// links). One that others could read is made private, with a warning: an older
+// journal, or one whose mode was changed by hand.
+Status make_journal_dir(const std::string& dir, const Logger& logger) {
+  std::optional<mode_t> was;
+  REWIND_RETURN_IF_ERROR(make_private_dir(dir, "journal", nullptr, &was));
+  if (was)
+    log_to(logger, LogLevel::kWarning,
+           fmt::format("journal {} was readable by others (mode {:04o}); made it private (0700)",
+                       dir, *was));
   return Status::ok();
 }
 
@@ -66,7 +79,7 @@ Result<uint64_t> check_image(const std::string& image_path) {
 }
 
 Result<File> lock_journal(const std::string& journal_dir) {
-  auto f = File::open(join_path(journal_dir, format::kLockName), O_RDWR | O_CREAT, 0644);
+  auto f = File::open(join_path(journal_dir, format::kLockName), O_RDWR | O_CREAT | O_NOFOLLOW);
   if (!f) return f.status();
   if (::flock(f->fd(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
@@ -130,7 +143,7 @@ Status create_journal_locked(const std::string& image_path, const std::string& j
   if (!src) return src.status();
   std::string base = base_path(journal_dir, m.base_file);
   std::string tmp = base + ".tmp";
-  auto dst = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  auto dst = create_temp_file(tmp);
   if (!dst) return dst.status();
   bool reflinked = false;
   REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(*src, *size, *dst, &reflinked));
@@ -370,7 +383,7 @@ Status remove_leftovers(const Manifest& m, const std::string& dir, const Logger&
 
 Status create_journal(const std::string& image_path, const std::string& journal_dir,
                       const Logger& logger) {
-  REWIND_RETURN_IF_ERROR(make_dir(journal_dir));
+  REWIND_RETURN_IF_ERROR(make_journal_dir(journal_dir, logger));
   auto lock = lock_journal(journal_dir);
   if (!lock) return lock.status();
   if (::access(join_path(journal_dir, format::kManifestName).c_str(), F_OK) == 0)
@@ -386,7 +399,7 @@ Result<OpenedJournal> open_journal_dir(const std::string& image_path, const std:
   const bool have_manifest = ::access(join_path(dir, format::kManifestName).c_str(), F_OK) == 0;
   if (!have_manifest && ::access(dir.c_str(), F_OK) == 0)
     REWIND_RETURN_IF_ERROR(check_empty_journal_dir(dir));
-  REWIND_RETURN_IF_ERROR(make_dir(dir));
+  REWIND_RETURN_IF_ERROR(make_journal_dir(dir, logger));
   auto lock = lock_journal(dir);
   if (!lock) return lock.status();
   if (::access(join_path(dir, format::kManifestName).c_str(), F_OK) != 0)

@@ -120,7 +120,7 @@ Status restore_to_file(const JournalView& view, const std::string& out,
   if (!opts.force && ::access(out.c_str(), F_OK) == 0)
     return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
   const std::string tmp = out + ".rewind-tmp";
-  auto f = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  auto f = create_temp_file(tmp);
   if (!f) return f.status();
   auto body = [&]() -> Status {
     bool reflinked = false;

@@ -40,6 +40,7 @@ trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; [ -n 
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
 echo "tok v" >tokens
+chmod 600 tokens
 mkdir store
 "$server" --listen 127.0.0.1:0 --store store --tokens tokens --tls-cert cert.pem \
   --tls-key key.pem 2>server.log &

@@ -84,6 +84,7 @@ Status parse_ship_address(ServeConfig& c, std::string_view value) {
 Status parse_ship_token(ServeConfig& c, std::string_view value) {
   std::string token(value);
   if (token.starts_with("@")) {
+    REWIND_RETURN_IF_ERROR(check_secret_file(token.substr(1)));
     auto text = read_small_file(token.substr(1), 4096);
     if (!text) return text.status();
     token = std::move(*text);
@@ -348,7 +349,8 @@ const char* const kServeKeysHelp =
     "ship-token=TOKEN|@FILE  The token the log server grants this volume by.\n"
     "ship-volume=NAME      The volume's name on the log server.\n"
     "ship-ca=FILE          CA certificate (PEM) the server's must chain to; without\n"
-    "                      it the link is plain TCP (a server on loopback only).\n"
+    "                      it, TLS verified by the system's trust store, or plain\n"
+    "                      TCP to a loopback address only.\n"
     "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
     "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
     "                      shipper backs off by itself when the link is congested).\n"

@@ -25,6 +25,7 @@
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/store.h"
 #include "rewind/ship/tokens.h"
+#include "tls_client.h"
 
 namespace rwd {
 
@@ -106,12 +107,6 @@ class Server::Impl {
 };
 
 namespace {
-
-bool is_loopback(const asio::ip::address& a) {
-  return a.is_loopback() ||
-         (a.is_v6() && a.to_v6().is_v4_mapped() &&
-          asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback());
-}
 
 // A frame stream over a connection: reads whole frames, each read bounded by the
 // idle timeout, writes frames, and turns a peer away with a reason that is also
@@ -274,10 +269,15 @@ Status Server::Impl::init() {
                             ec.value());
   // Last, so that a server refused for any other reason creates nothing.
   bool created = false;
-  if (Status s = prepare_store(opts_.store_dir, &created); !s.is_ok())
+  std::optional<mode_t> was;
+  if (Status s = prepare_store(opts_.store_dir, &created, &was); !s.is_ok())
     return s.with_context("--store");
   if (created)
     logger_(LogLevel::kInfo, fmt::format("created the store {} (mode 0700)", opts_.store_dir));
+  if (was)
+    logger_(LogLevel::kInfo,
+            fmt::format("the store {} was readable by others (mode {:04o}); made it private (0700)",
+                        opts_.store_dir, *was));
   return Status::ok();
 }
 

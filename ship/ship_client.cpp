@@ -39,7 +39,7 @@ class Connection {
     try {
       tcp::resolver resolver(io_);
       auto endpoints = resolver.resolve(o.host, std::to_string(o.port));
-      if (o.ca_file.empty()) {
+      if (plain_link_allowed(o, endpoints)) {
         plain_.emplace(io_);
         asio::connect(*plain_, endpoints);
         plain_->set_option(tcp::no_delay(true));
@@ -47,12 +47,20 @@ class Connection {
         tls_ctx_.emplace(ssl::context::tls_client);
         boost::system::error_code ec;
         trust_only(*tls_ctx_, o, ec);
-        if (ec) throw boost::system::system_error(ec);
+        if (ec)
+          return Status::invalid(fmt::format(
+              "{}: {}", o.ca_file.empty() ? "the system's trust store" : o.ca_file, ec.message()));
         tls_.emplace(io_, *tls_ctx_);
         verify_server(*tls_, o);
         asio::connect(tls_->lowest_layer(), endpoints);
         tls_->lowest_layer().set_option(tcp::no_delay(true));
-        tls_->handshake(ssl::stream_base::client);
+        boost::system::error_code hs;
+        tls_->handshake(ssl::stream_base::client, hs);
+        if (hs)
+          return Status::io_error(fmt::format("cannot connect to {}:{}: the TLS handshake failed "
+                                              "({}); nothing was sent. {}",
+                                              o.host, o.port, hs.message(), tls_advice(o)),
+                                  hs.value());
       }
       set_timeout(o.timeout);
     } catch (const boost::system::system_error& e) {
@@ -124,7 +132,12 @@ Result<proto::Welcome> open_session(Connection& c, const ShipOptions& opts,
                                                              purpose, opts.volume, opts.token})));
   auto wf = c.read();
   if (!wf) return wf.status();
-  return proto::decode_welcome(*wf);
+  auto w = proto::decode_welcome(*wf);
+  if (w && w->purpose != purpose)
+    return Status::invalid(
+        fmt::format("the server at {}:{} answered a session for another purpose than the one asked",
+                    opts.host, opts.port));
+  return w;
 }
 
 Result<proto::Ack> await_ack(Connection& c) {
@@ -293,20 +306,20 @@ Status parse_remote_uri(std::string_view uri, ShipOptions* opts) {
 
 namespace {
 
-// Connects and opens a read of opts.volume.
-Status open_read(Connection& c, const ShipOptions& opts) {
+// Connects and opens a read of opts.volume; the WELCOME says what the server holds.
+Result<proto::Welcome> open_read(Connection& c, const ShipOptions& opts) {
   if (Status st = proto::check_token(opts.token); !st)
     return Status::invalid(fmt::format(
         "a token is needed to read from a log server (--token or REWIND_TOKEN): {}", st.message()));
-  auto w = open_session(c, opts, proto::Purpose::kRead);
-  return w ? Status::ok() : w.status();
+  return open_session(c, opts, proto::Purpose::kRead);
 }
 
 }  // namespace
 
 Result<JournalReport> remote_report(const ShipOptions& opts, bool scan) {
   Connection c;
-  REWIND_RETURN_IF_ERROR(open_read(c, opts));
+  auto w = open_read(c, opts);
+  if (!w) return w.status();
   REWIND_RETURN_IF_ERROR(c.send(MessageType::kInfo, proto::encode(proto::InfoRequest{scan})));
   auto f = c.read();
   if (!f) return f.status();
@@ -321,18 +334,25 @@ Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& targ
   if (!ro.force && ::access(out.c_str(), F_OK) == 0)
     return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
   Connection c;
-  REWIND_RETURN_IF_ERROR(open_read(c, opts));
+  auto w = open_read(c, opts);
+  if (!w) return w.status();
   REWIND_RETURN_IF_ERROR(
       c.send(MessageType::kRestore, proto::encode(proto::RestoreRequest{target})));
   auto vf = c.read();
   if (!vf) return vf.status();
   auto view = proto::decode_view(*vf);
   if (!view) return view.status();
+  // The point served must be of the volume the WELCOME described.
+  if (view->image_size != w->image_size || view->seq < w->base_seq)
+    return Status::invalid(fmt::format(
+        "the server described volume '{}' as {} bytes from seq {} but serves a point of {} bytes "
+        "at seq {}; nothing was written",
+        opts.volume, w->image_size, w->base_seq, view->image_size, view->seq));
   RemoteRestore res;
   res.view = *view;
   res.wire_bytes = proto::kHeaderSize + vf->payload.size();
   const std::string tmp = out + ".rewind-tmp";
-  auto file = File::open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  auto file = create_temp_file(tmp);
   if (!file) return file.status();
   auto body = [&]() -> Status {
     REWIND_RETURN_IF_ERROR(file->truncate(view->image_size));

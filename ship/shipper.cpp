@@ -164,14 +164,18 @@ class Shipper::Impl {
     tcp::resolver resolver(ex);
     const std::string port = std::to_string(opts_.link.port);
     auto endpoints = co_await resolver.async_resolve(opts_.link.host, port, asio::use_awaitable);
-    if (opts_.link.ca_file.empty()) {
+    if (plain_link_allowed(opts_.link, endpoints)) {
       tcp::socket s(ex);
       co_await run_on(s, s, endpoints, progressed);
     } else {
       ssl::context ctx(ssl::context::tls_client);
       boost::system::error_code ec;
       trust_only(ctx, opts_.link, ec);
-      if (ec) throw SessionError(fmt::format("ship-ca={}: {}", opts_.link.ca_file, ec.message()));
+      if (ec)
+        throw SessionError(fmt::format("{}: {}",
+                                       opts_.link.ca_file.empty() ? "the system's trust store"
+                                                                  : "ship-ca=" + opts_.link.ca_file,
+                                       ec.message()));
       ssl::stream<tcp::socket> s(ex, ctx);
       verify_server(s, opts_.link);
       co_await run_on(s, s.next_layer(), endpoints, progressed);
@@ -196,8 +200,14 @@ class Shipper::Impl {
     try {
       co_await asio::async_connect(sock, endpoints, asio::use_awaitable);
       sock.set_option(tcp::no_delay(true));
-      if constexpr (!std::is_same_v<Stream, tcp::socket>)
-        co_await s.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+      if constexpr (!std::is_same_v<Stream, tcp::socket>) {
+        boost::system::error_code hs;
+        co_await s.async_handshake(ssl::stream_base::client,
+                                   asio::redirect_error(asio::use_awaitable, hs));
+        if (hs)
+          throw SessionError(fmt::format("the TLS handshake failed ({}); nothing was sent. {}",
+                                         hs.message(), tls_advice(opts_.link)));
+      }
       proto::FrameDecoder dec;
       const proto::Welcome w = co_await open(s, dec);
       {
@@ -319,6 +329,13 @@ class Shipper::Impl {
                       "ship-volume=",
                       opts_.link.volume));
     uint64_t acked = w.durable_seq;
+    const uint64_t held = owner_.durable_position().seq;
+    if (whole && w.durable_seq > held)
+      throw SessionError(fmt::format(
+          "the server says it holds volume '{}' up to seq {}, beyond this journal's newest "
+          "durable seq {}: it is not this volume's copy (another machine shipping under this "
+          "name, or a server that lies); nothing is taken as shipped",
+          opts_.link.volume, w.durable_seq, held));
     if (!whole) {
       {
         std::lock_guard lk(mu_);
@@ -350,6 +367,9 @@ class Shipper::Impl {
         a = proto::decode_ack(f);
         if (!a) throw SessionError(a.status().message());
         if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
+        if (a->base_bytes > m->image_size)
+          throw SessionError(fmt::format("the server acknowledged {} bytes of a {}-byte base",
+                                         a->base_bytes, m->image_size));
         at = a->base_bytes;
         std::lock_guard lk(mu_);
         status_.durable_seq = owner_.durable_position().seq;
@@ -480,9 +500,19 @@ class Shipper::Impl {
 
   void on_ack(const proto::Ack& a) {
     const auto now = Clock::now();
-    if (in_flight_.empty() || a.durable_seq < in_flight_.front().last_seq)
-      throw SessionError(
-          fmt::format("the server acknowledged seq {}, which was not sent", a.durable_seq));
+    // An ACK covers whole frames in flight, never more than was sent: a server that
+    // claims more (a lying or broken one) would make retention drop local records it
+    // never had.
+    if (in_flight_.empty() || a.durable_seq < in_flight_.front().last_seq ||
+        a.durable_seq > in_flight_.back().last_seq)
+      throw SessionError(fmt::format(
+          "the server acknowledged seq {}, but the frames in flight hold seq {}; a server "
+          "acknowledges only what it was sent: is something else answering at {}:{}?",
+          a.durable_seq,
+          in_flight_.empty()
+              ? std::string("none")
+              : fmt::format("{}..{}", in_flight_.front().last_seq, in_flight_.back().last_seq),
+          opts_.link.host, opts_.link.port));
     uint64_t acked_bytes = 0;
     bool limited = false;
     double rtt = 0;

@@ -78,7 +78,8 @@ Status append_progress(const File& f, uint64_t entries, uint64_t bytes) {
 
 }  // namespace
 
-Status prepare_store(const std::string& store_dir, bool* created) {
+Status prepare_store(const std::string& store_dir, bool* created,
+                     std::optional<mode_t>* tightened) {
   *created = false;
   struct stat st {};
   if (::stat(store_dir.c_str(), &st) != 0) {
@@ -98,6 +99,7 @@ Status prepare_store(const std::string& store_dir, bool* created) {
   if (!S_ISDIR(st.st_mode))
     return Status::invalid(
         fmt::format("{} is not a directory: give a directory's path", store_dir));
+  REWIND_RETURN_IF_ERROR(check_private_dir(store_dir, "the store", tightened));
   if (::access(store_dir.c_str(), W_OK | X_OK) != 0)
     return Status::invalid(fmt::format(
         "cannot write into {} ({}): give the server's user write access to it, or another "
@@ -113,11 +115,9 @@ Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& stor
   const std::string dir = join_path(store_dir, name);
   if (::access(dir.c_str(), F_OK) != 0) {
     if (!create) return Status::not_found(fmt::format("the store holds no volume '{}'", name));
-    if (file_system().mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-      return Status::io_error(fmt::format("cannot create {}", dir), errno);
+    REWIND_RETURN_IF_ERROR(make_private_dir(dir, "stored volume"));
     for (const char* sub : {format::kBaseDir, format::kSegmentDir})
-      if (file_system().mkdir(join_path(dir, sub).c_str(), 0755) != 0 && errno != EEXIST)
-        return Status::io_error(fmt::format("cannot create {}/{}", dir, sub), errno);
+      REWIND_RETURN_IF_ERROR(make_private_dir(join_path(dir, sub), "stored volume directory"));
     REWIND_RETURN_IF_ERROR(sync_dir(dir));
     REWIND_RETURN_IF_ERROR(sync_dir(store_dir));
   }
@@ -151,11 +151,11 @@ Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& stor
     if (::access(partial.c_str(), F_OK) != 0 && ::access(whole.c_str(), F_OK) == 0 &&
         file_system().rename(whole.c_str(), partial.c_str()) != 0)
       return Status::io_error(fmt::format("cannot rename {} to {}", whole, partial), errno);
-    auto f = File::open(partial, O_RDWR | O_CREAT);
+    auto f = File::open(partial, O_RDWR | O_CREAT | O_NOFOLLOW);
     if (!f) return f.status();
     auto held = read_progress(partial + kProgressSuffix);
     if (!held) return held.status();
-    auto p = File::open(partial + kProgressSuffix, O_RDWR | O_CREAT);
+    auto p = File::open(partial + kProgressSuffix, O_RDWR | O_CREAT | O_NOFOLLOW);
     if (!p) return p.status();
     auto entries = p->size();
     if (!entries) return entries.status();
@@ -229,10 +229,10 @@ Result<proto::Ack> StoredVolume::begin_base(const proto::BaseBegin& b) {
   REWIND_RETURN_IF_ERROR(write_file_atomic(join_path(dir_, kReceivingName), serialize(b)));
   const std::string partial =
       join_path(join_path(dir_, format::kBaseDir), partial_base_file_name(b.base_seq));
-  auto f = File::open(partial, O_RDWR | O_CREAT | O_TRUNC);
+  auto f = create_temp_file(partial);
   if (!f) return f.status();
   REWIND_RETURN_IF_ERROR(f->sync());
-  auto p = File::open(partial + kProgressSuffix, O_RDWR | O_CREAT | O_TRUNC);
+  auto p = create_temp_file(partial + kProgressSuffix);
   if (!p) return p.status();
   REWIND_RETURN_IF_ERROR(p->sync());
   REWIND_RETURN_IF_ERROR(sync_dir(join_path(dir_, format::kBaseDir)));

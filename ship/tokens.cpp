@@ -56,6 +56,7 @@ Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& w
 }
 
 Result<TokenTable> TokenTable::load(const std::string& path) {
+  REWIND_RETURN_IF_ERROR(check_secret_file(path));
   auto text = read_small_file(path, 1u << 20);
   if (!text) return text.status();
   return parse(*text, path);

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # rewind-server's --store: a missing store directory is created private to the
 # server's user (0700) when its parent exists, and a volume shipped to it verifies;
-# a store whose parent is missing, a store that is a file, and a store the server's
-# user cannot write into are each refused at start with exit status 2 and one line that
-# names the path, and nothing is created (nor by a server refused for another reason).
+# a store whose parent is missing, a store that is a file, a store others may write
+# into and a store of another user are each refused at start with exit status 2 and
+# one line that names the path, and nothing is created (nor by a server refused for
+# another reason); a store others may read is made private; a tokens file others may
+# read is refused.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io setpriv
 : "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
 
 cd "$workdir"
 printf 'tok vol\n' >tokens
+chmod 600 tokens
 
 # A missing store, in an existing parent: created, 0700, and usable.
 start_log_server 127.0.0.1:0 --store "$workdir/new-store" --tokens tokens --insecure-loopback
@@ -49,13 +52,37 @@ touch a-file
 refused "is not a directory" "$workdir/a-file"
 [ -f a-file ] || fail "a refused store that is a file was changed"
 
-# A store the server's user may not write into (a directory of root's, the server run
-# as nobody, from a copy nobody may run: the build tree may be in root's 0700 home).
-mkdir -m 755 roots-store
-chmod 755 "$workdir"
+# A store others may write into (they could plant files in it): refused, unchanged.
+mkdir -m 770 group-store
+refused "can be written by its group (mode 0770)" "$workdir/group-store"
+[ "$(stat -c %a group-store)" = 770 ] && [ -z "$(ls -A group-store)" ] ||
+  fail "a refused store was changed"
+# One others may only read: made private, and the log says so.
+mkdir -m 755 open-store
+start_log_server 127.0.0.1:0 --store "$workdir/open-store" --tokens tokens --insecure-loopback
+[ "$(stat -c %a open-store)" = 700 ] || fail "open-store has mode $(stat -c %a open-store), not 700"
+grep -q "was readable by others (mode 0755); made it private" log-server.log ||
+  fail "the server did not say it made the store private: $(cat log-server.log)"
+kill -TERM "$log_server_pid"
+wait "$log_server_pid" || true
+
+# A tokens file others may read: refused, naming it.
 chmod 644 tokens
+rc=0
+"$REWIND_SERVER" --listen 127.0.0.1:0 --store "$workdir/new-store" --tokens tokens \
+  --insecure-loopback 2>err || rc=$?
+[ "$rc" -eq 2 ] && grep -qF "tokens holds secrets but every user may read it (mode 0644)" err ||
+  fail "a readable tokens file: exit $rc, $(cat err)"
+chmod 600 tokens
+
+# A store of another user's (a directory of root's, the server run as nobody, from a
+# copy nobody may run: the build tree may be in root's 0700 home).
+mkdir -m 700 roots-store
+chmod 755 "$workdir"
+chown nobody tokens
 cp "$REWIND_SERVER" rewind-server
 REWIND_SERVER=$workdir/rewind-server
-refused "cannot write into" "$workdir/roots-store" setpriv --reuid=nobody --regid=nogroup --clear-groups
+refused "belongs to uid 0, not to this user" "$workdir/roots-store" \
+  setpriv --reuid=nobody --regid=nogroup --clear-groups
 [ -z "$(ls -A roots-store)" ] || fail "something was written into a store that was refused"
 echo "PASS"

@@ -15,6 +15,7 @@ cd "$workdir"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
 printf 'tok-a vol-a\ntok-b vol-b\n' >tokens
+chmod 600 tokens
 mkdir store
 rate=$((2 << 20))
 

@@ -13,6 +13,7 @@ cd "$workdir"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost" 2>/dev/null
 printf 'tok-a vol-a r:vol-b\ntok-b vol-b\n' >tokens
+chmod 600 tokens
 mkdir store
 
 # Two local volumes, written by qemu-io through the plugin, with marks.

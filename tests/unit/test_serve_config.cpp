@@ -1,6 +1,8 @@
 // The plugin's keys, parsed and cross-checked without nbdkit (serve/serve_config.h).
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <initializer_list>
 #include <string>
@@ -139,6 +141,13 @@ TEST_CASE("serve config: ship-token=@FILE reads the token without its line end",
   test::TempDir dir;
   std::ofstream(dir / "token") << "s3cret-token\r\n";
   ServeConfig c;
+  // A token file others may read is refused, naming the file and the fix.
+  ::chmod((dir / "token").c_str(), 0640);
+  Status open = set_serve_key(c, "ship-token", "@" + dir / "token");
+  CHECK(open.message().find("token holds secrets but its group may read it (mode 0640): make it "
+                            "private (chmod 600 ") != std::string::npos);
+  CHECK(c.ship.link.token.empty());
+  ::chmod((dir / "token").c_str(), 0600);
   REQUIRE(set_serve_key(c, "ship-token", "@" + dir / "token"));
   CHECK(c.ship.link.token == "s3cret-token");
 }

@@ -5,6 +5,8 @@
 // Retention never folds segments the server has not acknowledged.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <thread>
 
@@ -91,6 +93,7 @@ TEST_CASE("the shipper keeps a log server a few records behind through a server 
   test::TempDir dir;
   test::make_image(dir / "disk.img", 1 << 20);
   test::write_file(dir / "tokens", {'t', ' ', 'v', '\n'});
+  ::chmod((dir / "tokens").c_str(), 0600);
   std::filesystem::create_directory(dir / "store");
   VolumeOptions vo;
   vo.image_path = dir / "disk.img";

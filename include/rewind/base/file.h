@@ -5,10 +5,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <fcntl.h>
 #include <condition_variable>
+
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -65,7 +68,10 @@ class File {
   File& operator=(File&& o) noexcept;
   ~File();
 
-  static Result<File> open(const std::string& path, int flags, int mode = 0644);
+  // Files rewind creates hold a disk's data: private to the user (0600) unless the
+  // caller says otherwise. The mode is explicit, never left to the umask (nbdkit sets
+  // its own).
+  static Result<File> open(const std::string& path, int flags, int mode = 0600);
 
   int fd() const { return fd_; }
   bool is_open() const { return fd_ >= 0; }
@@ -162,6 +168,34 @@ Status sync_dir(const std::string& dir);
 
 // Replaces `path` atomically with `content`: write `path.tmp`, fsync, rename, fsync dir.
 Status write_file_atomic(const std::string& path, std::string_view content);
+
+// Creates `path`, which must not exist (O_EXCL), private to this user (0600), without
+// following a symbolic link planted there (O_NOFOLLOW). `flags` adds O_RDWR or
+// O_WRONLY.
+Result<File> create_new_file(const std::string& path, int flags = O_RDWR);
+
+// A temporary file at `path`, private and new: whatever is at `path` already (a
+// leftover of an interrupted run, or a file or link someone planted) is removed
+// first, never opened or followed. Another process that creates `path` in between
+// makes this fail (EEXIST) rather than be written through.
+Result<File> create_temp_file(const std::string& path, int flags = O_RDWR);
+
+// Checks an existing directory for a journal or a store: a directory owned by this
+// user that no group or other user may write into (one another user created, even
+// empty, may hold links or files they planted). One that others may read or enter is
+// made private (chmod 0700), and *tightened says so with its old mode. `what` names it
+// in errors ("journal", "store").
+Status check_private_dir(const std::string& dir, const char* what,
+                         std::optional<mode_t>* tightened = nullptr);
+
+// A directory for a journal or a store: created private to this user (0700), or, if
+// it exists, checked by check_private_dir.
+Status make_private_dir(const std::string& dir, const char* what, bool* created = nullptr,
+                        std::optional<mode_t>* tightened = nullptr);
+
+// Checks a secret (a token or key file) that only its owner may read: refused if its
+// mode lets the group or others read or write it.
+Status check_secret_file(const std::string& path);
 
 // Reads a whole (small) file.
 Result<std::string> read_small_file(const std::string& path, size_t limit = 16u << 20);

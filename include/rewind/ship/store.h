@@ -26,11 +26,12 @@
 namespace rwd {
 
 // Makes sure `store_dir` can hold volumes, before the server takes any: an existing
-// directory this process may write into, or, when it does not exist yet, one created
-// private to this user (0700) inside an existing parent. Parents are never created, so
-// that a mistyped path fails here rather than start an empty store nobody looks at.
-// Sets *created when it made the directory.
-Status prepare_store(const std::string& store_dir, bool* created);
+// directory of this user that no one else may write into (check_private_dir; one
+// others could read is made private and *tightened says so), or, when it does not
+// exist yet, one created private to this user (0700) inside an existing parent.
+// Parents are never created, so that a mistyped path fails here rather than start an
+// empty store nobody looks at. Sets *created when it made the directory.
+Status prepare_store(const std::string& store_dir, bool* created, std::optional<mode_t>* tightened);
 
 class StoredVolume {
  public:
