@@ -13,6 +13,8 @@ packages=(
   libboost-dev libssl-dev catch2
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
+  # the system's trust store, which verifies a log server's certificate without --ca
+  ca-certificates
 )
 if [ "${1:-}" = "--test" ]; then
   # libFuzzer targets (scripts/fuzz.sh); the sanitizer build uses g++'s runtimes
@@ -24,6 +26,9 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(systemd man-db)
   # a self-signed certificate for the TLS tests of rewind-server
   packages+=(openssl)
+  # the security tests: a user made by the test (useradd), and a network namespace
+  # with a non-loopback address (ip netns)
+  packages+=(passwd iproute2)
   # virt-xml-validate, to check dist/libvirt/domain.xml; it runs xmllint, which
   # libvirt-clients only recommends
   packages+=(libvirt-clients libxml2-utils)
