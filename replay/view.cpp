@@ -149,8 +149,9 @@ Result<uint64_t> JournalHistory::resolve_exact(const Target& t, std::string* not
 }
 
 Result<std::unique_ptr<JournalView>> JournalView::open(const std::string& journal_dir,
-                                                       const Target& target, const Logger& logger) {
-  auto history = JournalHistory::load(journal_dir, true, logger);
+                                                       const Target& target, const Logger& logger,
+                                                       bool repair) {
+  auto history = JournalHistory::load(journal_dir, repair, logger);
   if (!history) return history.status();
   auto shared = std::make_shared<const JournalHistory>(std::move(*history));
   std::string note;

@@ -104,8 +104,9 @@ Result<bool> FrameDecoder::next(Frame* out) {
     return fail(fmt::format("unknown message type {}", h[5]));
   if (get_u16(h + 6) != 0 || get_u32(h + 12) != 0) return fail("reserved bytes are not zero");
   const uint32_t len = get_u32(h + 8);
-  if (len > kMaxPayload)
-    return fail(fmt::format("payload of {} bytes, over the limit of {}", len, kMaxPayload),
+  if (len > limit_)
+    return fail(fmt::format("payload of {} bytes, over the limit of {}{}", len, limit_,
+                            limit_ < kMaxPayload ? " before a HELLO is accepted" : ""),
                 ErrorCode::kTooLarge);
   if (pending() < kHeaderSize + len) return false;
   std::span<const uint8_t> payload(h + kHeaderSize, len);

@@ -10,6 +10,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -43,6 +45,14 @@ struct Refusal {
   std::string why;
 };
 
+// What a connection's coroutine and the rest of the server share. Touched on the
+// connection's strand only: `done` once the connection's frame is gone, `revoked` when
+// a token reload took its rights (the watchdog then closes the socket).
+struct ConnState {
+  bool done = false;
+  bool revoked = false;
+};
+
 }  // namespace
 
 class Server::Impl {
@@ -62,10 +72,29 @@ class Server::Impl {
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> handle(tcp::socket socket, std::string peer);
+  // Counts a new connection from `address` against --max-connections and
+  // --max-per-address; false (and nothing counted) when either is reached.
+  bool count_connection(const std::string& address, const std::string& peer);
+  void release_connection(const std::string& address);
+  asio::awaitable<void> handle(tcp::socket socket, std::string address, std::string peer);
   void watch_signals();
   template <class Stream>
-  asio::awaitable<void> serve(Stream& s, asio::steady_timer& timer, std::string peer);
+  asio::awaitable<void> serve(Stream& s, asio::steady_timer& timer, std::shared_ptr<ConnState> conn,
+                              std::string peer, asio::steady_timer::time_point hello_deadline);
+  // Sessions by id, so that a token reload can take the rights of those whose token
+  // no longer grants what they do.
+  struct Session {
+    std::string token, volume, peer;
+    proto::Purpose purpose;
+    std::function<void()> revoke;
+  };
+  struct Sessions {
+    std::mutex mu;
+    std::map<uint64_t, Session> by_id;
+    uint64_t next = 0;
+  };
+  uint64_t add_session(Session s);
+  void revoke_lost_rights(const TokenTable& tokens);
   // The HELLO that opens a connection, or why the peer is turned away: not a HELLO,
   // no version in common, a token that does not grant the volume, or (to ship) one
   // that grants reading only.
@@ -93,7 +122,9 @@ class Server::Impl {
   ssl::context tls_;
   bool use_tls_ = true;
   asio::signal_set signals_;
-  std::atomic<unsigned> connections_{0};
+  std::mutex conn_mu_;  // guards connections_ and per_address_
+  unsigned connections_ = 0;
+  std::map<std::string, unsigned> per_address_;
   std::mutex mu_;  // guards tokens_
   std::shared_ptr<const TokenTable> tokens_;
   // The volumes with a shipper connected. Shared with the connections: a connection
@@ -104,23 +135,47 @@ class Server::Impl {
     std::set<std::string> volumes;
   };
   std::shared_ptr<Shipping> shipping_ = std::make_shared<Shipping>();
+  // The sessions open (shared with the connections, as shipping_ is).
+  std::shared_ptr<Sessions> sessions_ = std::make_shared<Sessions>();
 };
 
 namespace {
 
 // A frame stream over a connection: reads whole frames, each read bounded by the
-// idle timeout, writes frames, and turns a peer away with a reason that is also
-// logged (naming the peer and, once known, the volume).
+// idle timeout (or, until the HELLO is accepted, by one deadline that a trickle of
+// bytes does not extend, and to frames of a HELLO's size), writes frames, and turns a
+// peer away with a reason that is also logged (naming the peer and, once known, the
+// volume). Counts the bytes each way for the session's audit line.
 template <class Stream>
 class Wire {
  public:
-  Wire(Stream& s, asio::steady_timer& timer, std::chrono::nanoseconds idle, std::string peer,
-       const Logger& logger)
-      : s_(s), timer_(timer), idle_(idle), peer_(std::move(peer)), logger_(logger) {}
+  Wire(Stream& s, asio::steady_timer& timer, std::shared_ptr<ConnState> conn,
+       std::chrono::nanoseconds idle, asio::steady_timer::time_point hello_deadline,
+       std::string peer, std::string store_dir, const Logger& logger)
+      : s_(s),
+        timer_(timer),
+        conn_(std::move(conn)),
+        idle_(idle),
+        deadline_(hello_deadline),
+        peer_(std::move(peer)),
+        store_prefix_(join_path(store_dir, "")),
+        logger_(logger) {
+    dec_.set_limit(proto::kMaxHelloPayload);
+  }
 
   const std::string& peer() const { return peer_; }
   const std::string& volume() const { return volume_; }
-  void set_volume(const std::string& volume) { volume_ = volume; }
+  // The HELLO was accepted: frames of any size, each read bounded by the idle timeout.
+  void authenticated(const std::string& volume) {
+    volume_ = volume;
+    deadline_.reset();
+    dec_.set_limit(proto::kMaxPayload);
+  }
+  // A token reload took this session's rights (its socket is being closed).
+  bool revoked() const { return conn_->revoked; }
+  uint64_t bytes_in() const { return in_; }
+  uint64_t bytes_out() const { return out_; }
+  const std::string& outcome() const { return outcome_; }
 
   // The next frame; a status for a stream that is not the protocol (refusal_of says
   // how to answer it). Throws on I/O errors and when the peer stalls (the timer
@@ -131,9 +186,13 @@ class Wire {
       auto got = dec_.next(&f);
       if (!got) co_return got.status();
       if (*got) co_return f;
-      timer_.expires_after(idle_);
+      if (deadline_)
+        timer_.expires_at(*deadline_);
+      else
+        timer_.expires_after(idle_);
       const size_t n = co_await s_.async_read_some(asio::buffer(buf_), asio::use_awaitable);
       timer_.expires_at(asio::steady_timer::time_point::max());
+      in_ += n;
       dec_.feed(std::span<const uint8_t>(buf_.data(), n));
     }
   }
@@ -148,26 +207,39 @@ class Wire {
     timer_.expires_after(idle_);
     co_await asio::async_write(s_, asio::buffer(frame), asio::use_awaitable);
     timer_.expires_at(asio::steady_timer::time_point::max());
+    out_ += frame.size();
   }
   // Logs why (an error if the server failed, else a warning) and sends the ERROR; the
-  // caller then ends the session. (GCC 12 destroys some temporaries of a co_await
-  // expression twice: what a co_await uses is held in named variables.)
+  // caller then ends the session. What the peer sent is escaped in the log; the
+  // message sent names no path of the server's (the store's prefix is cut). (GCC 12
+  // destroys some temporaries of a co_await expression twice: what a co_await uses is
+  // held in named variables.)
   asio::awaitable<void> refuse(const Refusal& r) {
+    const std::string why = printable(r.why);
     log_to(logger_, r.code == ErrorCode::kServer ? LogLevel::kError : LogLevel::kWarning,
-           volume_.empty() ? fmt::format("{}: {}", peer_, r.why)
-                           : fmt::format("{}: volume '{}': {}", peer_, volume_, r.why));
-    const std::vector<uint8_t> payload = proto::encode(proto::Error{r.code, r.why});
+           volume_.empty() ? fmt::format("{}: {}", peer_, why)
+                           : fmt::format("{}: volume '{}': {}", peer_, volume_, why));
+    outcome_ = fmt::format("refused ({})", proto::error_code_name(r.code));
+    std::string told = why;
+    for (size_t at; (at = told.find(store_prefix_)) != std::string::npos;)
+      told.erase(at, store_prefix_.size());
+    const std::vector<uint8_t> payload = proto::encode(proto::Error{r.code, told});
     co_await send(MessageType::kError, payload);
   }
 
  private:
   Stream& s_;
   asio::steady_timer& timer_;
+  std::shared_ptr<ConnState> conn_;
   proto::FrameDecoder dec_;
   std::chrono::nanoseconds idle_;
+  std::optional<asio::steady_timer::time_point> deadline_;
   std::string peer_;
+  std::string store_prefix_;
   std::string volume_;
   const Logger& logger_;
+  uint64_t in_ = 0, out_ = 0;
+  std::string outcome_ = "ended";
   std::array<uint8_t, 64 * 1024> buf_;
 };
 
@@ -215,17 +287,19 @@ proto::Welcome read_welcome(const Manifest& m) {
   return w;
 }
 
-// Closes the connection whenever the timer expires (a read or write took too long).
+// Closes the connection whenever the timer expires (a read or write took too long,
+// or the HELLO's deadline passed) or the connection's rights were revoked (the timer
+// is then cancelled to wake this).
 template <class Socket>
-void arm_watchdog(asio::steady_timer& timer, Socket& socket, std::shared_ptr<bool> done) {
-  timer.async_wait([&timer, &socket, done](const boost::system::error_code&) {
-    if (*done) return;
-    if (timer.expiry() <= asio::steady_timer::clock_type::now()) {
+void arm_watchdog(asio::steady_timer& timer, Socket& socket, std::shared_ptr<ConnState> conn) {
+  timer.async_wait([&timer, &socket, conn](const boost::system::error_code&) {
+    if (conn->done) return;
+    if (conn->revoked || timer.expiry() <= asio::steady_timer::clock_type::now()) {
       boost::system::error_code ignored;
       socket.close(ignored);
       return;
     }
-    arm_watchdog(timer, socket, done);
+    arm_watchdog(timer, socket, conn);
   });
 }
 
@@ -284,9 +358,35 @@ Status Server::Impl::init() {
 Status Server::Impl::reload_tokens() {
   auto t = TokenTable::load(opts_.tokens_file);
   if (!t) return t.status();
-  std::lock_guard lk(mu_);
-  tokens_ = std::make_shared<const TokenTable>(std::move(*t));
+  auto table = std::make_shared<const TokenTable>(std::move(*t));
+  {
+    std::lock_guard lk(mu_);
+    tokens_ = table;
+  }
+  revoke_lost_rights(*table);
   return Status::ok();
+}
+
+uint64_t Server::Impl::add_session(Session s) {
+  std::lock_guard lk(sessions_->mu);
+  const uint64_t id = sessions_->next++;
+  sessions_->by_id.emplace(id, std::move(s));
+  return id;
+}
+
+void Server::Impl::revoke_lost_rights(const TokenTable& tokens) {
+  std::lock_guard lk(sessions_->mu);
+  for (auto& [id, s] : sessions_->by_id) {
+    const auto have = tokens.access(s.token, s.volume);
+    const auto need =
+        s.purpose == proto::Purpose::kShip ? TokenTable::Access::kWrite : TokenTable::Access::kRead;
+    if (have >= need) continue;
+    log(LogLevel::kWarning,
+        fmt::format("{}: volume '{}': the reloaded tokens no longer let its token {} it; "
+                    "closing the connection",
+                    s.peer, s.volume, s.purpose == proto::Purpose::kShip ? "ship" : "read"));
+    s.revoke();
+  }
 }
 
 void Server::Impl::watch_signals() {
@@ -323,42 +423,66 @@ asio::awaitable<void> Server::Impl::accept_loop() {
     co_await acceptor_.async_accept(socket, asio::use_awaitable);
     boost::system::error_code ec;
     const auto remote = socket.remote_endpoint(ec);
-    std::string peer = ec ? "?" : fmt::format("{}:{}", remote.address().to_string(), remote.port());
-    if (connections_.load() >= opts_.max_connections) {
-      log(LogLevel::kWarning,
-          fmt::format("{}: refused, {} connections open already", peer, opts_.max_connections));
-      continue;  // the socket closes here
-    }
-    ++connections_;
+    std::string address = ec ? "?" : remote.address().to_string();
+    std::string peer = ec ? "?" : fmt::format("{}:{}", address, remote.port());
+    if (!count_connection(address, peer)) continue;  // the socket closes here
     socket.set_option(tcp::no_delay(true), ec);
     // A member coroutine with its arguments by value: a lambda's captures would die
     // with the lambda, before the coroutine ends.
-    asio::co_spawn(strand, handle(std::move(socket), std::move(peer)), asio::detached);
+    asio::co_spawn(strand, handle(std::move(socket), std::move(address), std::move(peer)),
+                   asio::detached);
   }
 }
 
-asio::awaitable<void> Server::Impl::handle(tcp::socket sock, std::string peer) {
+bool Server::Impl::count_connection(const std::string& address, const std::string& peer) {
+  std::lock_guard lk(conn_mu_);
+  unsigned& from = per_address_[address];
+  if (connections_ < opts_.max_connections && from < opts_.max_per_address) {
+    ++connections_;
+    ++from;
+    return true;
+  }
+  const bool all = connections_ >= opts_.max_connections;
+  if (from == 0) per_address_.erase(address);
+  log(LogLevel::kWarning,
+      all ? fmt::format("{}: refused, {} connections open already (--max-connections)", peer,
+                        opts_.max_connections)
+          : fmt::format("{}: refused, {} connections open from {} already (--max-per-address)",
+                        peer, opts_.max_per_address, address));
+  return false;
+}
+
+void Server::Impl::release_connection(const std::string& address) {
+  std::lock_guard lk(conn_mu_);
+  --connections_;
+  if (--per_address_[address] == 0) per_address_.erase(address);
+}
+
+asio::awaitable<void> Server::Impl::handle(tcp::socket sock, std::string address,
+                                           std::string peer) {
   asio::steady_timer timer(sock.get_executor());
-  auto done = std::make_shared<bool>(false);
+  auto conn = std::make_shared<ConnState>();
+  // The TLS handshake and the HELLO must both be done by then.
+  const auto hello_deadline = asio::steady_timer::clock_type::now() + opts_.hello_timeout;
   try {
     if (use_tls_) {
       ssl::stream<tcp::socket> s(std::move(sock), tls_);
-      timer.expires_after(opts_.idle_timeout);
-      arm_watchdog(timer, s.lowest_layer(), done);
+      timer.expires_at(hello_deadline);
+      arm_watchdog(timer, s.lowest_layer(), conn);
       co_await s.async_handshake(ssl::stream_base::server, asio::use_awaitable);
       timer.expires_at(asio::steady_timer::time_point::max());
-      co_await serve(s, timer, peer);
+      co_await serve(s, timer, conn, peer, hello_deadline);
     } else {
       timer.expires_at(asio::steady_timer::time_point::max());
-      arm_watchdog(timer, sock, done);
-      co_await serve(sock, timer, peer);
+      arm_watchdog(timer, sock, conn);
+      co_await serve(sock, timer, conn, peer, hello_deadline);
     }
   } catch (const boost::system::system_error& e) {
     log(LogLevel::kInfo, fmt::format("{}: connection closed ({})", peer, e.code().message()));
   }
-  *done = true;
+  conn->done = true;
   timer.cancel();
-  --connections_;
+  release_connection(address);
 }
 
 std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hello* hello) {
@@ -379,8 +503,11 @@ std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hel
 }
 
 template <class Stream>
-asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, std::string peer) {
-  Wire<Stream> wire(s, timer, opts_.idle_timeout, std::move(peer), logger_);
+asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
+                                          std::shared_ptr<ConnState> conn, std::string peer,
+                                          asio::steady_timer::time_point hello_deadline) {
+  Wire<Stream> wire(s, timer, conn, opts_.idle_timeout, hello_deadline, std::move(peer),
+                    opts_.store_dir, logger_);
   auto first = co_await wire.read();
   proto::Hello hello;
   std::optional<Refusal> no = first ? admit(*first, &hello) : wire.refusal_of(first.status());
@@ -388,11 +515,44 @@ asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer, 
     co_await wire.refuse(*no);
     co_return;
   }
-  wire.set_volume(hello.volume);
-  if (hello.purpose == proto::Purpose::kShip)
-    co_await ship(wire, hello);
-  else
-    co_await read(wire, hello);
+  wire.authenticated(hello.volume);
+  // A reload that takes the token's rights closes the connection at once: the
+  // watchdog, woken on this connection's strand, sees `revoked`.
+  // (Named, not a temporary in the call: GCC 12 destroys some temporaries of a
+  // coroutine twice.)
+  auto ex = timer.get_executor();
+  std::function<void()> revoke = [ex, &timer, conn] {
+    asio::post(ex, [&timer, conn] {
+      if (conn->done) return;
+      conn->revoked = true;
+      timer.cancel();
+    });
+  };
+  Session session{hello.token, hello.volume, wire.peer(), hello.purpose, std::move(revoke)};
+  const uint64_t id = add_session(std::move(session));
+  struct EndSession {
+    std::shared_ptr<Sessions> sessions;
+    uint64_t id;
+    ~EndSession() {
+      std::lock_guard lk(sessions->mu);
+      sessions->by_id.erase(id);
+    }
+  } end{sessions_, id};
+  // One audit line per session, never with the token.
+  const char* purpose = hello.purpose == proto::Purpose::kShip ? "ship" : "read";
+  std::string outcome;
+  try {
+    if (hello.purpose == proto::Purpose::kShip)
+      co_await ship(wire, hello);
+    else
+      co_await read(wire, hello);
+    outcome = wire.outcome();
+  } catch (const boost::system::system_error& e) {
+    outcome = conn->revoked ? std::string("revoked") : "closed (" + e.code().message() + ")";
+  }
+  log(LogLevel::kInfo,
+      fmt::format("audit: peer {} volume '{}' purpose {} in {} out {} bytes: {}", wire.peer(),
+                  hello.volume, purpose, wire.bytes_in(), wire.bytes_out(), outcome));
 }
 
 template <class W>
@@ -443,6 +603,7 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_report(W& wire, const
   if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
   auto r = inspect_journal(dir, req->scan);
   if (!r) co_return Refusal{ErrorCode::kServer, r.status().message()};
+  r->dir = wire.volume();  // not the server's path
   const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
   co_await wire.send(MessageType::kReport, report);
   co_return std::nullopt;
@@ -455,7 +616,9 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const s
                                                                 const proto::Frame& f) {
   auto req = proto::decode_restore(f);
   if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
-  auto v = JournalView::open(dir, req->target, logger_);
+  // A reader never writes to the store: a missing or damaged index is rebuilt in
+  // memory for this read only.
+  auto v = JournalView::open(dir, req->target, logger_, /*repair=*/false);
   if (!v) {
     const bool range = v.status().code() == Status::Code::kInvalidArgument ||
                        v.status().code() == Status::Code::kNotFound;
@@ -473,7 +636,18 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const s
   proto::End end;
   proto::Extent run;  // zeroes not sent yet
   std::vector<uint8_t> buf(1u << 20);
+  // Every MiB read lets the other connections of this thread run; a run of zeroes is
+  // sent every kMaxZeroRun bytes, so a client that left (or whose token was revoked)
+  // is noticed by a failed write even in the holes of a large sparse volume.
+  constexpr uint64_t kMaxZeroRun = 64u << 20;
+  auto ex = co_await asio::this_coro::executor;
   for (uint64_t at = 0; at < view.size();) {
+    co_await asio::post(ex, asio::use_awaitable);
+    if (run.length >= kMaxZeroRun) {
+      const std::vector<uint8_t> payload = proto::encode(run);
+      co_await wire.send(MessageType::kExtent, payload);
+      run = proto::Extent{};
+    }
     const uint64_t n = std::min<uint64_t>(buf.size(), view.size() - at);
     std::span<uint8_t> chunk(buf.data(), n);
     if (Status st = view.read(chunk, at); !st) co_return Refusal{ErrorCode::kServer, st.message()};

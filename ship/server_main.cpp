@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   rwd::ServerOptions o;
   std::string listen = "127.0.0.1:7420";
   std::string idle = "30s";
+  std::string hello = "10s";
   CLI::App app{"rewind-server: takes rewind journals from many machines into a store"};
   app.add_option("--listen", listen, "HOST:PORT to listen on (PORT 0: any free port)")
       ->capture_default_str();
@@ -27,6 +28,17 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "Worker threads (default: one per CPU)");
   app.add_option("--idle-timeout", idle, "Disconnect a peer silent this long")
       ->capture_default_str();
+  app.add_option("--hello-timeout", hello,
+                 "Disconnect a peer that has not finished the TLS handshake and its HELLO this "
+                 "long after connecting (bytes trickling in do not extend it)")
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections, "Connections open at once, in all")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-per-address", o.max_per_address,
+                 "Connections open at once from one IP address")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -51,6 +63,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.idle_timeout = *idle_ns;
+  auto hello_ns = rwd::parse_duration(hello);
+  if (!hello_ns || hello_ns->count() <= 0) {
+    fmt::print(stderr, "rewind-server: --hello-timeout {}: give a duration, e.g. 10s\n", hello);
+    return 2;
+  }
+  o.hello_timeout = *hello_ns;
   auto logger = [](rwd::LogLevel level, const std::string& m) {
     fmt::print(stderr, "rewind-server: {}{}\n", level >= rwd::LogLevel::kWarning ? "warning: " : "",
                m);

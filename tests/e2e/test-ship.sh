@@ -34,7 +34,7 @@ make_volume b 40
 # serve: starts a server of this test (TLS, any free port); sets server_pid and $port.
 serve() {
   start_log_server 127.0.0.1:0 --store store --tokens tokens --tls-cert cert.pem \
-    --tls-key key.pem --idle-timeout 2s
+    --tls-key key.pem --idle-timeout 2s --hello-timeout 2s
   server_pid=$log_server_pid
 }
 ship() { "$REWIND_SHIP" "$1.rewind" localhost "$port" "$2" "$3" ${4-cert.pem}; }

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "rewind/base/log.h"
 #include "rewind/base/units.h"
 
 using namespace rwd;
@@ -28,4 +29,10 @@ TEST_CASE("sizes parse with binary suffixes", "[units]") {
     CAPTURE(bad);
     CHECK_FALSE(parse_size(bad).is_ok());
   }
+}
+
+TEST_CASE("printable escapes what could forge a log line", "[units][log]") {
+  CHECK(rwd::printable("vol-1") == "vol-1");
+  CHECK(rwd::printable("a\nrewind-server: forged") == "a\\x0arewind-server: forged");
+  CHECK(rwd::printable(std::string("\x1b[2J\\\x7f\xff", 7)) == "\\x1b[2J\\\\\\x7f\\xff");
 }

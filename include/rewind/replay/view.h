@@ -109,8 +109,11 @@ class JournalHistory {
 
 class JournalView {
  public:
+  // `repair`: rewrite a damaged or missing segment index (a reader that must not
+  // write, such as a log server serving a read-only token, rebuilds it in memory only).
   static Result<std::unique_ptr<JournalView>> open(const std::string& journal_dir,
-                                                   const Target& target, const Logger& logger);
+                                                   const Target& target, const Logger& logger,
+                                                   bool repair = true);
   // A view of an already loaded history at `seq` (which must be in its range).
   static Result<std::unique_ptr<JournalView>> open(std::shared_ptr<const JournalHistory> history,
                                                    uint64_t seq);

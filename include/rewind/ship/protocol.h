@@ -41,6 +41,9 @@ inline constexpr uint32_t kMaxPayload =
 inline constexpr uint32_t kMaxBaseChunk = 4u << 20;
 inline constexpr size_t kMaxVolumeName = 64;
 inline constexpr size_t kMaxToken = 256;
+// The largest payload a server reads before it has accepted a HELLO (which needs at
+// most 3 + 1 + kMaxVolumeName + 2 + kMaxToken bytes).
+inline constexpr uint32_t kMaxHelloPayload = 1024;
 inline constexpr size_t kMaxErrorMessage = 1024;
 
 enum class MessageType : uint8_t {
@@ -105,8 +108,12 @@ class FrameDecoder {
   ErrorCode failure() const { return failure_; }
   // Bytes buffered that are not yet a whole frame.
   size_t pending() const { return buf_.size() - start_; }
+  // The largest payload a frame may announce (kMaxPayload unless lowered): a server
+  // takes only a HELLO's worth from a peer it has not authenticated yet.
+  void set_limit(uint32_t max_payload) { limit_ = max_payload; }
 
  private:
+  uint32_t limit_ = kMaxPayload;
   std::vector<uint8_t> buf_;
   size_t start_ = 0;     // the first byte of the next frame in buf_
   uint64_t stream_ = 0;  // stream offset of buf_[start_]

@@ -28,8 +28,12 @@ struct ServerOptions {
   std::string tokens_file;
   bool insecure_loopback = false;  // allow plain TCP, on a loopback address only
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(30);
-  unsigned threads = 0;  // 0: one per CPU
-  unsigned max_connections = 256;
+  // From accept to an accepted HELLO (the TLS handshake included): one deadline that
+  // bytes trickling in do not extend.
+  std::chrono::nanoseconds hello_timeout = std::chrono::seconds(10);
+  unsigned threads = 0;            // 0: one per CPU
+  unsigned max_connections = 256;  // open at once, in all
+  unsigned max_per_address = 16;   // open at once from one IP address
 };
 
 class Server {

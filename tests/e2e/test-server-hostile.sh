@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# rewind-server against unauthenticated peers and a revoked token:
+# - 12 peers (from 127.0.0.2) that each announce a 60 MiB frame before any HELLO are
+#   refused from the header alone, and the server's memory does not grow by their
+#   frames;
+# - a peer that trickles a byte every 0.3 s is disconnected by --hello-timeout, which
+#   bytes do not extend;
+# - with --max-per-address 4, silent peers from 127.0.0.2 take 4 slots and no more,
+#   while a host on 127.0.0.1 ships its volume;
+# - a read-only token's read does not write to the store (a missing index stays
+#   missing);
+# - a token removed from the tokens file and reloaded with SIGHUP loses its shipping
+#   connection at once, and its new connection is refused.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit qemu-io python3
+: "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
+
+cd "$workdir"
+printf 'tok vol\nro r:vol\n' >tokens
+chmod 600 tokens
+start_log_server 127.0.0.1:0 --store "$workdir/store" --tokens tokens --insecure-loopback \
+  --hello-timeout 2s --idle-timeout 30s --max-per-address 4
+rss() { awk '/VmRSS/ {print $2}' "/proc/$log_server_pid/status"; }
+before=$(rss)
+
+python3 - "$port" <<'PY' || fail "hostile peers were not held off"
+import socket, sys, time
+port = int(sys.argv[1])
+def conn():
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", port))
+    return s
+# Oversized frames before a HELLO, four at a time (the per-address limit).
+header = b"RWNP" + bytes([1, 1, 0, 0]) + (60 << 20).to_bytes(4, "little") + bytes(12)
+for round in range(3):
+    peers = [conn() for _ in range(4)]
+    for s in peers:
+        s.sendall(header + b"x" * 65536)
+    for s in peers:
+        reply = s.recv(4096)
+        assert reply[:4] == b"RWNP" and reply[5] == 3, reply
+        assert int.from_bytes(reply[24:26], "little") == 11, reply   # TOO_LARGE
+        assert b"before a HELLO is accepted" in reply, reply
+        s.close()
+time.sleep(0.5)
+# A trickle of bytes does not extend the HELLO's deadline (2 s).
+s = conn()
+start = time.time()
+try:
+    for b in b"RWNP" + bytes(40):
+        s.sendall(bytes([b]))
+        time.sleep(0.3)
+except OSError:
+    pass
+assert time.time() - start < 6, "a trickling peer was not disconnected by the deadline"
+s.close()
+# Four silent peers take their address's slots; a fifth is closed at once.
+held = [conn() for _ in range(4)]
+time.sleep(0.2)
+fifth = conn()
+fifth.settimeout(2)
+try:
+    assert fifth.recv(1) == b"", "a fifth connection from one address was served"
+except ConnectionResetError:
+    pass
+print("held", flush=True)
+time.sleep(1.5)   # the legitimate host ships meanwhile (below)
+PY
+after=$(rss)
+[ $((after - before)) -lt 65536 ] ||
+  fail "the server grew by $(((after - before) / 1024)) MiB of unauthenticated frames"
+grep -q "refused, 4 connections open from 127.0.0.2 already (--max-per-address)" \
+  log-server.log || fail "the per-address limit was not logged: $(cat log-server.log)"
+
+# A legitimate host ships and reads (its own address is not limited by the others').
+truncate -s 4M vol.img
+start_server "$workdir/vol.sock" image=vol.img journal=vol.rewind
+qemu-io -f raw -t writeback -c 'write -P 7 0 1M' -c flush "$(uri_of "$workdir/vol.sock")" >/dev/null
+stop_server
+"$REWIND_SHIP" vol.rewind 127.0.0.1 "$port" vol tok >/dev/null || fail "shipping beside the flood"
+
+# A read-only token's read writes nothing: a missing index stays missing.
+rm -f store/vol/segments/*.idx
+"$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --token ro -o back.img >/dev/null ||
+  fail "reading with the read-only token"
+cmp back.img vol.img || fail "the volume read back differs"
+[ -z "$(ls store/vol/segments/ | grep '\.idx$')" ] || fail "a read-only read wrote an index"
+
+# Revocation with a connection open: the plugin's shipper holds one.
+start_server "$workdir/vol.sock" image=vol.img journal=vol.rewind ship=127.0.0.1:"$port" \
+  ship-token=tok ship-volume=vol
+for _ in $(seq 1 100); do
+  grep -q "shipping volume 'vol'" log-server.log && break
+  sleep 0.1
+done
+printf 'ro r:vol\n' >tokens
+kill -HUP "$log_server_pid"
+for _ in $(seq 1 100); do
+  grep -q "no longer let its token ship it; closing the connection" log-server.log && break
+  sleep 0.1
+done
+grep -q "no longer let its token ship it; closing the connection" log-server.log ||
+  fail "the revoked token's connection was not closed: $(cat log-server.log)"
+for _ in $(seq 1 100); do
+  grep -q "audit: peer 127.0.0.1:[0-9]* volume 'vol' purpose ship .*: revoked" log-server.log &&
+    break
+  sleep 0.1
+done
+grep -q "audit: peer 127.0.0.1:[0-9]* volume 'vol' purpose ship .*: revoked" log-server.log ||
+  fail "no audit line for the revoked session: $(cat log-server.log)"
+for _ in $(seq 1 150); do
+  grep -q "the token does not grant volume 'vol'" log-server.log && break
+  sleep 0.1
+done
+grep -q "the token does not grant volume 'vol'" log-server.log ||
+  fail "the revoked token's new connection was not refused"
+if grep -q "tok" <(grep audit log-server.log); then fail "an audit line carries a token"; fi
+stop_server
+echo "PASS"
