@@ -390,7 +390,7 @@ Result<Ping> decode_ping(const Frame& f) {
 const char* error_code_name(ErrorCode c) {
   static const char* const names[] = {
       "?",        "MALFORMED", "VERSION", "UNAUTHORIZED", "READ_ONLY", "NO_VOLUME", "GAP",
-      "CONFLICT", "BUSY",      "TIMEOUT", "SERVER",       "TOO_LARGE", "NO_POINT"};
+      "CONFLICT", "BUSY",      "TIMEOUT", "SERVER",       "TOO_LARGE", "NO_POINT",  "QUOTA"};
   const auto i = static_cast<size_t>(c);
   return i < std::size(names) ? names[i] : "?";
 }

@@ -109,6 +109,10 @@ class Server::Impl {
                                                     const proto::Frame& f);
   template <class W>
   asio::awaitable<void> ship(W& wire, const proto::Hello& hello);
+  // Whether the token still grants shipping, and the frame fits the volume's quota
+  // given the `used` bytes of the store it takes; else the refusal.
+  std::optional<Refusal> within_grant(const proto::Hello& hello, const proto::Frame& f,
+                                      uint64_t used);
   std::shared_ptr<const TokenTable> tokens() {
     std::lock_guard lk(mu_);
     return tokens_;
@@ -270,6 +274,12 @@ Result<proto::Ack> apply_to_store(StoredVolume& vol, const proto::Frame& f, Erro
   }
   if (!ack) *code = vol.last_error();
   return ack;
+}
+
+// The bytes of the store a shipping frame takes once stored (a base's runs of zeroes
+// stay holes).
+uint64_t stored_size(const proto::Frame& f) {
+  return f.type == MessageType::kRecords || f.type == MessageType::kBaseData ? f.payload.size() : 0;
 }
 
 // The WELCOME to a reader: what the store holds of the volume `m` describes, up to its
@@ -502,6 +512,21 @@ std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hel
   return std::nullopt;
 }
 
+std::optional<Refusal> Server::Impl::within_grant(const proto::Hello& hello, const proto::Frame& f,
+                                                  uint64_t used) {
+  const TokenTable::Grant g = tokens()->grant(hello.token, hello.volume);
+  if (g.access != TokenTable::Access::kWrite)
+    return Refusal{ErrorCode::kUnauthorized,
+                   fmt::format("the token no longer grants shipping volume '{}'", hello.volume)};
+  const uint64_t adds = stored_size(f);
+  if (g.quota == 0 || adds == 0 || used + adds <= g.quota) return std::nullopt;
+  return Refusal{ErrorCode::kQuota,
+                 fmt::format("volume '{}' takes {} bytes of the store and its quota is {}: the "
+                             "{} bytes sent were not stored; raise its quota (VOLUME@SIZE in the "
+                             "token file) to ship more",
+                             hello.volume, used, g.quota, adds)};
+}
+
 template <class Stream>
 asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
                                           std::shared_ptr<ConnState> conn, std::string peer,
@@ -709,6 +734,13 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     co_return;
   }
   StoredVolume& vol = **v;
+  auto measured = vol.disk_bytes();
+  if (!measured) {
+    const Refusal no{ErrorCode::kServer, measured.status().message()};
+    co_await wire.refuse(no);
+    co_return;
+  }
+  uint64_t used = *measured;  // for the quota: what the volume takes, and what it took since
   proto::Welcome w = vol.state();
   w.purpose = proto::Purpose::kShip;
   const std::vector<uint8_t> welcome = proto::encode(w);
@@ -721,8 +753,16 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
       co_await wire.send(MessageType::kPong, f->payload);
       continue;
     }
+    if (f) {
+      std::optional<Refusal> no = within_grant(hello, *f, used);
+      if (no) {
+        co_await wire.refuse(*no);
+        co_return;
+      }
+    }
     ErrorCode code = ErrorCode::kMalformed;
     auto ack = f ? apply_to_store(vol, *f, &code) : Result<proto::Ack>(f.status());
+    if (ack) used += stored_size(*f);
     if (!ack) {
       const Refusal no = f ? Refusal{code, ack.status().message()} : wire.refusal_of(f.status());
       co_await wire.refuse(no);

@@ -1,11 +1,15 @@
 // rewind-server: the log server that takes journals from many machines (server.h).
+#include <iostream>
+#include <string>
 #include <utility>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "rewind/base/units.h"
+#include "rewind/ship/protocol.h"
 #include "rewind/ship/server.h"
+#include "rewind/ship/tokens.h"
 
 int main(int argc, char** argv) {
   rwd::ServerOptions o;
@@ -15,14 +19,13 @@ int main(int argc, char** argv) {
   CLI::App app{"rewind-server: takes rewind journals from many machines into a store"};
   app.add_option("--listen", listen, "HOST:PORT to listen on (PORT 0: any free port)")
       ->capture_default_str();
-  app.add_option("--store", o.store_dir, "Directory of the store (one journal per volume)")
-      ->required();
+  app.add_option("--store", o.store_dir,
+                 "Directory of the store (one journal per volume); required");
   app.add_option("--tls-cert", o.tls_cert, "TLS certificate chain (PEM)");
   app.add_option("--tls-key", o.tls_key, "TLS private key (PEM)");
   app.add_option("--tokens", o.tokens_file,
                  "Token file: 'TOKEN VOLUME...' per line (r:VOLUME: read only); reloaded on "
-                 "SIGHUP")
-      ->required();
+                 "SIGHUP; required");
   app.add_flag("--insecure-loopback", o.insecure_loopback,
                "Serve plain TCP, without TLS (only on a loopback address)");
   app.add_option("--threads", o.threads, "Worker threads (default: one per CPU)");
@@ -39,12 +42,27 @@ int main(int argc, char** argv) {
                  "Connections open at once from one IP address")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  bool hash_token = false;
+  app.add_flag("--hash-token", hash_token,
+               "Read a token from stdin and print the sha256:HEX form a token file may hold "
+               "instead of the token itself; then exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
     fmt::print(stderr, "rewind-server: {}; see 'rewind-server --help'\n", e.what());
     return 2;
+  }
+  if (hash_token) {
+    std::string token;
+    std::getline(std::cin, token);
+    if (!token.empty() && token.back() == '\r') token.pop_back();
+    if (rwd::Status st = rwd::proto::check_token(token); !st) {
+      fmt::print(stderr, "rewind-server: --hash-token: {}\n", st.message());
+      return 2;
+    }
+    fmt::print("{}\n", rwd::TokenTable::hashed_form(token));
+    return 0;
   }
   const size_t colon = listen.rfind(':');
   unsigned long port = 0;

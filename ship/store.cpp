@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
@@ -106,6 +107,18 @@ Status prepare_store(const std::string& store_dir, bool* created,
         "directory",
         store_dir, std::strerror(errno)));
   return Status::ok();
+}
+
+Result<uint64_t> StoredVolume::disk_bytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  if (ec) return Status::io_error(fmt::format("cannot measure {}", dir_), ec.value());
+  return total;
 }
 
 Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& store_dir,

@@ -1,11 +1,86 @@
 #include "rewind/ship/tokens.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
+#include "rewind/base/units.h"
 #include "rewind/ship/protocol.h"
 
 namespace rwd {
+
+namespace {
+
+constexpr std::string_view kHashedPrefix = "sha256:";
+
+std::vector<std::string_view> words_of(std::string_view line) {
+  std::vector<std::string_view> words;
+  for (size_t i = 0; i < line.size();) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+    if (j > i) words.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return words;
+}
+
+bool parse_hex_digest(std::string_view hex, TokenTable::Digest* out) {
+  if (hex.size() != 64) return false;
+  for (size_t i = 0; i < 32; ++i) {
+    unsigned v = 0;
+    for (char c : hex.substr(2 * i, 2)) {
+      v <<= 4;
+      if (c >= '0' && c <= '9')
+        v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v |= static_cast<unsigned>(c - 'a' + 10);
+      else
+        return false;
+    }
+    (*out)[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
+
+// One grant word: VOLUME, VOLUME@SIZE or r:VOLUME.
+Status parse_grant(std::string_view word, std::string* volume, TokenTable::Grant* g) {
+  g->access = TokenTable::Access::kWrite;
+  if (word.starts_with("r:")) {
+    word.remove_prefix(2);
+    g->access = TokenTable::Access::kRead;
+  }
+  if (const size_t at = word.find('@'); at != std::string_view::npos) {
+    if (g->access == TokenTable::Access::kRead)
+      return Status::invalid("a quota is for a volume the token ships (VOLUME@SIZE), not r:");
+    auto size = parse_size(word.substr(at + 1));
+    if (!size || *size == 0)
+      return Status::invalid(fmt::format("quota '{}' of volume '{}': give a size such as 64G",
+                                         word.substr(at + 1), word.substr(0, at)));
+    g->quota = *size;
+    word = word.substr(0, at);
+  }
+  REWIND_RETURN_IF_ERROR(proto::check_volume_name(word));
+  *volume = std::string(word);
+  return Status::ok();
+}
+
+}  // namespace
+
+TokenTable::Digest TokenTable::digest(std::string_view token) {
+  Digest d{};
+  unsigned int n = 0;
+  EVP_Digest(token.data(), token.size(), d.data(), &n, EVP_sha256(), nullptr);
+  return d;
+}
+
+std::string TokenTable::hashed_form(std::string_view token) {
+  std::string out(kHashedPrefix);
+  for (uint8_t b : digest(token)) out += fmt::format("{:02x}", b);
+  return out;
+}
 
 Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& where) {
   TokenTable t;
@@ -16,41 +91,41 @@ Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& w
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    // Errors never quote the token.
     auto bad = [&](const std::string& why) {
       return Status::invalid(
-          fmt::format("{}:{}: {}; lines are 'TOKEN VOLUME...' (r:VOLUME for "
-                      "read only)",
+          fmt::format("{}:{}: {}; lines are 'TOKEN VOLUME...' or 'sha256:HEX VOLUME...' "
+                      "(r:VOLUME for read only, VOLUME@SIZE for a quota)",
                       where, line_no, why));
     };
-    std::vector<std::string_view> words;
-    for (size_t i = 0; i < line.size();) {
-      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-      size_t j = i;
-      while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
-      if (j > i) words.push_back(line.substr(i, j - i));
-      i = j;
-    }
+    const std::vector<std::string_view> words = words_of(line);
     if (words.empty() || words[0].starts_with('#')) continue;
     const std::string_view token = words[0];
-    if (token.size() > proto::kMaxToken)
-      return bad(fmt::format("a token of {} bytes (at most {})", token.size(), proto::kMaxToken));
-    for (char c : token)
-      if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f)
-        return bad("a token holds a byte that is not printable ASCII");
-    if (words.size() < 2) return bad("a token without volumes");
-    if (t.grants_.count(token) != 0) return bad("the token is listed twice");
-    auto& grants = t.grants_[std::string(token)];
-    for (size_t k = 1; k < words.size(); ++k) {
-      std::string_view v = words[k];
-      Access a = Access::kWrite;
-      if (v.starts_with("r:")) {
-        v.remove_prefix(2);
-        a = Access::kRead;
-      }
-      if (Status st = proto::check_volume_name(v); !st) return bad(st.message());
-      Access& have = grants[std::string(v)];
-      if (have != Access::kWrite) have = a;  // VOLUME and r:VOLUME both: write
+    Entry e;
+    if (token.starts_with(kHashedPrefix)) {
+      if (!parse_hex_digest(token.substr(kHashedPrefix.size()), &e.digest))
+        return bad("a hashed token is sha256: and 64 lowercase hex digits");
+    } else {
+      if (token.size() > proto::kMaxToken)
+        return bad(fmt::format("a token of {} bytes (at most {})", token.size(), proto::kMaxToken));
+      for (char c : token)
+        if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f)
+          return bad("a token holds a byte that is not printable ASCII");
+      e.digest = digest(token);
     }
+    if (words.size() < 2) return bad("a token without volumes");
+    for (const Entry& other : t.entries_)
+      if (other.digest == e.digest) return bad("the token is listed twice");
+    for (size_t k = 1; k < words.size(); ++k) {
+      std::string volume;
+      Grant g;
+      if (Status st = parse_grant(words[k], &volume, &g); !st) return bad(st.message());
+      Grant& have = e.volumes[volume];
+      // VOLUME and r:VOLUME both: write; the quota given, if any.
+      if (have.access != Access::kWrite) have.access = g.access;
+      if (g.quota != 0) have.quota = g.quota;
+    }
+    t.entries_.push_back(std::move(e));
   }
   return t;
 }
@@ -62,12 +137,15 @@ Result<TokenTable> TokenTable::load(const std::string& path) {
   return parse(*text, path);
 }
 
-TokenTable::Access TokenTable::access(std::string_view token, std::string_view volume) const {
-  auto it = grants_.find(token);
-  if (it == grants_.end()) return Access::kNone;
-  auto v = it->second.find(volume);
-  if (v == it->second.end()) return Access::kNone;
-  return v->second;
+TokenTable::Grant TokenTable::grant(std::string_view token, std::string_view volume) const {
+  const Digest d = digest(token);
+  // Every entry is compared, whichever matches: the time does not depend on it.
+  const Entry* match = nullptr;
+  for (const Entry& e : entries_)
+    if (CRYPTO_memcmp(e.digest.data(), d.data(), d.size()) == 0) match = &e;
+  if (match == nullptr) return {};
+  auto v = match->volumes.find(volume);
+  return v == match->volumes.end() ? Grant{} : v->second;
 }
 
 }  // namespace rwd

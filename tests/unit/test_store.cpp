@@ -54,6 +54,38 @@ TEST_CASE("the token file grants volumes to tokens, read-only with r:", "[store]
         std::string::npos);
 }
 
+TEST_CASE("the token file takes hashed tokens and quotas", "[store][tokens]") {
+  // sha256("tok-h"), as `rewind-server --hash-token` prints it.
+  const std::string hashed = TokenTable::hashed_form("tok-h");
+  CHECK(hashed.size() == 7 + 64);
+  CHECK(hashed.starts_with("sha256:"));
+  auto t = TokenTable::parse(hashed + " vol-h@64M r:shared\ntok-c vol-c\n", "tokens.txt");
+  INFO(t.status().message());
+  REQUIRE(t.is_ok());
+  using A = TokenTable::Access;
+  CHECK(t->access("tok-h", "vol-h") == A::kWrite);
+  CHECK(t->grant("tok-h", "vol-h").quota == (64u << 20));
+  CHECK(t->access("tok-h", "shared") == A::kRead);
+  CHECK(t->grant("tok-c", "vol-c").quota == 0);
+  // The hashed form itself is not a token.
+  CHECK(t->access(hashed, "vol-h") == A::kNone);
+  CHECK(t->access("tok-H", "vol-h") == A::kNone);
+
+  auto error = [](const std::string& text) {
+    auto r = TokenTable::parse(text, "tokens.txt");
+    REQUIRE_FALSE(r.is_ok());
+    // An error never quotes the token.
+    CHECK(r.status().message().find("s3cret") == std::string::npos);
+    return r.status().message();
+  };
+  CHECK(error("sha256:abc v\n").find("tokens.txt:1: a hashed token is sha256: and 64") == 0);
+  CHECK(error("s3cret r:v@1G\n").find("a quota is for a volume the token ships") !=
+        std::string::npos);
+  CHECK(error("s3cret v@lots\n").find("quota 'lots' of volume 'v'") != std::string::npos);
+  CHECK(error("s3cret v\n" + TokenTable::hashed_form("s3cret") + " w\n")
+            .find("tokens.txt:2: the token is listed twice") == 0);
+}
+
 namespace {
 
 struct ShippedRecord {

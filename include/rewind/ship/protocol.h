@@ -89,8 +89,9 @@ enum class ErrorCode : uint16_t {
   kServer = 10,       // the server failed (disk full, I/O error); try again later
   kTooLarge = 11,     // a frame over the limits
   kNoPoint = 12,      // a restore target outside what the volume holds
+  kQuota = 13,        // the volume holds as much of the store as its token's quota allows
 };
-inline constexpr uint16_t kMaxErrorCode = 12;
+inline constexpr uint16_t kMaxErrorCode = 13;
 
 // Cuts a byte stream into frames. feed() the bytes as they arrive; next() returns a
 // whole frame when one is buffered. A frame's header is checked as soon as it is

@@ -48,6 +48,9 @@ class StoredVolume {
 
   // What the volume holds durably, for a WELCOME.
   proto::Welcome state() const;
+  // The bytes the volume's directory takes on disk (allocated blocks; holes of the
+  // base are free), for its quota.
+  Result<uint64_t> disk_bytes() const;
   // Whether the base snapshot is whole (records may follow).
   bool has_base() const { return journal_ != nullptr; }
 
