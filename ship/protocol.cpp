@@ -243,9 +243,13 @@ Result<BaseBegin> decode_base_begin(const Frame& f) {
   m.created_ns = r.u64();
   REWIND_RETURN_IF_ERROR(finished(r, f.type));
   std::copy(id.begin(), id.end(), m.volume_id.begin());
-  if (m.image_size == 0 || m.image_size % 512 != 0)
-    return malformed(f.type,
-                     fmt::format("image size {} is not a positive multiple of 512", m.image_size));
+  if (m.image_size == 0 || m.image_size % 512 != 0 || m.image_size > kMaxImageSize)
+    return malformed(f.type, fmt::format("image size {} is not a positive multiple of 512 up to {}",
+                                         m.image_size, kMaxImageSize));
+  if (m.base_seq >= kMaxSeq)
+    return malformed(f.type, fmt::format("base seq {} is not below {}", m.base_seq, kMaxSeq));
+  if (m.base_time_ns >= kMaxTimeNs || m.created_ns >= kMaxTimeNs)
+    return malformed(f.type, fmt::format("a time is not below {} ns", kMaxTimeNs));
   return m;
 }
 
@@ -317,6 +321,9 @@ Result<Records> decode_records(const Frame& f) {
   if (!r.ok()) return malformed(f.type, "it ends early");
   if (zero != 0) return malformed(f.type, "reserved bytes are not zero");
   if (count == 0) return malformed(f.type, "no records");
+  if (first >= kMaxSeq - count)
+    return malformed(f.type, fmt::format("seq {} and the {} after it are not below {}", first,
+                                         count - 1, kMaxSeq));
   // Each record takes at least a header: a count the payload cannot hold is refused
   // before anything is allocated for it.
   if (count > (f.payload.size() - r.pos()) / format::kRecordHeaderSize)
@@ -337,6 +344,9 @@ Result<Records> decode_records(const Frame& f) {
                        fmt::format("record {} has seq {}, expected {}", i, h.seq, first + i));
     if (h.time_ns < last_time)
       return malformed(f.type, fmt::format("seq {} goes back in time", h.seq));
+    if (h.time_ns >= kMaxTimeNs)
+      return malformed(
+          f.type, fmt::format("seq {} has time {} ns, not below {}", h.seq, h.time_ns, kMaxTimeNs));
     last_time = h.time_ns;
     const uint64_t span = format::record_span(h.payload_length) - format::kRecordHeaderSize;
     auto body = r.bytes(span);

@@ -328,6 +328,33 @@ TEST_CASE("a RECORDS message with a gap, a bad checksum or a short record is ref
   auto padded = payload;
   padded[16 + format::kRecordHeaderSize + 100] = 1;  // padding after the first payload
   CHECK(error_of(padded).find("seq 10: padding is not zero") != std::string::npos);
+  // Seqs and times near 2^64, which would wrap around in the store.
+  TestRecords high(kMaxSeq - 2, {8, 8});
+  CHECK(error_of(encode_records(high.headers, high.payloads))
+            .find("seq 4611686018427387902 and the 2 after it are not below") != std::string::npos);
+  TestRecords late(10, {8});
+  late.headers[0].time_ns = ~uint64_t{0};
+  CHECK(error_of(encode_records(late.headers, late.payloads))
+            .find("seq 10 has time 18446744073709551615 ns, not below") != std::string::npos);
+}
+
+TEST_CASE("a BASE_BEGIN with a seq, time or size near 2^64 is refused", "[protocol]") {
+  BaseBegin begin;
+  begin.image_size = 8 << 20;
+  auto error_of = [](const BaseBegin& b) {
+    auto r = decode_base_begin(only_frame(encode_frame(MessageType::kBaseBegin, encode(b))));
+    REQUIRE_FALSE(r.is_ok());
+    return r.status().message();
+  };
+  BaseBegin seq = begin;
+  seq.base_seq = ~uint64_t{0};
+  CHECK(error_of(seq).find("base seq 18446744073709551615 is not below") != std::string::npos);
+  BaseBegin time = begin;
+  time.created_ns = kMaxTimeNs;
+  CHECK(error_of(time).find("a time is not below") != std::string::npos);
+  BaseBegin size = begin;
+  size.image_size = uint64_t{1} << 63;
+  CHECK(error_of(size).find("positive multiple of 512 up to") != std::string::npos);
 }
 
 TEST_CASE("the read messages round-trip, and malformed ones are refused", "[protocol]") {

@@ -41,6 +41,12 @@ inline constexpr uint32_t kMaxPayload =
 inline constexpr uint32_t kMaxBaseChunk = 4u << 20;
 inline constexpr size_t kMaxVolumeName = 64;
 inline constexpr size_t kMaxToken = 256;
+// The largest seq, time (ns since the epoch, the year 2116) and image size a peer may
+// send: far beyond any real volume, and far enough below 2^64 that no sum of them
+// wraps around.
+inline constexpr uint64_t kMaxSeq = uint64_t{1} << 62;
+inline constexpr uint64_t kMaxTimeNs = uint64_t{1} << 62;
+inline constexpr uint64_t kMaxImageSize = uint64_t{1} << 62;
 // The largest payload a server reads before it has accepted a HELLO (which needs at
 // most 3 + 1 + kMaxVolumeName + 2 + kMaxToken bytes).
 inline constexpr uint32_t kMaxHelloPayload = 1024;
