@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# dist/systemd/rewind@.service: systemd-analyze verify accepts it, and the command it
+# dist/systemd/rewind@.service and rewind-server.service: systemd-analyze verify accepts
+# them and rates their sandboxes 2.0 or less. The command rewind@.service
 # runs (ExecStart, expanded as systemd does from its Environment= defaults and a
 # configuration file like dist/systemd/example.conf) serves the volume, stops cleanly
 # on SIGTERM, and after a clean stop or a kill -9 (Restart=on-failure) starts again
@@ -14,6 +15,25 @@ mkdir units
 cp "$unit" units/
 systemd-analyze verify "units/rewind@vol1.service" >verify.log 2>&1 ||
   { cat verify.log; fail "systemd-analyze verify rejects rewind@.service"; }
+# rewind-server.service, with its ExecStart pointed at the built server.
+sed "s|^ExecStart=rewind-server |ExecStart=$REWIND_SERVER |" "$(dirname "$unit")/rewind-server.service" \
+  >units/rewind-server.service
+systemd-analyze verify units/rewind-server.service >verify.log 2>&1 ||
+  { cat verify.log; fail "systemd-analyze verify rejects rewind-server.service"; }
+# Both are sandboxed: their own user, private files, nothing writable but their
+# state, no privileges; systemd-analyze rates each 2.0 or less ("OK").
+cp units/rewind@.service units/rewind@vol1.service
+for u in rewind@vol1 rewind-server; do
+  for d in User= UMask=0077 ProtectSystem=strict NoNewPrivileges=yes CapabilityBoundingSet= \
+    PrivateTmp=yes ProtectHome=yes; do
+    grep -q "^$d" "units/$u.service" || fail "$u.service has no $d"
+  done
+  score=$(systemd-analyze security --offline=true "units/$u.service" 2>&1 |
+    sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+  [ -n "$score" ] || fail "systemd-analyze security did not rate $u.service"
+  echo "systemd-analyze security: $u.service exposure $score"
+  awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "$u.service is rated $score, over 2.0"
+done
 
 truncate -s 32M vol1.img
 sock=$workdir/vol1.sock
