@@ -10,7 +10,7 @@ seconds=${1:-300}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 CXX=clang++ CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREWIND_FUZZ=ON \
   -DREWIND_TESTS=OFF ${CI:+-DREWIND_WERROR=ON} >/dev/null
-targets=(segment manifest time frames)
+targets=(segment manifest time frames store)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 for t in "${targets[@]}"; do
   corpus=$build/corpus/$t
