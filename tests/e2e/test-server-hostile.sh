@@ -90,7 +90,40 @@ rm -f store/vol/segments/*.idx
 "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --token ro -o back.img >/dev/null ||
   fail "reading with the read-only token"
 cmp back.img vol.img || fail "the volume read back differs"
+# An error sent to a peer names no path of the server's.
+rc=0
+"$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --token ro --seq 999999 -o no.img 2>err ||
+  rc=$?
+[ "$rc" -ne 0 ] && grep -q "NO_POINT" err || fail "a point past the volume: exit $rc, $(cat err)"
+if grep -qF "$workdir" err; then fail "the server's path reached the peer: $(cat err)"; fi
 [ -z "$(ls store/vol/segments/ | grep "\.idx$")" ] || fail "a read-only read wrote an index: $(ls -l store/vol/segments/; cat log-server.log)"
+
+# A restore of a large sparse volume stops soon after its client leaves, though it
+# sends little: a run of zeroes goes out every 64 MiB.
+truncate -s 64G sparse.img
+start_server "$workdir/sparse.sock" image=sparse.img journal=sparse.rewind
+stop_server
+printf 'tok vol sparse\nro r:vol\n' >tokens
+kill -HUP "$log_server_pid"
+sleep 0.3
+"$REWIND_SHIP" sparse.rewind 127.0.0.1 "$port" sparse tok >/dev/null || fail "shipping sparse"
+"$REWIND_CLI" restore "rewind://127.0.0.1:$port/sparse" --token tok -o sparse-back.img \
+  >/dev/null 2>&1 &
+reader=$!
+sleep 1
+kill -KILL "$reader"
+wait "$reader" 2>/dev/null || true
+left=$(date +%s)
+for _ in $(seq 1 100); do
+  grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read" log-server.log && break
+  sleep 0.1
+done
+grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*closed" log-server.log ||
+  fail "the restore went on after its client left: $(grep sparse log-server.log)"
+echo "the server ended the restore $(($(date +%s) - left)) s after its client left"
+printf 'tok vol\nro r:vol\n' >tokens
+kill -HUP "$log_server_pid"
+sleep 0.3
 
 # Revocation with a connection open: the plugin's shipper holds one.
 start_server "$workdir/vol.sock" image=vol.img journal=vol.rewind ship=127.0.0.1:"$port" \
