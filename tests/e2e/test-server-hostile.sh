@@ -10,7 +10,9 @@
 # - a read-only token's read does not write to the store (a missing index stays
 #   missing);
 # - a token removed from the tokens file and reloaded with SIGHUP loses its shipping
-#   connection at once, and its new connection is refused.
+#   connection and a restore in progress at once, and its new connection is refused;
+# - a restore stops soon after its client leaves, and errors name no server path;
+# - quotas and hashed tokens (see below).
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io python3
 : "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
@@ -23,7 +25,7 @@ start_log_server 127.0.0.1:0 --store "$workdir/store" --tokens tokens --insecure
 rss() { awk '/VmRSS/ {print $2}' "/proc/$log_server_pid/status"; }
 before=$(rss)
 
-python3 - "$port" <<'PY' || fail "hostile peers were not held off"
+python3 - "$port" >flood.out 2>&1 <<'PY' &
 import socket, sys, time
 port = int(sys.argv[1])
 def conn():
@@ -65,20 +67,34 @@ try:
 except ConnectionResetError:
     pass
 print("held", flush=True)
-time.sleep(1.5)   # the legitimate host ships meanwhile (below)
+time.sleep(8)   # the legitimate host ships and reads meanwhile (below)
+print("done", flush=True)
 PY
+flood=$!
+cleanup "kill -KILL $flood"
+for _ in $(seq 1 300); do
+  grep -q held flood.out && break
+  kill -0 "$flood" 2>/dev/null || fail "hostile peers were not held off: $(cat flood.out)"
+  sleep 0.05
+done
+grep -q held flood.out || fail "the flood did not start: $(cat flood.out)"
 after=$(rss)
 [ $((after - before)) -lt 65536 ] ||
   fail "the server grew by $(((after - before) / 1024)) MiB of unauthenticated frames"
 grep -q "refused, 4 connections open from 127.0.0.2 already (--max-per-address)" \
   log-server.log || fail "the per-address limit was not logged: $(cat log-server.log)"
 
-# A legitimate host ships and reads (its own address is not limited by the others').
+# A legitimate host ships and reads while the flood holds its slots (its own address
+# is not limited by the others').
 truncate -s 4M vol.img
 start_server "$workdir/vol.sock" image=vol.img journal=vol.rewind
 qemu-io -f raw -t writeback -c 'write -P 7 0 1M' -c flush "$(uri_of "$workdir/vol.sock")" >/dev/null
 stop_server
 "$REWIND_SHIP" vol.rewind 127.0.0.1 "$port" vol tok >/dev/null || fail "shipping beside the flood"
+"$REWIND_CLI" info "rewind://127.0.0.1:$port/vol" --token ro >/dev/null ||
+  fail "reading beside the flood"
+! grep -q done flood.out || fail "the flood ended before the host shipped and read"
+wait "$flood" || fail "hostile peers were not held off: $(cat flood.out)"
 
 # A read-only token's read writes nothing: a missing index stays missing. (The
 # shipping session first ends: closing the stored volume writes its indexes.)
@@ -121,7 +137,26 @@ done
 grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*closed" log-server.log ||
   fail "the restore went on after its client left: $(grep sparse log-server.log)"
 echo "the server ended the restore $(($(date +%s) - left)) s after its client left"
+# A reading session loses its rights at once too: a restore in progress is cut off
+# when its token's grant is removed.
+"$REWIND_CLI" restore "rewind://127.0.0.1:$port/sparse" --token tok -o sparse-back2.img \
+  >/dev/null 2>revoked-read.err &
+reader=$!
+sleep 1
 printf 'tok vol\nro r:vol\n' >tokens
+kill -HUP "$log_server_pid"
+rc=0
+wait "$reader" || rc=$?
+[ "$rc" -ne 0 ] || fail "a restore went on after its token's grant was removed"
+grep -q "volume 'sparse': the reloaded tokens no longer let its token read it" log-server.log ||
+  fail "the revoked read was not logged: $(grep sparse log-server.log)"
+for _ in $(seq 1 50); do
+  grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*: revoked" log-server.log && break
+  sleep 0.1
+done
+grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*: revoked" log-server.log ||
+  fail "no audit line for the revoked read: $(grep sparse log-server.log)"
+[ ! -e sparse-back2.img ] || fail "a revoked restore left its output"
 kill -HUP "$log_server_pid"
 sleep 0.3
 
