@@ -339,6 +339,7 @@ Status Server::Impl::init() {
                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     tls_.use_certificate_chain_file(opts_.tls_cert, ec);
     if (ec) return Status::invalid(fmt::format("--tls-cert {}: {}", opts_.tls_cert, ec.message()));
+    if (Status st = check_secret_file(opts_.tls_key); !st) return st.with_context("--tls-key");
     tls_.use_private_key_file(opts_.tls_key, ssl::context::pem, ec);
     if (ec) return Status::invalid(fmt::format("--tls-key {}: {}", opts_.tls_key, ec.message()));
   }

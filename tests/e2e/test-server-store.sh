@@ -4,10 +4,10 @@
 # a store whose parent is missing, a store that is a file, a store others may write
 # into and a store of another user are each refused at start with exit status 2 and
 # one line that names the path, and nothing is created (nor by a server refused for
-# another reason); a store others may read is made private; a tokens file others may
-# read is refused.
+# another reason); a store others may read is made private; a TLS key or tokens file
+# others may read is refused.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit qemu-io setpriv
+requires nbdkit qemu-io setpriv openssl
 : "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
 
 cd "$workdir"
@@ -65,6 +65,16 @@ grep -q "was readable by others (mode 0755); made it private" log-server.log ||
   fail "the server did not say it made the store private: $(cat log-server.log)"
 kill -TERM "$log_server_pid"
 wait "$log_server_pid" || true
+
+# A TLS key others may read: refused, naming it.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=localhost \
+  2>/dev/null
+chmod 640 key.pem
+rc=0
+"$REWIND_SERVER" --listen 127.0.0.1:0 --store "$workdir/new-store" --tokens tokens \
+  --tls-cert cert.pem --tls-key key.pem 2>err || rc=$?
+[ "$rc" -eq 2 ] && grep -qF "key.pem holds secrets but its group may read it (mode 0640)" err ||
+  fail "a readable TLS key: exit $rc, $(cat err)"
 
 # A tokens file others may read: refused, naming it.
 chmod 644 tokens
