@@ -23,6 +23,16 @@ chmod 600 tokens
 start_log_server 127.0.0.1:0 --store "$workdir/store" --tokens tokens --insecure-loopback \
   --hello-timeout 2s --idle-timeout 30s --max-per-address 4
 rss() { awk '/VmRSS/ {print $2}' "/proc/$log_server_pid/status"; }
+# logged PATTERN WHAT: waits up to 15 s for the server to log a line matching PATTERN
+# (grep's basic regular expression), else fails saying WHAT did not happen.
+logged() {
+  local _
+  for _ in $(seq 1 150); do
+    grep -q -- "$1" log-server.log && return 0
+    sleep 0.1
+  done
+  fail "$2: $(tail -n 20 log-server.log)"
+}
 before=$(rss)
 
 python3 - "$port" >flood.out 2>&1 <<'PY' &
@@ -98,10 +108,7 @@ wait "$flood" || fail "hostile peers were not held off: $(cat flood.out)"
 
 # A read-only token's read writes nothing: a missing index stays missing. (The
 # shipping session first ends: closing the stored volume writes its indexes.)
-for _ in $(seq 1 100); do
-  grep -q "audit: peer [0-9.:]* volume 'vol' purpose ship" log-server.log && break
-  sleep 0.1
-done
+logged "audit: peer [0-9.:]* volume 'vol' purpose ship" "the shipping session did not end"
 rm -f store/vol/segments/*.idx
 "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --token ro -o back.img >/dev/null ||
   fail "reading with the read-only token"
@@ -130,12 +137,8 @@ sleep 1
 kill -KILL "$reader"
 wait "$reader" 2>/dev/null || true
 left=$(date +%s)
-for _ in $(seq 1 100); do
-  grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read" log-server.log && break
-  sleep 0.1
-done
-grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*closed" log-server.log ||
-  fail "the restore went on after its client left: $(grep sparse log-server.log)"
+logged "audit: peer [0-9.:]* volume 'sparse' purpose read .*closed" \
+  "the restore went on after its client left"
 echo "the server ended the restore $(($(date +%s) - left)) s after its client left"
 # A reading session loses its rights at once too: a restore in progress is cut off
 # when its token's grant is removed.
@@ -150,12 +153,7 @@ wait "$reader" || rc=$?
 [ "$rc" -ne 0 ] || fail "a restore went on after its token's grant was removed"
 grep -q "volume 'sparse': the reloaded tokens no longer let its token read it" log-server.log ||
   fail "the revoked read was not logged: $(grep sparse log-server.log)"
-for _ in $(seq 1 50); do
-  grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*: revoked" log-server.log && break
-  sleep 0.1
-done
-grep -q "audit: peer [0-9.:]* volume 'sparse' purpose read .*: revoked" log-server.log ||
-  fail "no audit line for the revoked read: $(grep sparse log-server.log)"
+logged "audit: peer [0-9.:]* volume 'sparse' purpose read .*: revoked" "no audit line for the revoked read"
 [ ! -e sparse-back2.img ] || fail "a revoked restore left its output"
 kill -HUP "$log_server_pid"
 sleep 0.3
@@ -163,31 +161,12 @@ sleep 0.3
 # Revocation with a connection open: the plugin's shipper holds one.
 start_server "$workdir/vol.sock" image=vol.img journal=vol.rewind ship=127.0.0.1:"$port" \
   ship-token=tok ship-volume=vol
-for _ in $(seq 1 100); do
-  grep -q "shipping volume 'vol'" log-server.log && break
-  sleep 0.1
-done
+logged "shipping volume 'vol'" "the plugin's shipper did not connect"
 printf 'ro r:vol\n' >tokens
 kill -HUP "$log_server_pid"
-for _ in $(seq 1 100); do
-  grep -q "no longer let its token ship it; closing the connection" log-server.log && break
-  sleep 0.1
-done
-grep -q "no longer let its token ship it; closing the connection" log-server.log ||
-  fail "the revoked token's connection was not closed: $(cat log-server.log)"
-for _ in $(seq 1 100); do
-  grep -q "audit: peer 127.0.0.1:[0-9]* volume 'vol' purpose ship .*: revoked" log-server.log &&
-    break
-  sleep 0.1
-done
-grep -q "audit: peer 127.0.0.1:[0-9]* volume 'vol' purpose ship .*: revoked" log-server.log ||
-  fail "no audit line for the revoked session: $(cat log-server.log)"
-for _ in $(seq 1 150); do
-  grep -q "the token does not grant volume 'vol'" log-server.log && break
-  sleep 0.1
-done
-grep -q "the token does not grant volume 'vol'" log-server.log ||
-  fail "the revoked token's new connection was not refused"
+logged "no longer let its token ship it; closing the connection" "the revoked token's connection was not closed"
+logged "audit: peer 127.0.0.1:[0-9]* volume 'vol' purpose ship .*: revoked" "no audit line for the revoked session"
+logged "the token does not grant volume 'vol'" "the revoked token's new connection was not refused"
 if grep -q "tok" <(grep audit log-server.log); then fail "an audit line carries a token"; fi
 stop_server
 
