@@ -27,7 +27,7 @@ if [ "${1:-}" = "--test" ]; then
   # a self-signed certificate for the TLS tests of rewind-server
   packages+=(openssl)
   # the security tests: a user made by the test (useradd), and a network namespace
-  # with a non-loopback address (ip netns)
+  # with a non-loopback address (unshare and nsenter from util-linux, ip)
   packages+=(passwd iproute2)
   # virt-xml-validate, to check dist/libvirt/domain.xml; it runs xmllint, which
   # libvirt-clients only recommends

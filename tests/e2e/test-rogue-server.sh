@@ -10,7 +10,7 @@
 #   records only a TLS ClientHello, never the token; a TLS server whose certificate
 #   the system does not trust is refused; pinned with --ca it is read.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit qemu-io openssl python3 ip
+requires nbdkit qemu-io openssl python3 ip unshare nsenter
 : "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}" "${REWIND_ROGUE:?set by CTest}"
 
 cd "$workdir"
@@ -71,11 +71,19 @@ wait_for server.log "beyond this journal's newest durable seq 2: it is not this 
 stop_server
 shipped_within "a lying WELCOME"
 
-# A host that is not a loopback address, inside a network namespace of this test.
-ns=rwd-t$$
-ip netns add "$ns"
-cleanup "ip netns del $ns"
-in_ns() { ip netns exec "$ns" "$@"; }
+# A host that is not a loopback address, inside a network namespace of this test: held
+# by a process of its own, entered with nsenter (not `ip netns exec`, which remounts
+# / and /sys and so fails in a chroot).
+setpriv --pdeathsig KILL unshare --net sleep 1d &
+ns_pid=$!
+cleanup "kill -KILL $ns_pid"
+for _ in $(seq 1 100); do
+  [ "$(readlink "/proc/$ns_pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
+  sleep 0.05
+done
+[ "$(readlink "/proc/$ns_pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] ||
+  fail "unshare --net made no network namespace"
+in_ns() { nsenter --target "$ns_pid" --net "$@"; }
 in_ns ip link set lo up
 in_ns ip addr add 10.200.0.1/32 dev lo
 # A plain-TCP listener that records every byte it receives, on 10.200.0.1:7420.
