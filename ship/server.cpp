@@ -110,9 +110,10 @@ class Server::Impl {
   template <class W>
   asio::awaitable<void> ship(W& wire, const proto::Hello& hello);
   // Whether the token still grants shipping, and the frame fits the volume's quota
-  // given the `used` bytes of the store it takes; else the refusal.
+  // given the bytes of the store it takes (*used, measured on the first frame a quota
+  // applies to); else the refusal.
   std::optional<Refusal> within_grant(const proto::Hello& hello, const proto::Frame& f,
-                                      uint64_t used);
+                                      const StoredVolume& vol, std::optional<uint64_t>* used);
   std::shared_ptr<const TokenTable> tokens() {
     std::lock_guard lk(mu_);
     return tokens_;
@@ -153,12 +154,11 @@ namespace {
 template <class Stream>
 class Wire {
  public:
-  Wire(Stream& s, asio::steady_timer& timer, std::shared_ptr<ConnState> conn,
-       std::chrono::nanoseconds idle, asio::steady_timer::time_point hello_deadline,
-       std::string peer, std::string store_dir, const Logger& logger)
+  Wire(Stream& s, asio::steady_timer& timer, std::chrono::nanoseconds idle,
+       asio::steady_timer::time_point hello_deadline, std::string peer, std::string store_dir,
+       const Logger& logger)
       : s_(s),
         timer_(timer),
-        conn_(std::move(conn)),
         idle_(idle),
         deadline_(hello_deadline),
         peer_(std::move(peer)),
@@ -175,8 +175,6 @@ class Wire {
     deadline_.reset();
     dec_.set_limit(proto::kMaxPayload);
   }
-  // A token reload took this session's rights (its socket is being closed).
-  bool revoked() const { return conn_->revoked; }
   uint64_t bytes_in() const { return in_; }
   uint64_t bytes_out() const { return out_; }
   const std::string& outcome() const { return outcome_; }
@@ -234,7 +232,6 @@ class Wire {
  private:
   Stream& s_;
   asio::steady_timer& timer_;
-  std::shared_ptr<ConnState> conn_;
   proto::FrameDecoder dec_;
   std::chrono::nanoseconds idle_;
   std::optional<asio::steady_timer::time_point> deadline_;
@@ -514,26 +511,34 @@ std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hel
 }
 
 std::optional<Refusal> Server::Impl::within_grant(const proto::Hello& hello, const proto::Frame& f,
-                                                  uint64_t used) {
+                                                  const StoredVolume& vol,
+                                                  std::optional<uint64_t>* used) {
   const TokenTable::Grant g = tokens()->grant(hello.token, hello.volume);
   if (g.access != TokenTable::Access::kWrite)
     return Refusal{ErrorCode::kUnauthorized,
                    fmt::format("the token no longer grants shipping volume '{}'", hello.volume)};
   const uint64_t adds = stored_size(f);
-  if (g.quota == 0 || adds == 0 || used + adds <= g.quota) return std::nullopt;
+  if (g.quota == 0 || adds == 0) return std::nullopt;
+  if (!*used) {
+    auto measured = vol.disk_bytes();
+    if (!measured) return Refusal{ErrorCode::kServer, measured.status().message()};
+    *used = *measured;
+  }
+  const uint64_t held = **used;
+  if (held + adds <= g.quota) return std::nullopt;
   return Refusal{ErrorCode::kQuota,
                  fmt::format("volume '{}' takes {} bytes of the store and its quota is {}: the "
                              "{} bytes sent were not stored; raise its quota (VOLUME@SIZE in the "
                              "token file) to ship more",
-                             hello.volume, used, g.quota, adds)};
+                             hello.volume, held, g.quota, adds)};
 }
 
 template <class Stream>
 asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
                                           std::shared_ptr<ConnState> conn, std::string peer,
                                           asio::steady_timer::time_point hello_deadline) {
-  Wire<Stream> wire(s, timer, conn, opts_.idle_timeout, hello_deadline, std::move(peer),
-                    opts_.store_dir, logger_);
+  Wire<Stream> wire(s, timer, opts_.idle_timeout, hello_deadline, std::move(peer), opts_.store_dir,
+                    logger_);
   auto first = co_await wire.read();
   proto::Hello hello;
   std::optional<Refusal> no = first ? admit(*first, &hello) : wire.refusal_of(first.status());
@@ -735,13 +740,9 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     co_return;
   }
   StoredVolume& vol = **v;
-  auto measured = vol.disk_bytes();
-  if (!measured) {
-    const Refusal no{ErrorCode::kServer, measured.status().message()};
-    co_await wire.refuse(no);
-    co_return;
-  }
-  uint64_t used = *measured;  // for the quota: what the volume takes, and what it took since
+  // For a quota: what the volume takes of the store, measured when a quota first
+  // applies, and what it took since.
+  std::optional<uint64_t> used;
   proto::Welcome w = vol.state();
   w.purpose = proto::Purpose::kShip;
   const std::vector<uint8_t> welcome = proto::encode(w);
@@ -755,7 +756,7 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
       continue;
     }
     if (f) {
-      std::optional<Refusal> no = within_grant(hello, *f, used);
+      std::optional<Refusal> no = within_grant(hello, *f, vol, &used);
       if (no) {
         co_await wire.refuse(*no);
         co_return;
@@ -763,7 +764,7 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     }
     ErrorCode code = ErrorCode::kMalformed;
     auto ack = f ? apply_to_store(vol, *f, &code) : Result<proto::Ack>(f.status());
-    if (ack) used += stored_size(*f);
+    if (ack && used) *used += stored_size(*f);
     if (!ack) {
       const Refusal no = f ? Refusal{code, ack.status().message()} : wire.refusal_of(f.status());
       co_await wire.refuse(no);
