@@ -97,9 +97,7 @@ Status prepare_store(const std::string& store_dir, bool* created,
     *created = true;
     return sync_dir(parent);
   }
-  if (!S_ISDIR(st.st_mode))
-    return Status::invalid(
-        fmt::format("{} is not a directory: give a directory's path", store_dir));
+  // A directory of this user's that others cannot write into (and one at all).
   REWIND_RETURN_IF_ERROR(check_private_dir(store_dir, "the store", tightened));
   if (::access(store_dir.c_str(), W_OK | X_OK) != 0)
     return Status::invalid(fmt::format(
