@@ -29,6 +29,9 @@ if [ "${1:-}" = "--test" ]; then
   # the security tests: a user made by the test (useradd), and a network namespace
   # with a non-loopback address (unshare and nsenter from util-linux, ip)
   packages+=(passwd iproute2)
+  # a real S3 server for the object-storage tests: a single-node Ceph (monitor, OSD,
+  # RADOS Gateway) that tests/support/ceph.sh starts; s3cmd as the reference client
+  packages+=(ceph-mon ceph-osd radosgw ceph-common s3cmd)
   # virt-xml-validate, to check dist/libvirt/domain.xml; it runs xmllint, which
   # libvirt-clients only recommends
   packages+=(libvirt-clients libxml2-utils)

@@ -155,3 +155,28 @@ unmount_ext4() {
   fusermount3 -u "$workdir/fuse"
   wait "$fuse_pid" || true
 }
+
+# start_ceph: a single-node Ceph with its S3 gateway (tests/support/ceph.sh) in
+# $workdir/ceph, stopped when the script ends; exports AWS_ENDPOINT_URL and the keys.
+start_ceph() {
+  requires ceph-mon ceph-osd radosgw s3cmd
+  ceph_sh=$(cd "$(dirname "${BASH_SOURCE[0]}")/../support" && pwd)/ceph.sh
+  cleanup "$ceph_sh stop $workdir/ceph"
+  "$ceph_sh" start "$workdir/ceph" >"$workdir/ceph.log" 2>&1 ||
+    fail "the Ceph cluster did not start: $(cat "$workdir/ceph.log")"
+  # shellcheck disable=SC1091
+  source "$workdir/ceph/env"
+}
+
+# s3 ARGS...: s3cmd against the test cluster, with no configuration file of its own.
+s3() {
+  local host=${AWS_ENDPOINT_URL#http://}
+  s3cmd -c /dev/null --no-ssl --host="$host" --host-bucket="$host" --region="$AWS_REGION" \
+    --access_key="$AWS_ACCESS_KEY_ID" --secret_key="$AWS_SECRET_ACCESS_KEY" "$@"
+}
+
+# bucket_last s3://BUCKET/PREFIX: the newest seq the bucket's manifest says it holds
+# (empty if there is no manifest).
+bucket_last() {
+  s3 get "$1/MANIFEST" - 2>/dev/null | sed -n 's/^last \([0-9]*\)$/\1/p'
+}
