@@ -11,6 +11,8 @@ packages=(
   # libraries
   nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev nlohmann-json3-dev
   libboost-dev libssl-dev catch2
+  # S3-compatible object storage: libcurl signs the requests, pugixml reads the answers
+  libcurl4-openssl-dev libpugixml-dev
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
   # the system's trust store, which verifies a log server's certificate without --ca

@@ -20,6 +20,9 @@ class [[nodiscard]] Status {
   static Status ok() { return Status(); }
   // An operating-system error; `err` is the errno value that caused it.
   static Status io_error(std::string msg, int err);
+  // A failure a remote peer or the network reported (an HTTP 503, a timeout): an I/O
+  // error (EIO) whose message already says what happened.
+  static Status remote(std::string msg) { return Status(Code::kIoError, std::move(msg), EIO); }
   static Status corruption(std::string msg) {
     return Status(Code::kCorruption, std::move(msg), EIO);
   }
