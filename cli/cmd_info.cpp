@@ -14,7 +14,8 @@
 namespace rwd::cli {
 
 void setup_info(CLI::App& app, InfoOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
       ->required();
   add_remote_options(app, o.remote);
   app.add_flag("--json", o.json, "Print JSON instead of text");
@@ -128,6 +129,16 @@ void print_shipping(const Info& in) {
     // Every field is there when the plugin wrote it; value() keeps an odd answer from
     // ending the command.
     const std::string err = s.value("error", "");
+    const std::string to = s.value("server", "?");
+    if (is_s3_uri(to)) {
+      fmt::print(
+          "shipping    to {}: {}; the bucket holds seq {}, {} s ({} bytes) behind; {} sent, last "
+          "upload {} ms{}\n",
+          to, s.value("phase", "?"), s.value("acked_seq", 0ull), s.value("lag_seconds", 0.0),
+          s.value("lag_bytes", 0ull), s.value("wire_bytes", 0ull), s.value("rtt_ms", 0.0),
+          err.empty() ? "" : "; last error: " + err);
+      return;
+    }
     fmt::print(
         "shipping    to {}/{}: {}; the server holds seq {}, {} s ({} bytes) behind; {} sent, "
         "window {}, round trip {} ms{}\n",
@@ -138,7 +149,8 @@ void print_shipping(const Info& in) {
   } else if (m.shipped_seq) {
     const uint64_t last = in.r.last_seq();
     fmt::print(
-        "shipped     the log server held seq {} at the last checkpoint ({} records after it "
+        "shipped     the log server (or bucket) held seq {} at the last checkpoint ({} records "
+        "after it "
         "are kept until it has them)\n",
         *m.shipped_seq, last > *m.shipped_seq ? last - *m.shipped_seq : 0);
   }
@@ -178,8 +190,10 @@ void print_text(const Info& in) {
                          : "");
   if (in.journal_max != 0) print_journal_max(in);
   print_shipping(in);
-  fmt::print("checkpoint  image current to seq {}{}\n", m.checkpoint_seq,
-             m.checkpoint_seq == r.last_seq() ? "" : " (the rest is redone at the next start)");
+  // A copy in a bucket has no image to keep current.
+  if (!is_s3_uri(in.o.journal))
+    fmt::print("checkpoint  image current to seq {}{}\n", m.checkpoint_seq,
+               m.checkpoint_seq == r.last_seq() ? "" : " (the rest is redone at the next start)");
   for (const SegmentReport& s : r.segments)
     if (s.torn_tail) fmt::print("torn tail   segment {} at {}\n", s.file, *s.torn_tail);
 }
@@ -194,7 +208,7 @@ int run_info(const InfoOptions& o) {
     journal_max = *size;
   }
   auto r = report_of(o.journal, false, o.remote);
-  if (!r) return report("info", r.status(), journal_hint(r.status()));
+  if (!r) return report("info", r.status(), is_s3_uri(o.journal) ? "" : journal_hint(r.status()));
   Info in{*r, o};
   in.journal_max = journal_max;
   in.rate = write_rate(*r);
@@ -204,7 +218,8 @@ int run_info(const InfoOptions& o) {
                         : static_cast<double>(journal_max - r->journal_bytes()) / in.rate;
   for (const SegmentReport& s : r->segments) in.open += s.sealed ? 0 : 1;
   in.tiers = r->tiers();
-  in.ship = r->in_use && !is_remote_uri(o.journal) ? ship_status(o.journal) : nullptr;
+  in.ship = r->in_use && !is_remote_uri(o.journal) && !is_s3_uri(o.journal) ? ship_status(o.journal)
+                                                                            : nullptr;
   if (o.json)
     print_json(in);
   else

@@ -8,7 +8,8 @@
 namespace rwd::cli {
 
 void setup_log(CLI::App& app, LogOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
       ->required();
   add_remote_options(app, o.remote);
   app.add_flag("--json", o.json, "Print JSON instead of text");
@@ -88,7 +89,7 @@ void print_text(const JournalReport& r) {
 
 int run_log(const LogOptions& o) {
   auto r = report_of(o.journal, true, o.remote);
-  if (!r) return report("log", r.status(), journal_hint(r.status()));
+  if (!r) return report("log", r.status(), is_s3_uri(o.journal) ? "" : journal_hint(r.status()));
   if (o.json)
     print_json(*r);
   else

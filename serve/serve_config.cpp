@@ -70,10 +70,18 @@ KeyParser choice_key(const char* yes, const char* no, Field field) {
 }
 
 Status parse_ship_address(ServeConfig& c, std::string_view value) {
+  if (is_s3_uri(value)) {
+    S3Location where;
+    REWIND_RETURN_IF_ERROR(parse_s3_uri(value, &where));
+    c.ship.bucket = std::move(where);
+    return Status::ok();
+  }
   std::string host;
   uint16_t port = 0;
   if (!parse_host_port(value, true, &host, &port))
-    return Status::invalid("give the log server as HOST:PORT, e.g. ship=logs.example:7420");
+    return Status::invalid(
+        "give the log server as HOST:PORT (e.g. ship=logs.example:7420) or a bucket as "
+        "s3://BUCKET/PREFIX");
   c.ship.link.host = std::move(host);
   c.ship.link.port = port;
   return Status::ok();
@@ -188,6 +196,23 @@ KeyTable ship_keys() {
          c.ship.link.server_name = std::string(v);
          return Status::ok();
        }},
+      {"ship-endpoint",
+       [](ServeConfig& c, std::string_view v) {
+         c.ship.s3.endpoint = std::string(v);
+         return Status::ok();
+       }},
+      {"ship-region",
+       [](ServeConfig& c, std::string_view v) {
+         c.ship.s3.region = std::string(v);
+         return Status::ok();
+       }},
+      {"ship-profile",
+       [](ServeConfig& c, std::string_view v) {
+         c.ship.s3.profile = std::string(v);
+         return Status::ok();
+       }},
+      {"ship-timeout", duration_key(
+                           1s, 1h, [](ServeConfig & c) -> auto& { return c.ship.link.timeout; })},
       {"ship-lag-warn", duration_key(
                             1s, kYear, [](ServeConfig & c) -> auto& { return c.ship.lag_warn; })},
   };
@@ -271,8 +296,36 @@ Status complete_retention(const ServeConfig& c) {
   return Status::ok();
 }
 
+Status complete_bucket_shipping(ServeConfig& c) {
+  const ShipOptions& link = c.ship.link;
+  for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
+                                   std::pair{"ship-volume", !link.volume.empty()},
+                                   std::pair{"ship-server-name", !link.server_name.empty()}}) {
+    if (given)
+      return Status::invalid(fmt::format(
+          "{}= is for a log server; ship=s3:// takes S3 credentials from the environment or the "
+          "AWS shared files",
+          key));
+  }
+  // TLS to the endpoint is verified by the system's trust store, or ship-ca=.
+  c.ship.s3.ca_file = link.ca_file;
+  c.ship.s3.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(link.timeout);
+  if (Status st = resolve_s3_options(&c.ship.s3); !st)
+    return Status::invalid("ship=" + c.ship.bucket->uri() + ": " + st.message());
+  c.volume.shipped = true;
+  return Status::ok();
+}
+
 Status complete_shipping(ServeConfig& c) {
   const ShipOptions& link = c.ship.link;
+  if (c.ship.bucket) return complete_bucket_shipping(c);
+  for (const auto& [key, given] : {std::pair{"ship-endpoint", !c.ship.s3.endpoint.empty()},
+                                   std::pair{"ship-region", !c.ship.s3.region.empty()},
+                                   std::pair{"ship-profile", !c.ship.s3.profile.empty()}}) {
+    if (given)
+      return Status::invalid(
+          fmt::format("{}= is for a bucket: it needs ship=s3://BUCKET/PREFIX", key));
+  }
   if (link.host.empty()) {
     for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                      std::pair{"ship-volume", !link.volume.empty()},
@@ -346,6 +399,11 @@ const char* const kServeKeysHelp =
     "                      segments early, logging what history is given up.\n"
     "ship=HOST:PORT        Ship the journal to this rewind-server as it becomes\n"
     "                      durable (with ship-token= and ship-volume=).\n"
+    "ship=s3://BUCKET/PREFIX  Ship it to S3-compatible object storage instead\n"
+    "                      (credentials as the AWS tools find them).\n"
+    "ship-endpoint=URL     The S3 endpoint (AWS_ENDPOINT_URL; default AWS's).\n"
+    "ship-region=REGION    The S3 region (AWS_REGION; default us-east-1).\n"
+    "ship-profile=NAME     The profile of ~/.aws/credentials and config (AWS_PROFILE).\n"
     "ship-token=TOKEN|@FILE  The token the log server grants this volume by.\n"
     "ship-volume=NAME      The volume's name on the log server.\n"
     "ship-ca=FILE          CA certificate (PEM) the server's must chain to; without\n"
@@ -354,6 +412,8 @@ const char* const kServeKeysHelp =
     "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
     "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
     "                      shipper backs off by itself when the link is congested).\n"
+    "ship-timeout=DUR      A request to the server or the bucket that makes no\n"
+    "                      progress this long fails, and is tried again (30s).\n"
     "ship-lag-warn=DUR     Warn when the server is this far behind (5m).\n"
     "coalesce=on|off       Drop a queued write that a newer one covers before it is\n"
     "                      journaled (off: on gives up the points in time between\n"

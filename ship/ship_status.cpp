@@ -11,7 +11,7 @@ namespace rwd {
 nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOptions& o) {
   // Fractions to the millisecond: what a reader needs, and short to print.
   const auto ms = [](double v) { return std::round(v * 1000) / 1000; };
-  return {{"server", fmt::format("{}:{}", o.link.host, o.link.port)},
+  return {{"server", o.bucket ? o.bucket->uri() : fmt::format("{}:{}", o.link.host, o.link.port)},
           {"volume", o.link.volume},
           {"connected", s.connected},
           {"phase", s.phase},

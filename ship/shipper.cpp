@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "bucket_shipper.h"
 #include "rewind/base/clock.h"
 #include "rewind/base/file.h"
 #include "rewind/format/format.h"
@@ -612,17 +613,23 @@ class Shipper::Impl {
   asio::io_context io_;
 };
 
-Shipper::Shipper(JournalOwner& owner, std::string journal_dir, ShipperOptions opts, Logger logger)
-    : impl_(std::make_unique<Impl>(owner, std::move(journal_dir), std::move(opts),
-                                   std::move(logger))) {}
+Shipper::Shipper(JournalOwner& owner, std::string journal_dir, ShipperOptions opts, Logger logger) {
+  if (opts.bucket)
+    bucket_ = std::make_unique<BucketImpl>(owner, std::move(journal_dir), std::move(opts),
+                                           std::move(logger));
+  else
+    impl_ =
+        std::make_unique<Impl>(owner, std::move(journal_dir), std::move(opts), std::move(logger));
+}
 Shipper::~Shipper() {
-  impl_->stop();
+  stop();
 }
 void Shipper::stop() {
-  impl_->stop();
+  if (impl_) impl_->stop();
+  if (bucket_) bucket_->stop();
 }
 ShipperStatus Shipper::status() const {
-  return impl_->status();
+  return impl_ ? impl_->status() : bucket_->status();
 }
 
 }  // namespace rwd

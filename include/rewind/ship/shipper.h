@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -24,12 +25,18 @@
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
 #include "rewind/journal/journal_owner.h"
+#include "rewind/ship/s3_client.h"
 #include "rewind/ship/ship_client.h"
 
 namespace rwd {
 
 struct ShipperOptions {
-  ShipOptions link;   // server, volume, token, TLS; link.timeout bounds every wait on the server
+  ShipOptions link;  // server, volume, token, TLS; link.timeout bounds every wait on the server
+  // ship=s3://BUCKET/PREFIX: to object storage instead of a log server (bucket_writer.h);
+  // the new bytes go at most every bucket_interval, as one tail piece.
+  std::optional<S3Location> bucket;
+  S3Options s3;
+  std::chrono::nanoseconds bucket_interval = std::chrono::seconds(1);
   uint64_t rate = 0;  // bytes per second on the wire at most (0: no cap)
   // Past this lag the shipper warns in the log (once a minute while it lasts).
   std::chrono::nanoseconds lag_warn = std::chrono::minutes(5);
@@ -42,7 +49,8 @@ struct ShipperOptions {
 
 struct ShipperStatus {
   bool connected = false;
-  // "connecting", "base" (sending the base snapshot) or "records"
+  // "connecting", "base" (sending the base snapshot) or "records"; "refused" when a
+  // bucket's prefix belongs to another writer or volume (it then stops for good)
   std::string phase = "connecting";
   uint64_t acked_seq = 0;     // the server holds every record up to this one
   uint64_t durable_seq = 0;   // the local journal's
@@ -72,9 +80,11 @@ class Shipper {
   ShipperStatus status() const;
 
   class Impl;
+  class BucketImpl;
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;  // to a log server
+  std::unique_ptr<BucketImpl> bucket_;
 };
 
 // status() as a JSON object, for the plugin's control socket and `rewind info`

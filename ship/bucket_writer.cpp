@@ -1,0 +1,323 @@
+#include "rewind/ship/bucket_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <xxhash.h>
+
+#include "rewind/base/clock.h"
+#include "rewind/base/file.h"
+#include "rewind/format/file_names.h"
+
+namespace rwd {
+
+namespace {
+
+// A refusal retrying cannot cure is kBusy; any other kBusy (an S3 409 on a plain PUT)
+// is an error like others, retried.
+Status transient(Status st) {
+  if (st.code() == Status::Code::kBusy) return Status::remote(st.message());
+  return st;
+}
+
+// SHIP-WRITER: the generations this journal claimed for its bucket prefix.
+struct WriterState {
+  std::string uri;
+  std::vector<uint64_t> gens;
+};
+
+std::optional<WriterState> read_writer_state(const std::string& dir) {
+  auto text = read_small_file(join_path(dir, kShipWriterName), 64 * 1024);
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
+  std::string line;
+  WriterState s;
+  if (!std::getline(in, line) || line != "rewind-ship-writer 1") return std::nullopt;
+  while (std::getline(in, line)) {
+    if (line.starts_with("uri ")) s.uri = line.substr(4);
+    if (line.starts_with("gens")) {
+      std::istringstream g(line.substr(4));
+      uint64_t v;
+      while (g >> v) s.gens.push_back(v);
+    }
+  }
+  return s;
+}
+
+Status write_writer_state(const std::string& dir, const WriterState& s) {
+  std::string text = "rewind-ship-writer 1\nuri " + s.uri + "\ngens";
+  for (uint64_t g : s.gens) text += fmt::format(" {}", g);
+  text += "\n";
+  return write_file_atomic(join_path(dir, kShipWriterName), text);
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Client> client,
+                                                         std::string journal_dir, const Manifest& m,
+                                                         uint64_t durable_seq, Logger logger) {
+  std::unique_ptr<BucketWriter> w(
+      new BucketWriter(std::move(client), std::move(journal_dir), std::move(logger)));
+  S3Client& c = *w->client_;
+  const std::string uri = c.location().uri();
+  std::string etag;
+  auto text = c.get(c.location().key(bucket::kManifestName), &etag);
+  if (!text && text.status().code() != Status::Code::kNotFound) return transient(text.status());
+  std::optional<WriterState> state = read_writer_state(w->dir_);
+  if (state && state->uri != uri) state.reset();
+  uint64_t after = 0;
+  if (text) {
+    auto bm = BucketManifest::parse(*text, uri + "/" + bucket::kManifestName);
+    if (!bm) return bm.status();
+    const Manifest& j = bm->journal;
+    if (j.volume_id != m.volume_id)
+      return Status::busy(fmt::format(
+          "{} holds volume {}, not this journal's {}: give this volume a prefix of its own", uri,
+          volume_id_hex(j.volume_id), volume_id_hex(m.volume_id)));
+    if (bm->last_seq > durable_seq)
+      return Status::busy(fmt::format(
+          "{} holds this volume up to seq {}, beyond this journal's newest durable seq {}: another "
+          "copy of the volume wrote it; nothing is taken as shipped",
+          uri, bm->last_seq, durable_seq));
+    if (bm->last_seq < m.base_seq)
+      return Status::busy(fmt::format(
+          "{} holds this volume up to seq {}, but this journal starts after seq {} (its older "
+          "records were folded into its base): ship it to a new prefix",
+          uri, bm->last_seq, m.base_seq));
+    if (state &&
+        std::find(state->gens.begin(), state->gens.end(), bm->writer) == state->gens.end()) {
+      std::string who = fmt::format("generation {}", bm->writer);
+      if (auto claim = c.get(c.location().key(bucket::writer_key(bm->writer))))
+        if (auto parsed = WriterClaim::parse(*claim, "claim")) who = parsed->describe();
+      return Status::busy(fmt::format(
+          "{}: another writer, {}, stored the manifest after this journal last shipped there: "
+          "refused, never interleaved; stop the other writer, or ship this volume to a prefix of "
+          "its own",
+          uri, who));
+    }
+    after = bm->writer;
+    w->manifest_ = std::move(*bm);
+    w->etag_ = etag;
+  }
+  if (state && !state->gens.empty()) after = std::max(after, state->gens.back());
+  REWIND_RETURN_IF_ERROR(w->claim_generation(after, m.volume_id));
+  WriterState next = state.value_or(WriterState{uri, {}});
+  next.gens.push_back(w->gen_);
+  if (next.gens.size() > 16) next.gens.erase(next.gens.begin(), next.gens.end() - 16);
+  REWIND_RETURN_IF_ERROR(write_writer_state(w->dir_, next));
+  return w;
+}
+
+Status BucketWriter::claim_generation(uint64_t after, const VolumeId& volume) {
+  WriterClaim claim;
+  claim.host = host_name();
+  claim.pid = static_cast<uint64_t>(::getpid());
+  claim.started_ns = wall_clock_ns();
+  claim.volume_id = volume;
+  // The next generation nobody claimed: claims are created once, so two writers never
+  // hold the same one.
+  for (uint64_t gen = after + 1; gen <= after + 64; ++gen) {
+    claim.gen = gen;
+    const std::string text = claim.serialize();
+    auto r = client_->put(client_->location().key(bucket::writer_key(gen)),
+                          std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                          PutCondition::absent());
+    if (r) {
+      gen_ = gen;
+      return Status::ok();
+    }
+    if (r.status().code() != Status::Code::kBusy) return transient(r.status());
+  }
+  return Status::remote(
+      fmt::format("{}: generations {}..{} are all claimed: writers keep starting there",
+                  client_->location().uri(), after + 1, after + 64));
+}
+
+Status BucketWriter::store_manifest(const BucketManifest& next) {
+  const std::string text = next.serialize();
+  const std::string key = client_->location().key(bucket::kManifestName);
+  auto r = client_->put(key, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                        etag_.empty() ? PutCondition::absent() : PutCondition::match(etag_));
+  if (r) {
+    etag_ = *r;
+    manifest_ = next;
+    return Status::ok();
+  }
+  if (r.status().code() != Status::Code::kBusy) return r.status();
+  // Someone stored the manifest since: this writer, if an earlier answer was lost;
+  // else another writer, which wins.
+  std::string etag;
+  auto now = client_->get(key, &etag);
+  if (!now) return transient(now.status());
+  auto parsed =
+      BucketManifest::parse(*now, client_->location().uri() + "/" + bucket::kManifestName);
+  if (parsed && parsed->writer == gen_) {
+    etag_ = etag;
+    manifest_ = std::move(*parsed);
+    return manifest_ == next ? Status::ok()
+                             : Status::remote("the manifest changed under this writer");
+  }
+  std::string who = parsed ? fmt::format("generation {}", parsed->writer) : "unknown";
+  if (parsed)
+    if (auto claim = client_->get(client_->location().key(bucket::writer_key(parsed->writer))))
+      if (auto c = WriterClaim::parse(*claim, "claim")) who = c->describe();
+  return Status::busy(fmt::format(
+      "{}: another writer, {}, stored the manifest after this one (generation {}) did: refused, "
+      "never interleaved; stop the other writer, or ship this volume to a prefix of its own",
+      client_->location().uri(), who, gen_));
+}
+
+Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
+  if (manifest_) return Status::ok();
+  const std::string dir = client_->location().key(bucket::base_dir(m.volume_id, m.base_seq));
+  // Chunks stored by an earlier try (one LIST, while the base is sent only).
+  auto listed = client_->list(dir + "/");
+  if (!listed) return transient(listed.status());
+  std::set<std::pair<std::string, uint64_t>> have;
+  for (const ObjectInfo& o : *listed) have.emplace(o.key, o.size);
+
+  auto base = File::open(base_path(dir_, m.base_file), O_RDONLY);
+  if (!base) return base.status();
+  BaseMap map;
+  map.image_size = m.image_size;
+  std::vector<uint8_t> chunk;
+  uint64_t skipped = 0;
+  for (uint64_t off = 0; off < m.image_size; off += map.chunk_bytes) {
+    const uint64_t len = map.chunk_length(off);
+    // A hole over the whole chunk reads as zeroes, without reading it.
+    const off_t data = ::lseek(base->fd(), static_cast<off_t>(off), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;
+    if (data >= 0 && static_cast<uint64_t>(data) >= off + len) {
+      off = (static_cast<uint64_t>(data) / map.chunk_bytes) * map.chunk_bytes - map.chunk_bytes;
+      continue;
+    }
+    chunk.resize(len);
+    REWIND_RETURN_IF_ERROR(base->pread_full(chunk, off));
+    if (std::all_of(chunk.begin(), chunk.end(), [](uint8_t b) { return b == 0; })) continue;
+    map.chunks.emplace_back(off, XXH3_64bits(chunk.data(), chunk.size()));
+    const std::string key =
+        client_->location().key(bucket::base_chunk_key(m.volume_id, m.base_seq, off));
+    if (have.count({key, len})) {
+      ++skipped;
+      continue;
+    }
+    auto r = client_->put(key, chunk);
+    if (!r) return transient(r.status());
+    *bytes += len;
+  }
+  if (skipped)
+    log_to(logger_, LogLevel::kInfo,
+           fmt::format("ship: {} chunks of the base were stored by an earlier try", skipped));
+  const std::string text = map.serialize();
+  auto r = client_->put(client_->location().key(bucket::base_map_key(m.volume_id, m.base_seq)),
+                        std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  if (!r) return transient(r.status());
+  *bytes += text.size();
+
+  BucketManifest first;
+  first.writer = gen_;
+  first.journal.volume_id = m.volume_id;
+  first.journal.image_path = m.image_path;
+  first.journal.image_size = m.image_size;
+  first.journal.created_ns = m.created_ns;
+  first.journal.base_file = base_file_name(m.base_seq);
+  first.journal.base_seq = m.base_seq;
+  first.journal.base_time_ns = m.base_time_ns;
+  first.journal.checkpoint_seq = m.base_seq;
+  first.last_seq = m.base_seq;
+  return store_manifest(first);
+}
+
+Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, uint64_t* bytes) {
+  if (!manifest_) return Status::invalid("the bucket has no base snapshot yet");
+  BucketManifest next = *manifest_;
+  next.writer = gen_;
+  Manifest& j = next.journal;
+  std::vector<BucketTail> replaced;
+  const auto last_sealed = [&] {
+    for (auto it = j.segments.rbegin(); it != j.segments.rend(); ++it)
+      if (it->sealed) return it->last_seq;
+    return j.base_seq;
+  };
+  for (const ManifestSegment& seg : m.segments) {
+    const uint64_t sealed_to = last_sealed();
+    if (seg.sealed && seg.last_seq <= sealed_to) continue;
+    if (seg.first_seq != sealed_to + 1)
+      return Status::corruption(
+          fmt::format("segment {} starts at seq {}, but the bucket's sealed segments end at seq {}",
+                      seg.file, seg.first_seq, sealed_to));
+    const bool open_in_bucket = !j.segments.empty() && !j.segments.back().sealed;
+    auto file = File::open(segment_path(dir_, seg.file), O_RDONLY);
+    if (!file) return file.status();
+    if (seg.sealed) {
+      auto r = client_->put_file(client_->location().key(bucket::segment_key(gen_, seg.file)),
+                                 *file, 0, seg.bytes);
+      if (!r) return transient(r.status());
+      *bytes += seg.bytes;
+      BucketSegment b{seg.file, gen_, false};
+      if (auto idx = File::open(segment_path(dir_, index_file_name(seg.file)), O_RDONLY)) {
+        auto size = idx->size();
+        if (!size) return size.status();
+        auto ri = client_->put_file(
+            client_->location().key(bucket::segment_key(gen_, index_file_name(seg.file))), *idx, 0,
+            *size);
+        if (!ri) return transient(ri.status());
+        *bytes += *size;
+        b.index = true;
+      }
+      if (open_in_bucket) {
+        j.segments.pop_back();
+        replaced.insert(replaced.end(), next.tails.begin(), next.tails.end());
+        next.tails.clear();
+      }
+      j.segments.push_back(seg);
+      next.segments.push_back(b);
+      for (const ManifestMark& mk : m.marks)
+        if (mk.seq >= seg.first_seq && mk.seq <= seg.last_seq) j.marks.push_back(mk);
+      next.last_seq = std::max(next.last_seq, seg.last_seq);
+    } else {
+      if (durable.segment_first_seq != seg.first_seq) break;
+      const uint64_t from = open_in_bucket ? next.tails.back().end : 0;
+      if (durable.offset <= from) break;
+      auto r =
+          client_->put_file(client_->location().key(bucket::tail_key(gen_, seg.first_seq, from)),
+                            *file, from, durable.offset - from);
+      if (!r) return transient(r.status());
+      *bytes += durable.offset - from;
+      if (!open_in_bucket) {
+        ManifestSegment open;
+        open.file = seg.file;
+        open.first_seq = seg.first_seq;
+        j.segments.push_back(open);
+      }
+      next.tails.push_back(BucketTail{seg.first_seq, from, durable.offset, gen_});
+      next.last_seq = std::max(next.last_seq, durable.seq);
+    }
+  }
+  if (next == *manifest_) return Status::ok();
+  REWIND_RETURN_IF_ERROR(store_manifest(next));
+  // The pieces a sealed segment replaced go once the manifest no longer names them; one
+  // that cannot be removed now is left for `rewind retain`'s clean pass.
+  for (const BucketTail& t : replaced) {
+    Status st =
+        client_->remove(client_->location().key(bucket::tail_key(t.gen, t.first_seq, t.offset)));
+    if (!st)
+      log_to(logger_, LogLevel::kWarning,
+             fmt::format("ship: {} (left for the next clean pass)", st.message()));
+  }
+  return Status::ok();
+}
+
+}  // namespace rwd
