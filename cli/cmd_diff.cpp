@@ -10,7 +10,8 @@
 namespace rwd::cli {
 
 void setup_diff(CLI::App& app, DiffOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
+  add_remote_options(app, o.remote);
   app.add_option("--from", o.from, "Start point: a time, seq:N or mark:NAME")->required();
   app.add_option("--to", o.to, "End point: a time, seq:N or mark:NAME (default: newest)");
   app.add_flag("--json", o.json, "Print JSON instead of text");
@@ -27,8 +28,15 @@ int run_diff(const DiffOptions& o) {
   if (!from) return report("diff", from.status().with_context("--from"), {}, kExitUsage);
   auto to = o.to.empty() ? Result<Target>(Target::newest()) : parse_point(o.to);
   if (!to) return report("diff", to.status().with_context("--to"), {}, kExitUsage);
-  auto h = JournalHistory::load(o.journal, true, {});
-  if (!h) return report("diff", h.status(), journal_hint(h.status()));
+  // From a bucket, the history needs only what the cache fetches when it opens.
+  std::shared_ptr<BucketCache> bucket;
+  if (is_s3_uri(o.journal)) {
+    auto cache = open_bucket(o.journal, o.remote, 0, {});
+    if (!cache) return report("diff", cache.status());
+    bucket = std::move(*cache);
+  }
+  auto h = JournalHistory::load(bucket ? bucket->dir() : o.journal, !bucket, {});
+  if (!h) return report("diff", h.status(), bucket ? "" : journal_hint(h.status()));
   std::string note;
   auto s1 = h->resolve(*from, &note);
   if (!s1) return report("diff", s1.status().with_context("--from"));

@@ -11,7 +11,8 @@
 namespace rwd::cli {
 
 void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or rewind://HOST:PORT/VOLUME")
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
       ->required();
   add_remote_options(app, o.remote);
   add_target_options(app, o.target);
@@ -58,9 +59,21 @@ int run_restore(const RestoreCmdOptions& o) {
   const Logger logger = [](LogLevel level, const std::string& m) {
     if (level >= LogLevel::kInfo) fmt::print(stderr, "rewind restore: {}\n", m);
   };
-  auto view = JournalView::open(o.journal, *target, logger);
-  if (!view) return report("restore", view.status(), journal_hint(view.status()));
-  if (!o.no_image_reads) (*view)->use_image(logger);
+  std::shared_ptr<BucketCache> bucket;
+  if (is_s3_uri(o.journal)) {
+    auto cache = open_bucket(o.journal, o.remote, 0, logger);
+    if (!cache) return report("restore", cache.status());
+    bucket = std::move(*cache);
+  }
+  auto view = JournalView::open(bucket ? bucket->dir() : o.journal, *target, logger, !bucket);
+  if (!view) return report("restore", view.status(), bucket ? "" : journal_hint(view.status()));
+  if (bucket) {
+    // Everything the target needs, fetched in parallel before it is written out.
+    (*view)->set_fetcher(bucket);
+    (*view)->prefetch(0, (*view)->size());
+  } else if (!o.no_image_reads) {
+    (*view)->use_image(logger);
+  }
   RestoreOptions ro;
   ro.force = o.force;
   ro.progress = progress_bar("restore");
@@ -70,6 +83,15 @@ int run_restore(const RestoreCmdOptions& o) {
   uint64_t extents = (*view)->map().size(), bytes = 0;
   for (const auto& [start, e] : (*view)->map()) bytes += e.end - start;
   if (!(*view)->note().empty()) fmt::print("{}\n", (*view)->note());
+  if (bucket) {
+    const BucketCache::Stats s = bucket->stats();
+    fmt::print(
+        "restored seq {} ({}) from {} to {}: {} extents ({}) from the journal over the base "
+        "snapshot; fetched {} in {} requests\n",
+        (*view)->seq(), format_time((*view)->time_ns()), o.journal, dest, extents,
+        format_size(bytes), format_size(s.fetched_bytes), s.requests);
+    return kExitOk;
+  }
   const JournalView::ImageReads image = (*view)->image_reads();
   fmt::print(
       "restored seq {} ({}) to {}: {} extents ({}) from the journal over the base snapshot{}\n",

@@ -17,7 +17,10 @@
 namespace rwd::cli {
 
 void setup_serve(CLI::App& app, ServeOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
+  add_remote_options(app, o.remote);
+  app.add_option("--cache-size", o.cache_size,
+                 "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
   add_target_options(app, o.target);
   app.add_option("--socket", o.socket,
                  "UNIX socket to serve on (default: /tmp/rewind-VOLUME-seqN.sock)");
@@ -48,8 +51,15 @@ std::string plugin_path() {
 int run_serve(const ServeOptions& o) {
   auto target = make_target(o.target.at, o.target.seq, o.target.mark, wall_clock_ns());
   if (!target) return report("serve", target.status(), {}, kExitUsage);
-  auto h = JournalHistory::load(o.journal, true, {});
-  if (!h) return report("serve", h.status(), journal_hint(h.status()));
+  const bool in_bucket = is_s3_uri(o.journal);
+  std::shared_ptr<BucketCache> bucket;
+  if (in_bucket) {
+    auto cache = open_bucket(o.journal, o.remote, 0, {});
+    if (!cache) return report("serve", cache.status());
+    bucket = std::move(*cache);
+  }
+  auto h = JournalHistory::load(bucket ? bucket->dir() : o.journal, !bucket, {});
+  if (!h) return report("serve", h.status(), bucket ? "" : journal_hint(h.status()));
   std::string note;
   auto seq = h->resolve(*target, &note);
   if (!seq) return report("serve", seq.status());
@@ -57,7 +67,8 @@ int run_serve(const ServeOptions& o) {
                          ? fmt::format("/tmp/rewind-{}-seq{}.sock",
                                        volume_id_hex(h->manifest().volume_id).substr(0, 8), *seq)
                          : o.socket;
-  std::string journal = std::filesystem::absolute(o.journal).string();
+  bucket.reset();  // the plugin keeps a cache of its own
+  std::string journal = in_bucket ? o.journal : std::filesystem::absolute(o.journal).string();
   std::vector<std::string> args = {"nbdkit",
                                    "-f",
                                    "-r",
@@ -66,6 +77,11 @@ int run_serve(const ServeOptions& o) {
                                    plugin_path(),
                                    "journal=" + journal,
                                    fmt::format("seq={}", *seq)};
+  if (in_bucket && !o.cache_size.empty()) args.push_back("cache-size=" + o.cache_size);
+  // The plugin finds the bucket as the AWS tools do; what was given here goes along.
+  if (!o.remote.endpoint.empty()) ::setenv("AWS_ENDPOINT_URL", o.remote.endpoint.c_str(), 1);
+  if (!o.remote.region.empty()) ::setenv("AWS_REGION", o.remote.region.c_str(), 1);
+  if (!o.remote.ca.empty()) ::setenv("AWS_CA_BUNDLE", o.remote.ca.c_str(), 1);
   ::unlink(sock.c_str());
   g_child = ::fork();
   if (g_child < 0) return report("serve", Status::io_error("cannot start nbdkit", errno));

@@ -1,18 +1,34 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "rewind/base/units.h"
 #include "rewind/replay/restore.h"
 
 namespace rwd::cli {
 
 void setup_verify(CLI::App& app, VerifyOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
+  add_remote_options(app, o.remote);
   app.add_option("--image", o.image, "Also check that replaying to the end reproduces this image");
 }
 
 int run_verify(const VerifyOptions& o) {
   VerifyReport r;
-  Status st = verify_journal(o.journal, o.image, &r, progress_bar("verify"));
+  Status st;
+  if (is_s3_uri(o.journal)) {
+    // Every object fetched (base chunks checked against the base map as they come),
+    // then checked as a local journal.
+    auto cache = open_bucket(o.journal, o.remote, 0, {});
+    if (!cache) return report("verify", cache.status());
+    st = (*cache)->fetch_everything();
+    if (st) st = verify_journal((*cache)->dir(), o.image, &r, progress_bar("verify"));
+    if (st)
+      r.notes.push_back(
+          fmt::format("fetched {} in {} requests; every base chunk matched the base map",
+                      format_size((*cache)->stats().fetched_bytes), (*cache)->stats().requests));
+  } else {
+    st = verify_journal(o.journal, o.image, &r, progress_bar("verify"));
+  }
   for (const std::string& n : r.notes) fmt::print("note: {}\n", n);
   if (!st && !o.image.empty() && st.code() == Status::Code::kCorruption && r.last_seq != 0)
     return report("verify", st,

@@ -11,6 +11,7 @@
 #include "rewind/base/status.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/target.h"
+#include "rewind/ship/bucket_reader.h"
 #include "rewind/ship/ship_client.h"
 
 namespace rwd::cli {
@@ -23,13 +24,20 @@ inline constexpr int kExitUsage = 2;
 int report(const char* cmd, const Status& st, const std::string& hint = {},
            int exit_code = kExitFailure);
 
-// For a journal given as rewind://HOST[:PORT]/VOLUME (a volume on a log server).
+// For a journal given as rewind://HOST[:PORT]/VOLUME (a volume on a log server) or
+// s3://BUCKET/PREFIX (a volume in object storage).
 struct RemoteCliOptions {
   std::string token;  // default: $REWIND_TOKEN
   std::string ca;     // CA certificate the server's must chain to (none: plain TCP)
   std::string server_name;
+  std::string endpoint;  // s3://: default $AWS_ENDPOINT_URL, else AWS's
+  std::string region;    // s3://: default $AWS_REGION, else us-east-1
 };
 void add_remote_options(CLI::App& app, RemoteCliOptions& r);
+// The volume in the bucket an s3:// URI names, opened through a local cache
+// (BucketCache) of at most `cache_limit` bytes (0: no limit).
+Result<std::shared_ptr<BucketCache>> open_bucket(const std::string& uri, const RemoteCliOptions& r,
+                                                 uint64_t cache_limit, const Logger& logger);
 // The link to the log server a rewind:// URI names.
 Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& r);
 // What a journal directory, or a rewind:// URI, holds (inspect_journal).
@@ -83,6 +91,7 @@ int run_restore(const RestoreCmdOptions& o);
 
 struct VerifyOptions {
   std::string journal;
+  RemoteCliOptions remote;
   std::string image;
 };
 void setup_verify(CLI::App& app, VerifyOptions& o);
@@ -90,6 +99,7 @@ int run_verify(const VerifyOptions& o);
 
 struct DiffOptions {
   std::string journal;
+  RemoteCliOptions remote;
   std::string from, to;
   bool json = false;
 };
@@ -98,6 +108,8 @@ int run_diff(const DiffOptions& o);
 
 struct ServeOptions {
   std::string journal;
+  RemoteCliOptions remote;
+  std::string cache_size;
   TargetOptions target;
   std::string socket;
 };

@@ -50,6 +50,22 @@ void add_remote_options(CLI::App& app, RemoteCliOptions& r) {
                  "address only (a server with --insecure-loopback)");
   app.add_option("--server-name", r.server_name,
                  "For rewind://: the name the server's certificate carries (default: HOST)");
+  app.add_option("--endpoint", r.endpoint,
+                 "For s3://BUCKET/PREFIX: the S3 endpoint, https://HOST[:PORT] (default: "
+                 "$AWS_ENDPOINT_URL, else AWS's for the region); credentials as the AWS tools "
+                 "find them ($AWS_ACCESS_KEY_ID, ~/.aws/credentials, $AWS_PROFILE); --ca verifies "
+                 "its certificate");
+  app.add_option("--region", r.region,
+                 "For s3://: the region (default: $AWS_REGION, the profile's, else us-east-1)");
+}
+
+Result<std::shared_ptr<BucketCache>> open_bucket(const std::string& uri, const RemoteCliOptions& r,
+                                                 uint64_t cache_limit, const Logger& logger) {
+  auto client = open_bucket_client(uri, r.endpoint, r.region, r.ca);
+  if (!client) return client.status();
+  BucketReadOptions o;
+  o.cache_limit = cache_limit;
+  return BucketCache::open(std::move(*client), o, logger);
 }
 
 Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& r) {
@@ -67,6 +83,17 @@ Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& 
 }
 
 Result<JournalReport> report_of(const std::string& journal, bool scan, const RemoteCliOptions& r) {
+  if (is_s3_uri(journal)) {
+    auto cache = open_bucket(journal, r, 0, {});
+    if (!cache) return cache.status();
+    auto report = inspect_journal((*cache)->dir(), scan);
+    if (!report) return report.status();
+    report->dir = journal;
+    report->base_allocated = 0;
+    for (const auto& [off, sum] : (*cache)->base_map().chunks)
+      report->base_allocated += (*cache)->base_map().chunk_length(off);
+    return report;
+  }
   if (!is_remote_uri(journal)) return inspect_journal(journal, scan);
   auto link = remote_link(journal, r);
   if (!link) return link.status();

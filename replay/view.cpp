@@ -274,6 +274,15 @@ bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last
 void JournalView::prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size()) return;
   length = std::min(length, size() - offset);
+  if (fetcher_) {
+    // What fails here fails again, and is reported, when it is read.
+    std::vector<Piece> pieces;
+    for_each_piece(map_, offset, length, [&](const Piece& p) { pieces.push_back(p); });
+    std::vector<const Piece*> ptrs;
+    for (const Piece& p : pieces) ptrs.push_back(&p);
+    (void)fetch_for(ptrs);
+    return;
+  }
   // Runs of pieces to be read from the image are asked for as one range each, with the
   // gaps between them that read_from_image() reads too.
   uint64_t run_start = 0, run_end = 0;
@@ -308,6 +317,8 @@ Status JournalView::read(std::span<uint8_t> buf, uint64_t offset) const {
   // What the image holds first, then the rest from the journal and the base.
   std::vector<const Piece*> rest;
   read_from_image(pieces, buf, offset, &rest);
+  auto fetched = fetch_for(rest);
+  if (!fetched) return fetched.status();
   // First what the page cache holds, without waiting; then the rest, asked for all at
   // once (the kernel reads it in parallel) before it is read: a read of many small
   // extents scattered through the journal costs about one trip to the disk, and a
@@ -446,6 +457,29 @@ bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) co
                        "pieces checked differ); reading from the journal alone",
                        image_.path(), differ, differ + matched));
   return false;
+}
+
+std::optional<ViewFetcher::Range> JournalView::needs(const Piece& p) const {
+  if (p.source == nullptr) return ViewFetcher::Range{-1, p.start, p.end - p.start};
+  if (p.source->zero) return std::nullopt;
+  const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
+  uint64_t at = p.source->delta + p.adv;
+  uint64_t len = p.end - p.start;
+  if (!checked(p.source->segment, p.source->entry)) {
+    // The whole payload, chunk checksums or not: a chunk that does not match its
+    // checksum is judged by the record's own checksum, over all of it.
+    at = 0;
+    len = rec.payload_length;
+  }
+  return ViewFetcher::Range{p.source->segment, rec.payload_position() + at, len};
+}
+
+Result<std::shared_ptr<void>> JournalView::fetch_for(std::span<const Piece* const> pieces) const {
+  if (!fetcher_) return std::shared_ptr<void>();
+  std::vector<ViewFetcher::Range> ranges;
+  for (const Piece* p : pieces)
+    if (auto r = needs(*p)) ranges.push_back(*r);
+  return fetcher_->fetch(ranges);
 }
 
 void JournalView::advise(const Piece& p) const {

@@ -134,6 +134,14 @@ KeyTable volume_keys() {
        }},
       {"journal",
        [](ServeConfig& c, std::string_view v) {
+         if (is_s3_uri(v)) {
+           S3Location where;
+           REWIND_RETURN_IF_ERROR(parse_s3_uri(v, &where));
+           c.volume.journal_dir = where.uri();
+           c.view_bucket = std::move(where);
+           c.have_journal = true;
+           return Status::ok();
+         }
          // Created on first serve.
          REWIND_RETURN_IF_ERROR(parse_path(&c.volume.journal_dir, v));
          c.have_journal = true;
@@ -223,6 +231,9 @@ KeyTable other_keys() {
   return {
       {"coalesce", choice_key(
                        "on", "off", [](ServeConfig & c) -> auto& { return c.volume.coalesce; })},
+      {"cache-size",
+       size_key(
+           1ull << 20, 1ull << 50, [](ServeConfig & c) -> auto& { return c.cache_size; })},
       {"image-reads",
        [](ServeConfig& c, std::string_view v) -> Status {
          REWIND_RETURN_IF_ERROR(choice_key(
@@ -260,6 +271,10 @@ Status complete_view(ServeConfig& c) {
   auto t = make_target(c.at, c.seq, c.mark, wall_clock_ns());
   if (!t) return t.status();
   c.target = std::move(*t);
+  if (c.view_bucket) {
+    if (Status st = resolve_s3_options(&c.view_s3); !st)
+      return Status::invalid("journal=" + c.view_bucket->uri() + ": " + st.message());
+  }
   return Status::ok();
 }
 
@@ -366,6 +381,11 @@ Status set_serve_key(ServeConfig& config, std::string_view key, std::string_view
 
 Status complete_serve_config(ServeConfig& c, const Logger& logger) {
   if (c.view()) return complete_view(c);
+  if (c.view_bucket)
+    return Status::invalid(fmt::format(
+        "journal={} serves a point in time read-only: give at=, seq= or mark= (a live volume's "
+        "journal is a local directory)",
+        c.view_bucket->uri()));
   if (c.have_image_reads)
     return Status::invalid(
         "image-reads= applies to a point-in-time view only (with at=, seq= or mark=); drop it");
@@ -426,6 +446,11 @@ const char* const kServeKeysHelp =
     "image-reads=on|off    In such a view, read what the volume's image still holds\n"
     "                      of that point from the image, each piece checked against\n"
     "                      the journal's checksums (on, the default), or read\n"
-    "                      everything from the journal (off).";
+    "                      everything from the journal (off).\n"
+    "journal=s3://BUCKET/PREFIX\n"
+    "                      With at=, seq= or mark=: serve that point of a volume's\n"
+    "                      copy in a bucket (credentials, endpoint and region as the\n"
+    "                      AWS tools find them), fetching what is read on demand.\n"
+    "cache-size=SIZE       The local cache of such a view ($TMPDIR; 1G).";
 
 }  // namespace rwd

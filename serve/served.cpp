@@ -8,6 +8,7 @@
 #include "rewind/base/json.h"
 #include "rewind/history/retention.h"
 #include "rewind/replay/view.h"
+#include "rewind/ship/bucket_reader.h"
 #include "rewind/ship/shipper.h"
 #include "rewind/volume/control.h"
 #include "rewind/volume/volume.h"
@@ -64,11 +65,35 @@ Result<std::unique_ptr<JournalView>> open_view(const ServeConfig& c, const Logge
   return v;
 }
 
+// A view of a volume in a bucket: the cache, then the view reading through it.
+Result<std::unique_ptr<JournalView>> open_bucket_view(const ServeConfig& c, const Logger& logger,
+                                                      std::shared_ptr<BucketCache>* cache) {
+  auto client = S3Client::open(c.view_s3, *c.view_bucket);
+  if (!client) return client.status();
+  BucketReadOptions o;
+  o.cache_limit = c.cache_size;
+  auto opened = BucketCache::open(std::move(*client), o, logger);
+  if (!opened) return opened.status();
+  auto v = JournalView::open((*opened)->dir(), c.target, logger, /*repair=*/false);
+  if (!v) return v.status();
+  (*v)->set_fetcher(*opened);
+  *cache = std::move(*opened);
+  log_to(logger, LogLevel::kInfo,
+         fmt::format("serving {} read-only at seq {}{}{}, through a cache of at most {} bytes",
+                     c.journal_dir(), (*v)->seq(), (*v)->note().empty() ? "" : ": ", (*v)->note(),
+                     c.cache_size));
+  return v;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Served>> Served::open(ServeConfig config, Logger logger) {
   std::unique_ptr<Served> s(new Served(std::move(config), std::move(logger)));
-  if (s->config_.view()) {
+  if (s->config_.view_bucket) {
+    auto v = open_bucket_view(s->config_, s->logger_, &s->bucket_);
+    if (!v) return v.status();
+    s->view_ = std::move(*v);
+  } else if (s->config_.view()) {
     auto v = open_view(s->config_, s->logger_);
     if (!v) return v.status();
     s->view_ = std::move(*v);

@@ -107,6 +107,21 @@ class JournalHistory {
   uint64_t last_time_ns_ = 0;
 };
 
+// A seam for views whose journal files are filled on demand (a volume in a bucket,
+// ship/bucket_reader.h): before the view reads bytes of the base snapshot or of a
+// segment it asks for them, and it holds what fetch() returns until it has read them
+// (so that a bounded cache does not drop them meanwhile).
+class ViewFetcher {
+ public:
+  struct Range {
+    int64_t segment = -1;  // index into the manifest's segments; -1: the base snapshot
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  virtual ~ViewFetcher() = default;
+  virtual Result<std::shared_ptr<void>> fetch(std::span<const Range> ranges) const = 0;
+};
+
 class JournalView {
  public:
   // `repair`: rewrite a damaged or missing segment index (a reader that must not
@@ -129,13 +144,17 @@ class JournalView {
   const File& base() const { return base_; }
   const File& segment(uint32_t i) const { return segments_[i]; }
 
+  // Reads go through `f` (see ViewFetcher) from now on.
+  void set_fetcher(std::shared_ptr<const ViewFetcher> f) { fetcher_ = std::move(f); }
+
   // Reads the volume as it was at seq(). The first time a record's bytes are read they
   // are checked: against the chunk checksums of the segment index where it has them
   // (only the chunks read), else the whole payload against the record's checksum.
   // Damage is an error naming the segment, offset and seq, never wrong data.
   Status read(std::span<uint8_t> buf, uint64_t offset) const;
   // Asks the kernel to start reading what read(offset, length) will need (the pieces
-  // of the base snapshot and of the segments), without waiting for it.
+  // of the base snapshot and of the segments), without waiting for it. With a fetcher,
+  // fetches it (and waits).
   void prefetch(uint64_t offset, uint64_t length) const;
   // The sealed segments the view reads that are not the size the manifest gives them
   // (cut short or overwritten), one line each; found at open. A read that needs what
@@ -180,6 +199,11 @@ class JournalView {
   JournalView() = default;
   // Asks the kernel to start reading what fill() will need for `p`.
   void advise(const Piece& p) const;
+  // The bytes of the base or a segment that fill() will read for `p` (none for zeroes).
+  std::optional<ViewFetcher::Range> needs(const Piece& p) const;
+  // Fetches what `pieces` need, when there is a fetcher; the result is held while
+  // they are read.
+  Result<std::shared_ptr<void>> fetch_for(std::span<const Piece* const> pieces) const;
   // Whether `p` is to be read from the image (use_image()).
   bool in_image(const Piece& p) const;
   // Image reads span gaps of other pieces up to this long, rather than stop at them.
@@ -238,6 +262,7 @@ class JournalView {
   mutable std::vector<std::vector<bool>> chunks_verified_;
   // After use_image(): the image, and (on first use) the extents records after seq()
   // changed, in order ([start, end), disjoint).
+  std::shared_ptr<const ViewFetcher> fetcher_;
   File image_;
   mutable std::once_flag changed_later_once_;
   mutable std::vector<std::pair<uint64_t, uint64_t>> changed_later_;

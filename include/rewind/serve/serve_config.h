@@ -33,6 +33,11 @@ struct ServeConfig {
   Target target;
   // In a view: whether what the image still holds of it is read from the image.
   bool image_reads = true;
+  // A view of a volume in a bucket (journal=s3://BUCKET/PREFIX; volume.journal_dir
+  // then holds the URI), read through a local cache of at most cache_size bytes.
+  std::optional<S3Location> view_bucket;
+  S3Options view_s3;
+  uint64_t cache_size = 1ull << 30;
 
   bool have_image = false, have_journal = false, have_image_reads = false;
 

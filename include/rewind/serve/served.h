@@ -18,6 +18,7 @@
 
 namespace rwd {
 
+class BucketCache;
 class JournalView;
 class Volume;
 
@@ -59,6 +60,7 @@ class Served {
   Logger logger_;
   std::unique_ptr<Volume> volume_;
   std::unique_ptr<JournalView> view_;
+  std::shared_ptr<BucketCache> bucket_;  // a view of a volume in a bucket reads through it
   std::unique_ptr<Threads> threads_;
   bool closed_ = false;
 };
