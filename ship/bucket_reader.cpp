@@ -22,6 +22,8 @@ namespace rwd {
 namespace {
 
 constexpr uint64_t kSegmentBlock = 1u << 20;
+// CachedFile::present
+constexpr uint8_t kMissing = 0, kFetched = 1, kFixed = 2;
 // Bytes fetched per round of parallel GETs (buffers are held until written out).
 constexpr uint64_t kRoundBytes = 64u << 20;
 
@@ -99,9 +101,9 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   c->base_.size = j.image_size;
   c->base_.block = bmap.chunk_bytes;
   const uint64_t nchunks = (j.image_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
-  c->base_.present.assign(nchunks, 1);
+  c->base_.present.assign(nchunks, kFixed);
   c->base_.used.assign(nchunks, 0);
-  for (const auto& [off, sum] : bmap.chunks) c->base_.present[off / bmap.chunk_bytes] = 0;
+  for (const auto& [off, sum] : bmap.chunks) c->base_.present[off / bmap.chunk_bytes] = kMissing;
   {
     auto f = create_new_file(c->base_.path);
     if (!f) return f.status();
@@ -117,7 +119,7 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
     cf.size = seg.sealed ? seg.bytes : c->manifest_.tails.back().end;
     cf.block = kSegmentBlock;
     const uint64_t nblocks = (cf.size + cf.block - 1) / cf.block;
-    cf.present.assign(nblocks, 0);
+    cf.present.assign(nblocks, kMissing);
     cf.used.assign(nblocks, 0);
     auto f = create_new_file(cf.path);
     if (!f) return f.status();
@@ -134,7 +136,7 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
       REWIND_RETURN_IF_ERROR(s3.get_ranges(reads, c->opts_.parallel));
       for (size_t t = 0; t < reads.size(); ++t)
         REWIND_RETURN_IF_ERROR(f->pwrite_full(bufs[t], c->manifest_.tails[t].offset));
-      c->segments_.back().present.assign(nblocks, 1);
+      c->segments_.back().present.assign(nblocks, kFixed);
       c->segments_.back().resident = true;
       c->stats_.fetched_bytes += c->segments_.back().size;
       continue;
@@ -159,7 +161,6 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
           auto blocks = c->blocks_of(marks);
           std::unique_lock lk(c->mu_);
           REWIND_RETURN_IF_ERROR(c->fetch_blocks(blocks));
-          for (const auto& [file, block] : blocks) c->file_of(file).present[block] = 1;
         }
       } else {
         log_to(c->logger_, LogLevel::kInfo,
@@ -205,6 +206,7 @@ Status BucketCache::fetch_whole(int64_t segment) {
   std::unique_lock lk(mu_);
   REWIND_RETURN_IF_ERROR(fetch_blocks(all));
   f.resident = true;
+  f.present.assign(f.present.size(), kFixed);
   return Status::ok();
 }
 
@@ -227,7 +229,7 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
     for (; at < wanted.size() && round_bytes < kRoundBytes; ++at) {
       const auto [file, block] = wanted[at];
       CachedFile& f = file_of(file);
-      if (f.present[block]) continue;
+      if (f.present[block] != kMissing) continue;
       const uint64_t off = block * f.block;
       const uint64_t len = std::min(f.block, f.size - off);
       std::string key;
@@ -262,7 +264,7 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
       auto out = File::open(f.path, O_WRONLY);
       if (!out) return out.status();
       REWIND_RETURN_IF_ERROR(out->pwrite_full(bufs[i], block * f.block));
-      f.present[block] = 1;
+      f.present[block] = kFetched;
       f.used[block] = ++tick_;
       stats_.fetched_bytes += bufs[i].size();
       stats_.cached_bytes += bufs[i].size();
@@ -284,7 +286,7 @@ void BucketCache::make_room(uint64_t incoming,
     const CachedFile& f = file_of(file);
     if (f.resident) return;
     for (uint64_t b = 0; b < f.present.size(); ++b)
-      if (f.present[b] && f.used[b] != 0 &&
+      if (f.present[b] == kFetched &&
           !std::binary_search(keep.begin(), keep.end(), std::pair{file, b}))
         all.push_back({f.used[b], file, b});
   };
@@ -301,7 +303,7 @@ void BucketCache::make_room(uint64_t incoming,
     if (!out || ::fallocate(out->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                             static_cast<off_t>(off), static_cast<off_t>(len)) != 0)
       continue;  // kept: the cache may then pass its limit, reads stay right
-    f.present[c.block] = 0;
+    f.present[c.block] = kMissing;
     f.used[c.block] = 0;
     stats_.cached_bytes -= len;
     stats_.evicted_bytes += len;
@@ -311,8 +313,9 @@ void BucketCache::make_room(uint64_t incoming,
 Result<std::shared_ptr<void>> BucketCache::fetch(std::span<const Range> ranges) const {
   const auto blocks = blocks_of(ranges);
   auto all_present = [&] {
-    return std::all_of(blocks.begin(), blocks.end(),
-                       [&](const auto& fb) { return file_of(fb.first).present[fb.second] != 0; });
+    return std::all_of(blocks.begin(), blocks.end(), [&](const auto& fb) {
+      return file_of(fb.first).present[fb.second] != kMissing;
+    });
   };
   for (;;) {
     {
@@ -324,7 +327,8 @@ Result<std::shared_ptr<void>> BucketCache::fetch(std::span<const Range> ranges) 
     uint64_t incoming = 0;
     for (const auto& fb : blocks) {
       CachedFile& f = file_of(fb.first);
-      if (f.present[fb.second]) {
+      if (f.present[fb.second] == kFixed) continue;
+      if (f.present[fb.second] == kFetched) {
         f.used[fb.second] = ++tick_;
       } else {
         missing.push_back(fb);

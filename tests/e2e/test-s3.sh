@@ -116,7 +116,8 @@ grep -q "^ok: " verify.out || fail "verify printed no ok line: $(cat verify.out)
 # what is kept whole (the open segment's bytes, the indexes).
 mkdir tmp
 TMPDIR=$workdir/tmp start_server "$workdir/v.sock" journal=$uri mark=m2 cache-size=8M
-nbdcopy "$(uri_of "$workdir/v.sock")" v.img
+nbdcopy "$(uri_of "$workdir/v.sock")" v.img 2>nbdcopy.err ||
+  fail "nbdcopy from the export: $(cat nbdcopy.err); $(cat server.log)"
 cmp -s v.img m2.img || fail "the export of mark m2 from the bucket differs from its capture"
 cached=$(du -s -B1 tmp/rewind-cache.* | awk '{print $1}')
 [ "$cached" -le $((18 << 20)) ] || fail "the export's cache holds $cached bytes, past its 8 MiB"

@@ -64,10 +64,12 @@ class BucketCache : public ViewFetcher {
   struct CachedFile {
     std::string path;
     uint64_t size = 0;
-    uint64_t block = 0;            // bytes per block
-    std::vector<uint8_t> present;  // per block
-    std::vector<uint64_t> used;    // per block: the tick of its last use
-    bool resident = false;         // fetched whole at open, never dropped
+    uint64_t block = 0;  // bytes per block
+    // Per block: kMissing, kFetched (may be dropped) or kFixed (never dropped: a base
+    // chunk of zeroes, which no object holds, or a block of a resident file).
+    std::vector<uint8_t> present;
+    std::vector<uint64_t> used;  // per block: the tick of its last use
+    bool resident = false;       // fetched whole at open, never dropped
   };
   CachedFile& file_of(int64_t segment) const;
   // Fetches the missing blocks of `wanted` ((file, block) pairs). Exclusive lock held.
