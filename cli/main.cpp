@@ -90,8 +90,8 @@ Result<JournalReport> report_of(const std::string& journal, bool scan, const Rem
     if (!report) return report.status();
     report->dir = journal;
     report->base_allocated = 0;
-    for (const auto& [off, sum] : (*cache)->base_map().chunks)
-      report->base_allocated += (*cache)->base_map().chunk_length(off);
+    for (const BaseChunk& c : (*cache)->base_map().chunks)
+      report->base_allocated += (*cache)->base_map().chunk_length(c.offset);
     return report;
   }
   if (!is_remote_uri(journal)) return inspect_journal(journal, scan);

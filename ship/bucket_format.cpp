@@ -90,6 +90,7 @@ bool next_line(std::string_view* rest, std::string_view* line) {
 std::string BucketManifest::serialize() const {
   std::string s = "rewind-bucket 1\n";
   s += fmt::format("writer {}\n", writer);
+  s += fmt::format("owner {}\n", owner);
   s += fmt::format("last {}\n", last_seq);
   for (const BucketSegment& b : segments)
     s += fmt::format("sealed {} gen {} {}\n", b.file, b.gen, b.index ? "index" : "no-index");
@@ -113,11 +114,13 @@ Result<BucketManifest> BucketManifest::parse(std::string_view text, const std::s
     return Status::corruption(
         fmt::format("{}: not a rewind bucket manifest of version 1 (first line '{}')", where,
                     line.substr(0, 40)));
-  bool have_writer = false, have_last = false;
+  bool have_writer = false, have_owner = false, have_last = false;
   while (next_line(&rest, &line)) {
     const auto w = words(line);
     if (w.size() == 2 && w[0] == "writer" && to_u64(w[1], &m.writer)) {
       have_writer = true;
+    } else if (w.size() == 2 && w[0] == "owner" && to_u64(w[1], &m.owner)) {
+      have_owner = true;
     } else if (w.size() == 2 && w[0] == "last" && to_u64(w[1], &m.last_seq)) {
       have_last = true;
     } else if (w.size() == 5 && w[0] == "sealed" && w[2] == "gen" &&
@@ -146,8 +149,8 @@ Result<BucketManifest> BucketManifest::parse(std::string_view text, const std::s
       return bad("unknown line");
     }
   }
-  if (!have_writer || !have_last || m.journal.image_size == 0)
-    return Status::corruption(where + ": incomplete (no writer, last or journal line)");
+  if (!have_writer || !have_owner || !have_last || m.journal.image_size == 0)
+    return Status::corruption(where + ": incomplete (no writer, owner, last or journal line)");
   // The sealed lines name the journal's sealed segments, in order; the tails cover the
   // open one from its first byte, without gaps.
   size_t s = 0;
@@ -187,7 +190,8 @@ std::vector<std::string> BucketManifest::object_names() const {
 std::string BaseMap::serialize() const {
   std::string s = "rewind-base-map 1\n";
   s += fmt::format("image-size {} chunk-bytes {}\n", image_size, chunk_bytes);
-  for (const auto& [off, sum] : chunks) s += fmt::format("data {} {:016x}\n", off, sum);
+  for (const BaseChunk& c : chunks)
+    s += fmt::format("data {} {:016x} {}\n", c.offset, c.sum, c.seq);
   return with_checksum(std::move(s));
 }
 
@@ -208,11 +212,13 @@ Result<BaseMap> BaseMap::parse(std::string_view text, const std::string& where) 
   while (next_line(&rest, &line)) {
     w = words(line);
     uint64_t off = 0, sum = 0;
-    if (w.size() != 3 || w[0] != "data" || !to_u64(w[1], &off) || w[2].size() != 16 ||
+    uint64_t seq = 0;
+    if (w.size() != 4 || w[0] != "data" || !to_u64(w[1], &off) || !to_u64(w[3], &seq) ||
+        w[2].size() != 16 ||
         std::from_chars(w[2].data(), w[2].data() + 16, sum, 16).ptr != w[2].data() + 16 ||
         off % m.chunk_bytes != 0 || off < next || off >= m.image_size)
       return Status::corruption(fmt::format("{}: bad data line '{}'", where, line));
-    m.chunks.emplace_back(off, sum);
+    m.chunks.push_back(BaseChunk{off, sum, seq});
     next = off + m.chunk_bytes;
   }
   return m;

@@ -103,7 +103,7 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   const uint64_t nchunks = (j.image_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
   c->base_.present.assign(nchunks, kFixed);
   c->base_.used.assign(nchunks, 0);
-  for (const auto& [off, sum] : bmap.chunks) c->base_.present[off / bmap.chunk_bytes] = kMissing;
+  for (const BaseChunk& ch : bmap.chunks) c->base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
   {
     auto f = create_new_file(c->base_.path);
     if (!f) return f.status();
@@ -217,7 +217,8 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
   std::vector<const BucketSegment*> bseg(j.segments.size(), nullptr);
   for (size_t i = 0, s = 0; i < j.segments.size(); ++i)
     if (j.segments[i].sealed) bseg[i] = &manifest_.segments[s++];
-  std::map<uint64_t, uint64_t> base_sums(base_map_.chunks.begin(), base_map_.chunks.end());
+  std::map<uint64_t, BaseChunk> base_chunks;
+  for (const BaseChunk& ch : base_map_.chunks) base_chunks[ch.offset] = ch;
 
   size_t at = 0;
   while (at < wanted.size()) {
@@ -235,7 +236,7 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
       std::string key;
       uint64_t obj_off = off;
       if (file < 0) {
-        key = loc.key(bucket::base_chunk_key(j.volume_id, j.base_seq, off));
+        key = loc.key(bucket::base_chunk_key(j.volume_id, base_chunks[off].seq, off));
         obj_off = 0;
       } else {
         const BucketSegment* b = bseg[static_cast<size_t>(file)];
@@ -255,7 +256,7 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
       if (file < 0) {
         const uint64_t off = block * f.block;
         const uint64_t sum = XXH3_64bits(bufs[i].data(), bufs[i].size());
-        if (base_sums[off] != sum)
+        if (base_chunks[off].sum != sum)
           return Status::corruption(fmt::format(
               "{}: the base chunk at offset {} does not match its checksum in the base map (the "
               "object is damaged or was replaced)",

@@ -142,8 +142,9 @@ Status Shipper::BucketImpl::session(bool* progressed) {
     durable = owner_.durable_position();
     m = owner_.snapshot();
     update_lag(*m, durable, acked);
-    if (durable.seq > acked) {
-      // New bytes go at most every interval: one tail piece and one manifest each.
+    if (w.behind(*m, durable)) {
+      // New bytes (or history the journal's retention changed) go at most every
+      // interval: one tail piece and one manifest each.
       const auto due = last_ship + opts_.bucket_interval;
       if (Clock::now() < due) {
         if (!wait_for(due - Clock::now())) return Status::ok();

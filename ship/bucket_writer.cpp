@@ -1,10 +1,14 @@
 #include "rewind/ship/bucket_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -14,6 +18,8 @@
 #include "rewind/base/clock.h"
 #include "rewind/base/file.h"
 #include "rewind/format/file_names.h"
+#include "rewind/format/format.h"
+#include "rewind/format/segment_index.h"
 
 namespace rwd {
 
@@ -96,8 +102,10 @@ Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Clien
           "{} holds this volume up to seq {}, but this journal starts after seq {} (its older "
           "records were folded into its base): ship it to a new prefix",
           uri, bm->last_seq, m.base_seq));
-    if (state &&
-        std::find(state->gens.begin(), state->gens.end(), bm->writer) == state->gens.end()) {
+    const auto mine = [&](uint64_t g) {
+      return std::find(state->gens.begin(), state->gens.end(), g) != state->gens.end();
+    };
+    if (state && !mine(bm->writer) && !mine(bm->owner)) {
       std::string who = fmt::format("generation {}", bm->writer);
       if (auto claim = c.get(c.location().key(bucket::writer_key(bm->writer))))
         if (auto parsed = WriterClaim::parse(*claim, "claim")) who = parsed->describe();
@@ -107,7 +115,13 @@ Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Clien
           "its own",
           uri, who));
     }
-    after = bm->writer;
+    after = std::max(bm->writer, bm->owner);
+    const std::string map_key = bucket::base_map_key(j.volume_id, j.base_seq);
+    auto map_text = c.get(c.location().key(map_key));
+    if (!map_text) return transient(map_text.status());
+    auto map = BaseMap::parse(*map_text, uri + "/" + map_key);
+    if (!map) return map.status();
+    w->base_map_ = std::move(*map);
     w->manifest_ = std::move(*bm);
     w->etag_ = etag;
   }
@@ -117,6 +131,7 @@ Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Clien
   next.gens.push_back(w->gen_);
   if (next.gens.size() > 16) next.gens.erase(next.gens.begin(), next.gens.end() - 16);
   REWIND_RETURN_IF_ERROR(write_writer_state(w->dir_, next));
+  w->my_gens_ = next.gens;
   return w;
 }
 
@@ -169,6 +184,11 @@ Status BucketWriter::store_manifest(const BucketManifest& next) {
     return manifest_ == next ? Status::ok()
                              : Status::remote("the manifest changed under this writer");
   }
+  // A maintenance pass stored it on this journal's behalf: start again from it.
+  if (parsed && std::find(my_gens_.begin(), my_gens_.end(), parsed->owner) != my_gens_.end())
+    return Status::remote(fmt::format(
+        "{}: generation {} stored the manifest on this journal's behalf; starting again from it",
+        client_->location().uri(), parsed->writer));
   std::string who = parsed ? fmt::format("generation {}", parsed->writer) : "unknown";
   if (parsed)
     if (auto claim = client_->get(client_->location().key(bucket::writer_key(parsed->writer))))
@@ -179,34 +199,44 @@ Status BucketWriter::store_manifest(const BucketManifest& next) {
       client_->location().uri(), who, gen_));
 }
 
-Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
-  if (manifest_) return Status::ok();
-  const std::string dir = client_->location().key(bucket::base_dir(m.volume_id, m.base_seq));
-  // Chunks stored by an earlier try (one LIST, while the base is sent only).
-  auto listed = client_->list(dir + "/");
-  if (!listed) return transient(listed.status());
-  std::set<std::pair<std::string, uint64_t>> have;
-  for (const ObjectInfo& o : *listed) have.emplace(o.key, o.size);
-
+Result<BaseMap> BucketWriter::store_base_chunks(
+    const Manifest& m, const BaseMap* old, const std::vector<bool>* only,
+    const std::set<std::pair<std::string, uint64_t>>& have, uint64_t* bytes) {
   auto base = File::open(base_path(dir_, m.base_file), O_RDONLY);
   if (!base) return base.status();
   BaseMap map;
   map.image_size = m.image_size;
+  std::map<uint64_t, BaseChunk> before;
+  if (old)
+    for (const BaseChunk& c : old->chunks) before[c.offset] = c;
   std::vector<uint8_t> chunk;
-  uint64_t skipped = 0;
+  uint64_t skipped = 0, kept = 0;
   for (uint64_t off = 0; off < m.image_size; off += map.chunk_bytes) {
     const uint64_t len = map.chunk_length(off);
+    auto was = before.find(off);
+    if (only && !(*only)[off / map.chunk_bytes]) {
+      // Not changed since the old base: its object, if it has one, serves again.
+      if (was != before.end()) map.chunks.push_back(was->second);
+      continue;
+    }
     // A hole over the whole chunk reads as zeroes, without reading it.
     const off_t data = ::lseek(base->fd(), static_cast<off_t>(off), SEEK_DATA);
-    if (data < 0 && errno == ENXIO) break;
-    if (data >= 0 && static_cast<uint64_t>(data) >= off + len) {
-      off = (static_cast<uint64_t>(data) / map.chunk_bytes) * map.chunk_bytes - map.chunk_bytes;
+    if (data < 0 && errno == ENXIO && !only) break;
+    if ((data < 0 && errno == ENXIO) || (data >= 0 && static_cast<uint64_t>(data) >= off + len)) {
+      if (!only && data >= 0)
+        off = (static_cast<uint64_t>(data) / map.chunk_bytes) * map.chunk_bytes - map.chunk_bytes;
       continue;
     }
     chunk.resize(len);
     REWIND_RETURN_IF_ERROR(base->pread_full(chunk, off));
     if (std::all_of(chunk.begin(), chunk.end(), [](uint8_t b) { return b == 0; })) continue;
-    map.chunks.emplace_back(off, XXH3_64bits(chunk.data(), chunk.size()));
+    const uint64_t sum = XXH3_64bits(chunk.data(), chunk.size());
+    if (was != before.end() && was->second.sum == sum) {
+      map.chunks.push_back(was->second);
+      ++kept;
+      continue;
+    }
+    map.chunks.push_back(BaseChunk{off, sum, m.base_seq});
     const std::string key =
         client_->location().key(bucket::base_chunk_key(m.volume_id, m.base_seq, off));
     if (have.count({key, len})) {
@@ -225,6 +255,19 @@ Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
                         std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   if (!r) return transient(r.status());
   *bytes += text.size();
+  return map;
+}
+
+Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
+  if (manifest_) return Status::ok();
+  const std::string dir = client_->location().key(bucket::base_dir(m.volume_id, m.base_seq));
+  // Chunks stored by an earlier try (one LIST, while the base is sent only).
+  auto listed = client_->list(dir + "/");
+  if (!listed) return transient(listed.status());
+  std::set<std::pair<std::string, uint64_t>> have;
+  for (const ObjectInfo& o : *listed) have.emplace(o.key, o.size);
+  auto map = store_base_chunks(m, nullptr, nullptr, have, bytes);
+  if (!map) return map.status();
 
   BucketManifest first;
   first.writer = gen_;
@@ -237,15 +280,202 @@ Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
   first.journal.base_time_ns = m.base_time_ns;
   first.journal.checkpoint_seq = m.base_seq;
   first.last_seq = m.base_seq;
-  return store_manifest(first);
+  first.owner = gen_;
+  REWIND_RETURN_IF_ERROR(store_manifest(first));
+  base_map_ = std::move(*map);
+  return Status::ok();
+}
+
+Status BucketWriter::upload_segment(const ManifestSegment& seg, BucketSegment* b, uint64_t* bytes) {
+  auto file = File::open(segment_path(dir_, seg.file), O_RDONLY);
+  if (!file) return file.status();
+  auto r = client_->put_file(client_->location().key(bucket::segment_key(gen_, seg.file)), *file, 0,
+                             seg.bytes);
+  if (!r) return transient(r.status());
+  *bytes += seg.bytes;
+  *b = BucketSegment{seg.file, gen_, false};
+  if (auto idx = File::open(segment_path(dir_, index_file_name(seg.file)), O_RDONLY)) {
+    auto size = idx->size();
+    if (!size) return size.status();
+    auto ri = client_->put_file(
+        client_->location().key(bucket::segment_key(gen_, index_file_name(seg.file))), *idx, 0,
+        *size);
+    if (!ri) return transient(ri.status());
+    *bytes += *size;
+    b->index = true;
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// The keys of a sealed segment's objects in the bucket.
+void keys_of(const BucketSegment& b, const S3Location& loc, std::vector<std::string>* out) {
+  out->push_back(loc.key(bucket::segment_key(b.gen, b.file)));
+  if (b.index) out->push_back(loc.key(bucket::segment_key(b.gen, index_file_name(b.file))));
+}
+
+}  // namespace
+
+Result<std::vector<bool>> BucketWriter::chunks_changed_by(
+    const std::vector<std::pair<ManifestSegment, BucketSegment>>& segments, const Manifest& j) {
+  const uint64_t nchunks = (j.image_size + bucket::kBaseChunkBytes - 1) / bucket::kBaseChunkBytes;
+  std::vector<bool> changed(nchunks, false);
+  // The indexes are read with the journal's own reader, from a directory of their own.
+  std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/var/tmp") +
+                    "/rewind-index.XXXXXX";
+  if (!::mkdtemp(tmp.data())) return Status::io_error("cannot make " + tmp, errno);
+  struct Remove {
+    std::string dir;
+    ~Remove() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } remove{tmp};
+  if (::mkdir(join_path(tmp, format::kSegmentDir).c_str(), 0700) != 0)
+    return Status::io_error("cannot make a directory in " + tmp, errno);
+  for (const auto& [seg, b] : segments) {
+    if (!b.index) return Status::not_found(seg.file + " has no index in the bucket");
+    auto text =
+        client_->get(client_->location().key(bucket::segment_key(b.gen, index_file_name(b.file))));
+    if (!text) return transient(text.status());
+    REWIND_RETURN_IF_ERROR(write_file_atomic(segment_path(tmp, index_file_name(seg.file)), *text));
+    auto entries = read_segment_index(tmp, j.volume_id, seg);
+    if (!entries) return entries.status();
+    for (const IndexEntry& e : entries->entries) {
+      if (e.length == 0 ||
+          (e.type != format::RecordType::kWrite && e.type != format::RecordType::kZero &&
+           e.type != format::RecordType::kTrim))
+        continue;
+      for (uint64_t c = e.offset / bucket::kBaseChunkBytes;
+           c <= (e.offset + e.length - 1) / bucket::kBaseChunkBytes && c < nchunks; ++c)
+        changed[c] = true;
+    }
+  }
+  return changed;
+}
+
+Status BucketWriter::mirror_rebase(const Manifest& m, BucketManifest* next,
+                                   std::vector<std::string>* dropped, std::optional<BaseMap>* map,
+                                   uint64_t* bytes) {
+  Manifest& j = next->journal;
+  const S3Location& loc = client_->location();
+  // The bucket's segments the new base covers: whole ones (the journal folds whole
+  // segments only, and the bucket's end where the journal's do).
+  std::vector<std::pair<ManifestSegment, BucketSegment>> covered;
+  size_t keep = 0, sealed = 0;
+  bool open_covered = false;
+  for (; keep < j.segments.size() && j.segments[keep].first_seq <= m.base_seq; ++keep) {
+    const ManifestSegment& seg = j.segments[keep];
+    if (!seg.sealed) {
+      if (next->last_seq > m.base_seq)
+        return Status::corruption(
+            fmt::format("the journal's base (seq {}) ends inside the bucket's open segment {}",
+                        m.base_seq, seg.file));
+      open_covered = true;
+      continue;
+    }
+    if (seg.last_seq > m.base_seq)
+      return Status::corruption(fmt::format(
+          "the journal's base (seq {}) ends inside the bucket's segment {} (seqs {}..{})",
+          m.base_seq, seg.file, seg.first_seq, seg.last_seq));
+    covered.emplace_back(seg, next->segments[sealed++]);
+  }
+  // The chunks the folded records changed, from the bucket's indexes of them; every
+  // chunk when one is missing (or the records are in tail pieces).
+  std::optional<std::vector<bool>> only;
+  if (!open_covered) {
+    auto changed = chunks_changed_by(covered, j);
+    if (changed) only = std::move(*changed);
+  }
+  auto stored = store_base_chunks(m, &base_map_, only ? &*only : nullptr, {}, bytes);
+  if (!stored) return stored.status();
+  // What the old base had that the new one does not share goes, once unnamed.
+  std::set<std::pair<uint64_t, uint64_t>> still;
+  for (const BaseChunk& c : stored->chunks) still.emplace(c.offset, c.seq);
+  for (const BaseChunk& c : base_map_.chunks)
+    if (!still.count({c.offset, c.seq}))
+      dropped->push_back(loc.key(bucket::base_chunk_key(j.volume_id, c.seq, c.offset)));
+  dropped->push_back(loc.key(bucket::base_map_key(j.volume_id, j.base_seq)));
+  for (const auto& [seg, b] : covered) keys_of(b, loc, dropped);
+  if (open_covered) {
+    for (const BucketTail& t : next->tails)
+      dropped->push_back(loc.key(bucket::tail_key(t.gen, t.first_seq, t.offset)));
+    next->tails.clear();
+  }
+  j.segments.erase(j.segments.begin(), j.segments.begin() + static_cast<long>(keep));
+  next->segments.erase(next->segments.begin(),
+                       next->segments.begin() + static_cast<long>(covered.size()));
+  j.base_file = base_file_name(m.base_seq);
+  j.base_seq = m.base_seq;
+  j.base_time_ns = m.base_time_ns;
+  j.checkpoint_seq = m.base_seq;
+  // Marks folded away go; one at the base itself stays, as in the journal.
+  std::vector<ManifestMark> marks;
+  for (const ManifestMark& mk : m.marks)
+    if (mk.seq == m.base_seq) marks.push_back(mk);
+  for (const ManifestMark& mk : j.marks)
+    if (mk.seq > m.base_seq) marks.push_back(mk);
+  j.marks = std::move(marks);
+  next->last_seq = std::max(next->last_seq, m.base_seq);
+  *map = std::move(*stored);
+  log_to(logger_, LogLevel::kInfo,
+         fmt::format("ship: folded {} segments of {} into its base at seq {}, as the journal "
+                     "did ({})",
+                     covered.size() + (open_covered ? 1 : 0), loc.uri(), m.base_seq,
+                     only ? "the chunks their records changed" : "every chunk read"));
+  return Status::ok();
+}
+
+Status BucketWriter::mirror_compaction(const Manifest& m, BucketManifest* next,
+                                       std::vector<std::string>* dropped, uint64_t* bytes) {
+  Manifest& j = next->journal;
+  size_t sealed = 0;
+  for (ManifestSegment& seg : j.segments) {
+    if (!seg.sealed) continue;
+    BucketSegment& b = next->segments[sealed++];
+    auto local = std::find_if(m.segments.begin(), m.segments.end(), [&](const ManifestSegment& s) {
+      return s.first_seq == seg.first_seq;
+    });
+    if (local == m.segments.end() || !local->sealed || local->file == seg.file ||
+        local->last_seq != seg.last_seq)
+      continue;
+    BucketSegment now;
+    REWIND_RETURN_IF_ERROR(upload_segment(*local, &now, bytes));
+    keys_of(b, client_->location(), dropped);
+    seg = *local;
+    b = now;
+  }
+  return Status::ok();
+}
+
+bool BucketWriter::behind(const Manifest& m, const Journal::Position& durable) const {
+  if (!manifest_) return true;
+  const Manifest& j = manifest_->journal;
+  if (durable.seq > manifest_->last_seq || m.base_seq > j.base_seq) return true;
+  for (const ManifestSegment& seg : j.segments)
+    for (const ManifestSegment& local : m.segments)
+      if (seg.sealed && local.sealed && local.first_seq == seg.first_seq &&
+          local.last_seq == seg.last_seq && local.file != seg.file)
+        return true;
+  return false;
 }
 
 Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, uint64_t* bytes) {
   if (!manifest_) return Status::invalid("the bucket has no base snapshot yet");
   BucketManifest next = *manifest_;
   next.writer = gen_;
+  next.owner = gen_;
   Manifest& j = next.journal;
   std::vector<BucketTail> replaced;
+  // What the journal's own retention did to the history the bucket holds, the copy
+  // does too: a new base, rewritten segments.
+  std::vector<std::string> dropped;
+  std::optional<BaseMap> new_map;
+  if (m.base_seq > j.base_seq)
+    REWIND_RETURN_IF_ERROR(mirror_rebase(m, &next, &dropped, &new_map, bytes));
+  REWIND_RETURN_IF_ERROR(mirror_compaction(m, &next, &dropped, bytes));
+
   const auto last_sealed = [&] {
     for (auto it = j.segments.rbegin(); it != j.segments.rend(); ++it)
       if (it->sealed) return it->last_seq;
@@ -259,24 +489,9 @@ Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, u
           fmt::format("segment {} starts at seq {}, but the bucket's sealed segments end at seq {}",
                       seg.file, seg.first_seq, sealed_to));
     const bool open_in_bucket = !j.segments.empty() && !j.segments.back().sealed;
-    auto file = File::open(segment_path(dir_, seg.file), O_RDONLY);
-    if (!file) return file.status();
     if (seg.sealed) {
-      auto r = client_->put_file(client_->location().key(bucket::segment_key(gen_, seg.file)),
-                                 *file, 0, seg.bytes);
-      if (!r) return transient(r.status());
-      *bytes += seg.bytes;
-      BucketSegment b{seg.file, gen_, false};
-      if (auto idx = File::open(segment_path(dir_, index_file_name(seg.file)), O_RDONLY)) {
-        auto size = idx->size();
-        if (!size) return size.status();
-        auto ri = client_->put_file(
-            client_->location().key(bucket::segment_key(gen_, index_file_name(seg.file))), *idx, 0,
-            *size);
-        if (!ri) return transient(ri.status());
-        *bytes += *size;
-        b.index = true;
-      }
+      BucketSegment b;
+      REWIND_RETURN_IF_ERROR(upload_segment(seg, &b, bytes));
       if (open_in_bucket) {
         j.segments.pop_back();
         replaced.insert(replaced.end(), next.tails.begin(), next.tails.end());
@@ -291,6 +506,8 @@ Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, u
       if (durable.segment_first_seq != seg.first_seq) break;
       const uint64_t from = open_in_bucket ? next.tails.back().end : 0;
       if (durable.offset <= from) break;
+      auto file = File::open(segment_path(dir_, seg.file), O_RDONLY);
+      if (!file) return file.status();
       auto r =
           client_->put_file(client_->location().key(bucket::tail_key(gen_, seg.first_seq, from)),
                             *file, from, durable.offset - from);
@@ -308,6 +525,13 @@ Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, u
   }
   if (next == *manifest_) return Status::ok();
   REWIND_RETURN_IF_ERROR(store_manifest(next));
+  if (new_map) base_map_ = std::move(*new_map);
+  for (const std::string& key : dropped) {
+    Status st = client_->remove(key);
+    if (!st)
+      log_to(logger_, LogLevel::kWarning,
+             fmt::format("ship: {} (left for the next clean pass)", st.message()));
+  }
   // The pieces a sealed segment replaced go once the manifest no longer names them; one
   // that cannot be removed now is left for `rewind retain`'s clean pass.
   for (const BucketTail& t : replaced) {

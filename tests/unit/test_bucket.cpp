@@ -15,6 +15,7 @@ namespace {
 BucketManifest sample_manifest() {
   BucketManifest m;
   m.writer = 3;
+  m.owner = 3;
   m.last_seq = 57;
   Manifest& j = m.journal;
   j.volume_id = random_volume_id();
@@ -92,9 +93,9 @@ TEST_CASE("bucket manifest: round trip, and every damage detected") {
 TEST_CASE("base map and writer claim: round trip and damage") {
   BaseMap b;
   b.image_size = 10 * bucket::kBaseChunkBytes + 4096;
-  b.chunks = {{0, 0x1234},
-              {3 * bucket::kBaseChunkBytes, 0xfedcba9876543210ull},
-              {10 * bucket::kBaseChunkBytes, 7}};
+  b.chunks = {{0, 0x1234, 0},
+              {3 * bucket::kBaseChunkBytes, 0xfedcba9876543210ull, 40},
+              {10 * bucket::kBaseChunkBytes, 7, 41}};
   CHECK(b.chunk_length(10 * bucket::kBaseChunkBytes) == 4096);
   const std::string text = b.serialize();
   auto back = BaseMap::parse(text, "MAP");
@@ -107,7 +108,7 @@ TEST_CASE("base map and writer claim: round trip and damage") {
   std::swap(unordered.chunks[0], unordered.chunks[1]);
   CHECK_FALSE(BaseMap::parse(unordered.serialize(), "MAP"));
   BaseMap unaligned = b;
-  unaligned.chunks[1].first += 512;
+  unaligned.chunks[1].offset += 512;
   CHECK_FALSE(BaseMap::parse(unaligned.serialize(), "MAP"));
 
   WriterClaim c;

@@ -58,6 +58,9 @@ struct BucketTail {
 
 struct BucketManifest {
   uint64_t writer = 0;  // the generation of the writer that stored it
+  // The generation of the shipper whose history this is: the writer, unless a
+  // maintenance pass (`rewind retain s3://`) stored it on the shipper's behalf.
+  uint64_t owner = 0;
   // The journal as the bucket holds it: base, sealed segments, perhaps an open one
   // (its bytes in `tails`), marks. Its segments' files are the names in segments/<gen>/.
   Manifest journal;
@@ -75,12 +78,22 @@ struct BucketManifest {
   std::vector<std::string> object_names() const;
 };
 
+// One chunk of the base snapshot that holds data: its checksum (XXH3-64), and the base
+// seq under whose prefix its object lives (a new base keeps the objects of the chunks
+// it shares with the one before).
+struct BaseChunk {
+  uint64_t offset = 0;
+  uint64_t sum = 0;
+  uint64_t seq = 0;
+  bool operator==(const BaseChunk&) const = default;
+};
+
 // Which chunks of the base snapshot hold data, and their checksums (XXH3-64); chunks
 // not listed read as zeroes.
 struct BaseMap {
   uint64_t image_size = 0;
   uint64_t chunk_bytes = bucket::kBaseChunkBytes;
-  std::vector<std::pair<uint64_t, uint64_t>> chunks;  // offset, checksum; in offset order
+  std::vector<BaseChunk> chunks;  // in offset order
   bool operator==(const BaseMap&) const = default;
   std::string serialize() const;
   static Result<BaseMap> parse(std::string_view text, const std::string& where);

@@ -16,7 +16,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
@@ -58,7 +61,15 @@ class BucketWriter {
   // then removes the tail pieces a sealed segment replaced. `m` is a manifest taken
   // after `durable`. *bytes counts the bytes sent. A manifest stored by another writer
   // is kBusy (refused for good).
+  //
+  // What the journal's own retention did to history the bucket holds, the copy does
+  // too, in the same step: a base the journal moved forward (its chunks that the
+  // folded records changed, read from the bucket's indexes of them, stored under the
+  // new base seq; the others keep their objects) and segments compaction rewrote.
+  // What the new manifest no longer names is deleted after it is stored.
   Status ship(const Manifest& m, const Journal::Position& durable, uint64_t* bytes);
+  // Whether ship() has anything to do for the journal's manifest `m` and position.
+  bool behind(const Manifest& m, const Journal::Position& durable) const;
 
   const S3Client& client() const { return *client_; }
 
@@ -66,6 +77,22 @@ class BucketWriter {
   BucketWriter(std::unique_ptr<S3Client> c, std::string dir, Logger l)
       : client_(std::move(c)), dir_(std::move(dir)), logger_(std::move(l)) {}
   Status claim_generation(uint64_t after, const VolumeId& volume);
+  // Stores the chunks of the journal's base snapshot (of `m`) that hold data and that
+  // `old` does not hold with the same bytes, and the base map; with `only`, reads just
+  // the chunks it marks (the others are as in `old`). `have`: objects already stored.
+  Result<BaseMap> store_base_chunks(const Manifest& m, const BaseMap* old,
+                                    const std::vector<bool>* only,
+                                    const std::set<std::pair<std::string, uint64_t>>& have,
+                                    uint64_t* bytes);
+  Status upload_segment(const ManifestSegment& seg, BucketSegment* b, uint64_t* bytes);
+  // The base chunks the records of `segments` change (from their indexes in the
+  // bucket); an error if one has none.
+  Result<std::vector<bool>> chunks_changed_by(
+      const std::vector<std::pair<ManifestSegment, BucketSegment>>& segments, const Manifest& j);
+  Status mirror_rebase(const Manifest& m, BucketManifest* next, std::vector<std::string>* dropped,
+                       std::optional<BaseMap>* map, uint64_t* bytes);
+  Status mirror_compaction(const Manifest& m, BucketManifest* next,
+                           std::vector<std::string>* dropped, uint64_t* bytes);
   // Stores `next` as MANIFEST over the version last stored (or as the first).
   Status store_manifest(const BucketManifest& next);
 
@@ -75,6 +102,8 @@ class BucketWriter {
   uint64_t gen_ = 0;
   std::optional<BucketManifest> manifest_;  // as last stored or read
   std::string etag_;                        // of MANIFEST as last stored or read
+  BaseMap base_map_;                        // of the manifest's base
+  std::vector<uint64_t> my_gens_;           // the generations this journal claimed there
 };
 
 }  // namespace rwd
