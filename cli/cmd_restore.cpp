@@ -61,16 +61,15 @@ int run_restore(const RestoreCmdOptions& o) {
   };
   std::shared_ptr<BucketCache> bucket;
   if (is_s3_uri(o.journal)) {
-    auto cache = open_bucket(o.journal, o.remote, 0, logger);
+    auto cache = open_bucket(o.journal, o.remote, 256ull << 20, logger);
     if (!cache) return report("restore", cache.status());
     bucket = std::move(*cache);
   }
   auto view = JournalView::open(bucket ? bucket->dir() : o.journal, *target, logger, !bucket);
   if (!view) return report("restore", view.status(), bucket ? "" : journal_hint(view.status()));
   if (bucket) {
-    // Everything the target needs, fetched in parallel before it is written out.
+    // A cache of a few windows: the restore streams the volume in order.
     (*view)->set_fetcher(bucket);
-    (*view)->prefetch(0, (*view)->size());
   } else if (!o.no_image_reads) {
     (*view)->use_image(logger);
   }
@@ -78,7 +77,9 @@ int run_restore(const RestoreCmdOptions& o) {
   ro.force = o.force;
   ro.progress = progress_bar("restore");
   const std::string dest = o.out.empty() ? o.to : o.out;
-  Status st = o.out.empty() ? restore_to_nbd(**view, o.to, ro) : restore_to_file(**view, o.out, ro);
+  Status st = o.out.empty() ? restore_to_nbd(**view, o.to, ro)
+              : bucket      ? restore_stream_to_file(**view, o.out, ro)
+                            : restore_to_file(**view, o.out, ro);
   if (!st) return report("restore", st);
   uint64_t extents = (*view)->map().size(), bytes = 0;
   for (const auto& [start, e] : (*view)->map()) bytes += e.end - start;

@@ -4,6 +4,7 @@
 #include <libnbd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include <fmt/format.h>
@@ -131,6 +132,50 @@ Status restore_to_file(const JournalView& view, const std::string& out,
     if (!spans) return spans.status();
     REWIND_RETURN_IF_ERROR(write_spans(view, *f, *spans, opts, &done, total));
     if (opts.progress) opts.progress(total, total);
+    REWIND_RETURN_IF_ERROR(f->sync());
+    REWIND_RETURN_IF_ERROR(f->close());
+    if (file_system().rename(tmp.c_str(), out.c_str()) != 0)
+      return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
+    return sync_dir(parent_dir(out));
+  };
+  Status st = body();
+  if (!st) file_system().unlink(tmp.c_str());
+  return st;
+}
+
+Status restore_stream_to_file(const JournalView& view, const std::string& out,
+                              const RestoreOptions& opts) {
+  if (!opts.force && ::access(out.c_str(), F_OK) == 0)
+    return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
+  const std::string tmp = out + ".rewind-tmp";
+  auto f = create_temp_file(tmp);
+  if (!f) return f.status();
+  auto body = [&]() -> Status {
+    REWIND_RETURN_IF_ERROR(f->truncate(view.size()));
+    // A window is fetched (its pieces in parallel) on a thread of its own while the one
+    // before it is read and written out.
+    constexpr uint64_t kWindow = 64ull << 20;
+    std::vector<uint8_t> buf(kChunk);
+    BackgroundTask fetcher("rewind-rfetch");
+    view.prefetch(0, kWindow);
+    for (uint64_t w = 0; w < view.size(); w += kWindow) {
+      REWIND_RETURN_IF_ERROR(fetcher.wait());
+      if (w + kWindow < view.size())
+        fetcher.start([&view, next = w + kWindow]() -> Status {
+          view.prefetch(next, kWindow);
+          return Status::ok();
+        });
+      const uint64_t end = std::min(view.size(), w + kWindow);
+      for (uint64_t at = w; at < end; at += kChunk) {
+        const std::span<uint8_t> block(buf.data(), std::min(kChunk, end - at));
+        REWIND_RETURN_IF_ERROR(view.read(block, at));
+        // Zeroes stay a hole.
+        if (std::any_of(block.begin(), block.end(), [](uint8_t b) { return b != 0; }))
+          REWIND_RETURN_IF_ERROR(f->pwrite_full(block, at));
+        if (opts.progress) opts.progress(at + block.size(), view.size());
+      }
+    }
+    REWIND_RETURN_IF_ERROR(fetcher.wait());
     REWIND_RETURN_IF_ERROR(f->sync());
     REWIND_RETURN_IF_ERROR(f->close());
     if (file_system().rename(tmp.c_str(), out.c_str()) != 0)

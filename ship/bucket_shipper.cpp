@@ -106,9 +106,23 @@ Status Shipper::BucketImpl::session(bool* progressed) {
   if (!client) return client.status();
   Journal::Position durable = owner_.durable_position();
   auto m = owner_.snapshot();
+  const uint64_t requests0 = status().requests;
+  // The requests of this session, counted into the status as it goes.
+  struct Count {
+    BucketImpl* self;
+    const S3Client* client;
+    uint64_t base;
+    ~Count() { update(); }
+    void update() {
+      std::lock_guard lk(self->mu_);
+      self->status_.requests = base + client->requests();
+    }
+  };
   auto opened = BucketWriter::open(std::move(*client), dir_, *m, durable.seq, logger_);
+  // (The requests of a session that fails to open are not counted.)
   if (!opened) return opened.status();
   BucketWriter& w = **opened;
+  Count count{this, &w.client(), requests0};
   {
     std::lock_guard lk(mu_);
     status_.connected = true;
@@ -158,6 +172,7 @@ Status Shipper::BucketImpl::session(bool* progressed) {
         acked = now_acked;
         owner_.note_shipped(acked);
       }
+      count.update();
       std::lock_guard lk(mu_);
       status_.acked_seq = acked;
       status_.wire_bytes += bytes;

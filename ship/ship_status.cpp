@@ -25,6 +25,7 @@ nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOpt
           {"rtt_ms", ms(s.rtt_ms)},
           {"backoffs", s.backoffs},
           {"reconnects", s.reconnects},
+          {"requests", s.requests},
           {"rate_cap", o.rate},
           {"lag_warn_s", std::chrono::duration_cast<std::chrono::seconds>(o.lag_warn).count()},
           // Invalid UTF-8 in an error message (a peer's bytes) is replaced, not thrown on.

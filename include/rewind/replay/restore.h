@@ -24,6 +24,13 @@ struct RestoreOptions {
 // error the temporary is removed and OUT is untouched.
 Status restore_to_file(const JournalView& view, const std::string& out, const RestoreOptions& opts);
 
+// The same as restore_to_file, for a view whose files are fetched as it reads them
+// (ViewFetcher): the volume is read in order, each 64 MiB window fetched while the one
+// before it is written out, and written to a temporary (runs of zeroes left as holes),
+// synced, renamed to OUT. Nothing is cloned from the base snapshot, which is not local.
+Status restore_stream_to_file(const JournalView& view, const std::string& out,
+                              const RestoreOptions& opts);
+
 // Writes the whole view into a live NBD export (nbd://, nbd+unix://) through libnbd,
 // each byte once (holes and zero extents as NBD zero requests), then flushes. The
 // export must be at least as large as the volume.

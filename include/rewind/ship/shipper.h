@@ -62,7 +62,8 @@ struct ShipperStatus {
   double rtt_ms = 0;          // smoothed round trip of RECORDS to ACK
   uint64_t backoffs = 0;      // times the window was cut for a grown round trip
   uint64_t reconnects = 0;
-  std::string error;  // the last error, if the last session ended in one
+  uint64_t requests = 0;  // to a bucket: S3 requests sent since start (0 to a log server)
+  std::string error;      // the last error, if the last session ended in one
 };
 
 class Shipper {
