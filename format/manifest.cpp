@@ -9,29 +9,11 @@
 #include "rewind/base/hash.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
+#include "rewind/format/text.h"
 
 namespace rwd {
 
 namespace {
-
-// Splits a line into space-separated words.
-std::vector<std::string_view> words(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    size_t j = i;
-    while (j < line.size() && line[j] != ' ') ++j;
-    if (j > i) out.push_back(line.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
-bool to_u64(std::string_view s, uint64_t* v) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 bool safe_file_name(std::string_view s) {
   if (s.empty() || s == "." || s == "..") return false;
@@ -95,17 +77,19 @@ Result<std::string_view> checked_body(std::string_view text, const std::string& 
 // what is wrong, or "".
 std::string parse_segment(const std::vector<std::string_view>& w, const Manifest& m, bool have_base,
                           ManifestSegment* seg) {
-  if (!(w.size() >= 5 && w[2] == "first" && safe_file_name(w[1]) && to_u64(w[3], &seg->first_seq)))
+  if (!(w.size() >= 5 && w[2] == "first" && safe_file_name(w[1]) &&
+        parse_u64(w[3], &seg->first_seq)))
     return "bad segment line";
   seg->file = std::string(w[1]);
   if (w.size() == 5 && w[4] == "open") {
     seg->sealed = false;
-  } else if ((w.size() == 14 || (w.size() == 16 && w[14] == "compacted" &&
-                                 to_u64(w[15], &seg->granularity_ns) && seg->granularity_ns > 0)) &&
+  } else if ((w.size() == 14 ||
+              (w.size() == 16 && w[14] == "compacted" && parse_u64(w[15], &seg->granularity_ns) &&
+               seg->granularity_ns > 0)) &&
              w[4] == "last" && w[6] == "bytes" && w[8] == "records" && w[10] == "time-ns" &&
-             w[13] == "sealed" && to_u64(w[5], &seg->last_seq) && to_u64(w[7], &seg->bytes) &&
-             to_u64(w[9], &seg->records) && to_u64(w[11], &seg->first_time_ns) &&
-             to_u64(w[12], &seg->last_time_ns)) {
+             w[13] == "sealed" && parse_u64(w[5], &seg->last_seq) && parse_u64(w[7], &seg->bytes) &&
+             parse_u64(w[9], &seg->records) && parse_u64(w[11], &seg->first_time_ns) &&
+             parse_u64(w[12], &seg->last_time_ns)) {
     seg->sealed = true;
   } else {
     return "bad segment line";
@@ -131,7 +115,7 @@ std::string parse_segment(const std::vector<std::string_view>& w, const Manifest
 std::string parse_mark(const std::vector<std::string_view>& w, const Manifest& m,
                        ManifestMark* mk) {
   if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !check_mark_name(w[1]).is_ok() ||
-      !to_u64(w[3], &mk->seq) || !to_u64(w[5], &mk->time_ns))
+      !parse_u64(w[3], &mk->seq) || !parse_u64(w[5], &mk->time_ns))
     return "bad mark line";
   mk->name = std::string(w[1]);
   for (const ManifestMark& other : m.marks)
@@ -141,7 +125,7 @@ std::string parse_mark(const std::vector<std::string_view>& w, const Manifest& m
 
 // A single-valued line ("image-size 1048576") into *out; false if it is not one.
 bool one_u64(const std::vector<std::string_view>& w, uint64_t* out) {
-  return w.size() == 2 && to_u64(w[1], out);
+  return w.size() == 2 && parse_u64(w[1], out);
 }
 
 }  // namespace
@@ -162,7 +146,7 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
     if (nl == std::string_view::npos) return bad(line_no, "line without newline");
     std::string_view line = body.substr(0, nl);
     body.remove_prefix(nl + 1);
-    auto w = words(line);
+    auto w = split_words(line);
     if (w.empty()) return bad(line_no, "empty line");
     std::string_view key = w[0];
     std::string why;  // what is wrong with the line, if anything
@@ -189,7 +173,7 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
       have_created = true;
     } else if (key == "base") {
       if (w.size() != 6 || w[2] != "seq" || w[4] != "time-ns" || !safe_file_name(w[1]) ||
-          !to_u64(w[3], &m.base_seq) || !to_u64(w[5], &m.base_time_ns))
+          !parse_u64(w[3], &m.base_seq) || !parse_u64(w[5], &m.base_time_ns))
         why = "bad base line";
       else
         m.base_file = std::string(w[1]);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 
 #include <fmt/format.h>
@@ -114,24 +115,17 @@ Status write_spans(const JournalView& view, const File& f, const std::vector<Spa
   return Status::ok();
 }
 
-}  // namespace
-
-Status restore_to_file(const JournalView& view, const std::string& out,
-                       const RestoreOptions& opts) {
-  if (!opts.force && ::access(out.c_str(), F_OK) == 0)
+// Runs `fill` on a new temporary beside OUT, then syncs it and renames it to OUT. On
+// any error the temporary is removed and OUT is untouched.
+Status write_through_temp(const std::string& out, bool force,
+                          const std::function<Status(File&)>& fill) {
+  if (!force && ::access(out.c_str(), F_OK) == 0)
     return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
   const std::string tmp = out + ".rewind-tmp";
   auto f = create_temp_file(tmp);
   if (!f) return f.status();
   auto body = [&]() -> Status {
-    bool reflinked = false;
-    REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), *f, &reflinked));
-    const uint64_t total = mapped_bytes(view);
-    uint64_t done = 0;
-    auto spans = plan_spans(view, *f, &done);
-    if (!spans) return spans.status();
-    REWIND_RETURN_IF_ERROR(write_spans(view, *f, *spans, opts, &done, total));
-    if (opts.progress) opts.progress(total, total);
+    REWIND_RETURN_IF_ERROR(fill(*f));
     REWIND_RETURN_IF_ERROR(f->sync());
     REWIND_RETURN_IF_ERROR(f->close());
     if (file_system().rename(tmp.c_str(), out.c_str()) != 0)
@@ -143,14 +137,28 @@ Status restore_to_file(const JournalView& view, const std::string& out,
   return st;
 }
 
+}  // namespace
+
+Status restore_to_file(const JournalView& view, const std::string& out,
+                       const RestoreOptions& opts) {
+  return write_through_temp(out, opts.force, [&](File& file) -> Status {
+    File* f = &file;
+    bool reflinked = false;
+    REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), *f, &reflinked));
+    const uint64_t total = mapped_bytes(view);
+    uint64_t done = 0;
+    auto spans = plan_spans(view, *f, &done);
+    if (!spans) return spans.status();
+    REWIND_RETURN_IF_ERROR(write_spans(view, *f, *spans, opts, &done, total));
+    if (opts.progress) opts.progress(total, total);
+    return Status::ok();
+  });
+}
+
 Status restore_stream_to_file(const JournalView& view, const std::string& out,
                               const RestoreOptions& opts) {
-  if (!opts.force && ::access(out.c_str(), F_OK) == 0)
-    return Status::invalid(fmt::format("{} exists (RestoreOptions::force replaces it)", out));
-  const std::string tmp = out + ".rewind-tmp";
-  auto f = create_temp_file(tmp);
-  if (!f) return f.status();
-  auto body = [&]() -> Status {
+  return write_through_temp(out, opts.force, [&](File& file) -> Status {
+    File* f = &file;
     REWIND_RETURN_IF_ERROR(f->truncate(view.size()));
     // A window is fetched (its pieces in parallel) on a thread of its own while the one
     // before it is read and written out.
@@ -175,16 +183,8 @@ Status restore_stream_to_file(const JournalView& view, const std::string& out,
         if (opts.progress) opts.progress(at + block.size(), view.size());
       }
     }
-    REWIND_RETURN_IF_ERROR(fetcher.wait());
-    REWIND_RETURN_IF_ERROR(f->sync());
-    REWIND_RETURN_IF_ERROR(f->close());
-    if (file_system().rename(tmp.c_str(), out.c_str()) != 0)
-      return Status::io_error(fmt::format("cannot rename {} to {}", tmp, out), errno);
-    return sync_dir(parent_dir(out));
-  };
-  Status st = body();
-  if (!st) file_system().unlink(tmp.c_str());
-  return st;
+    return fetcher.wait();
+  });
 }
 
 Status restore_to_nbd(const JournalView& view, const std::string& uri, const RestoreOptions& opts) {

@@ -6,6 +6,7 @@
 #include "rewind/format/file_names.h"
 #include "rewind/format/format.h"
 #include "rewind/format/segment.h"
+#include "rewind/format/text.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/ship/bucket.h"
 
@@ -35,24 +36,6 @@ std::string tail_key(uint64_t gen, uint64_t first_seq, uint64_t offset) {
 }  // namespace bucket
 
 namespace {
-
-std::vector<std::string_view> words(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    size_t j = i;
-    while (j < line.size() && line[j] != ' ') ++j;
-    if (j > i) out.push_back(line.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
-bool to_u64(std::string_view s, uint64_t* v) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
-  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
-}
 
 std::string with_checksum(std::string s) {
   s += fmt::format("checksum {:016x}\n", XXH3_64bits(s.data(), s.size()));
@@ -116,30 +99,30 @@ Result<BucketManifest> BucketManifest::parse(std::string_view text, const std::s
                     line.substr(0, 40)));
   bool have_writer = false, have_owner = false, have_last = false;
   while (next_line(&rest, &line)) {
-    const auto w = words(line);
-    if (w.size() == 2 && w[0] == "writer" && to_u64(w[1], &m.writer)) {
+    const auto w = split_words(line);
+    if (w.size() == 2 && w[0] == "writer" && parse_u64(w[1], &m.writer)) {
       have_writer = true;
-    } else if (w.size() == 2 && w[0] == "owner" && to_u64(w[1], &m.owner)) {
+    } else if (w.size() == 2 && w[0] == "owner" && parse_u64(w[1], &m.owner)) {
       have_owner = true;
-    } else if (w.size() == 2 && w[0] == "last" && to_u64(w[1], &m.last_seq)) {
+    } else if (w.size() == 2 && w[0] == "last" && parse_u64(w[1], &m.last_seq)) {
       have_last = true;
     } else if (w.size() == 5 && w[0] == "sealed" && w[2] == "gen" &&
                (w[4] == "index" || w[4] == "no-index")) {
       BucketSegment b;
       b.file = std::string(w[1]);
-      if (!to_u64(w[3], &b.gen)) return bad("bad sealed line");
+      if (!parse_u64(w[3], &b.gen)) return bad("bad sealed line");
       b.index = w[4] == "index";
       m.segments.push_back(std::move(b));
     } else if (w.size() == 8 && w[0] == "tail" && w[2] == "offset" && w[4] == "end" &&
                w[6] == "gen") {
       BucketTail t;
-      if (!to_u64(w[1], &t.first_seq) || !to_u64(w[3], &t.offset) || !to_u64(w[5], &t.end) ||
-          !to_u64(w[7], &t.gen) || t.end <= t.offset)
+      if (!parse_u64(w[1], &t.first_seq) || !parse_u64(w[3], &t.offset) ||
+          !parse_u64(w[5], &t.end) || !parse_u64(w[7], &t.gen) || t.end <= t.offset)
         return bad("bad tail line");
       m.tails.push_back(t);
     } else if (w.size() == 2 && w[0] == "journal") {
       uint64_t n = 0;
-      if (!to_u64(w[1], &n) || n != rest.size()) return bad("bad journal length");
+      if (!parse_u64(w[1], &n) || n != rest.size()) return bad("bad journal length");
       auto j = Manifest::parse(rest, where + " (its journal manifest)");
       if (!j) return j.status();
       m.journal = std::move(*j);
@@ -203,17 +186,17 @@ Result<BaseMap> BaseMap::parse(std::string_view text, const std::string& where) 
   if (!next_line(&rest, &line) || line != "rewind-base-map 1")
     return Status::corruption(where + ": not a rewind base map of version 1");
   if (!next_line(&rest, &line)) return Status::corruption(where + ": no image-size line");
-  auto w = words(line);
+  auto w = split_words(line);
   if (w.size() != 4 || w[0] != "image-size" || w[2] != "chunk-bytes" ||
-      !to_u64(w[1], &m.image_size) || !to_u64(w[3], &m.chunk_bytes) || m.image_size == 0 ||
+      !parse_u64(w[1], &m.image_size) || !parse_u64(w[3], &m.chunk_bytes) || m.image_size == 0 ||
       m.image_size % 512 != 0 || m.chunk_bytes == 0 || m.chunk_bytes % 4096 != 0)
     return Status::corruption(fmt::format("{}: bad image-size line '{}'", where, line));
   uint64_t next = 0;
   while (next_line(&rest, &line)) {
-    w = words(line);
+    w = split_words(line);
     uint64_t off = 0, sum = 0;
     uint64_t seq = 0;
-    if (w.size() != 4 || w[0] != "data" || !to_u64(w[1], &off) || !to_u64(w[3], &seq) ||
+    if (w.size() != 4 || w[0] != "data" || !parse_u64(w[1], &off) || !parse_u64(w[3], &seq) ||
         w[2].size() != 16 ||
         std::from_chars(w[2].data(), w[2].data() + 16, sum, 16).ptr != w[2].data() + 16 ||
         off % m.chunk_bytes != 0 || off < next || off >= m.image_size)
@@ -243,13 +226,13 @@ Result<WriterClaim> WriterClaim::parse(std::string_view text, const std::string&
     const std::string_view v = sp == std::string_view::npos ? "" : line.substr(sp + 1);
     bool ok = true;
     if (k == "gen")
-      ok = to_u64(v, &c.gen);
+      ok = parse_u64(v, &c.gen);
     else if (k == "volume-id")
       ok = parse_volume_id(v, &c.volume_id);
     else if (k == "pid")
-      ok = to_u64(v, &c.pid);
+      ok = parse_u64(v, &c.pid);
     else if (k == "started-ns")
-      ok = to_u64(v, &c.started_ns);
+      ok = parse_u64(v, &c.started_ns);
     else if (k == "host")
       c.host = std::string(v);
     if (!ok) return Status::corruption(fmt::format("{}: bad line '{}'", where, line));
