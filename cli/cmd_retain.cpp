@@ -4,12 +4,16 @@
 #include "rewind/base/units.h"
 #include "rewind/history/retention.h"
 #include "rewind/replay/inspect.h"
+#include "rewind/ship/bucket_writer.h"
 #include "rewind/volume/write_queue.h"
 
 namespace rwd::cli {
 
 void setup_retain(CLI::App& app, RetainOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("journal", o.journal,
+                 "Journal directory, or s3://BUCKET/PREFIX (a stopped volume's copy)")
+      ->required();
+  add_remote_options(app, o.remote);
   app.add_option("--retain", o.retain, "Keep every write at least this long");
   app.add_option("--retain-coarse", o.retain_coarse,
                  "After --retain, one state per GRAN up to AGE: AGE:GRAN,... e.g. 1d:1m,30d:1h");
@@ -39,10 +43,21 @@ int run_retain(const RetainOptions& o) {
     return report("retain", Status::invalid("no policy given"),
                   "give --retain, --retain-coarse or --journal-max", kExitUsage);
   if (Status st = check_retention_policy(policy); !st) return report("retain", st, {}, kExitUsage);
-  auto changed =
-      apply_retention(o.journal, policy, wall_clock_ns(), [](LogLevel level, const std::string& m) {
-        if (level >= LogLevel::kWarning) fmt::print(stderr, "rewind retain: {}\n", m);
-      });
+  const Logger logger = [](LogLevel level, const std::string& m) {
+    if (level >= LogLevel::kWarning) fmt::print(stderr, "rewind retain: {}\n", m);
+  };
+  if (is_s3_uri(o.journal)) {
+    auto client = open_bucket_client(o.journal, o.remote.endpoint, o.remote.region, o.remote.ca);
+    if (!client) return report("retain", client.status());
+    auto r = retain_bucket(std::move(*client), policy, wall_clock_ns(), logger);
+    if (!r) return report("retain", r.status());
+    fmt::print(
+        "{} segments folded or compacted in {}; restorable now: seq {} .. seq {}; {} stored, {} "
+        "objects deleted\n",
+        r->changed, o.journal, r->first_seq, r->last_seq, format_size(r->sent), r->deleted);
+    return kExitOk;
+  }
+  auto changed = apply_retention(o.journal, policy, wall_clock_ns(), logger);
   if (!changed) return report("retain", changed.status(), journal_hint(changed.status()));
   auto r = inspect_journal(o.journal, false);
   if (!r) return report("retain", r.status(), journal_hint(r.status()));

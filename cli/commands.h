@@ -141,6 +141,7 @@ int run_compact(const CompactOptions& o);
 
 struct RetainOptions {
   std::string journal;
+  RemoteCliOptions remote;
   std::string retain, retain_coarse, journal_max;
 };
 void setup_retain(CLI::App& app, RetainOptions& o);

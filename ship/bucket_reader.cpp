@@ -52,7 +52,7 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   S3Client& s3 = *c->client_;
   const std::string uri = s3.location().uri();
 
-  auto text = s3.get(s3.location().key(bucket::kManifestName));
+  auto text = s3.get(s3.location().key(bucket::kManifestName), &c->etag_);
   if (!text) {
     if (text.status().code() == Status::Code::kNotFound)
       return Status::not_found(

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -20,6 +21,8 @@
 #include "rewind/format/file_names.h"
 #include "rewind/format/format.h"
 #include "rewind/format/segment_index.h"
+#include "rewind/format/text.h"
+#include "rewind/ship/bucket_reader.h"
 
 namespace rwd {
 
@@ -184,6 +187,12 @@ Status BucketWriter::store_manifest(const BucketManifest& next) {
     return manifest_ == next ? Status::ok()
                              : Status::remote("the manifest changed under this writer");
   }
+  if (maintainer_)
+    return Status::busy(fmt::format(
+        "{}: the copy changed during this pass (is its volume shipping? run `rewind retain "
+        "s3://` with the plugin stopped, or give the plugin retain= to apply to its copy); "
+        "nothing it names was touched",
+        client_->location().uri()));
   // A maintenance pass stored it on this journal's behalf: start again from it.
   if (parsed && std::find(my_gens_.begin(), my_gens_.end(), parsed->owner) != my_gens_.end())
     return Status::remote(fmt::format(
@@ -542,6 +551,105 @@ Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, u
              fmt::format("ship: {} (left for the next clean pass)", st.message()));
   }
   return Status::ok();
+}
+
+}  // namespace rwd
+
+namespace rwd {
+
+Result<uint64_t> BucketWriter::clean(const BucketManifest& m, const BaseMap& map) {
+  const S3Location& loc = client_->location();
+  std::set<std::string> named;
+  for (const std::string& k : m.object_names()) named.insert(loc.key(k));
+  named.insert(loc.key(bucket::kManifestName));
+  for (const BaseChunk& c : map.chunks)
+    named.insert(loc.key(bucket::base_chunk_key(m.journal.volume_id, c.seq, c.offset)));
+  auto listed = client_->list(loc.key(""));
+  if (!listed) return transient(listed.status());
+  const std::string prefix = loc.key("");
+  uint64_t deleted = 0;
+  for (const ObjectInfo& o : *listed) {
+    if (named.count(o.key) || !o.key.starts_with(prefix)) continue;
+    const std::string rest = o.key.substr(prefix.size());
+    // The generation in the key, if it has one: objects of a newer generation belong
+    // to a writer that started after this pass, and are left alone.
+    uint64_t gen = 0;
+    bool has_gen = false;
+    for (const char* dir : {"segments/", "tail/", "writers/"}) {
+      if (!rest.starts_with(dir)) continue;
+      const std::string_view digits = std::string_view(rest).substr(std::strlen(dir), 20);
+      has_gen = parse_u64(digits, &gen);
+    }
+    if (rest.starts_with("writers/")) {
+      // Claims stay from the owner's on: a shipper reads the one of the manifest's writer.
+      if (!has_gen || gen >= m.owner || gen >= gen_) continue;
+    } else if (rest.starts_with("segments/") || rest.starts_with("tail/")) {
+      if (!has_gen || gen > gen_) continue;
+    } else if (!rest.starts_with("base/")) {
+      continue;  // not rewind's: left alone
+    }
+    Status st = client_->remove(o.key);
+    if (!st) return transient(st);
+    ++deleted;
+  }
+  return deleted;
+}
+
+Result<BucketRetainResult> retain_bucket(std::unique_ptr<S3Client> client,
+                                         const RetentionPolicy& policy, uint64_t now_ns,
+                                         const Logger& logger) {
+  const S3Options opts = client->options();
+  const S3Location where = client->location();
+  // The copy, in a cache laid out as a journal directory, every byte of it.
+  auto cache = BucketCache::open(std::move(client), BucketReadOptions{}, logger);
+  if (!cache) return cache.status();
+  BucketCache& copy = **cache;
+  REWIND_RETURN_IF_ERROR(copy.fetch_everything());
+  // A copy has no image to keep current: every record may be folded.
+  auto local = Manifest::load(copy.dir());
+  if (!local) return local.status();
+  local->checkpoint_seq = copy.manifest().last_seq;
+  REWIND_RETURN_IF_ERROR(local->store(copy.dir()));
+
+  auto writer_client = S3Client::open(opts, where);
+  if (!writer_client) return writer_client.status();
+  std::unique_ptr<BucketWriter> w(new BucketWriter(std::move(*writer_client), copy.dir(), logger));
+  w->maintainer_ = true;
+  w->manifest_ = copy.manifest();
+  w->etag_ = copy.manifest_etag();
+  w->base_map_ = copy.base_map();
+  const BucketManifest& before = *w->manifest_;
+  REWIND_RETURN_IF_ERROR(
+      w->claim_generation(std::max(before.writer, before.owner), before.journal.volume_id));
+
+  BucketRetainResult r;
+  auto changed = apply_retention(copy.dir(), policy, now_ns, logger);
+  if (!changed) return changed.status();
+  r.changed = *changed;
+  auto m = Manifest::load(copy.dir());
+  if (!m) return m.status();
+
+  BucketManifest next = before;
+  next.writer = w->gen_;
+  std::vector<std::string> dropped;
+  std::optional<BaseMap> new_map;
+  if (m->base_seq > next.journal.base_seq)
+    REWIND_RETURN_IF_ERROR(w->mirror_rebase(*m, &next, &dropped, &new_map, &r.sent));
+  REWIND_RETURN_IF_ERROR(w->mirror_compaction(*m, &next, &dropped, &r.sent));
+  if (!(next.journal == before.journal && next.segments == before.segments)) {
+    REWIND_RETURN_IF_ERROR(w->store_manifest(next));
+    if (new_map) w->base_map_ = std::move(*new_map);
+    for (const std::string& key : dropped) {
+      REWIND_RETURN_IF_ERROR(transient(w->client_->remove(key)));
+      ++r.deleted;
+    }
+  }
+  auto cleaned = w->clean(*w->manifest_, w->base_map_);
+  if (!cleaned) return cleaned.status();
+  r.deleted += *cleaned;
+  r.first_seq = w->manifest_->journal.base_seq;
+  r.last_seq = w->manifest_->last_seq;
+  return r;
 }
 
 }  // namespace rwd

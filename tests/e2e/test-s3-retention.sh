@@ -119,4 +119,53 @@ done
 cmp -s r.img newest.img || fail "the compacted copy's newest state differs"
 "$REWIND_CLI" verify $uri >/dev/null || fail "verify $uri after compaction"
 check_all_named $uri
+
+# --- rewind retain s3:// on a stopped volume's copy (no retention in the plugin). ---
+uri=s3://vols/stopped
+rm -rf disk.rewind
+start_server "$sock" image=disk.img journal=disk.rewind segment-size=1M segment-age=1s ship=$uri
+for i in $(seq 1 12); do
+  qemu-io -f raw -t writeback -c "write -P $i $(((i % 3) * 512))K 512K" -c flush "$nbd" >/dev/null
+  if [ $((i % 4)) -eq 0 ]; then
+    nbdcopy "$nbd" "stopped$i.img"
+    "$REWIND_CLI" mark disk.rewind "s$i" >/dev/null
+    date -u +%Y-%m-%dT%H:%M:%S.%NZ >"time-s$i"
+  fi
+  [ "$i" -eq 8 ] && sleep 3
+done
+for _ in $(seq 1 100); do
+  [ "$(bucket_last $uri)" = "$("$REWIND_CLI" info --json disk.rewind | json_field '["last_seq"]')" ] && break
+  sleep 0.1
+done
+stop_server
+# What an interrupted older writer left: a piece no manifest names.
+echo orphan >orphan
+s3 put orphan "$uri/tail/00000000000000000000/00000000000000000099-00000000000000000000" >/dev/null
+before=$("$REWIND_CLI" info --json $uri | json_field '["base_seq"]')
+# Keep every write of the last 2 s before the third mark: everything before it folds.
+sleep 1
+keep=$(python3 -c "import datetime,sys; t=datetime.datetime.fromisoformat(open('time-s12').read().strip()[:26]); print(int((datetime.datetime.utcnow()-t).total_seconds()) + 2)")
+"$REWIND_CLI" retain $uri --retain "${keep}s" >retain.out 2>&1 || fail "retain $uri: $(cat retain.out)"
+grep -q "segments folded or compacted in $uri" retain.out || fail "retain said: $(cat retain.out)"
+after=$("$REWIND_CLI" info --json $uri | json_field '["base_seq"]')
+[ "$after" -gt "$before" ] || fail "rewind retain folded nothing in $uri: $(cat retain.out)"
+rm -f r.img
+"$REWIND_CLI" restore $uri --mark s12 -o r.img >/dev/null
+cmp -s r.img stopped12.img || fail "mark s12 does not restore its capture after rewind retain"
+rm r.img
+"$REWIND_CLI" verify $uri >/dev/null || fail "verify $uri after rewind retain"
+check_all_named $uri
+# The volume's shipper goes on from the maintained copy.
+start_server "$sock" image=disk.img journal=disk.rewind segment-size=1M ship=$uri
+qemu-io -f raw -c "write -P 99 0 512K" -c flush "$nbd" >/dev/null
+nbdcopy "$nbd" final.img
+for _ in $(seq 1 100); do
+  [ "$(bucket_last $uri)" = "$("$REWIND_CLI" info --json disk.rewind | json_field '["last_seq"]')" ] && break
+  sleep 0.1
+done
+[ "$("$REWIND_CLI" info --json disk.rewind | json_field '["ship"]["phase"]')" = records ] ||
+  fail "the shipper did not take the maintained copy: $(cat server.log)"
+stop_server
+"$REWIND_CLI" restore $uri -o r.img >/dev/null
+cmp -s r.img final.img || fail "the copy's newest state after shipping on differs"
 echo "PASS: s3-retention"

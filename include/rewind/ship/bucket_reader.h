@@ -44,6 +44,8 @@ class BucketCache : public ViewFetcher {
   // The cache's journal directory.
   const std::string& dir() const { return dir_; }
   const BucketManifest& manifest() const { return manifest_; }
+  // The ETag of MANIFEST as it was read.
+  const std::string& manifest_etag() const { return etag_; }
   const BaseMap& base_map() const { return base_map_; }
 
   Result<std::shared_ptr<void>> fetch(std::span<const Range> ranges) const override;
@@ -86,6 +88,7 @@ class BucketCache : public ViewFetcher {
   std::string dir_;
   bool remove_dir_ = false;
   BucketManifest manifest_;
+  std::string etag_;
   BaseMap base_map_;
   mutable std::shared_mutex mu_;  // exclusive to fetch or drop blocks, shared to read them
   mutable CachedFile base_;

@@ -24,6 +24,7 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
+#include "rewind/history/retention.h"
 #include "rewind/journal/journal.h"
 #include "rewind/ship/bucket.h"
 #include "rewind/ship/s3_client.h"
@@ -32,6 +33,25 @@ namespace rwd {
 
 // The name of the journal directory's record of its writer generation.
 inline constexpr const char* kShipWriterName = "SHIP-WRITER";
+
+struct BucketRetainResult {
+  size_t changed = 0;                    // segments folded into the base or compacted
+  uint64_t sent = 0;                     // bytes stored
+  uint64_t deleted = 0;                  // objects deleted
+  uint64_t first_seq = 0, last_seq = 0;  // the copy's restorable range after
+};
+
+// `rewind retain s3://`: a maintenance pass on a volume's copy whose shipper is stopped.
+// Applies `policy` at `now_ns` as `rewind retain` does to a journal, in a local cache
+// of the copy (everything fetched), stores the new base chunks and segments, switches
+// the manifest on the shipper's behalf (as writer of a generation of its own; the
+// owner stays, so the shipper goes on from it), and deletes what the manifest no
+// longer names; then deletes every object of its own or an older generation that
+// nothing names (what interrupted passes and shippers left). A copy that changes
+// during the pass is kBusy, and nothing it named is touched.
+Result<BucketRetainResult> retain_bucket(std::unique_ptr<S3Client> client,
+                                         const RetentionPolicy& policy, uint64_t now_ns,
+                                         const Logger& logger);
 
 class BucketWriter {
  public:
@@ -76,6 +96,12 @@ class BucketWriter {
  private:
   BucketWriter(std::unique_ptr<S3Client> c, std::string dir, Logger l)
       : client_(std::move(c)), dir_(std::move(dir)), logger_(std::move(l)) {}
+  friend Result<BucketRetainResult> retain_bucket(std::unique_ptr<S3Client> client,
+                                                  const RetentionPolicy& policy, uint64_t now_ns,
+                                                  const Logger& logger);
+  // Deletes the objects under the prefix that `m` (and its base map `map`) do not name,
+  // of generation gen_ or older. Returns how many.
+  Result<uint64_t> clean(const BucketManifest& m, const BaseMap& map);
   Status claim_generation(uint64_t after, const VolumeId& volume);
   // Stores the chunks of the journal's base snapshot (of `m`) that hold data and that
   // `old` does not hold with the same bytes, and the base map; with `only`, reads just
@@ -104,6 +130,7 @@ class BucketWriter {
   std::string etag_;                        // of MANIFEST as last stored or read
   BaseMap base_map_;                        // of the manifest's base
   std::vector<uint64_t> my_gens_;           // the generations this journal claimed there
+  bool maintainer_ = false;                 // a maintenance pass, not a shipper
 };
 
 }  // namespace rwd
