@@ -87,7 +87,8 @@ start_rgw() {
   local port
   port=$(rgw_port)
   wait_for 180 "S3 answer from radosgw on port $port" \
-    bash -c "curl -s -m 2 http://127.0.0.1:$port/ | grep -q ListAllMyBucketsResult"
+    python3 -c "import sys, urllib.request
+sys.exit(b'ListAllMyBucketsResult' not in urllib.request.urlopen('http://127.0.0.1:$port/', timeout=2).read())"
 }
 
 case $cmd in
