@@ -45,14 +45,25 @@ Result<std::unique_ptr<S3Client>> open_bucket_client(const std::string& uri,
 
 Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client> client,
                                                        BucketReadOptions o, Logger logger) {
-  std::shared_ptr<BucketCache> c(new BucketCache());
-  c->client_ = std::move(client);
-  c->opts_ = std::move(o);
-  c->logger_ = std::move(logger);
-  S3Client& s3 = *c->client_;
+  for (int attempt = 0;; ++attempt) {
+    std::shared_ptr<BucketCache> c(new BucketCache());
+    c->client_ = std::move(client);
+    c->opts_ = o;
+    c->logger_ = logger;
+    Status st = c->load();
+    if (st) return c;
+    // An object the manifest named is gone: its writer replaced the manifest (and
+    // deleted what it no longer names) meanwhile. The new manifest names what is there.
+    if (st.code() != Status::Code::kNotFound || !c->manifest_read_ || attempt == 4) return st;
+    client = std::move(c->client_);
+  }
+}
+
+Status BucketCache::load() {
+  S3Client& s3 = *this->client_;
   const std::string uri = s3.location().uri();
 
-  auto text = s3.get(s3.location().key(bucket::kManifestName), &c->etag_);
+  auto text = s3.get(s3.location().key(bucket::kManifestName), &this->etag_);
   if (!text) {
     if (text.status().code() == Status::Code::kNotFound)
       return Status::not_found(
@@ -62,8 +73,9 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   }
   auto bm = BucketManifest::parse(*text, uri + "/" + bucket::kManifestName);
   if (!bm) return bm.status();
-  c->manifest_ = std::move(*bm);
-  const Manifest& j = c->manifest_.journal;
+  manifest_read_ = true;
+  this->manifest_ = std::move(*bm);
+  const Manifest& j = this->manifest_.journal;
 
   const std::string map_key = bucket::base_map_key(j.volume_id, j.base_seq);
   auto map_text = s3.get(s3.location().key(map_key));
@@ -73,39 +85,40 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   if (map->image_size != j.image_size)
     return Status::corruption(fmt::format("{}/{}: image size {} but the manifest says {}", uri,
                                           map_key, map->image_size, j.image_size));
-  c->base_map_ = std::move(*map);
+  this->base_map_ = std::move(*map);
 
   // The cache directory, laid out as a journal directory.
-  if (c->opts_.cache_dir.empty()) {
+  if (this->opts_.cache_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string templ = std::string(tmp && *tmp ? tmp : "/var/tmp") + "/rewind-cache.XXXXXX";
     if (!::mkdtemp(templ.data()))
       return Status::io_error(fmt::format("cannot make a cache directory {}", templ), errno);
-    c->dir_ = templ;
+    this->dir_ = templ;
   } else {
-    c->dir_ = c->opts_.cache_dir;
-    if (::mkdir(c->dir_.c_str(), 0700) != 0)
+    this->dir_ = this->opts_.cache_dir;
+    if (::mkdir(this->dir_.c_str(), 0700) != 0)
       return Status::io_error(
-          fmt::format("cannot make the cache directory {} (it must not exist yet)", c->dir_),
+          fmt::format("cannot make the cache directory {} (it must not exist yet)", this->dir_),
           errno);
   }
-  c->remove_dir_ = true;
+  this->remove_dir_ = true;
   for (const char* sub : {format::kBaseDir, format::kSegmentDir})
-    if (::mkdir(join_path(c->dir_, sub).c_str(), 0700) != 0)
-      return Status::io_error("cannot make " + join_path(c->dir_, sub), errno);
-  REWIND_RETURN_IF_ERROR(j.store(c->dir_));
+    if (::mkdir(join_path(this->dir_, sub).c_str(), 0700) != 0)
+      return Status::io_error("cannot make " + join_path(this->dir_, sub), errno);
+  REWIND_RETURN_IF_ERROR(j.store(this->dir_));
 
   // The base: a sparse file; chunks the map does not list are zeroes, present already.
-  const BaseMap& bmap = c->base_map_;
-  c->base_.path = base_path(c->dir_, j.base_file);
-  c->base_.size = j.image_size;
-  c->base_.block = bmap.chunk_bytes;
+  const BaseMap& bmap = this->base_map_;
+  this->base_.path = base_path(this->dir_, j.base_file);
+  this->base_.size = j.image_size;
+  this->base_.block = bmap.chunk_bytes;
   const uint64_t nchunks = (j.image_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
-  c->base_.present.assign(nchunks, kFixed);
-  c->base_.used.assign(nchunks, 0);
-  for (const BaseChunk& ch : bmap.chunks) c->base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
+  this->base_.present.assign(nchunks, kFixed);
+  this->base_.used.assign(nchunks, 0);
+  for (const BaseChunk& ch : bmap.chunks)
+    this->base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
   {
-    auto f = create_new_file(c->base_.path);
+    auto f = create_new_file(this->base_.path);
     if (!f) return f.status();
     REWIND_RETURN_IF_ERROR(f->truncate(j.image_size));
   }
@@ -115,8 +128,8 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
   for (size_t i = 0; i < j.segments.size(); ++i) {
     const ManifestSegment& seg = j.segments[i];
     CachedFile cf;
-    cf.path = segment_path(c->dir_, seg.file);
-    cf.size = seg.sealed ? seg.bytes : c->manifest_.tails.back().end;
+    cf.path = segment_path(this->dir_, seg.file);
+    cf.size = seg.sealed ? seg.bytes : this->manifest_.tails.back().end;
     cf.block = kSegmentBlock;
     const uint64_t nblocks = (cf.size + cf.block - 1) / cf.block;
     cf.present.assign(nblocks, kMissing);
@@ -124,31 +137,31 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
     auto f = create_new_file(cf.path);
     if (!f) return f.status();
     REWIND_RETURN_IF_ERROR(f->truncate(cf.size));
-    c->segments_.push_back(std::move(cf));
+    this->segments_.push_back(std::move(cf));
     if (!seg.sealed) {
       std::vector<std::vector<uint8_t>> bufs;
       std::vector<RangeRead> reads;
-      for (const BucketTail& t : c->manifest_.tails) {
+      for (const BucketTail& t : this->manifest_.tails) {
         bufs.emplace_back(t.end - t.offset);
         reads.push_back(RangeRead{s3.location().key(bucket::tail_key(t.gen, t.first_seq, t.offset)),
                                   0, bufs.back()});
       }
-      REWIND_RETURN_IF_ERROR(s3.get_ranges(reads, c->opts_.parallel));
+      REWIND_RETURN_IF_ERROR(s3.get_ranges(reads, this->opts_.parallel));
       for (size_t t = 0; t < reads.size(); ++t)
-        REWIND_RETURN_IF_ERROR(f->pwrite_full(bufs[t], c->manifest_.tails[t].offset));
-      c->segments_.back().present.assign(nblocks, kFixed);
-      c->segments_.back().resident = true;
-      c->stats_.fetched_bytes += c->segments_.back().size;
+        REWIND_RETURN_IF_ERROR(f->pwrite_full(bufs[t], this->manifest_.tails[t].offset));
+      this->segments_.back().present.assign(nblocks, kFixed);
+      this->segments_.back().resident = true;
+      this->stats_.fetched_bytes += this->segments_.back().size;
       continue;
     }
-    const BucketSegment& b = c->manifest_.segments[sealed++];
+    const BucketSegment& b = this->manifest_.segments[sealed++];
     bool indexed = false;
     if (b.index) {
       auto idx = s3.get(s3.location().key(bucket::segment_key(b.gen, index_file_name(seg.file))));
       if (!idx) return idx.status();
       REWIND_RETURN_IF_ERROR(
-          write_file_atomic(segment_path(c->dir_, index_file_name(seg.file)), *idx));
-      auto entries = read_segment_index(c->dir_, j.volume_id, seg);
+          write_file_atomic(segment_path(this->dir_, index_file_name(seg.file)), *idx));
+      auto entries = read_segment_index(this->dir_, j.volume_id, seg);
       if (entries) {
         indexed = true;
         // The records of marks: JournalHistory reads their names.
@@ -158,20 +171,20 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
             marks.push_back(Range{static_cast<int64_t>(i), e.position,
                                   format::kRecordHeaderSize + e.payload_length});
         if (!marks.empty()) {
-          auto blocks = c->blocks_of(marks);
-          std::unique_lock lk(c->mu_);
-          REWIND_RETURN_IF_ERROR(c->fetch_blocks(blocks));
+          auto blocks = this->blocks_of(marks);
+          std::unique_lock lk(this->mu_);
+          REWIND_RETURN_IF_ERROR(this->fetch_blocks(blocks));
         }
       } else {
-        log_to(c->logger_, LogLevel::kInfo,
+        log_to(this->logger_, LogLevel::kInfo,
                fmt::format("the index of segment {} in {} is unusable ({}); fetching the segment "
                            "whole",
                            seg.file, uri, entries.status().message()));
       }
     }
-    if (!indexed) REWIND_RETURN_IF_ERROR(c->fetch_whole(static_cast<int64_t>(i)));
+    if (!indexed) REWIND_RETURN_IF_ERROR(this->fetch_whole(static_cast<int64_t>(i)));
   }
-  return c;
+  return Status::ok();
 }
 
 BucketCache::~BucketCache() {

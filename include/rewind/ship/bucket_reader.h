@@ -62,6 +62,10 @@ class BucketCache : public ViewFetcher {
 
  private:
   BucketCache() = default;
+  // Reads the manifest and lays the cache out (open() tries again when an object the
+  // manifest names was deleted meanwhile).
+  Status load();
+  bool manifest_read_ = false;
   // One file of the cache: the base snapshot (file -1) or a segment.
   struct CachedFile {
     std::string path;
