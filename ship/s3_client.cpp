@@ -358,8 +358,6 @@ class S3Client::Request {
       curl_easy_setopt(
           h, CURLOPT_INFILESIZE_LARGE,
           static_cast<curl_off_t>(send_file ? send_length : static_cast<uint64_t>(send.size())));
-    } else if (method == "HEAD") {
-      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (method != "GET") {
       curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
     }
@@ -506,17 +504,6 @@ Status S3Client::get_ranges(std::span<const RangeRead> reads, unsigned parallel)
   return first;
 }
 
-Result<ObjectInfo> S3Client::head(const std::string& key) {
-  Request r;
-  r.method = "HEAD";
-  r.what = "HEAD s3://" + where_.bucket + "/" + key;
-  r.url = url(key, "");
-  REWIND_RETURN_IF_ERROR(perform(r));
-  curl_off_t len = 0;
-  curl_easy_getinfo(static_cast<CURL*>(curl_), CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len);
-  return ObjectInfo{key, static_cast<uint64_t>(std::max<curl_off_t>(len, 0)), r.etag};
-}
-
 namespace {
 void add_condition(std::vector<std::string>* headers, const PutCondition& cond) {
   if (cond.kind == PutCondition::Kind::kAbsent) headers->push_back("If-None-Match: *");
@@ -591,14 +578,6 @@ Result<std::vector<ObjectInfo>> S3Client::list(const std::string& prefix) {
       return Status::corruption(r.what + ": truncated without a continuation token");
   }
   return out;
-}
-
-Status S3Client::create_bucket() {
-  Request r;
-  r.method = "PUT";
-  r.what = "PUT s3://" + where_.bucket;
-  r.url = url("", "");
-  return perform(r);
 }
 
 }  // namespace rwd

@@ -115,7 +115,6 @@ class S3Client {
   // Many ranged reads, up to `parallel` at a time on separate connections. The first
   // failure is returned (the others are finished or abandoned).
   Status get_ranges(std::span<const RangeRead> reads, unsigned parallel = 8);
-  Result<ObjectInfo> head(const std::string& key);
   // Stores `data` under `key`; returns the new ETag (without quotes).
   Result<std::string> put(const std::string& key, std::span<const uint8_t> data,
                           const PutCondition& cond = PutCondition::none());
@@ -127,8 +126,6 @@ class S3Client {
   // Every object whose key starts with `prefix`, in key order (ListObjectsV2, page by
   // page).
   Result<std::vector<ObjectInfo>> list(const std::string& prefix);
-  // Creates the bucket (for tests and `rewind` setups on a fresh server).
-  Status create_bucket();
 
   class Request;  // one request's state (s3_client.cpp)
 
