@@ -100,6 +100,9 @@ class Connection {
       boost::system::error_code ec;
       const size_t n = plain_ ? plain_->read_some(asio::buffer(buf_), ec)
                               : tls_->read_some(asio::buffer(buf_), ec);
+      // A signal (a stop and continue, a terminal resized) ends a read of a socket with
+      // a timeout, which the system does not restart.
+      if (ec == asio::error::interrupted) continue;
       if (ec)
         return Status::io_error(fmt::format("reading from the server: {}", ec.message()),
                                 ec.value());
