@@ -180,3 +180,19 @@ s3() {
 bucket_last() {
   s3 get "$1/MANIFEST" - 2>/dev/null | sed -n 's/^last \([0-9]*\)$/\1/p'
 }
+
+# write_phase SOCK JOURNAL N ROUNDS: ROUNDS rounds of random writes (256 KiB and 64 KiB)
+# to the 64 MiB export at SOCK, each flushed; then a mark mN in JOURNAL, the state
+# captured to mN.img with nbdcopy, and the time after it (RFC 3339) in time-mN.
+write_phase() {
+  local sock=$1 journal=$2 n=$3 rounds=$4 i
+  for i in $(seq 1 "$rounds"); do
+    qemu-io -f raw -t writeback -c "write -P $((RANDOM % 250 + 1)) $((RANDOM % 63))M 256k" \
+      -c "write -P $((RANDOM % 250 + 1)) $((RANDOM % 16000 * 4))k 64k" -c flush \
+      "$(uri_of "$sock")" >/dev/null
+  done
+  "$REWIND_CLI" mark "$journal" "m$n" >/dev/null
+  nbdcopy "$(uri_of "$sock")" "m$n.img"
+  date -u +%Y-%m-%dT%H:%M:%S.%NZ >"time-m$n"
+  sleep 0.05
+}

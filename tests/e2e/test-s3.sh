@@ -38,18 +38,7 @@ wait_caught_up() {
 }
 
 # phase N: random writes, a flush, a mark mN and its captured state.
-phase() {
-  local i
-  for i in $(seq 1 8); do
-    qemu-io -f raw -t writeback -c "write -P $((RANDOM % 250 + 1)) $((RANDOM % 63))M 256k" \
-      -c "write -P $((RANDOM % 250 + 1)) $((RANDOM % 16000 * 4))k 64k" -c flush \
-      "$(uri_of "$workdir/a.sock")" >/dev/null
-  done
-  "$REWIND_CLI" mark a.rewind "m$1" >/dev/null
-  nbdcopy "$(uri_of "$workdir/a.sock")" "m$1.img"
-  date -u +%Y-%m-%dT%H:%M:%S.%NZ >"time-m$1"
-  sleep 0.05
-}
+phase() { write_phase "$workdir/a.sock" a.rewind "$1" 8; }
 
 phase 1
 phase 2
