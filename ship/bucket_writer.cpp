@@ -35,18 +35,20 @@ Status transient(Status st) {
   return st;
 }
 
-// SHIP-WRITER: the generations this journal claimed for its bucket prefix.
-struct WriterState {
-  std::string uri;
-  std::vector<uint64_t> gens;
-};
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
 
-std::optional<WriterState> read_writer_state(const std::string& dir) {
+}  // namespace
+
+std::optional<ShipWriterState> read_ship_writer(const std::string& dir) {
   auto text = read_small_file(join_path(dir, kShipWriterName), 64 * 1024);
   if (!text) return std::nullopt;
   std::istringstream in(*text);
   std::string line;
-  WriterState s;
+  ShipWriterState s;
   if (!std::getline(in, line) || line != "rewind-ship-writer 1") return std::nullopt;
   while (std::getline(in, line)) {
     if (line.starts_with("uri ")) s.uri = line.substr(4);
@@ -59,20 +61,12 @@ std::optional<WriterState> read_writer_state(const std::string& dir) {
   return s;
 }
 
-Status write_writer_state(const std::string& dir, const WriterState& s) {
+Status write_ship_writer(const std::string& dir, const ShipWriterState& s) {
   std::string text = "rewind-ship-writer 1\nuri " + s.uri + "\ngens";
   for (uint64_t g : s.gens) text += fmt::format(" {}", g);
   text += "\n";
   return write_file_atomic(join_path(dir, kShipWriterName), text);
 }
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Client> client,
                                                          std::string journal_dir, const Manifest& m,
@@ -84,7 +78,7 @@ Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Clien
   std::string etag;
   auto text = c.get(c.location().key(bucket::kManifestName), &etag);
   if (!text && text.status().code() != Status::Code::kNotFound) return transient(text.status());
-  std::optional<WriterState> state = read_writer_state(w->dir_);
+  std::optional<ShipWriterState> state = read_ship_writer(w->dir_);
   if (state && state->uri != uri) state.reset();
   uint64_t after = 0;
   if (text) {
@@ -130,10 +124,10 @@ Result<std::unique_ptr<BucketWriter>> BucketWriter::open(std::unique_ptr<S3Clien
   }
   if (state && !state->gens.empty()) after = std::max(after, state->gens.back());
   REWIND_RETURN_IF_ERROR(w->claim_generation(after, m.volume_id));
-  WriterState next = state.value_or(WriterState{uri, {}});
+  ShipWriterState next = state.value_or(ShipWriterState{uri, {}});
   next.gens.push_back(w->gen_);
   if (next.gens.size() > 16) next.gens.erase(next.gens.begin(), next.gens.end() - 16);
-  REWIND_RETURN_IF_ERROR(write_writer_state(w->dir_, next));
+  REWIND_RETURN_IF_ERROR(write_ship_writer(w->dir_, next));
   w->my_gens_ = next.gens;
   return w;
 }

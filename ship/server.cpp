@@ -24,6 +24,8 @@
 #include "rewind/format/manifest.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/view.h"
+#include "rewind/ship/bucket_reader.h"
+#include "rewind/ship/bucket_store.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/store.h"
 #include "rewind/ship/tokens.h"
@@ -101,19 +103,26 @@ class Server::Impl {
   std::optional<Refusal> admit(const proto::Frame& first, proto::Hello* hello);
   template <class W>
   asio::awaitable<void> read(W& wire, const proto::Hello& hello);
+  // `bucket`: the journal in `dir` is the cache of a volume in a bucket store.
   template <class W>
   asio::awaitable<std::optional<Refusal>> send_report(W& wire, const std::string& dir,
+                                                      const BucketCache* bucket,
                                                       const proto::Frame& f);
   template <class W>
   asio::awaitable<std::optional<Refusal>> send_view(W& wire, const std::string& dir,
+                                                    std::shared_ptr<BucketCache> bucket,
                                                     const proto::Frame& f);
+  // Opens volume `name` of the store to ship into it; *code says how to refuse it.
+  Result<std::unique_ptr<ReceivingVolume>> open_volume(const std::string& name, ErrorCode* code);
+  // What peers are not told: the store's path (or bucket) and the cache's.
+  std::vector<std::string> private_prefixes() const;
   template <class W>
   asio::awaitable<void> ship(W& wire, const proto::Hello& hello);
   // Whether the token still grants shipping, and the frame fits the volume's quota
   // given the bytes of the store it takes (*used, measured on the first frame a quota
   // applies to); else the refusal.
   std::optional<Refusal> within_grant(const proto::Hello& hello, const proto::Frame& f,
-                                      const StoredVolume& vol, std::optional<uint64_t>* used);
+                                      const ReceivingVolume& vol, std::optional<uint64_t>* used);
   std::shared_ptr<const TokenTable> tokens() {
     std::lock_guard lk(mu_);
     return tokens_;
@@ -142,6 +151,9 @@ class Server::Impl {
   std::shared_ptr<Shipping> shipping_ = std::make_shared<Shipping>();
   // The sessions open (shared with the connections, as shipping_ is).
   std::shared_ptr<Sessions> sessions_ = std::make_shared<Sessions>();
+  // With --store s3://: the bucket and the cache directory.
+  std::optional<BucketStoreOptions> bucket_;
+  std::atomic<uint64_t> reads_{0};  // names the readers' caches
 };
 
 namespace {
@@ -155,14 +167,14 @@ template <class Stream>
 class Wire {
  public:
   Wire(Stream& s, asio::steady_timer& timer, std::chrono::nanoseconds idle,
-       asio::steady_timer::time_point hello_deadline, std::string peer, std::string store_dir,
-       const Logger& logger)
+       asio::steady_timer::time_point hello_deadline, std::string peer,
+       std::vector<std::string> private_prefixes, const Logger& logger)
       : s_(s),
         timer_(timer),
         idle_(idle),
         deadline_(hello_deadline),
         peer_(std::move(peer)),
-        store_prefix_(join_path(store_dir, "")),
+        private_prefixes_(std::move(private_prefixes)),
         logger_(logger) {
     dec_.set_limit(proto::kMaxHelloPayload);
   }
@@ -178,6 +190,12 @@ class Wire {
   uint64_t bytes_in() const { return in_; }
   uint64_t bytes_out() const { return out_; }
   const std::string& outcome() const { return outcome_; }
+  // Whether more of the peer's bytes are here already: part of a frame decoded, or
+  // bytes waiting in the socket.
+  bool more_coming() {
+    boost::system::error_code ec;
+    return dec_.pending() > 0 || s_.lowest_layer().available(ec) > 0;
+  }
 
   // The next frame; a status for a stream that is not the protocol (refusal_of says
   // how to answer it). Throws on I/O errors and when the peer stalls (the timer
@@ -223,8 +241,8 @@ class Wire {
                            : fmt::format("{}: volume '{}': {}", peer_, volume_, why));
     outcome_ = fmt::format("refused ({})", proto::error_code_name(r.code));
     std::string told = why;
-    for (size_t at; (at = told.find(store_prefix_)) != std::string::npos;)
-      told.erase(at, store_prefix_.size());
+    for (const std::string& prefix : private_prefixes_)
+      for (size_t at; (at = told.find(prefix)) != std::string::npos;) told.erase(at, prefix.size());
     const std::vector<uint8_t> payload = proto::encode(proto::Error{r.code, told});
     co_await send(MessageType::kError, payload);
   }
@@ -236,7 +254,7 @@ class Wire {
   std::chrono::nanoseconds idle_;
   std::optional<asio::steady_timer::time_point> deadline_;
   std::string peer_;
-  std::string store_prefix_;
+  std::vector<std::string> private_prefixes_;  // cut from what peers are told
   std::string volume_;
   const Logger& logger_;
   uint64_t in_ = 0, out_ = 0;
@@ -246,7 +264,7 @@ class Wire {
 
 // What one shipping message asks of the store: its ACK, or why it cannot be (*code
 // says how to refuse it).
-Result<proto::Ack> apply_to_store(StoredVolume& vol, const proto::Frame& f, ErrorCode* code) {
+Result<proto::Ack> apply_to_store(ReceivingVolume& vol, const proto::Frame& f, ErrorCode* code) {
   *code = ErrorCode::kMalformed;
   Result<proto::Ack> ack = Status::invalid(
       fmt::format("{} is not expected while shipping", proto::message_type_name(f.type)));
@@ -272,6 +290,10 @@ Result<proto::Ack> apply_to_store(StoredVolume& vol, const proto::Frame& f, Erro
   if (!ack) *code = vol.last_error();
   return ack;
 }
+
+// The most record bytes taken and not yet committed to a bucket store before a commit,
+// while more frames are arriving.
+constexpr uint64_t kMaxUncommitted = 16u << 20;
 
 // The bytes of the store a shipping frame takes once stored (a base's runs of zeroes
 // stay holes).
@@ -313,7 +335,18 @@ void arm_watchdog(asio::steady_timer& timer, Socket& socket, std::shared_ptr<Con
 }  // namespace
 
 Status Server::Impl::init() {
-  if (opts_.store_dir.empty()) return Status::invalid("--store DIR is required");
+  if (opts_.store_dir.empty())
+    return Status::invalid("--store DIR or --store s3://BUCKET/PREFIX is required");
+  if (is_s3_uri(opts_.store_dir)) {
+    BucketStoreOptions b;
+    REWIND_RETURN_IF_ERROR(parse_s3_uri(opts_.store_dir, &b.where).with_context("--store"));
+    b.s3 = opts_.s3;
+    REWIND_RETURN_IF_ERROR(resolve_s3_options(&b.s3).with_context("--store"));
+    b.cache_dir = opts_.cache_dir;
+    bucket_ = std::move(b);
+  } else if (!opts_.cache_dir.empty()) {
+    return Status::invalid("--cache is for a store in a bucket (--store s3://BUCKET/PREFIX)");
+  }
   if (opts_.tokens_file.empty())
     return Status::invalid("--tokens FILE is required: each host needs a token (see --help)");
   REWIND_RETURN_IF_ERROR(reload_tokens());
@@ -350,6 +383,7 @@ Status Server::Impl::init() {
                                         opts_.listen_port, ec.message()),
                             ec.value());
   // Last, so that a server refused for any other reason creates nothing.
+  if (bucket_) return prepare_bucket_store(&*bucket_, logger_);
   bool created = false;
   std::optional<mode_t> was;
   if (Status s = prepare_store(opts_.store_dir, &created, &was); !s.is_ok())
@@ -511,7 +545,7 @@ std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hel
 }
 
 std::optional<Refusal> Server::Impl::within_grant(const proto::Hello& hello, const proto::Frame& f,
-                                                  const StoredVolume& vol,
+                                                  const ReceivingVolume& vol,
                                                   std::optional<uint64_t>* used) {
   const TokenTable::Grant g = tokens()->grant(hello.token, hello.volume);
   if (g.access != TokenTable::Access::kWrite)
@@ -520,7 +554,7 @@ std::optional<Refusal> Server::Impl::within_grant(const proto::Hello& hello, con
   const uint64_t adds = stored_size(f);
   if (g.quota == 0 || adds == 0) return std::nullopt;
   if (!*used) {
-    auto measured = vol.disk_bytes();
+    auto measured = vol.stored_bytes();
     if (!measured) return Refusal{ErrorCode::kServer, measured.status().message()};
     *used = *measured;
   }
@@ -537,8 +571,8 @@ template <class Stream>
 asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
                                           std::shared_ptr<ConnState> conn, std::string peer,
                                           asio::steady_timer::time_point hello_deadline) {
-  Wire<Stream> wire(s, timer, opts_.idle_timeout, hello_deadline, std::move(peer), opts_.store_dir,
-                    logger_);
+  Wire<Stream> wire(s, timer, opts_.idle_timeout, hello_deadline, std::move(peer),
+                    private_prefixes(), logger_);
   auto first = co_await wire.read();
   proto::Hello hello;
   std::optional<Refusal> no = first ? admit(*first, &hello) : wire.refusal_of(first.status());
@@ -586,12 +620,37 @@ asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
                   hello.volume, purpose, wire.bytes_in(), wire.bytes_out(), outcome));
 }
 
+std::vector<std::string> Server::Impl::private_prefixes() const {
+  if (!bucket_) return {join_path(opts_.store_dir, "")};
+  return {bucket_->where.uri() + "/", join_path(bucket_->cache_dir, "")};
+}
+
 template <class W>
 asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
   // Reading needs no lock: a reader sees the manifest as last stored and the open
-  // segment up to its last whole record, while a shipper may go on appending.
-  const std::string dir = join_path(opts_.store_dir, hello.volume);
-  auto m = Manifest::load(dir);
+  // segment up to its last whole record, while a shipper may go on appending. From a
+  // bucket, the volume as its manifest was at the HELLO, in a cache of this session's.
+  std::string dir = join_path(opts_.store_dir, hello.volume);
+  std::shared_ptr<BucketCache> bucket;
+  Result<Manifest> m = Status::not_found("");
+  if (bucket_) {
+    auto client = bucket_volume_client(*bucket_, hello.volume);
+    BucketReadOptions ro;
+    ro.cache_dir =
+        join_path(bucket_read_dir(*bucket_), fmt::format("{}.{}", hello.volume, ++reads_));
+    ro.cache_limit = opts_.read_cache;
+    auto cache = client ? BucketCache::open(std::move(*client), ro, logger_)
+                        : Result<std::shared_ptr<BucketCache>>(client.status());
+    if (cache) {
+      bucket = std::move(*cache);
+      dir = bucket->dir();
+      m = Manifest::load(dir);
+    } else {
+      m = cache.status();
+    }
+  } else {
+    m = Manifest::load(dir);
+  }
   if (!m) {
     const bool absent = m.status().code() == Status::Code::kNotFound;
     const Refusal no =
@@ -612,9 +671,9 @@ asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
     } else if (f->type == MessageType::kPing) {
       co_await wire.send(MessageType::kPong, f->payload);
     } else if (f->type == MessageType::kInfo) {
-      no = co_await send_report(wire, dir, *f);
+      no = co_await send_report(wire, dir, bucket.get(), *f);
     } else if (f->type == MessageType::kRestore) {
-      no = co_await send_view(wire, dir, *f);
+      no = co_await send_view(wire, dir, bucket, *f);
     } else {
       no = Refusal{ErrorCode::kMalformed, fmt::format("{} is not expected while reading",
                                                       proto::message_type_name(f->type))};
@@ -629,12 +688,19 @@ asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
 // Answers an INFO with the REPORT of the journal in `dir`.
 template <class W>
 asio::awaitable<std::optional<Refusal>> Server::Impl::send_report(W& wire, const std::string& dir,
+                                                                  const BucketCache* bucket,
                                                                   const proto::Frame& f) {
   auto req = proto::decode_info(f);
   if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
   auto r = inspect_journal(dir, req->scan);
   if (!r) co_return Refusal{ErrorCode::kServer, r.status().message()};
   r->dir = wire.volume();  // not the server's path
+  if (bucket) {
+    // The cache's base is sparse: what the bucket holds of it is in the base map.
+    r->base_allocated = 0;
+    for (const BaseChunk& c : bucket->base_map().chunks)
+      r->base_allocated += bucket->base_map().chunk_length(c.offset);
+  }
   const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
   co_await wire.send(MessageType::kReport, report);
   co_return std::nullopt;
@@ -644,6 +710,7 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_report(W& wire, const
 // offset order covering it whole (runs of zeroes as their length only), then END.
 template <class W>
 asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const std::string& dir,
+                                                                std::shared_ptr<BucketCache> bucket,
                                                                 const proto::Frame& f) {
   auto req = proto::decode_restore(f);
   if (!req) co_return Refusal{ErrorCode::kMalformed, req.status().message()};
@@ -656,6 +723,7 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const s
     co_return Refusal{range ? ErrorCode::kNoPoint : ErrorCode::kServer, v.status().message()};
   }
   const JournalView& view = **v;
+  if (bucket) (*v)->set_fetcher(bucket);
   proto::ViewInfo info{view.seq(), view.time_ns(), view.size(), view.map().size(), 0, view.note()};
   for (const auto& [start, e] : view.map()) info.journal_bytes += e.end - start;
   {
@@ -671,9 +739,13 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const s
   // sent every kMaxZeroRun bytes, so a client that left (or whose token was revoked)
   // is noticed by a failed write even in the holes of a large sparse volume.
   constexpr uint64_t kMaxZeroRun = 64u << 20;
+  // From a bucket, what each window needs is fetched with ranged GETs in parallel.
+  constexpr uint64_t kFetchWindow = 16u << 20;
   auto ex = co_await asio::this_coro::executor;
   for (uint64_t at = 0; at < view.size();) {
     co_await asio::post(ex, asio::use_awaitable);
+    if (bucket && at % kFetchWindow == 0)
+      view.prefetch(at, std::min<uint64_t>(kFetchWindow, view.size() - at));
     if (run.length >= kMaxZeroRun) {
       const std::vector<uint8_t> payload = proto::encode(run);
       co_await wire.send(MessageType::kExtent, payload);
@@ -733,13 +805,14 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     }
   } release{shipping_, hello.volume};
 
-  auto v = StoredVolume::open(opts_.store_dir, hello.volume, true, logger_);
+  ErrorCode code = ErrorCode::kServer;
+  auto v = open_volume(hello.volume, &code);
   if (!v) {
-    const Refusal no{ErrorCode::kServer, v.status().message()};
+    const Refusal no{code, v.status().message()};
     co_await wire.refuse(no);
     co_return;
   }
-  StoredVolume& vol = **v;
+  ReceivingVolume& vol = **v;
   // For a quota: what the volume takes of the store, measured when a quota first
   // applies, and what it took since.
   std::optional<uint64_t> used;
@@ -762,9 +835,16 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
         co_return;
       }
     }
-    ErrorCode code = ErrorCode::kMalformed;
+    code = ErrorCode::kMalformed;
     auto ack = f ? apply_to_store(vol, *f, &code) : Result<proto::Ack>(f.status());
     if (ack && used) *used += stored_size(*f);
+    if (ack && vol.uncommitted()) {
+      // Records not in the store yet (a bucket): the frames already on their way join
+      // them, and one commit acknowledges them all.
+      if (wire.more_coming() && vol.uncommitted_bytes() < kMaxUncommitted) continue;
+      ack = vol.commit();
+      if (!ack) code = vol.last_error();
+    }
     if (!ack) {
       const Refusal no = f ? Refusal{code, ack.status().message()} : wire.refusal_of(f.status());
       co_await wire.refuse(no);
@@ -773,6 +853,23 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     const std::vector<uint8_t> acked = proto::encode(*ack);
     co_await wire.send(MessageType::kAck, acked);
   }
+}
+
+Result<std::unique_ptr<ReceivingVolume>> Server::Impl::open_volume(const std::string& name,
+                                                                   ErrorCode* code) {
+  *code = ErrorCode::kServer;
+  if (!bucket_) {
+    auto v = StoredVolume::open(opts_.store_dir, name, true, logger_);
+    if (!v) return v.status();
+    return std::unique_ptr<ReceivingVolume>(std::move(*v));
+  }
+  auto v = BucketVolume::open(*bucket_, name, logger_);
+  if (!v) {
+    // Another writer holds the volume's copy (another server's session, most likely).
+    if (v.status().code() == Status::Code::kBusy) *code = ErrorCode::kBusy;
+    return v.status();
+  }
+  return std::unique_ptr<ReceivingVolume>(std::move(*v));
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

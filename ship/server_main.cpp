@@ -20,7 +20,32 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to listen on (PORT 0: any free port)")
       ->capture_default_str();
   app.add_option("--store", o.store_dir,
-                 "Directory of the store (one journal per volume); required");
+                 "Directory of the store (one journal per volume), or s3://BUCKET/PREFIX (each "
+                 "volume's copy under PREFIX/NAME); required");
+  app.add_option("--cache", o.cache_dir,
+                 "With --store s3://: a local directory for the spools of volumes being received "
+                 "(a base snapshot while it arrives, and an open segment) and readers' caches");
+  std::string s3_timeout = "30s";
+  std::string read_cache = "256M";
+  app.add_option("--s3-endpoint", o.s3.endpoint,
+                 "With --store s3://: the endpoint URL (default: $AWS_ENDPOINT_URL_S3, "
+                 "$AWS_ENDPOINT_URL, the profile's, else AWS's for the region); credentials as "
+                 "the AWS tools find them ($AWS_ACCESS_KEY_ID, ~/.aws/credentials, $AWS_PROFILE)");
+  app.add_option("--s3-region", o.s3.region,
+                 "With --store s3://: the region (default: $AWS_REGION, the profile's, else "
+                 "us-east-1)");
+  app.add_option("--s3-profile", o.s3.profile,
+                 "With --store s3://: the profile of the shared files (default: $AWS_PROFILE, "
+                 "else default)");
+  app.add_option("--s3-ca", o.s3.ca_file,
+                 "With --store s3://: a CA bundle (PEM) to verify the endpoint's certificate by "
+                 "(default: $AWS_CA_BUNDLE, else the system's)");
+  app.add_option("--s3-timeout", s3_timeout,
+                 "With --store s3://: fail a request that moves no byte this long")
+      ->capture_default_str();
+  app.add_option("--read-cache-size", read_cache,
+                 "With --store s3://: the bytes of a volume each reader keeps fetched")
+      ->capture_default_str();
   app.add_option("--tls-cert", o.tls_cert, "TLS certificate chain (PEM)");
   app.add_option("--tls-key", o.tls_key, "TLS private key (PEM)");
   app.add_option("--tokens", o.tokens_file,
@@ -87,6 +112,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.hello_timeout = *hello_ns;
+  auto s3_ns = rwd::parse_duration(s3_timeout);
+  if (!s3_ns || s3_ns->count() <= 0) {
+    fmt::print(stderr, "rewind-server: --s3-timeout {}: give a duration, e.g. 30s\n", s3_timeout);
+    return 2;
+  }
+  o.s3.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*s3_ns);
+  auto read_bytes = rwd::parse_size(read_cache);
+  if (!read_bytes || *read_bytes < (16u << 20)) {
+    fmt::print(stderr,
+               "rewind-server: --read-cache-size {}: give a size of 16M or more, e.g. 256M\n",
+               read_cache);
+    return 2;
+  }
+  o.read_cache = *read_bytes;
   auto logger = [](rwd::LogLevel level, const std::string& m) {
     fmt::print(stderr, "rewind-server: {}{}\n", level >= rwd::LogLevel::kWarning ? "warning: " : "",
                m);

@@ -107,7 +107,7 @@ Status prepare_store(const std::string& store_dir, bool* created,
   return Status::ok();
 }
 
-Result<uint64_t> StoredVolume::disk_bytes() const {
+Result<uint64_t> StoredVolume::stored_bytes() const {
   uint64_t total = 0;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);

@@ -34,6 +34,16 @@ namespace rwd {
 // The name of the journal directory's record of its writer generation.
 inline constexpr const char* kShipWriterName = "SHIP-WRITER";
 
+// What SHIP-WRITER holds: the bucket prefix, and the generations this journal directory
+// claimed there (the newest last, at most 16).
+struct ShipWriterState {
+  std::string uri;
+  std::vector<uint64_t> gens;
+};
+// std::nullopt when the file is absent or not in this form.
+std::optional<ShipWriterState> read_ship_writer(const std::string& journal_dir);
+Status write_ship_writer(const std::string& journal_dir, const ShipWriterState& s);
+
 struct BucketRetainResult {
   size_t changed = 0;                    // segments folded into the base or compacted
   uint64_t sent = 0;                     // bytes stored
@@ -71,6 +81,9 @@ class BucketWriter {
     return manifest_->last_seq;
   }
   bool has_base() const { return manifest_.has_value(); }
+  // The bucket manifest as last stored or read (std::nullopt: none yet).
+  const std::optional<BucketManifest>& manifest() const { return manifest_; }
+  const BaseMap& base_map() const { return base_map_; }
 
   // Stores the base snapshot of `m` (its non-zero chunks not stored already, then the
   // base map) and the first manifest. *bytes counts the bytes sent.

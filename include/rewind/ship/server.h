@@ -17,14 +17,20 @@
 
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
+#include "rewind/ship/s3_client.h"
 
 namespace rwd {
 
 struct ServerOptions {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 7420;  // 0: any free port (see Server::port())
+  // A directory (store.h), or s3://BUCKET/PREFIX (bucket_store.h) with `cache_dir`
+  // and the S3 settings in `s3` (the rest from the AWS conventions).
   std::string store_dir;
-  std::string tls_cert, tls_key;  // PEM files; both or neither
+  std::string cache_dir;
+  S3Options s3;
+  uint64_t read_cache = 256ull << 20;  // bytes a reader of a bucket store keeps fetched
+  std::string tls_cert, tls_key;       // PEM files; both or neither
   std::string tokens_file;
   bool insecure_loopback = false;  // allow plain TCP, on a loopback address only
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(30);

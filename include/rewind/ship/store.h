@@ -33,7 +33,33 @@ namespace rwd {
 // empty store nobody looks at. Sets *created when it made the directory.
 Status prepare_store(const std::string& store_dir, bool* created, std::optional<mode_t>* tightened);
 
-class StoredVolume {
+// What a shipping session writes into: a volume of a store on disk (StoredVolume) or in
+// a bucket (BucketVolume, bucket_store.h). The server answers each frame with the ACK
+// its call returns, except that while uncommitted() the records append() took are not
+// yet in the store: the ACK is then commit()'s, which may cover several frames.
+class ReceivingVolume {
+ public:
+  virtual ~ReceivingVolume() = default;
+  // What the store holds durably, for a WELCOME.
+  virtual proto::Welcome state() const = 0;
+  // The bytes the volume takes of the store, for its quota.
+  virtual Result<uint64_t> stored_bytes() const = 0;
+  virtual Result<proto::Ack> begin_base(const proto::BaseBegin& b) = 0;
+  virtual Result<proto::Ack> base_data(uint64_t offset, std::span<const uint8_t> data) = 0;
+  virtual Result<proto::Ack> base_zero(uint64_t offset, uint64_t length) = 0;
+  virtual Result<proto::Ack> append(const proto::Records& records) = 0;
+  // Whether records append() took are not in the store yet.
+  virtual bool uncommitted() const { return false; }
+  // Bytes of records taken and not committed.
+  virtual uint64_t uncommitted_bytes() const { return 0; }
+  // Stores what append() took; the ACK of what the store then holds.
+  virtual Result<proto::Ack> commit() = 0;
+  // The protocol's error code for the last failure (kGap, kConflict, kMalformed, kBusy,
+  // or kServer for I/O errors).
+  virtual proto::ErrorCode last_error() const = 0;
+};
+
+class StoredVolume final : public ReceivingVolume {
  public:
   // Opens STORE/NAME, creating it empty if absent (with `create`), and recovers what a
   // crash of the server left: the open segment sealed at its last whole record, a
@@ -47,33 +73,39 @@ class StoredVolume {
   ~StoredVolume();
 
   // What the volume holds durably, for a WELCOME.
-  proto::Welcome state() const;
+  proto::Welcome state() const override;
   // The bytes the volume's directory takes on disk (allocated blocks; holes of the
   // base are free), for its quota.
-  Result<uint64_t> disk_bytes() const;
+  Result<uint64_t> stored_bytes() const override;
   // Whether the base snapshot is whole (records may follow).
   bool has_base() const { return journal_ != nullptr; }
 
   // BASE_BEGIN: starts receiving the base snapshot `b`, or goes on with it if it is
   // the one already arriving. Refused (kConflict) once a base is whole, or when another
   // volume id is arriving under this name.
-  Result<proto::Ack> begin_base(const proto::BaseBegin& b);
+  Result<proto::Ack> begin_base(const proto::BaseBegin& b) override;
   // BASE_DATA: bytes at `offset`, which must not be past what the store holds (a gap);
   // bytes it holds already are skipped. Synced before it returns.
-  Result<proto::Ack> base_data(uint64_t offset, std::span<const uint8_t> data);
+  Result<proto::Ack> base_data(uint64_t offset, std::span<const uint8_t> data) override;
   // BASE_ZERO: `length` bytes at `offset` read as zeroes; the file is extended over
   // them (a hole where the file system allows). As base_data otherwise.
-  Result<proto::Ack> base_zero(uint64_t offset, uint64_t length);
+  Result<proto::Ack> base_zero(uint64_t offset, uint64_t length) override;
   // RECORDS: records already held are skipped; a first seq past durable_seq + 1 is a
   // gap. Appended and synced before it returns.
-  Result<proto::Ack> append(const proto::Records& records);
+  Result<proto::Ack> append(const proto::Records& records) override;
+  // Records are durable when append() returns: the ACK of what the volume holds.
+  Result<proto::Ack> commit() override { return ack(); }
 
   // Seals the open segment (also done by the destructor).
   Status close();
 
   // The protocol's error code for the last failure of begin_base, base_data or
   // append (kGap, kConflict, kMalformed, or kServer for I/O errors).
-  proto::ErrorCode last_error() const { return last_error_; }
+  proto::ErrorCode last_error() const override { return last_error_; }
+
+  const std::string& dir() const { return dir_; }
+  // The volume's journal, once the base is whole.
+  const Journal* journal() const { return journal_.get(); }
 
  private:
   StoredVolume(std::string dir, Logger logger) : dir_(std::move(dir)), logger_(std::move(logger)) {}
