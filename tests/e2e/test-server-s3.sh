@@ -14,8 +14,8 @@
 #
 # Two sessions of one volume on the two servers at once: the one overtaken is refused
 # with ERROR 8 BUSY naming the other writer, never interleaved, and the copy restores
-# as the journal. Bad settings (no --cache, a missing bucket, wrong credentials) give
-# one error line and create nothing.
+# as the journal. A quota counts what the copy takes of the bucket. Bad settings (no
+# --cache, a missing bucket, wrong credentials) give one error line and create nothing.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io nbdcopy python3
 : "${REWIND_SHIP:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
@@ -165,4 +165,15 @@ grep -q "^acked seq $last " ship3.out || fail "the third session ended at: $(cat
 "$REWIND_CLI" restore c.rewind -o local.img >/dev/null
 "$REWIND_CLI" restore $store/vol-c -o r.img >/dev/null
 cmp -s local.img r.img || fail "vol-c in the bucket differs from its journal"
+
+# A quota counts what the volume's copy takes of the bucket.
+printf 'tok-q vol-q@8M\n' >>tokens
+kill -HUP "$b_pid"
+for i in $(seq 1 50); do grep -q "reloaded tokens" log-server.log && break; sleep 0.1; done
+rc=0
+"$REWIND_SHIP" c.rewind 127.0.0.1 "$b_port" vol-q tok-q >ship4.out 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "QUOTA: volume 'vol-q' takes" ship4.out ||
+  fail "a volume past its quota was not refused (exit $rc): $(cat ship4.out)"
+held=$(s3 du s3://rewind/servers/vol-q/ | awk '{print $1}')
+[ "$held" -le $((8 << 20)) ] || fail "vol-q takes $held bytes of the bucket, past its 8 MiB quota"
 echo "PASS"
