@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rewind-server against unauthenticated peers and a revoked token:
-# - 12 peers (from 127.0.0.2) that each announce a 60 MiB frame before any HELLO are
+# - 12 peers (from 127.0.0.3-5) that each announce a 60 MiB frame before any HELLO are
 #   refused from the header alone, and the server's memory does not grow by their
 #   frames;
 # - a peer that trickles a byte every 0.3 s is disconnected by --hello-timeout, which
@@ -38,15 +38,16 @@ before=$(rss)
 python3 - "$port" >flood.out 2>&1 <<'PY' &
 import socket, sys, time
 port = int(sys.argv[1])
-def conn():
+def conn(address="127.0.0.2"):
     s = socket.socket()
-    s.bind(("127.0.0.2", 0))
+    s.bind((address, 0))
     s.connect(("127.0.0.1", port))
     return s
-# Oversized frames before a HELLO, four at a time (the per-address limit).
+# Oversized frames before a HELLO, four at a time (the per-address limit), each round
+# from an address of its own (the server may not have let the last round's go yet).
 header = b"RWNP" + bytes([1, 1, 0, 0]) + (60 << 20).to_bytes(4, "little") + bytes(12)
 for round in range(3):
-    peers = [conn() for _ in range(4)]
+    peers = [conn(f"127.0.0.{3 + round}") for _ in range(4)]
     for s in peers:
         s.sendall(header + b"x" * 65536)
     for s in peers:
