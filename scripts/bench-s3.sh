@@ -12,12 +12,15 @@
 #     times (the gateway's own rate varies from run to run).
 #  4. Time to open the point-in-time export from the bucket (nbdkit start to the first
 #     read answered) and to read it whole with nbdcopy.
+#  5. The load of 1 shipped through rewind-server --store s3:// instead: the lag, the
+#     requests per GiB the server sent (its session's count) and the bytes stored; and
+#     the requests of a session that stays idle for --idle seconds.
 #
 #   scripts/bench-s3.sh [--rate MIB/S] [--runtime SECONDS] [--idle SECONDS]
 #                       [--restore-size SIZE] [--rounds N]
 #
 # Installs what is missing (fio, Ceph) and builds build/ first. Works in $BENCH_DIR
-# (default /var/tmp/rb3: short, for the daemons' sockets). About 4 minutes.
+# (default /var/tmp/rb3: short, for the daemons' sockets). About 6 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -71,6 +74,7 @@ wait_caught_up() { for _ in $(seq 1 3000); do caught_up "$1" && return 0; sleep 
 start() {  # SOCK KEY=VALUE...: the plugin in the background
   local sock=$1
   shift
+  rm -f "$sock"
   nbdkit -f -U "$sock" "$plugin" "$@" 2>>plugin.log &
   pids+=($!)
   last_pid=$!
@@ -200,4 +204,69 @@ print()
 print(f"Point-in-time export from the bucket (cache-size=256M): open {t[5] - t[4]:.2f} s "
       f"(nbdkit start to the first read answered), whole volume read with nbdcopy "
       f"{t[6] - t[5]:.1f} s ({mib / (t[6] - t[5]):.0f} MiB/s).")
+PY
+
+# --- 5: the load of 1 through a log server whose store is the bucket. ---
+printf 'tok lag\n' >tokens
+chmod 600 tokens
+"$root/build/ship/rewind-server" --listen 127.0.0.1:0 --store s3://bench/servers --cache \
+  "$dir/server-cache" --tokens tokens --insecure-loopback 2>server.log &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q 'listening on' server.log && break; sleep 0.1; done
+server_port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' server.log | tail -n 1)
+[ -n "$server_port" ] || { echo "bench-s3: rewind-server did not start: $(cat server.log)" >&2; exit 1; }
+session_requests() {  # the requests the server's last session of volume 'lag' sent
+  for _ in $(seq 1 100); do
+    local n
+    n=$(sed -n "s/.*volume 'lag': \([0-9]*\) requests to .*/\1/p" server.log | tail -n 1)
+    [ "$(grep -c "volume 'lag': [0-9]* requests" server.log)" -gt "$1" ] && { echo "$n"; return; }
+    sleep 0.1
+  done
+  echo "bench-s3: the server did not end the session: $(cat server.log)" >&2
+  exit 1
+}
+truncate -s 1G srv.img
+srv_keys=(image=srv.img journal=srv.rewind segment-size=64M ship=127.0.0.1:$server_port
+  ship-token=tok ship-volume=lag)
+start srv.sock "${srv_keys[@]}"
+srv_pid=$last_pid
+wait_caught_up srv.rewind
+( while :; do echo "$(status srv.rewind)"; sleep 0.25; done ) >server-samples &
+sampler=$!
+pids+=($sampler)
+written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=srv.sock" --size=1G \
+  --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
+  --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["io_bytes"])')
+wait_caught_up srv.rewind
+kill "$sampler"
+wait "$sampler" 2>/dev/null || true
+stop "$srv_pid"
+load_requests=$(session_requests 0)
+stored=$(bucket_bytes s3://bench/servers/lag)
+base_stored=$(s3 du s3://bench/servers/lag/base/ | awk '{print $1}')
+# An idle session: the plugin started again, nothing written.
+start srv.sock "${srv_keys[@]}"
+srv_pid=$last_pid
+wait_caught_up srv.rewind
+sleep "$idle"
+stop "$srv_pid"
+idle_requests=$(session_requests 1)
+python3 - "$written" "$load_requests" "$stored" "$base_stored" "$idle_requests" "$idle" \
+  server-samples <<'PY'
+import json, sys
+written, load, stored, base_stored, idle_req, idle, path = sys.argv[1:]
+written = int(written)
+lags = sorted(json.loads(line)["lag_seconds"] for line in open(path))
+pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] if lags else 0
+print()
+print("The same load shipped to rewind-server --store s3:// (the server acknowledges once the "
+      "bucket holds the records; lag as the plugin sees it):")
+print()
+print("| written | lag p50 | lag p95 | lag max | requests per GiB written (session) "
+      "| stored / written (records) | requests in an idle session |")
+print("|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {written / 2**20:.0f} MiB | {pick(0.5):.2f} s | {pick(0.95):.2f} s | "
+      f"{max(lags, default=0):.2f} s | {int(load) / (written / 2**30):.0f} | "
+      f"{(int(stored) - int(base_stored)) / written:.2f} | {idle_req} in {idle} s |")
 PY
