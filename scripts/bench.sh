@@ -5,9 +5,11 @@
 #   scripts/bench.sh [io|restore|view|all] [--size SIZE] [--runtime SECONDS] [--rounds N]
 #
 #   io       the same fio jobs (fio's nbd engine) against `nbdkit file` and the rewind
-#            plugin serving copies of one image, alternating file/rewind then
-#            rewind/file for each round: IOPS, bandwidth, p99 latency, ratio; the
-#            plugin's peak RSS; journal bytes per byte written
+#            plugin, alternating file/rewind then rewind/file for each round, first
+#            each job on new sparse images, then on images written whole first: IOPS,
+#            bandwidth, p99 latency, CPU time per operation of each server (the
+#            kernel's accounting of the process), ratios; the plugin's peak RSS;
+#            journal bytes per byte written; the disk's own O_DIRECT write rate
 #   restore  a 1 GiB volume given 4x its size in random 4k-64k writes: `rewind restore`
 #            to the end and to the middle against `cp --sparse=never` of the image,
 #            page cache dropped before each; then the history doubled by rewriting the
@@ -88,14 +90,47 @@ fio_json() {
 
 # ------------------------------------------------------------------------------------
 bench_io() {
-  local img=$dir/file.img
-  truncate -s "$size" "$img"
-  serve file file "$img"
-  local file_pid=$served_pid
-  cp --sparse=always "$img" "$dir/rewind.img"
+  local mode
+  for mode in sparse prefilled; do
+    bench_io_on "$mode"
+    echo
+  done
+  # What the disk itself takes: every byte rewind journals goes to it, around the cache.
+  local disk
+  disk=$(fio --name=disk --filename="$dir/disk.test" --size=4G --fallocate=native --rw=write \
+    --bs=4M --direct=1 --ioengine=psync --output-format=json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"] / 2**20)')
+  rm -f "$dir/disk.test"
+  printf -- '- the disk: sequential 4 MiB writes around the page cache (O_DIRECT) into a new file: %.0f MiB/s\n' "$disk"
+}
+
+# cpu_ticks PID: the CPU time (utime + stime, in clock ticks) of a server process, its
+# exited threads included (nbdkit's request threads live as long as a connection).
+cpu_ticks() {
+  awk '{ n = split($0, f, ") "); split(f[n], g, " "); print g[12] + g[13] }' "/proc/$1/stat"
+}
+
+# bench_io_on sparse|prefilled: the jobs against both exports, each job on a new sparse
+# image (every write allocates, every read of what was not written reads a hole), or
+# on images written whole first (writes overwrite data, reads read it).
+bench_io_on() {
+  local mode=$1
+  local img=$dir/file.img file_pid= rewind_pid= hwm=0 jbytes=0
+  new_images() {  # new images for both exports (sparse), and the servers on them
+    [ -n "$file_pid" ] && stop "$file_pid"
+    if [ -n "$rewind_pid" ]; then
+      stop "$rewind_pid"
+      jbytes=$((jbytes + $(json_of "$dir/rewind.rewind" journal_bytes)))
+    fi
+    rm -rf "$img" "$dir/rewind.img" "$dir/rewind.rewind"
+    truncate -s "$size" "$img" "$dir/rewind.img"
+    serve file file "$img"
+    file_pid=$served_pid
+    rewind_pid=
+    fresh_rewind
+  }
   # The rewind server starts each run on a new journal (a base snapshot of the image as
   # it is): a journal keeps every byte written, and a run writes tens of GiB.
-  local rewind_pid= hwm=0 jbytes=0
   fresh_rewind() {
     if [ -n "$rewind_pid" ]; then
       stop "$rewind_pid"
@@ -115,11 +150,13 @@ bench_io() {
     [ "$h" -gt "$hwm" ] && hwm=$h
     return 0
   }
-  fresh_rewind
-  # Both images fully written first, so that reads read data and writes overwrite it.
-  for e in file rewind; do
-    fio_json "$dir/$e.sock" --rw=write --bs=1M --iodepth=4 >"$dir/prefill-$e.json"
-  done
+  new_images
+  if [ "$mode" = prefilled ]; then
+    # Both images fully written first, so that reads read data and writes overwrite it.
+    for e in file rewind; do
+      fio_json "$dir/$e.sock" --rw=write --bs=1M --iodepth=4 >"$dir/prefill-$e.json"
+    done
+  fi
 
   local jobs=(
     "randwrite-4k-qd16|--rw=randwrite --bs=4k --iodepth=16"
@@ -128,18 +165,26 @@ bench_io() {
     "randread-4k-qd16|--rw=randread --bs=4k --iodepth=16"
     "randrw-70-30-4k-qd16|--rw=randrw --rwmixread=70 --bs=4k --iodepth=16"
   )
-  local round job name args order e
+  local round job name args order e pid t0
   for round in $(seq 1 "$rounds"); do
     for job in "${jobs[@]}"; do
       name=${job%%|*} args=${job#*|}
+      [ "$mode" = sparse ] && new_images
       order="file rewind"
       [ $((round % 2)) -eq 0 ] && order="rewind file"
       for e in $order; do
+        pid=$file_pid
+        [ "$e" = rewind ] && pid=$rewind_pid
+        t0=$(cpu_ticks "$pid")
         # shellcheck disable=SC2086
-        fio_json "$dir/$e.sock" $args --time_based --runtime="$runtime" >"$dir/$name.$e.$round.json"
+        fio_json "$dir/$e.sock" $args --time_based --runtime="$runtime" \
+          >"$dir/$mode.$name.$e.$round.json"
+        # What the job left queued is journaled and applied within the second.
+        sleep 1
+        echo "$(($(cpu_ticks "$pid") - t0))" >"$dir/$mode.$name.$e.$round.cpu"
         if [ "$e" = rewind ]; then
           peak
-          fresh_rewind
+          [ "$mode" = prefilled ] && fresh_rewind
         fi
       done
     done
@@ -149,45 +194,44 @@ bench_io() {
   jbytes=$((jbytes + $(json_of "$dir/rewind.rewind" journal_bytes)))
   stop "$file_pid"
 
-  python3 - "$dir" "$rounds" "$hwm" "$jbytes" "${jobs[@]%%|*}" <<'PY'
+  python3 - "$dir" "$mode" "$rounds" "$hwm" "$jbytes" "$(getconf CLK_TCK)" "${jobs[@]%%|*}" <<'PY'
 import glob, json, os, statistics, sys
-d, rounds, hwm, jbytes, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+d, mode, rounds, hwm, jbytes, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+names = sys.argv[7:]
 def load(path):
     with open(path) as f:
         return json.load(f)["jobs"][0]
 def figures(name, e):
-    iops, bw, p99 = [], [], []
+    iops, bw, p99, cpu = [], [], [], []
     for r in range(1, rounds + 1):
-        j = load(f"{d}/{name}.{e}.{r}.json")
+        j = load(f"{d}/{mode}.{name}.{e}.{r}.json")
         iops.append(j["read"]["iops"] + j["write"]["iops"])
         bw.append((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 2**20)
         p = [j[k]["clat_ns"]["percentile"]["99.000000"] for k in ("read", "write")
              if j[k]["total_ios"] > 0]
         p99.append(max(p) / 1e3)
-    return statistics.mean(iops), statistics.mean(bw), statistics.mean(p99)
-print("| job | file IOPS | rewind IOPS | file MiB/s | rewind MiB/s | file p99 µs | rewind p99 µs | rewind/file |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        ops = j["read"]["total_ios"] + j["write"]["total_ios"]
+        ticks = int(open(f"{d}/{mode}.{name}.{e}.{r}.cpu").read())
+        cpu.append(ticks / hz * 1e6 / ops)
+    return statistics.mean(iops), statistics.mean(bw), statistics.mean(p99), statistics.mean(cpu)
+print(f"On {'new sparse images (each job on new ones)' if mode == 'sparse' else 'images written whole first'}:")
+print()
+print("| job | file IOPS | rewind IOPS | file MiB/s | rewind MiB/s | file p99 µs | rewind p99 µs | file CPU µs/op | rewind CPU µs/op | rewind/file IOPS | rewind/file CPU |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in names:
-    fi, fb, fp = figures(n, "file")
-    ri, rb, rp = figures(n, "rewind")
-    print(f"| {n} | {fi:,.0f} | {ri:,.0f} | {fb:,.1f} | {rb:,.1f} | {fp:,.0f} | {rp:,.0f} | **{ri / fi:.2f}x** |")
+    fi, fb, fp, fc = figures(n, "file")
+    ri, rb, rp, rc = figures(n, "rewind")
+    print(f"| {n} | {fi:,.0f} | {ri:,.0f} | {fb:,.1f} | {rb:,.1f} | {fp:,.0f} | {rp:,.0f} | {fc:.1f} | {rc:.1f} | **{ri / fi:.2f}x** | {rc / fc:.2f}x |")
 written = 0
-for path in glob.glob(f"{d}/*.rewind.*.json") + [f"{d}/prefill-rewind.json"]:
+for path in glob.glob(f"{d}/{mode}.*.rewind.*.json") + glob.glob(f"{d}/prefill-rewind.json"):
     written += load(path)["write"]["io_bytes"]
 print()
 print(f"- plugin peak RSS (VmHWM): {hwm / 2**20:.0f} MiB (queue-max 64 MiB)")
 print(f"- journal bytes / bytes written: {jbytes / written:.3f} ({jbytes / 2**30:.2f} GiB journal for {written / 2**30:.2f} GiB written)")
-print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per export; file then rewind in odd rounds, rewind then file in even ones")
+print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per export; file then rewind in odd rounds, rewind then file in even ones; CPU µs/op: the server process's user and system time per operation, from the kernel's accounting, over the job and the second after it")
 PY
-  rm -f "$dir"/file.img "$dir"/rewind.img
+  rm -f "$dir"/file.img "$dir"/rewind.img "$dir"/prefill-*.json
   rm -rf "$dir"/rewind.rewind
-  # What the disk itself takes: every byte rewind journals goes to it, around the cache.
-  local disk
-  disk=$(fio --name=disk --filename="$dir/disk.test" --size=4G --fallocate=native --rw=write \
-    --bs=4M --direct=1 --ioengine=psync --output-format=json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"] / 2**20)')
-  rm -f "$dir/disk.test"
-  printf -- '- the disk: sequential 4 MiB writes around the page cache (O_DIRECT) into a new file: %.0f MiB/s\n' "$disk"
 }
 
 # ------------------------------------------------------------------------------------
