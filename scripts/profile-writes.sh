@@ -10,19 +10,23 @@
 # then `perf record -g` of each server during one more job, reported by thread and
 # symbol (self time) and by symbol with what it calls (inclusive time).
 #
-#   scripts/profile-writes.sh [--size SIZE] [--runtime SECONDS] [--rounds N]
+#   scripts/profile-writes.sh [--size SIZE] [--runtime SECONDS] [--rounds N] [--sparse]
+#
+# --sparse runs each job on new sparse images (every write allocates a block of the
+# image) instead of on a prefilled image and a copy of it.
 #
 # Runs as root (perf, the page cache); installs what is missing and builds build/
 # first. Works in $BENCH_DIR (default /var/tmp/rewind-profile). About 90 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-size=1G runtime=10 rounds=2
+size=1G runtime=10 rounds=2 sparse=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=$2; shift ;;
     --runtime) runtime=$2; shift ;;
     --rounds) rounds=$2; shift ;;
+    --sparse) sparse=1 ;;
     *) echo "profile-writes: unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
   esac
   shift
@@ -68,16 +72,32 @@ cpu_ticks() {  # PID: "NAME TICKS" (utime + stime) per thread alive, then "all T
   awk '{ n = split($0, f, ") "); split(f[n], g, " "); print "all", g[12] + g[13] }' "/proc/$1/stat"
 }
 
-truncate -s "$size" "$dir/file.img"
-serve file file "$dir/file.img"
-file_pid=$served_pid
-fio --name=prefill --ioengine=nbd --uri="$(uri "$dir/file.sock")" --size="$size" --rw=write \
-  --bs=1M --iodepth=4 >/dev/null
-cp "$dir/file.img" "$dir/rewind.img"
-sync
-serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
-rewind_pid=$served_pid
-sync
+# new_images: both servers on new images: sparse ones with --sparse, else a prefilled
+# image and a copy of it.
+file_pid= rewind_pid=
+new_images() {
+  local p
+  for p in $file_pid $rewind_pid; do
+    kill -TERM "$p"
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$dir/file.img" "$dir/rewind.img" "$dir/rewind.rewind"
+  truncate -s "$size" "$dir/file.img"
+  serve file file "$dir/file.img"
+  file_pid=$served_pid
+  if [ "$sparse" -eq 1 ]; then
+    truncate -s "$size" "$dir/rewind.img"
+  else
+    fio --name=prefill --ioengine=nbd --uri="$(uri "$dir/file.sock")" --size="$size" \
+      --rw=write --bs=1M --iodepth=4 >/dev/null
+    cp "$dir/file.img" "$dir/rewind.img"
+  fi
+  sync
+  serve rewind "$plugin" image="$dir/rewind.img" journal="$dir/rewind.rewind"
+  rewind_pid=$served_pid
+  sync
+}
+new_images
 
 # job NAME PID: one random-write job against NAME; the counts are taken over a window
 # inside it (nbdkit starts a connection's threads when fio connects, and they end with
@@ -123,17 +143,19 @@ for round in $(seq 1 "$rounds"); do
   order="file rewind"
   [ $((round % 2)) -eq 0 ] && order="rewind file"
   for e in $order; do
+    [ "$sparse" -eq 1 ] && new_images
     pid=$file_pid
     [ "$e" = rewind ] && pid=$rewind_pid
     job "$e" "$pid"
   done
 done
 hz=$(getconf CLK_TCK)
-python3 - "$dir/rows" "$hz" "$runtime" <<'PY'
+python3 - "$dir/rows" "$hz" "$runtime" "$sparse" <<'PY'
 import collections, json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hz, runtime = int(sys.argv[2]), sys.argv[3]
-print(f"Random 4 KiB writes at QD16, {len(rows) // 2} jobs of {runtime} s per server; per write, "
+print(f"Random 4 KiB writes at QD16, {len(rows) // 2} jobs of {runtime} s per server "
+      f"({'each on new sparse images' if sys.argv[4] == '1' else 'prefilled images'}); per write, "
       "counted over each job but its first and last second:")
 print()
 print("| server | IOPS | CPU µs | system calls | futex calls | context switches |")
@@ -162,8 +184,11 @@ for name in ("file", "rewind"):
 PY
 
 # Each server's profile during one more job (from 1 s after its start).
-profile() {  # NAME PID
-  local name=$1 pid=$2 fio_pid
+profile() {  # NAME
+  local name=$1 pid fio_pid
+  [ "$sparse" -eq 1 ] && new_images
+  pid=$file_pid
+  [ "$name" = rewind ] && pid=$rewind_pid
   fio --name=w --ioengine=nbd --uri="$(uri "$dir/$name.sock")" --size="$size" --rw=randwrite \
     --bs=4k --iodepth=16 --randrepeat=0 --norandommap --time_based --runtime="$runtime" \
     >/dev/null &
@@ -187,6 +212,6 @@ profile() {  # NAME PID
     --percent-limit 4 2>/dev/null | grep -E '^ +[0-9]' | sed 's/ *$//' | cut -c1-110
   echo '```'
 }
-profile file "$file_pid"
-profile rewind "$rewind_pid"
+profile file
+profile rewind
 kill -TERM "$rewind_pid" "$file_pid" 2>/dev/null || true
