@@ -98,7 +98,7 @@ req0=$(status lag.rewind | field '["requests"]')
 wire0=$(status lag.rewind | field '["wire_bytes"]')
 ( while :; do echo "$(status lag.rewind)"; sleep 0.25; done ) >samples &
 sampler=$!
-pids+=($sampler)
+pids+=("$sampler")
 written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=lag.sock" --size=1G \
   --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
   --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
@@ -226,14 +226,14 @@ session_requests() {  # the requests the server's last session of volume 'lag' s
   exit 1
 }
 truncate -s 1G srv.img
-srv_keys=(image=srv.img journal=srv.rewind segment-size=64M ship=127.0.0.1:$server_port
+srv_keys=(image=srv.img journal=srv.rewind segment-size=64M "ship=127.0.0.1:$server_port"
   ship-token=tok ship-volume=lag)
 start srv.sock "${srv_keys[@]}"
 srv_pid=$last_pid
 wait_caught_up srv.rewind
 ( while :; do echo "$(status srv.rewind)"; sleep 0.25; done ) >server-samples &
 sampler=$!
-pids+=($sampler)
+pids+=("$sampler")
 written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=srv.sock" --size=1G \
   --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
   --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |

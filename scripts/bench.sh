@@ -115,7 +115,7 @@ cpu_ticks() {
 # on images written whole first (writes overwrite data, reads read it).
 bench_io_on() {
   local mode=$1
-  local img=$dir/file.img file_pid= rewind_pid= hwm=0 jbytes=0
+  local img=$dir/file.img file_pid='' rewind_pid='' hwm=0 jbytes=0
   new_images() {  # new images for both exports (sparse), and the servers on them
     [ -n "$file_pid" ] && stop "$file_pid"
     if [ -n "$rewind_pid" ]; then

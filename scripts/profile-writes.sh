@@ -74,7 +74,7 @@ cpu_ticks() {  # PID: "NAME TICKS" (utime + stime) per thread alive, then "all T
 
 # new_images: both servers on new images: sparse ones with --sparse, else a prefilled
 # image and a copy of it.
-file_pid= rewind_pid=
+file_pid='' rewind_pid=''
 new_images() {
   local p
   for p in $file_pid $rewind_pid; do
