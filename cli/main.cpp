@@ -89,9 +89,7 @@ Result<JournalReport> report_of(const std::string& journal, bool scan, const Rem
     auto report = inspect_journal((*cache)->dir(), scan);
     if (!report) return report.status();
     report->dir = journal;
-    report->base_allocated = 0;
-    for (const BaseChunk& c : (*cache)->base_map().chunks)
-      report->base_allocated += (*cache)->base_map().chunk_length(c.offset);
+    report->base_allocated = (*cache)->base_map().data_bytes();
     return report;
   }
   if (!is_remote_uri(journal)) return inspect_journal(journal, scan);

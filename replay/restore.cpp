@@ -141,15 +141,14 @@ Status write_through_temp(const std::string& out, bool force,
 
 Status restore_to_file(const JournalView& view, const std::string& out,
                        const RestoreOptions& opts) {
-  return write_through_temp(out, opts.force, [&](File& file) -> Status {
-    File* f = &file;
+  return write_through_temp(out, opts.force, [&](File& f) -> Status {
     bool reflinked = false;
-    REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), *f, &reflinked));
+    REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), f, &reflinked));
     const uint64_t total = mapped_bytes(view);
     uint64_t done = 0;
-    auto spans = plan_spans(view, *f, &done);
+    auto spans = plan_spans(view, f, &done);
     if (!spans) return spans.status();
-    REWIND_RETURN_IF_ERROR(write_spans(view, *f, *spans, opts, &done, total));
+    REWIND_RETURN_IF_ERROR(write_spans(view, f, *spans, opts, &done, total));
     if (opts.progress) opts.progress(total, total);
     return Status::ok();
   });
@@ -157,9 +156,8 @@ Status restore_to_file(const JournalView& view, const std::string& out,
 
 Status restore_stream_to_file(const JournalView& view, const std::string& out,
                               const RestoreOptions& opts) {
-  return write_through_temp(out, opts.force, [&](File& file) -> Status {
-    File* f = &file;
-    REWIND_RETURN_IF_ERROR(f->truncate(view.size()));
+  return write_through_temp(out, opts.force, [&](File& f) -> Status {
+    REWIND_RETURN_IF_ERROR(f.truncate(view.size()));
     // A window is fetched (its pieces in parallel) on a thread of its own while the one
     // before it is read and written out.
     constexpr uint64_t kWindow = 64ull << 20;
@@ -179,7 +177,7 @@ Status restore_stream_to_file(const JournalView& view, const std::string& out,
         REWIND_RETURN_IF_ERROR(view.read(block, at));
         // Zeroes stay a hole.
         if (std::any_of(block.begin(), block.end(), [](uint8_t b) { return b != 0; }))
-          REWIND_RETURN_IF_ERROR(f->pwrite_full(block, at));
+          REWIND_RETURN_IF_ERROR(f.pwrite_full(block, at));
         if (opts.progress) opts.progress(at + block.size(), view.size());
       }
     }

@@ -60,10 +60,10 @@ Result<std::shared_ptr<BucketCache>> BucketCache::open(std::unique_ptr<S3Client>
 }
 
 Status BucketCache::load() {
-  S3Client& s3 = *this->client_;
+  S3Client& s3 = *client_;
   const std::string uri = s3.location().uri();
 
-  auto text = s3.get(s3.location().key(bucket::kManifestName), &this->etag_);
+  auto text = s3.get(s3.location().key(bucket::kManifestName), &etag_);
   if (!text) {
     if (text.status().code() == Status::Code::kNotFound)
       return Status::not_found(
@@ -74,8 +74,8 @@ Status BucketCache::load() {
   auto bm = BucketManifest::parse(*text, uri + "/" + bucket::kManifestName);
   if (!bm) return bm.status();
   manifest_read_ = true;
-  this->manifest_ = std::move(*bm);
-  const Manifest& j = this->manifest_.journal;
+  manifest_ = std::move(*bm);
+  const Manifest& j = manifest_.journal;
 
   const std::string map_key = bucket::base_map_key(j.volume_id, j.base_seq);
   auto map_text = s3.get(s3.location().key(map_key));
@@ -85,40 +85,38 @@ Status BucketCache::load() {
   if (map->image_size != j.image_size)
     return Status::corruption(fmt::format("{}/{}: image size {} but the manifest says {}", uri,
                                           map_key, map->image_size, j.image_size));
-  this->base_map_ = std::move(*map);
+  base_map_ = std::move(*map);
 
   // The cache directory, laid out as a journal directory.
-  if (this->opts_.cache_dir.empty()) {
+  if (opts_.cache_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string templ = std::string(tmp && *tmp ? tmp : "/var/tmp") + "/rewind-cache.XXXXXX";
     if (!::mkdtemp(templ.data()))
       return Status::io_error(fmt::format("cannot make a cache directory {}", templ), errno);
-    this->dir_ = templ;
+    dir_ = templ;
   } else {
-    this->dir_ = this->opts_.cache_dir;
-    if (::mkdir(this->dir_.c_str(), 0700) != 0)
+    dir_ = opts_.cache_dir;
+    if (::mkdir(dir_.c_str(), 0700) != 0)
       return Status::io_error(
-          fmt::format("cannot make the cache directory {} (it must not exist yet)", this->dir_),
-          errno);
+          fmt::format("cannot make the cache directory {} (it must not exist yet)", dir_), errno);
   }
-  this->remove_dir_ = true;
+  remove_dir_ = true;
   for (const char* sub : {format::kBaseDir, format::kSegmentDir})
-    if (::mkdir(join_path(this->dir_, sub).c_str(), 0700) != 0)
-      return Status::io_error("cannot make " + join_path(this->dir_, sub), errno);
-  REWIND_RETURN_IF_ERROR(j.store(this->dir_));
+    if (::mkdir(join_path(dir_, sub).c_str(), 0700) != 0)
+      return Status::io_error("cannot make " + join_path(dir_, sub), errno);
+  REWIND_RETURN_IF_ERROR(j.store(dir_));
 
   // The base: a sparse file; chunks the map does not list are zeroes, present already.
-  const BaseMap& bmap = this->base_map_;
-  this->base_.path = base_path(this->dir_, j.base_file);
-  this->base_.size = j.image_size;
-  this->base_.block = bmap.chunk_bytes;
+  const BaseMap& bmap = base_map_;
+  base_.path = base_path(dir_, j.base_file);
+  base_.size = j.image_size;
+  base_.block = bmap.chunk_bytes;
   const uint64_t nchunks = (j.image_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
-  this->base_.present.assign(nchunks, kFixed);
-  this->base_.used.assign(nchunks, 0);
-  for (const BaseChunk& ch : bmap.chunks)
-    this->base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
+  base_.present.assign(nchunks, kFixed);
+  base_.used.assign(nchunks, 0);
+  for (const BaseChunk& ch : bmap.chunks) base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
   {
-    auto f = create_new_file(this->base_.path);
+    auto f = create_new_file(base_.path);
     if (!f) return f.status();
     REWIND_RETURN_IF_ERROR(f->truncate(j.image_size));
   }
@@ -128,8 +126,8 @@ Status BucketCache::load() {
   for (size_t i = 0; i < j.segments.size(); ++i) {
     const ManifestSegment& seg = j.segments[i];
     CachedFile cf;
-    cf.path = segment_path(this->dir_, seg.file);
-    cf.size = seg.sealed ? seg.bytes : this->manifest_.tails.back().end;
+    cf.path = segment_path(dir_, seg.file);
+    cf.size = seg.sealed ? seg.bytes : manifest_.tails.back().end;
     cf.block = kSegmentBlock;
     const uint64_t nblocks = (cf.size + cf.block - 1) / cf.block;
     cf.present.assign(nblocks, kMissing);
@@ -137,31 +135,31 @@ Status BucketCache::load() {
     auto f = create_new_file(cf.path);
     if (!f) return f.status();
     REWIND_RETURN_IF_ERROR(f->truncate(cf.size));
-    this->segments_.push_back(std::move(cf));
+    segments_.push_back(std::move(cf));
     if (!seg.sealed) {
       std::vector<std::vector<uint8_t>> bufs;
       std::vector<RangeRead> reads;
-      for (const BucketTail& t : this->manifest_.tails) {
+      for (const BucketTail& t : manifest_.tails) {
         bufs.emplace_back(t.end - t.offset);
         reads.push_back(RangeRead{s3.location().key(bucket::tail_key(t.gen, t.first_seq, t.offset)),
                                   0, bufs.back()});
       }
-      REWIND_RETURN_IF_ERROR(s3.get_ranges(reads, this->opts_.parallel));
+      REWIND_RETURN_IF_ERROR(s3.get_ranges(reads, opts_.parallel));
       for (size_t t = 0; t < reads.size(); ++t)
-        REWIND_RETURN_IF_ERROR(f->pwrite_full(bufs[t], this->manifest_.tails[t].offset));
-      this->segments_.back().present.assign(nblocks, kFixed);
-      this->segments_.back().resident = true;
-      this->stats_.fetched_bytes += this->segments_.back().size;
+        REWIND_RETURN_IF_ERROR(f->pwrite_full(bufs[t], manifest_.tails[t].offset));
+      segments_.back().present.assign(nblocks, kFixed);
+      segments_.back().resident = true;
+      stats_.fetched_bytes += segments_.back().size;
       continue;
     }
-    const BucketSegment& b = this->manifest_.segments[sealed++];
+    const BucketSegment& b = manifest_.segments[sealed++];
     bool indexed = false;
     if (b.index) {
       auto idx = s3.get(s3.location().key(bucket::segment_key(b.gen, index_file_name(seg.file))));
       if (!idx) return idx.status();
       REWIND_RETURN_IF_ERROR(
-          write_file_atomic(segment_path(this->dir_, index_file_name(seg.file)), *idx));
-      auto entries = read_segment_index(this->dir_, j.volume_id, seg);
+          write_file_atomic(segment_path(dir_, index_file_name(seg.file)), *idx));
+      auto entries = read_segment_index(dir_, j.volume_id, seg);
       if (entries) {
         indexed = true;
         // The records of marks: JournalHistory reads their names.
@@ -171,18 +169,18 @@ Status BucketCache::load() {
             marks.push_back(Range{static_cast<int64_t>(i), e.position,
                                   format::kRecordHeaderSize + e.payload_length});
         if (!marks.empty()) {
-          auto blocks = this->blocks_of(marks);
-          std::unique_lock lk(this->mu_);
-          REWIND_RETURN_IF_ERROR(this->fetch_blocks(blocks));
+          auto blocks = blocks_of(marks);
+          std::unique_lock lk(mu_);
+          REWIND_RETURN_IF_ERROR(fetch_blocks(blocks));
         }
       } else {
-        log_to(this->logger_, LogLevel::kInfo,
+        log_to(logger_, LogLevel::kInfo,
                fmt::format("the index of segment {} in {} is unusable ({}); fetching the segment "
                            "whole",
                            seg.file, uri, entries.status().message()));
       }
     }
-    if (!indexed) REWIND_RETURN_IF_ERROR(this->fetch_whole(static_cast<int64_t>(i)));
+    if (!indexed) REWIND_RETURN_IF_ERROR(fetch_whole(static_cast<int64_t>(i)));
   }
   return Status::ok();
 }

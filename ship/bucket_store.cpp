@@ -36,32 +36,27 @@ Status lay_out_spool(const std::string& dir, const BucketManifest& bm, S3Client&
     REWIND_RETURN_IF_ERROR(make_private_dir(join_path(dir, sub), "spool directory"));
   Manifest j = bm.journal;
   j.image_path = base_path(dir, j.base_file);
+  // An open segment has pieces (BucketManifest::parse checks): its bytes.
   if (!j.segments.empty() && !j.segments.back().sealed) {
-    if (bm.tails.empty()) {
-      j.segments.pop_back();  // an open segment no piece of which was stored holds nothing
-    } else {
-      const std::string path = segment_path(dir, j.segments.back().file);
-      auto f = create_new_file(path);
-      if (!f) return f.status();
-      uint64_t at = 0;
-      for (const BucketTail& t : bm.tails) {
-        const std::string key =
-            client.location().key(bucket::tail_key(t.gen, t.first_seq, t.offset));
-        if (t.offset != at)
-          return Status::corruption(fmt::format(
-              "{}: the open segment's pieces leave a gap at byte {}", client.location().uri(), at));
-        auto bytes = client.get(key);
-        if (!bytes) return bytes.status();
-        if (bytes->size() != t.end - t.offset)
-          return Status::corruption(
-              fmt::format("s3://{}/{} holds {} bytes, not the {} its name says",
-                          client.location().bucket, key, bytes->size(), t.end - t.offset));
-        REWIND_RETURN_IF_ERROR(f->pwrite_full(
-            std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()), at));
-        at = t.end;
-      }
-      REWIND_RETURN_IF_ERROR(f->sync());
+    auto f = create_new_file(segment_path(dir, j.segments.back().file));
+    if (!f) return f.status();
+    uint64_t at = 0;
+    for (const BucketTail& t : bm.tails) {
+      const std::string key = client.location().key(bucket::tail_key(t.gen, t.first_seq, t.offset));
+      if (t.offset != at)
+        return Status::corruption(fmt::format(
+            "{}: the open segment's pieces leave a gap at byte {}", client.location().uri(), at));
+      auto bytes = client.get(key);
+      if (!bytes) return bytes.status();
+      if (bytes->size() != t.end - t.offset)
+        return Status::corruption(fmt::format("s3://{}/{} holds {} bytes, not the {} its name says",
+                                              client.location().bucket, key, bytes->size(),
+                                              t.end - t.offset));
+      REWIND_RETURN_IF_ERROR(f->pwrite_full(
+          std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()), at));
+      at = t.end;
     }
+    REWIND_RETURN_IF_ERROR(f->sync());
   }
   REWIND_RETURN_IF_ERROR(j.store(dir));
   ShipWriterState w{client.location().uri(), {}};
@@ -98,7 +93,7 @@ Status prepare_bucket_store(BucketStoreOptions* o, const Logger& logger) {
                        o->cache_dir, *was));
   REWIND_RETURN_IF_ERROR(make_private_dir(join_path(o->cache_dir, kSpoolDir), "spool directory"));
   // Readers' caches live as long as their session; a crash leaves them behind.
-  const std::string read = join_path(o->cache_dir, kReadDir);
+  const std::string read = bucket_read_dir(*o);
   std::error_code ec;
   std::filesystem::remove_all(read, ec);
   if (ec) return Status::io_error(fmt::format("cannot remove {}", read), ec.value());
@@ -269,9 +264,7 @@ proto::Welcome BucketVolume::state() const {
 Result<uint64_t> BucketVolume::stored_bytes() const {
   if (!writer_ || !writer_->manifest()) return spool_->stored_bytes();
   const BucketManifest& bm = *writer_->manifest();
-  const BaseMap& map = writer_->base_map();
-  uint64_t total = 0;
-  for (const BaseChunk& c : map.chunks) total += map.chunk_length(c.offset);
+  uint64_t total = writer_->base_map().data_bytes();
   for (const ManifestSegment& seg : bm.journal.segments)
     if (seg.sealed) total += seg.bytes;
   for (const BucketTail& t : bm.tails) total += t.end - t.offset;

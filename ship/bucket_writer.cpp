@@ -529,27 +529,18 @@ Status BucketWriter::ship(const Manifest& m, const Journal::Position& durable, u
   if (next == *manifest_) return Status::ok();
   REWIND_RETURN_IF_ERROR(store_manifest(next));
   if (new_map) base_map_ = std::move(*new_map);
+  // What the manifest no longer names goes, the pieces a sealed segment replaced among
+  // it; one that cannot be removed now is left for `rewind retain`'s clean pass.
+  for (const BucketTail& t : replaced)
+    dropped.push_back(client_->location().key(bucket::tail_key(t.gen, t.first_seq, t.offset)));
   for (const std::string& key : dropped) {
     Status st = client_->remove(key);
     if (!st)
       log_to(logger_, LogLevel::kWarning,
              fmt::format("ship: {} (left for the next clean pass)", st.message()));
   }
-  // The pieces a sealed segment replaced go once the manifest no longer names them; one
-  // that cannot be removed now is left for `rewind retain`'s clean pass.
-  for (const BucketTail& t : replaced) {
-    Status st =
-        client_->remove(client_->location().key(bucket::tail_key(t.gen, t.first_seq, t.offset)));
-    if (!st)
-      log_to(logger_, LogLevel::kWarning,
-             fmt::format("ship: {} (left for the next clean pass)", st.message()));
-  }
   return Status::ok();
 }
-
-}  // namespace rwd
-
-namespace rwd {
 
 Result<uint64_t> BucketWriter::clean(const BucketManifest& m, const BaseMap& map) {
   const S3Location& loc = client_->location();

@@ -697,9 +697,7 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_report(W& wire, const
   r->dir = wire.volume();  // not the server's path
   if (bucket) {
     // The cache's base is sparse: what the bucket holds of it is in the base map.
-    r->base_allocated = 0;
-    for (const BaseChunk& c : bucket->base_map().chunks)
-      r->base_allocated += bucket->base_map().chunk_length(c.offset);
+    r->base_allocated = bucket->base_map().data_bytes();
   }
   const std::vector<uint8_t> report = proto::encode(proto::Report{std::move(*r)});
   co_await wire.send(MessageType::kReport, report);

@@ -100,6 +100,12 @@ struct BaseMap {
   uint64_t chunk_length(uint64_t offset) const {
     return std::min(chunk_bytes, image_size - offset);
   }
+  // The bytes of the chunks that hold data (what the bucket stores of the base).
+  uint64_t data_bytes() const {
+    uint64_t n = 0;
+    for (const BaseChunk& c : chunks) n += chunk_length(c.offset);
+    return n;
+  }
 };
 
 // What a writer's claim object says, for the error a refused writer gives.
