@@ -84,6 +84,22 @@ start() {  # SOCK KEY=VALUE...: the plugin in the background
 }
 stop() { kill -TERM "$1"; wait "$1" 2>/dev/null || true; }
 bucket_bytes() { s3 du "$1/" | awk '{print $1}'; }
+# steady_load NAME SAMPLES: fio's steady random 64k writes (--rate, --runtime) to the
+# plugin on NAME.sock, its shipper's status sampled into SAMPLES every 0.25 s, until the
+# shipped position caught up after; sets `written` to the bytes written.
+steady_load() {
+  local name=$1 samples=$2 sampler
+  ( while :; do echo "$(status "$name.rewind")"; sleep 0.25; done ) >"$samples" &
+  sampler=$!
+  pids+=("$sampler")
+  written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=$name.sock" --size=1G \
+    --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
+    --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["io_bytes"])')
+  wait_caught_up "$name.rewind"
+  kill "$sampler"
+  wait "$sampler" 2>/dev/null || true
+}
 
 echo "Object storage: RADOS Gateway $(radosgw --version | awk '{print $3}') (memstore OSD) on"
 echo "loopback; $(nproc) CPUs, $(uname -r); fio $(fio --version | sed 's/fio-//')."
@@ -96,16 +112,7 @@ lag_pid=$last_pid
 wait_caught_up lag.rewind
 req0=$(status lag.rewind | field '["requests"]')
 wire0=$(status lag.rewind | field '["wire_bytes"]')
-( while :; do echo "$(status lag.rewind)"; sleep 0.25; done ) >samples &
-sampler=$!
-pids+=("$sampler")
-written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=lag.sock" --size=1G \
-  --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
-  --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["io_bytes"])')
-wait_caught_up lag.rewind
-kill "$sampler"
-wait "$sampler" 2>/dev/null || true
+steady_load lag samples
 final=$(status lag.rewind)
 journal=$("$cli" info --json lag.rewind | field '["journal_bytes"]')
 stored=$(bucket_bytes s3://bench/lag)
@@ -231,16 +238,7 @@ srv_keys=(image=srv.img journal=srv.rewind segment-size=64M "ship=127.0.0.1:$ser
 start srv.sock "${srv_keys[@]}"
 srv_pid=$last_pid
 wait_caught_up srv.rewind
-( while :; do echo "$(status srv.rewind)"; sleep 0.25; done ) >server-samples &
-sampler=$!
-pids+=("$sampler")
-written=$(fio --name=load --ioengine=nbd --uri="nbd+unix:///?socket=srv.sock" --size=1G \
-  --rw=randwrite --bs=64k --iodepth=4 --rate="${rate}m" --fsync=16 --time_based \
-  --runtime="$runtime" --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["io_bytes"])')
-wait_caught_up srv.rewind
-kill "$sampler"
-wait "$sampler" 2>/dev/null || true
+steady_load srv server-samples
 stop "$srv_pid"
 load_requests=$(session_requests 0)
 stored=$(bucket_bytes s3://bench/servers/lag)
