@@ -3,13 +3,16 @@
 // wins at byte granularity); partly covered neighbours are cut, and their values
 // advanced by the number of bytes cut from their front (V::advanced(n)).
 //
-// Lookups and inserts are O(log n + k) for k touched extents.
+// Lookups and inserts are O(log n + k) for k touched extents. The map's nodes come from
+// Alloc: a std::pmr::polymorphic_allocator lets a map that lives briefly take them from
+// an arena (PmrExtentMap).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <memory_resource>
 #include <queue>
 #include <span>
 #include <utility>
@@ -18,12 +21,18 @@
 namespace rwd {
 
 template <class V>
+struct ExtentOf {
+  uint64_t end;  // exclusive
+  V value;
+};
+
+template <class V, class Alloc = std::allocator<std::pair<const uint64_t, ExtentOf<V>>>>
 class ExtentMap {
  public:
-  struct Extent {
-    uint64_t end;  // exclusive
-    V value;
-  };
+  using Extent = ExtentOf<V>;
+
+  ExtentMap() = default;
+  explicit ExtentMap(const Alloc& alloc) : map_(alloc) {}
 
   void insert(uint64_t offset, uint64_t length, V value) {
     if (length == 0) return;
@@ -76,7 +85,7 @@ class ExtentMap {
   auto end() const { return map_.end(); }
 
  private:
-  using Map = std::map<uint64_t, Extent>;
+  using Map = std::map<uint64_t, Extent, std::less<uint64_t>, Alloc>;
   typename Map::const_iterator first_overlap(uint64_t offset) const {
     auto it = map_.upper_bound(offset);
     if (it != map_.begin()) {
@@ -95,6 +104,10 @@ class ExtentMap {
   }
   Map map_;
 };
+
+template <class V>
+using PmrExtentMap =
+    ExtentMap<V, std::pmr::polymorphic_allocator<std::pair<const uint64_t, ExtentOf<V>>>>;
 
 // One write of a history, for FlatExtentMap::newest_wins.
 template <class V>
