@@ -43,10 +43,11 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
     coalesce_locked(h);
   // A FUA write or a mark is a flush point: nothing up to it may be superseded.
   if (h.flags & format::kFlagFlushPoint) no_coalesce_ = h.seq;
+  Generation& g = open_generation_locked(h.seq, c);
   if (h.type == RecordType::kWrite) {
-    overlay_.insert(h.offset, h.length, OverlayValue{h.seq, payload, 0});
+    g.map.insert(h.offset, h.length, OverlayValue{h.seq, payload, 0});
   } else if (h.type == RecordType::kZero || h.type == RecordType::kTrim) {
-    overlay_.insert(h.offset, h.length, OverlayValue{h.seq, nullptr, 0});
+    g.map.insert(h.offset, h.length, OverlayValue{h.seq, nullptr, 0});
   }
   bytes_ += c;
   pending_bytes_ += c;
@@ -57,6 +58,18 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   return h.seq;
 }
 
+WriteQueue::Generation::Generation(uint64_t seq)
+    : arena(64 * 1024), map(&arena), first_seq(seq), last_seq(seq) {}
+
+WriteQueue::Generation& WriteQueue::open_generation_locked(uint64_t seq, uint64_t cost) {
+  if (overlay_.empty() || overlay_.back()->closed || overlay_.back()->bytes >= batch_bytes_)
+    overlay_.push_back(std::make_unique<Generation>(seq));
+  Generation& g = *overlay_.back();
+  g.last_seq = seq;
+  g.bytes += cost;
+  return g;
+}
+
 Status WriteQueue::read(std::span<uint8_t> buf, uint64_t offset,
                         const std::function<Status(std::span<uint8_t>)>& read_base) const {
   struct Piece {
@@ -64,19 +77,28 @@ Status WriteQueue::read(std::span<uint8_t> buf, uint64_t offset,
     Payload data;
     uint64_t data_offset;
   };
-  std::vector<Piece> pieces;
+  std::vector<Piece> pieces;  // oldest generation first
   {
     std::lock_guard lk(mu_);
-    overlay_.for_each(offset, buf.size(),
+    for (const auto& g : overlay_)
+      g->map.for_each(offset, buf.size(),
                       [&](uint64_t s, uint64_t e, const OverlayValue& v, uint64_t adv) {
                         pieces.push_back(Piece{s, e, v.data, v.data ? v.data_offset + adv : 0});
                       });
   }
-  // The base is read after the overlay was looked at: a record that left the overlay
-  // before then had already been written to the image.
-  if (pieces.size() != 1 || pieces[0].start != offset || pieces[0].end != offset + buf.size())
+  // The newest piece that covers the whole range hides the base and every older piece.
+  size_t first = pieces.size();
+  while (first > 0 &&
+         !(pieces[first - 1].start == offset && pieces[first - 1].end == offset + buf.size()))
+    --first;
+  if (first == 0) {
+    // The base is read after the overlay was looked at: a record that left the overlay
+    // before then had already been written to the image.
     REWIND_RETURN_IF_ERROR(read_base(buf));
-  for (const Piece& p : pieces) {
+  } else {
+    --first;
+  }
+  for (const Piece& p : std::span(pieces).subspan(first)) {
     uint8_t* dst = buf.data() + (p.start - offset);
     if (p.data) {
       std::memcpy(dst, p.data.get() + p.data_offset, p.end - p.start);
@@ -91,9 +113,10 @@ std::vector<WriteQueue::QueuedRange> WriteQueue::queued_ranges(uint64_t offset,
                                                                uint64_t length) const {
   std::vector<QueuedRange> out;
   std::lock_guard lk(mu_);
-  overlay_.for_each(offset, length, [&](uint64_t s, uint64_t e, const OverlayValue& v, uint64_t) {
-    out.push_back(QueuedRange{s, e, !v.data});
-  });
+  for (const auto& g : overlay_)
+    g->map.for_each(offset, length, [&](uint64_t s, uint64_t e, const OverlayValue& v, uint64_t) {
+      out.push_back(QueuedRange{s, e, !v.data});
+    });
   return out;
 }
 
@@ -102,9 +125,12 @@ void WriteQueue::coalesce_locked(const RecordHeader& h) {
   const uint64_t first = pending_.front().header.seq, end = h.offset + h.length;
   // The records the new one may cover are those still visible under it.
   std::vector<uint64_t> seqs;
-  overlay_.for_each(h.offset, h.length, [&](uint64_t, uint64_t, const OverlayValue& v, uint64_t) {
-    if (v.seq >= first && v.seq > no_coalesce_) seqs.push_back(v.seq);
-  });
+  for (const auto& g : overlay_) {
+    if (g->last_seq < first) continue;
+    g->map.for_each(h.offset, h.length, [&](uint64_t, uint64_t, const OverlayValue& v, uint64_t) {
+      if (v.seq >= first && v.seq > no_coalesce_) seqs.push_back(v.seq);
+    });
+  }
   std::sort(seqs.begin(), seqs.end());
   seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
   for (uint64_t s : seqs) {
@@ -198,6 +224,9 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
     pending_.pop_front();
   }
   pending_bytes_ -= taken;
+  // Records pushed from now on start a generation of their own, which can leave the
+  // overlay when what this take() began is applied.
+  if (!overlay_.empty()) overlay_.back()->closed = true;
   return true;
 }
 
@@ -211,13 +240,19 @@ void WriteQueue::mark_durable(uint64_t seq) {
 void WriteQueue::mark_applied(std::span<const QueuedRecord> records) {
   if (records.empty()) return;
   const uint64_t last = records.back().header.seq;
-  std::lock_guard lk(mu_);
-  for (const QueuedRecord& r : records) {
-    const RecordHeader& h = r.header;
-    if (h.length != 0)
-      overlay_.erase_if(h.offset, h.length,
-                        [last](const OverlayValue& v) { return v.seq <= last; });
-    bytes_ -= cost(h);
+  uint64_t freed = 0;
+  for (const QueuedRecord& r : records) freed += cost(r.header);
+  // Generations whose every record is in the image; freed after the lock is let go.
+  std::vector<std::unique_ptr<Generation>> done;
+  {
+    std::lock_guard lk(mu_);
+    // Records are applied in seq order, so an older generation never outlives a newer
+    // one, and every record newer than the image stays in the overlay.
+    while (!overlay_.empty() && overlay_.front()->last_seq <= last) {
+      done.push_back(std::move(overlay_.front()));
+      overlay_.pop_front();
+    }
+    bytes_ -= freed;
   }
   space_cv_.notify_all();
 }

@@ -2,11 +2,17 @@
 // applied it to the image.
 //
 // push() stamps a record with the next seq and the wall-clock time under one lock and
-// makes it visible to reads at once through the overlay (an ExtentMap of queued
-// bytes, newest wins), so an acknowledged write is seen on every connection before it
-// reaches the image. The queue is bounded: push() waits while more than `queue_max`
-// bytes are queued. The flusher take()s pending records in seq order, reports them
-// durable, then applied; only then do they leave the overlay and free queue space.
+// makes it visible to reads at once through the overlay, so an acknowledged write is
+// seen on every connection before it reaches the image. The queue is bounded: push()
+// waits while more than `queue_max` bytes are queued. The flusher take()s pending
+// records in seq order, reports them durable, then applied; only then do they free
+// queue space and leave the overlay.
+//
+// The overlay is a list of generations, each the extent map of about one batch of
+// consecutive records (newest wins within it, and a newer generation over an older
+// one), its nodes taken from an arena of its own. A push inserts into the newest
+// generation without calling malloc; once every record of the oldest generation is
+// in the image, it is dropped whole, outside the lock, instead of record by record.
 #pragma once
 
 #include <chrono>
@@ -16,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <mutex>
 #include <span>
 #include <vector>
@@ -68,8 +75,8 @@ class WriteQueue {
   Status read(std::span<uint8_t> buf, uint64_t offset,
               const std::function<Status(std::span<uint8_t>)>& read_base) const;
 
-  // The queued ranges overlapping [offset, offset+length), in offset order, and
-  // whether each reads as zeroes.
+  // The queued ranges overlapping [offset, offset+length), and whether each reads as
+  // zeroes: oldest first, a later range winning where two overlap.
   struct QueuedRange {
     uint64_t start, end;
     bool zero;
@@ -143,7 +150,20 @@ class WriteQueue {
   bool woken_ = false;  // wake() was called since the last take()
   Status error_;
   std::deque<QueuedRecord> pending_;  // consecutive seqs
-  ExtentMap<OverlayValue> overlay_;
+
+  // Records first_seq..last_seq of the overlay, newest wins. A generation takes
+  // records until it holds batch_bytes_ or the flusher takes from the queue, so its
+  // records usually leave together.
+  struct Generation {
+    Generation(uint64_t seq);
+    std::pmr::monotonic_buffer_resource arena;
+    PmrExtentMap<OverlayValue> map;
+    uint64_t first_seq, last_seq;
+    uint64_t bytes = 0;  // cost of its records, when pushed
+    bool closed = false;
+  };
+  Generation& open_generation_locked(uint64_t seq, uint64_t cost);
+  std::deque<std::unique_ptr<Generation>> overlay_;  // oldest first
 };
 
 }  // namespace rwd
