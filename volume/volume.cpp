@@ -118,7 +118,9 @@ Status Volume::write(std::span<const uint8_t> data, uint64_t offset, bool fua) {
   // request threads, rather than in the single flusher.
   const auto length = static_cast<uint32_t>(data.size());
   const bool sums = wants_chunk_sums(RecordType::kWrite, 0, length);
-  std::shared_ptr<uint8_t[]> buf(new uint8_t[length + (sums ? chunk_count(length) * 8 : 0)]);
+  // One allocation for the bytes and the count of their owners.
+  auto buf =
+      std::make_shared_for_overwrite<uint8_t[]>(length + (sums ? chunk_count(length) * 8 : 0));
   std::memcpy(buf.get(), data.data(), length);
   const std::span<const uint8_t> payload(buf.get(), length);
   RecordHeader h;
@@ -234,18 +236,19 @@ struct ApplyValue {
 
 Status Volume::apply_batch(std::span<const QueuedRecord> batch) {
   // Newest wins within the batch, so bytes overwritten again are written once, and
-  // the image is written in offset order with neighbours merged into one pwritev.
-  ExtentMap<ApplyValue> map;
-  for (const QueuedRecord& r : batch) {
+  // the image is written in offset order with neighbours merged into one pwritev. The
+  // map is built by one sort and a sweep, with no allocation per record.
+  const auto map = FlatExtentMap<ApplyValue>::newest_wins(batch.size(), [&](size_t i) {
+    const QueuedRecord& r = batch[i];
     const RecordHeader& h = r.header;
-    if (h.flags & format::kFlagSuperseded) continue;  // a newer record has its bytes
-    if (h.type == RecordType::kWrite)
-      map.insert(h.offset, h.length, ApplyValue{r.payload.get(), false});
-    else if (h.type == RecordType::kZero)
-      map.insert(h.offset, h.length, ApplyValue{nullptr, false});
-    else if (h.type == RecordType::kTrim)
-      map.insert(h.offset, h.length, ApplyValue{nullptr, true});
-  }
+    const bool applies =
+        h.type == RecordType::kWrite || h.type == RecordType::kZero || h.type == RecordType::kTrim;
+    // A superseded record's bytes are in the newer record that covered it.
+    if (!applies || (h.flags & format::kFlagSuperseded)) return Interval<ApplyValue>{0, 0, {}};
+    return Interval<ApplyValue>{h.offset, h.length,
+                                ApplyValue{h.type == RecordType::kWrite ? r.payload.get() : nullptr,
+                                           h.type == RecordType::kTrim}};
+  });
   std::vector<struct iovec> iov;
   uint64_t run_start = 0, run_end = 0;
   auto flush_run = [&]() -> Status {
