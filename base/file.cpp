@@ -536,6 +536,10 @@ Status BackgroundTask::wait() {
 
 void BackgroundTask::run() {
   ::pthread_setname_np(::pthread_self(), name_.substr(0, 15).c_str());
+  if (batch_) {
+    const sched_param none{};
+    (void)::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &none);  // a hint only
+  }
   std::unique_lock lk(mu_);
   for (;;) {
     cv_.wait(lk, [&] { return stop_ || task_ != nullptr; });

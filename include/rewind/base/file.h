@@ -132,7 +132,11 @@ class FileMap {
 // The thread starts on first use and is named `name` (for top, perf, gdb).
 class BackgroundTask {
  public:
-  explicit BackgroundTask(std::string name) : name_(std::move(name)) {}
+  // `batch`: the thread runs under SCHED_BATCH, for throughput work that must not
+  // preempt latency-bound threads when it wakes (the volume's image writes and syncs,
+  // beside the request threads).
+  explicit BackgroundTask(std::string name, bool batch = false)
+      : name_(std::move(name)), batch_(batch) {}
   BackgroundTask(const BackgroundTask&) = delete;
   BackgroundTask& operator=(const BackgroundTask&) = delete;
   ~BackgroundTask();
@@ -152,6 +156,7 @@ class BackgroundTask {
   void run();
 
   std::string name_;
+  bool batch_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::function<Status()> task_;  // to run next

@@ -166,12 +166,12 @@ class Volume : public JournalOwner {
   bool sealed_ = false;              // flusher only: a segment was sealed since
   // The applied seq a running image sync makes a checkpoint of (flusher only).
   std::optional<uint64_t> checkpointing_;
-  BackgroundTask image_sync_{"rewind-isync"};
+  BackgroundTask image_sync_{"rewind-isync", /*batch=*/true};
   std::vector<QueuedRecord> unjournaled_;  // flusher only: taken, not yet durable
   std::vector<QueuedRecord> unapplied_;    // flusher only: durable, not yet in the image
   std::vector<QueuedRecord> applying_;     // the apply thread's, while apply_task_ runs it
   bool apply_running_ = false;             // flusher only
-  BackgroundTask apply_task_{"rewind-apply"};
+  BackgroundTask apply_task_{"rewind-apply", /*batch=*/true};
   bool journal_failed_ = false;   // flusher only
   bool image_failed_ = false;     // flusher only
   uint64_t failed_since_ns_ = 0;  // flusher only
