@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Where the write path's CPU goes (docs/PERFORMANCE.md, "Profile of the write path"):
 # random 4 KiB writes at QD16 (fio's nbd engine) against `nbdkit file` and the rewind
-# plugin, each serving a prefilled copy of one image, alternating, and per write of
+# plugin, each serving a prefilled copy of one image, and `nbdkit null` (which drops
+# every write: the cost of nbdkit's own request path), alternating, and per write of
 # each server:
 #   - CPU time, from the kernel's accounting of the nbdkit process (utime + stime of
-#     every thread, /proc/PID/task/*/stat), split by thread name;
+#     every thread, /proc/PID/task/*/stat), split by thread name, user and system;
 #   - system calls, futex calls and context switches (voluntary and not), counted by
 #     `perf stat` on the process's threads;
 # then `perf record -g` of each server during one more job, reported by thread and
@@ -13,10 +14,12 @@
 #   scripts/profile-writes.sh [--size SIZE] [--runtime SECONDS] [--rounds N] [--sparse]
 #
 # --sparse runs each job on new sparse images (every write allocates a block of the
-# image) instead of on a prefilled image and a copy of it.
+# image) instead of on a prefilled image and a copy of it. REWIND_PLUGIN=PATH profiles
+# another build of the plugin (for a before and after: build the older commit in a
+# git worktree and run the script once with each).
 #
 # Runs as root (perf, the page cache); installs what is missing and builds build/
-# first. Works in $BENCH_DIR (default /var/tmp/rewind-profile). About 90 seconds.
+# first. Works in $BENCH_DIR (default /var/tmp/rewind-profile). About 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -35,7 +38,7 @@ done
 scripts/install-deps.sh --bench >/dev/null
 command -v perf >/dev/null || apt-get install -y -q linux-perf >/dev/null
 BUILD_DIR=build scripts/build.sh >/dev/null
-plugin=$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so
+plugin=${REWIND_PLUGIN:-$root/build/nbdkit-plugin/nbdkit-rewind-plugin.so}
 # Debian's perf may be a wrapper that looks for a binary of the running kernel's
 # version (perf_X.Y); any version will do.
 perf_bin=perf
@@ -62,11 +65,14 @@ serve() {  # NAME ARGS...: nbdkit on $dir/NAME.sock; sets served_pid
   echo "profile-writes: $name did not start: $(cat "$dir/$name.log")" >&2
   exit 1
 }
-cpu_ticks() {  # PID: "NAME TICKS" (utime + stime) per thread alive, then "all TICKS"
+cpu_ticks() {  # PID: "NAME TICKS" (utime + stime), then "NAME:user" and "NAME:sys"
+  # ticks, per thread alive, then "all TICKS"
   local t
   for t in /proc/"$1"/task/*; do
     awk '{ name = $0; sub(/^[0-9]+ \(/, "", name); sub(/\) .*/, "", name); gsub(/ /, "_", name);
-           n = split($0, f, ") "); split(f[n], g, " "); print name, g[12] + g[13] }' "$t/stat"
+           n = split($0, f, ") "); split(f[n], g, " ");
+           print name, g[12] + g[13]; print name ":user", g[12]; print name ":sys", g[13] }' \
+      "$t/stat"
   done
   # The process's own figure also counts threads that have exited.
   awk '{ n = split($0, f, ") "); split(f[n], g, " "); print "all", g[12] + g[13] }' "/proc/$1/stat"
@@ -74,10 +80,10 @@ cpu_ticks() {  # PID: "NAME TICKS" (utime + stime) per thread alive, then "all T
 
 # new_images: both servers on new images: sparse ones with --sparse, else a prefilled
 # image and a copy of it.
-file_pid='' rewind_pid=''
+file_pid='' rewind_pid='' null_pid=''
 new_images() {
   local p
-  for p in $file_pid $rewind_pid; do
+  for p in $file_pid $rewind_pid $null_pid; do
     kill -TERM "$p"
     wait "$p" 2>/dev/null || true
   done
@@ -85,6 +91,8 @@ new_images() {
   truncate -s "$size" "$dir/file.img"
   serve file file "$dir/file.img"
   file_pid=$served_pid
+  serve null null "$size"
+  null_pid=$served_pid
   if [ "$sparse" -eq 1 ]; then
     truncate -s "$size" "$dir/rewind.img"
   else
@@ -140,12 +148,13 @@ PY
 }
 : >"$dir/rows"
 for round in $(seq 1 "$rounds"); do
-  order="file rewind"
-  [ $((round % 2)) -eq 0 ] && order="rewind file"
+  order="null file rewind"
+  [ $((round % 2)) -eq 0 ] && order="rewind file null"
   for e in $order; do
-    [ "$sparse" -eq 1 ] && new_images
+    [ "$sparse" -eq 1 ] && [ "$e" != null ] && new_images
     pid=$file_pid
     [ "$e" = rewind ] && pid=$rewind_pid
+    [ "$e" = null ] && pid=$null_pid
     job "$e" "$pid"
   done
 done
@@ -154,14 +163,14 @@ python3 - "$dir/rows" "$hz" "$runtime" "$sparse" <<'PY'
 import collections, json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hz, runtime = int(sys.argv[2]), sys.argv[3]
-print(f"Random 4 KiB writes at QD16, {len(rows) // 2} jobs of {runtime} s per server "
+print(f"Random 4 KiB writes at QD16, {len(rows) // 3} jobs of {runtime} s per server "
       f"({'each on new sparse images' if sys.argv[4] == '1' else 'prefilled images'}); per write, "
       "counted over each job but its first and last second:")
 print()
 print("| server | IOPS | CPU µs | system calls | futex calls | context switches |")
 print("|---|---:|---:|---:|---:|---:|")
 per = {}
-for name in ("file", "rewind"):
+for name in ("null", "file", "rewind"):
     rs = [r for r in rows if r["name"] == name]
     w = sum(r["window"] for r in rs)
     ticks = collections.Counter()
@@ -175,11 +184,14 @@ for name in ("file", "rewind"):
           f"{counts['raw_syscalls:sys_enter'] / w:.2f} | "
           f"{counts['syscalls:sys_enter_futex'] / w:.2f} | {counts['context-switches'] / w:.2f} |")
 print()
-print("CPU µs per write by thread (nbdkit: its request threads and main thread):")
+print("CPU µs per write by thread, user + system (nbdkit: its request threads and main")
+print("thread):")
 print()
-for name in ("file", "rewind"):
+for name in ("null", "file", "rewind"):
     w, ticks = per[name]
-    parts = ", ".join(f"{t} {v / hz * 1e6 / w:.1f}" for t, v in ticks.most_common() if v and t != "all")
+    us = lambda t: ticks[t] / hz * 1e6 / w
+    parts = ", ".join(f"{t} {us(t):.1f} ({us(t + ':user'):.1f} + {us(t + ':sys'):.1f})"
+                      for t, v in ticks.most_common() if v and t != "all" and ":" not in t)
     print(f"- {name}: {parts}")
 PY
 
@@ -214,4 +226,4 @@ profile() {  # NAME
 }
 profile file
 profile rewind
-kill -TERM "$rewind_pid" "$file_pid" 2>/dev/null || true
+kill -TERM "$rewind_pid" "$file_pid" "$null_pid" 2>/dev/null || true
