@@ -281,13 +281,17 @@ void Volume::maybe_checkpoint(uint64_t now_ns) {
       return;
     }
   }
-  if (journal_->take_sealed_flag()) sealed_ = true;
+  if (journal_->take_sealed_flag()) {
+    sealed_ = true;
+    sealed_seq_ = journal_->last_seq();
+  }
   const bool due =
-      (sealed_ && now_ns >= last_checkpoint_ns_ +
-                                static_cast<uint64_t>(opts_.seal_checkpoint_spacing.count())) ||
+      (sealed_ && applied_seq_ >= sealed_seq_ &&
+       now_ns >=
+           last_checkpoint_ns_ + static_cast<uint64_t>(opts_.seal_checkpoint_spacing.count())) ||
       now_ns >= last_checkpoint_ns_ + static_cast<uint64_t>(opts_.checkpoint_interval.count());
   if (!due) return;
-  sealed_ = false;
+  if (applied_seq_ >= sealed_seq_) sealed_ = false;
   last_checkpoint_ns_ = now_ns;
   if (applied_seq_ == journal_->manifest().checkpoint_seq) {
     // With only the shipped position to store, the image needs no sync.

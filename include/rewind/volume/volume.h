@@ -164,6 +164,10 @@ class Volume : public JournalOwner {
   uint64_t applied_seq_ = 0;         // flusher only
   uint64_t last_checkpoint_ns_ = 0;  // flusher only
   bool sealed_ = false;              // flusher only: a segment was sealed since
+  // Flusher only: the journal's last seq when sealed_ was set. The checkpoint a seal
+  // asks for waits until the image has everything up to it, so that it covers the
+  // sealed segment whole even when the apply thread is behind.
+  uint64_t sealed_seq_ = 0;
   // The applied seq a running image sync makes a checkpoint of (flusher only).
   std::optional<uint64_t> checkpointing_;
   BackgroundTask image_sync_{"rewind-isync", /*batch=*/true};
