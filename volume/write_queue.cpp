@@ -58,12 +58,11 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
   return h.seq;
 }
 
-WriteQueue::Generation::Generation(uint64_t seq)
-    : arena(64 * 1024), map(&arena), first_seq(seq), last_seq(seq) {}
+WriteQueue::Generation::Generation() : arena(64 * 1024), map(&arena) {}
 
 WriteQueue::Generation& WriteQueue::open_generation_locked(uint64_t seq, uint64_t cost) {
   if (overlay_.empty() || overlay_.back()->closed || overlay_.back()->bytes >= batch_bytes_)
-    overlay_.push_back(std::make_unique<Generation>(seq));
+    overlay_.push_back(std::make_unique<Generation>());
   Generation& g = *overlay_.back();
   g.last_seq = seq;
   g.bytes += cost;

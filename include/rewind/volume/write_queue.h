@@ -151,14 +151,14 @@ class WriteQueue {
   Status error_;
   std::deque<QueuedRecord> pending_;  // consecutive seqs
 
-  // Records first_seq..last_seq of the overlay, newest wins. A generation takes
+  // Consecutive records of the overlay, up to last_seq, newest wins. A generation takes
   // records until it holds batch_bytes_ or the flusher takes from the queue, so its
   // records usually leave together.
   struct Generation {
-    Generation(uint64_t seq);
+    Generation();
     std::pmr::monotonic_buffer_resource arena;
     PmrExtentMap<OverlayValue> map;
-    uint64_t first_seq, last_seq;
+    uint64_t last_seq = 0;
     uint64_t bytes = 0;  // cost of its records, when pushed
     bool closed = false;
   };
