@@ -186,6 +186,8 @@ Status Journal::open_segment(uint64_t first_seq, uint64_t now_ns) {
 
 Status Journal::seal_open(bool store_manifest) {
   if (!writer_) return Status::ok();
+  // The sync in flight uses the open segment's file.
+  REWIND_RETURN_IF_ERROR(finish_sync());
   if (open_stats_.records == 0) {
     // Nothing was ever written to it: drop it rather than keep an empty segment.
     Manifest next = manifest_;
@@ -236,6 +238,12 @@ Status Journal::seal_if_old(uint64_t now_ns) {
 }
 
 Status Journal::append(std::span<const QueuedRecord> batch) {
+  REWIND_RETURN_IF_ERROR(write(batch));
+  start_sync();
+  return finish_sync();
+}
+
+Status Journal::write(std::span<const QueuedRecord> batch) {
   size_t i = 0;
   while (i < batch.size()) {
     if (!writer_)
@@ -284,24 +292,52 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
     // A full segment is sealed (which syncs it) before the rest of the batch goes on.
     if (writer_->end() >= opts_.segment_size) REWIND_RETURN_IF_ERROR(seal_open(true));
   }
-  if (writer_) {
-    REWIND_RETURN_IF_ERROR(writer_->sync());
-    synced_ = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size(),
-                     open_sums_.size()};
-  }
-  Position p;
-  if (writer_) {
-    p = Position{open_stats_.last_seq, open_stats_.first_seq, writer_->end()};
-  } else if (!manifest_.segments.empty()) {
-    const ManifestSegment& last = manifest_.segments.back();
-    p = Position{last.last_seq, last.first_seq, last.bytes};
-  }
-  std::lock_guard lk(snapshot_mu_);
-  durable_ = p;
   return Status::ok();
 }
 
+void Journal::start_sync(std::function<void()> done) {
+  // At most one sync at a time: start_sync() follows finish_sync(), or seal_open()'s.
+  Pending p;
+  if (writer_) {
+    p.synced = Synced{writer_->end(), open_stats_, open_marks_.size(), open_entries_.size(),
+                      open_sums_.size()};
+    p.position = Position{open_stats_.last_seq, open_stats_.first_seq, writer_->end()};
+    sync_task_.start_sync(&writer_->file(), std::move(done));
+  } else if (!manifest_.segments.empty()) {
+    // Everything written is in sealed segments, which sealing synced.
+    const ManifestSegment& last = manifest_.segments.back();
+    p.position = Position{last.last_seq, last.first_seq, last.bytes};
+  } else {
+    p.position = durable_position();
+  }
+  pending_ = p;
+}
+
+bool Journal::sync_done() const {
+  return !pending_ || !pending_->synced || sync_task_.done();
+}
+
+Status Journal::finish_sync() {
+  if (!pending_) return Status::ok();
+  const Pending p = *pending_;
+  pending_.reset();
+  if (p.synced) {
+    REWIND_RETURN_IF_ERROR(sync_task_.wait());
+    synced_ = *p.synced;
+  }
+  std::lock_guard lk(snapshot_mu_);
+  durable_ = p.position;
+  return Status::ok();
+}
+
+uint64_t Journal::durable_seq() const {
+  // durable_ changes only on this (the writing) thread.
+  return durable_.seq;
+}
+
 Status Journal::recover() {
+  // A sync in flight ends first: if it succeeded, what it covered is kept.
+  (void)finish_sync();
   if (!writer_) return Status::ok();
   open_stats_ = synced_.stats;
   open_marks_.resize(synced_.marks);

@@ -355,18 +355,42 @@ void Volume::fail(Part part, const char* what, const Status& st) {
 }
 
 bool Volume::write_held(bool streaming) {
-  if (!unjournaled_.empty()) {
-    Status st = journal_->append(unjournaled_);
+  // While streaming, the journal writes this batch as the last one syncs, so that the
+  // disk always has writes in flight; a batch goes to the image once it is durable.
+  if (written_ < unjournaled_.size()) {
+    Status st = journal_->write(std::span(unjournaled_).subspan(written_));
     if (!st) {
       fail(Part::kJournal, "journal write failed", st);
       return false;
     }
-    queue_->mark_durable(unjournaled_.back().header.seq);
-    unapplied_.insert(unapplied_.end(), std::make_move_iterator(unjournaled_.begin()),
-                      std::make_move_iterator(unjournaled_.end()));
-    unjournaled_.clear();
+    written_ = unjournaled_.size();
+  }
+  Status st = journal_->finish_sync();
+  if (st) collect_durable();
+  if (st && written_ > 0) {
+    journal_->start_sync([q = queue_.get()] { q->note_synced(); });
+    if (!streaming) {
+      st = journal_->finish_sync();
+      if (st) collect_durable();
+    }
+  }
+  if (!st) {
+    fail(Part::kJournal, "journal sync failed", st);
+    return false;
   }
   return apply_held(streaming);
+}
+
+void Volume::collect_durable() {
+  const uint64_t durable = journal_->durable_seq();
+  auto split = std::find_if(unjournaled_.begin(), unjournaled_.end(),
+                            [&](const QueuedRecord& r) { return r.header.seq > durable; });
+  if (split == unjournaled_.begin()) return;
+  queue_->mark_durable(std::prev(split)->header.seq);
+  unapplied_.insert(unapplied_.end(), std::make_move_iterator(unjournaled_.begin()),
+                    std::make_move_iterator(split));
+  written_ -= static_cast<size_t>(split - unjournaled_.begin());
+  unjournaled_.erase(unjournaled_.begin(), split);
 }
 
 bool Volume::apply_held(bool streaming) {
@@ -418,6 +442,12 @@ Status Volume::finish_apply() {
 
 bool Volume::recover() {
   if (Status st = finish_apply(); !st) fail(Part::kImage, "image write failed", st);
+  // A journal sync in flight ends first: the image may only be redone from durable records.
+  if (Status st = journal_->finish_sync(); !st) {
+    fail(Part::kJournal, "journal sync failed", st);
+  } else {
+    collect_durable();
+  }
   if (journal_failed_) {
     Status st = journal_->recover();
     if (!st) {
@@ -435,6 +465,8 @@ bool Volume::recover() {
                         std::make_move_iterator(split));
       unjournaled_.erase(unjournaled_.begin(), split);
     }
+    // The rest was cut off with the segment's unsynced tail: written again, anew.
+    written_ = 0;
     journal_failed_ = false;
   }
   if (image_failed_) {

@@ -196,6 +196,16 @@ Status WriteQueue::wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_
   return error_;
 }
 
+void WriteQueue::note_synced() {
+  bool waited;
+  {
+    std::lock_guard lk(mu_);
+    synced_ = true;
+    waited = flush_wanted_ > durable_seq_ || space_waiters_ > 0;
+  }
+  if (waited) work_cv_.notify_all();
+}
+
 void WriteQueue::wake() {
   {
     std::lock_guard lk(mu_);
@@ -210,11 +220,13 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
   std::unique_lock lk(mu_);
   batch_bytes_ = std::max<uint64_t>(batch_bytes, 1);
   auto ready = [&] {
+    const bool waited = flush_wanted_ > durable_seq_ || space_waiters_ > 0;
     return stopping_ || woken_ || pending_bytes_ >= batch_bytes_ ||
-           ((flush_wanted_ > durable_seq_ || space_waiters_ > 0) && !pending_.empty());
+           (waited && (!pending_.empty() || synced_));
   };
   if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
   woken_ = false;
+  synced_ = false;
   if (pending_.empty()) return !stopping_;
   uint64_t taken = 0;
   while (!pending_.empty() && (out->empty() || taken < batch_bytes_)) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <random>
 #include <thread>
 
@@ -222,6 +223,32 @@ TEST_CASE("flush waiters return once the flusher reports their seq durable", "[q
   q.mark_durable(1);
   waiter.join();
   CHECK(flushed.load());
+  CHECK(ok);
+}
+
+TEST_CASE("the end of a journal sync wakes the flusher for a flush whose records it holds",
+          "[queue]") {
+  // The flusher took the record and started its sync; nothing is pending. A flush
+  // waiting for that record must not wait for the flusher's interval (an hour here).
+  WriteQueue q(1 << 20, 1, 0);
+  REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
+  std::atomic<bool> ok{false};
+  std::thread waiter([&] { ok = q.wait_durable().is_ok(); });
+  auto next = std::async(std::launch::async, [&] {
+    std::vector<QueuedRecord> more;
+    return q.take(std::chrono::hours(1), kAll, &more) && more.empty();
+  });
+  // The flush alone does not end the wait: its record is not pending.
+  CHECK(next.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+  q.note_synced();
+  const bool woken = next.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  if (!woken) q.stop();  // so that the take() ends and the test can
+  CHECK(woken);
+  CHECK(next.get());
+  q.mark_durable(1);
+  waiter.join();
   CHECK(ok);
 }
 

@@ -73,6 +73,8 @@ class SegmentWriter {
   // Whether appends bypass the page cache (see the class comment).
   bool direct() const { return stage_ != nullptr; }
   Status sync() const { return file_.datasync(); }
+  // The segment's file, for a sync on another thread (BackgroundTask::start_sync).
+  const File& file() const { return file_; }
   // Cuts the pre-allocated tail off and fsyncs: the file then ends at end().
   Status seal();
   // Forgets everything appended after `end` (a point the file was synced at) and

@@ -1,12 +1,16 @@
 // Journal: the segments of one journal directory and the manifest that lists them.
 //
 // append() writes a flush batch to the open segment (rolling to a new one by size) and
-// syncs it: when it returns OK every record of the batch is durable. The manifest is
-// rewritten (atomically) only when a segment is created or sealed and at checkpoints,
-// never per batch. Not thread-safe: the flusher is its only user while serving.
+// syncs it: when it returns OK every record of the batch is durable. It is write(),
+// start_sync() and finish_sync(), which a streaming writer calls apart so that the
+// next batch is written while the last one syncs (on the journal's sync thread,
+// "rewind-jsync"). The manifest is rewritten (atomically) only when a segment is
+// created or sealed and at checkpoints, never per batch. Not thread-safe: the flusher
+// is its only user while serving.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "rewind/base/file.h"
 #include "rewind/base/log.h"
 #include "rewind/format/file_names.h"
 #include "rewind/format/manifest.h"
@@ -82,6 +87,21 @@ class Journal {
   // After a failure, call recover() before anything else: which of the records
   // became durable is then last_seq().
   Status append(std::span<const QueuedRecord> batch);
+  // Writes the records (consecutive seqs, continuing what was written) without
+  // syncing them, but for segments that fill up, which are sealed and so synced
+  // (after the sync in flight, if any). It may run while a sync is in flight. After
+  // a failure, recover().
+  Status write(std::span<const QueuedRecord> batch);
+  // Starts syncing everything written so far, on the sync thread, which calls `done`
+  // (if set) when the sync ends; finish_sync() first if a sync was started before.
+  void start_sync(std::function<void()> done = {});
+  // Whether finish_sync() would return at once.
+  bool sync_done() const;
+  // Waits for the sync start_sync() started (none: OK at once). On OK, every record
+  // written before start_sync() is durable: durable_seq(). On failure, recover().
+  Status finish_sync();
+  // The last record known durable (a completed sync), or the base.
+  uint64_t durable_seq() const;
   // After a failed append, seal or segment creation: seals the open segment at the
   // end of its last successful sync, so that nothing written after it (and perhaps
   // not on disk) is ever read as a record, and the next append starts a new segment.
@@ -150,7 +170,16 @@ class Journal {
   std::vector<RecordRef> refs_;
   mutable std::mutex snapshot_mu_;  // guards snapshot_
   std::shared_ptr<const Manifest> snapshot_;
-  Position durable_;  // guarded by snapshot_mu_
+  Position durable_;  // guarded by snapshot_mu_; changed only by the writing thread
+  // The sync started and not yet finished: what it makes durable. `synced` is empty
+  // when everything written was in sealed segments, with nothing to sync.
+  struct Pending {
+    std::optional<Synced> synced;
+    Position position;
+  };
+  std::optional<Pending> pending_;
+  // Last, so that it ends (waiting for a sync in flight) before the segment's file closes.
+  BackgroundTask sync_task_{"rewind-jsync"};
 };
 
 }  // namespace rwd

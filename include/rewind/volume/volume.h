@@ -129,7 +129,13 @@ class Volume : public JournalOwner {
   Status check_range(const char* what, uint64_t offset, uint64_t length) const;
   void flusher_loop();
   // Journals, then applies (apply_held), what the flusher holds; false after a failure.
+  // While streaming, the records are written and their sync is started, to be
+  // collected by a later call as the next batch is written; otherwise they are
+  // durable when it returns.
   bool write_held(bool streaming);
+  // Moves the records the journal's last completed sync made durable from
+  // unjournaled_ to unapplied_, and tells the queue.
+  void collect_durable();
   // Applies unapplied_ to the image on the apply thread; while streaming it is
   // collected by a later call, otherwise waited for here. False after a failure.
   bool apply_held(bool streaming);
@@ -172,9 +178,10 @@ class Volume : public JournalOwner {
   std::optional<uint64_t> checkpointing_;
   BackgroundTask image_sync_{"rewind-isync", /*batch=*/true};
   std::vector<QueuedRecord> unjournaled_;  // flusher only: taken, not yet durable
-  std::vector<QueuedRecord> unapplied_;    // flusher only: durable, not yet in the image
-  std::vector<QueuedRecord> applying_;     // the apply thread's, while apply_task_ runs it
-  bool apply_running_ = false;             // flusher only
+  size_t written_ = 0;  // flusher only: how many of unjournaled_ the journal has written
+  std::vector<QueuedRecord> unapplied_;  // flusher only: durable, not yet in the image
+  std::vector<QueuedRecord> applying_;   // the apply thread's, while apply_task_ runs it
+  bool apply_running_ = false;           // flusher only
   BackgroundTask apply_task_{"rewind-apply", /*batch=*/true};
   bool journal_failed_ = false;   // flusher only
   bool image_failed_ = false;     // flusher only

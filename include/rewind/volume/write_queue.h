@@ -100,6 +100,10 @@ class WriteQueue {
   // Makes the flusher's take() return at once, with whatever is pending (perhaps
   // nothing): work besides records waits for it (a rebase or compaction to commit).
   void wake();
+  // The journal's sync in flight ended (the flusher collects it at its next take()):
+  // take() returns at once if a flush or a writer waits, even with nothing pending,
+  // since their records may be the ones it made durable.
+  void note_synced();
   bool take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
             std::vector<QueuedRecord>* out);
   void mark_durable(uint64_t seq);
@@ -147,7 +151,8 @@ class WriteQueue {
   std::map<uint64_t, uint64_t> superseded_;  // superseded seq -> its cover, until that is durable
   Coalesced coalesced_;
   bool stopping_ = false;
-  bool woken_ = false;  // wake() was called since the last take()
+  bool woken_ = false;   // wake() was called since the last take()
+  bool synced_ = false;  // note_synced() was called since the last take()
   Status error_;
   std::deque<QueuedRecord> pending_;  // consecutive seqs
 
