@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Where the write path's CPU goes (docs/PERFORMANCE.md, "Profile of the write path"):
-# random 4 KiB writes at QD16 (fio's nbd engine) against `nbdkit file` and the rewind
-# plugin, each serving a prefilled copy of one image, and `nbdkit null` (which drops
-# every write: the cost of nbdkit's own request path), alternating, and per write of
-# each server:
+# random 4 KiB writes at QD16, or with --seq sequential 64 KiB writes at QD4 (fio's
+# nbd engine) against `nbdkit file` and the rewind plugin, each serving a prefilled
+# copy of one image, and `nbdkit null` (which drops every write: the cost of nbdkit's
+# own request path), alternating, and per write of each server:
 #   - CPU time, from the kernel's accounting of the nbdkit process (utime + stime of
 #     every thread, /proc/PID/task/*/stat), split by thread name, user and system;
 #   - system calls, futex calls and context switches (voluntary and not), counted by
@@ -12,11 +12,13 @@
 # symbol (self time) and by symbol with what it calls (inclusive time).
 #
 #   scripts/profile-writes.sh [--size SIZE] [--runtime SECONDS] [--rounds N] [--sparse]
+#                             [--seq]
 #
 # --sparse runs each job on new sparse images (every write allocates a block of the
-# image) instead of on a prefilled image and a copy of it. REWIND_PLUGIN=PATH profiles
-# another build of the plugin (for a before and after: build the older commit in a
-# git worktree and run the script once with each).
+# image) instead of on a prefilled image and a copy of it. --seq profiles sequential
+# 64 KiB writes at QD4 (the sequential job of scripts/bench.sh) instead.
+# REWIND_PLUGIN=PATH profiles another build of the plugin (for a before and after:
+# build the older commit in a git worktree and run the script once with each).
 #
 # Runs as root (perf, the page cache); installs what is missing and builds build/
 # first. Works in $BENCH_DIR (default /var/tmp/rewind-profile). About 2 minutes.
@@ -24,12 +26,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 size=1G runtime=10 rounds=2 sparse=0
+pattern=(--rw=randwrite --bs=4k --iodepth=16)
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=$2; shift ;;
     --runtime) runtime=$2; shift ;;
     --rounds) rounds=$2; shift ;;
     --sparse) sparse=1 ;;
+    --seq) pattern=(--rw=write --bs=64k --iodepth=4) ;;
     *) echo "profile-writes: unknown argument $1 (see the top of $0)" >&2; exit 2 ;;
   esac
   shift
@@ -113,7 +117,7 @@ new_images
 job() {
   local name=$1 pid=$2 before after writes window=$((runtime - 2))
   fio --name=w --ioengine=nbd --uri="$(uri "$dir/$name.sock")" --size="$size" \
-    --rw=randwrite --bs=4k --iodepth=16 --randrepeat=0 --norandommap --time_based \
+    "${pattern[@]}" --randrepeat=0 --norandommap --time_based \
     --runtime="$runtime" --output-format=json >"$dir/$name.fio" &
   local fio_pid=$!
   sleep 1
@@ -159,16 +163,18 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 hz=$(getconf CLK_TCK)
-python3 - "$dir/rows" "$hz" "$runtime" "$sparse" <<'PY'
+python3 - "$dir/rows" "$hz" "$runtime" "$sparse" "${pattern[*]}" <<'PY'
 import collections, json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hz, runtime = int(sys.argv[2]), sys.argv[3]
-print(f"Random 4 KiB writes at QD16, {len(rows) // 3} jobs of {runtime} s per server "
+what = "Sequential 64 KiB writes at QD4" if "--bs=64k" in sys.argv[5] else "Random 4 KiB writes at QD16"
+print(f"{what}, {len(rows) // 3} jobs of {runtime} s per server "
       f"({'each on new sparse images' if sys.argv[4] == '1' else 'prefilled images'}); per write, "
       "counted over each job but its first and last second:")
 print()
-print("| server | IOPS | CPU µs | system calls | futex calls | context switches |")
-print("|---|---:|---:|---:|---:|---:|")
+kib = 64 if "--bs=64k" in sys.argv[5] else 4
+print("| server | IOPS | MiB/s | CPU µs | system calls | futex calls | context switches |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 per = {}
 for name in ("null", "file", "rewind"):
     rs = [r for r in rows if r["name"] == name]
@@ -180,7 +186,7 @@ for name in ("null", "file", "rewind"):
         counts.update(r["counts"])
     per[name] = (w, ticks)
     iops = sum(r["writes"] for r in rs) / (len(rs) * float(runtime))
-    print(f"| {name} | {iops:,.0f} | {ticks['all'] / hz * 1e6 / w:.1f} | "
+    print(f"| {name} | {iops:,.0f} | {iops * kib / 1024:,.0f} | {ticks['all'] / hz * 1e6 / w:.1f} | "
           f"{counts['raw_syscalls:sys_enter'] / w:.2f} | "
           f"{counts['syscalls:sys_enter_futex'] / w:.2f} | {counts['context-switches'] / w:.2f} |")
 print()
@@ -201,9 +207,8 @@ profile() {  # NAME
   [ "$sparse" -eq 1 ] && new_images
   pid=$file_pid
   [ "$name" = rewind ] && pid=$rewind_pid
-  fio --name=w --ioengine=nbd --uri="$(uri "$dir/$name.sock")" --size="$size" --rw=randwrite \
-    --bs=4k --iodepth=16 --randrepeat=0 --norandommap --time_based --runtime="$runtime" \
-    >/dev/null &
+  fio --name=w --ioengine=nbd --uri="$(uri "$dir/$name.sock")" --size="$size" "${pattern[@]}" \
+    --randrepeat=0 --norandommap --time_based --runtime="$runtime" >/dev/null &
   fio_pid=$!
   sleep 1
   "$perf_bin" record -g -F 999 -p "$pid" -o "$dir/$name.perf" -- sleep $((runtime - 2)) \
