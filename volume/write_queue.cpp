@@ -1,6 +1,7 @@
 #include "rewind/volume/write_queue.h"
 
 #include <cstring>
+#include <utility>
 
 namespace rwd {
 
@@ -197,13 +198,11 @@ Status WriteQueue::wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_
 }
 
 void WriteQueue::note_synced() {
-  bool waited;
   {
     std::lock_guard lk(mu_);
     synced_ = true;
-    waited = flush_wanted_ > durable_seq_ || space_waiters_ > 0;
   }
-  if (waited) work_cv_.notify_all();
+  work_cv_.notify_all();
 }
 
 void WriteQueue::wake() {
@@ -219,14 +218,16 @@ bool WriteQueue::take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
   out->clear();
   std::unique_lock lk(mu_);
   batch_bytes_ = std::max<uint64_t>(batch_bytes, 1);
-  auto ready = [&] {
+  // Whether a batch is due before max_wait is out.
+  auto due = [&] {
     const bool waited = flush_wanted_ > durable_seq_ || space_waiters_ > 0;
-    return stopping_ || woken_ || pending_bytes_ >= batch_bytes_ ||
-           (waited && (!pending_.empty() || synced_));
+    return stopping_ || woken_ || pending_bytes_ >= batch_bytes_ || (waited && !pending_.empty());
   };
-  if (!ready()) work_cv_.wait_for(lk, max_wait, ready);
+  auto ready = [&] { return due() || synced_; };
+  const bool early = ready() || work_cv_.wait_for(lk, max_wait, ready);
   woken_ = false;
-  synced_ = false;
+  // The flusher collects a sync that ended now; what is pending waits for its batch.
+  if (std::exchange(synced_, false) && early && !due()) return true;
   if (pending_.empty()) return !stopping_;
   uint64_t taken = 0;
   while (!pending_.empty() && (out->empty() || taken < batch_bytes_)) {

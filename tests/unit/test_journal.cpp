@@ -102,7 +102,7 @@ TEST_CASE("a batch written while the last one syncs is durable only after a sync
   CHECK(seqs_on_disk(*j) == seqs({a, b}));
 }
 
-TEST_CASE("a failed sync cuts the segment where the last good sync ended, beside-writes and all",
+TEST_CASE("a failed sync cuts the segment at the last good sync with what was written beside it",
           "[journal][errors]") {
   Fixture f;
   std::filesystem::create_directory(f.dir);

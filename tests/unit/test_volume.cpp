@@ -436,3 +436,26 @@ TEST_CASE("requests beyond the end of the volume are refused and journal nothing
   CHECK(v->read(buf, kSize).errno_value() == EINVAL);
   CHECK(v->queue().last_seq() == 0);
 }
+
+TEST_CASE("a batch synced while the flusher waits for more is durable without a flush",
+          "[volume]") {
+  // The flusher writes a full batch and starts its sync, then waits for the next
+  // batch (an hour here). The end of that sync must make the batch durable at once,
+  // for the image and the shipper, although no flush asks for it.
+  Fixture f;
+  auto o = f.options();
+  o.flush_interval = std::chrono::hours(1);
+  o.queue_max = 4 << 20;  // batches of 1 MiB
+  auto v = f.open(o);
+  v->start();
+  for (uint64_t i = 0; i < 300; ++i)  // 1.2 MiB: one batch and some left over
+    REQUIRE(v->write(test::pattern(4096, i), i * 4096, false).is_ok());
+  bool durable = false;
+  for (int i = 0; i < 3000 && !durable; ++i) {
+    durable = v->queue().durable_seq() > 0;
+    if (!durable) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(durable);
+  CHECK(v->queue().durable_seq() < 300);  // the rest waits for its batch, or a flush
+  REQUIRE(v->close().is_ok());
+}

@@ -252,6 +252,29 @@ TEST_CASE("the end of a journal sync wakes the flusher for a flush whose records
   CHECK(ok);
 }
 
+TEST_CASE(
+    "the end of a journal sync wakes the flusher to collect it and leaves a small batch pending",
+    "[queue]") {
+  // Nobody waits and one small record is pending: no batch is due for an hour. The
+  // flusher must still learn at once that a sync ended (its records become durable,
+  // for the image and the shipper), without taking the record before its batch.
+  WriteQueue q(1 << 20, 1, 0);
+  REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
+  auto next = std::async(std::launch::async, [&] {
+    std::vector<QueuedRecord> more;
+    return q.take(std::chrono::hours(1), kAll, &more) && more.empty();
+  });
+  CHECK(next.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+  q.note_synced();
+  const bool woken = next.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  if (!woken) q.stop();  // so that the take() ends and the test can
+  CHECK(woken);
+  CHECK(next.get());
+  std::vector<QueuedRecord> batch;
+  REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
+  CHECK(batch.size() == 1);
+}
+
 TEST_CASE("a journaling failure fails writers and flush waiters until it is cleared", "[queue]") {
   WriteQueue q(1 << 20, 1, 0);
   REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());

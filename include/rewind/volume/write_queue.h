@@ -92,18 +92,20 @@ class WriteQueue {
   Status wait_durable(uint64_t seq);
 
   // ---- For the flusher ----
+  // Makes the flusher's take() return at once, with whatever is pending (perhaps
+  // nothing): work besides records waits for it (a rebase or compaction to commit).
+  void wake();
+  // The journal's sync in flight ended: take() returns at once, with nothing unless a
+  // batch is due anyway, so that the flusher collects the sync (its records become
+  // durable, for flushes, the image and the shipper) instead of waiting out its
+  // interval.
+  void note_synced();
   // Waits up to `max_wait` for pending records (returning early when a flush is
   // requested, `batch_bytes` are pending, a writer waits for space, wake() or stop()
   // was called), then moves the oldest pending records, about `batch_bytes` of them (at
   // least one), to *out (cleared first). Smaller batches let writers fill the queue
-  // while the flusher writes. Returns false once stopped and drained.
-  // Makes the flusher's take() return at once, with whatever is pending (perhaps
-  // nothing): work besides records waits for it (a rebase or compaction to commit).
-  void wake();
-  // The journal's sync in flight ended (the flusher collects it at its next take()):
-  // take() returns at once if a flush or a writer waits, even with nothing pending,
-  // since their records may be the ones it made durable.
-  void note_synced();
+  // while the flusher writes. Returns false once stopped and drained. After
+  // note_synced() it may return early with nothing (see there).
   bool take(std::chrono::nanoseconds max_wait, uint64_t batch_bytes,
             std::vector<QueuedRecord>* out);
   void mark_durable(uint64_t seq);
