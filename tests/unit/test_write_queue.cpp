@@ -49,6 +49,21 @@ std::vector<uint8_t> expect(std::initializer_list<std::pair<size_t, uint8_t>> ru
   return v;
 }
 
+// Runs the flusher's take() (an hour's wait) on a thread: true if it goes on waiting
+// until note_synced(), then returns at once with nothing taken. Stops the queue if it
+// does not return, so that it does.
+bool ends_empty_at_sync(WriteQueue& q) {
+  auto next = std::async(std::launch::async, [&] {
+    std::vector<QueuedRecord> more;
+    return q.take(std::chrono::hours(1), kAll, &more) && more.empty();
+  });
+  const bool waits = next.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  q.note_synced();
+  const bool woken = next.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  if (!woken) q.stop();
+  return next.get() && waits && woken;
+}
+
 }  // namespace
 
 TEST_CASE("a read sees a queued write before it is journaled", "[queue]") {
@@ -236,17 +251,8 @@ TEST_CASE("the end of a journal sync wakes the flusher for a flush whose records
   REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
   std::atomic<bool> ok{false};
   std::thread waiter([&] { ok = q.wait_durable().is_ok(); });
-  auto next = std::async(std::launch::async, [&] {
-    std::vector<QueuedRecord> more;
-    return q.take(std::chrono::hours(1), kAll, &more) && more.empty();
-  });
   // The flush alone does not end the wait: its record is not pending.
-  CHECK(next.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
-  q.note_synced();
-  const bool woken = next.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
-  if (!woken) q.stop();  // so that the take() ends and the test can
-  CHECK(woken);
-  CHECK(next.get());
+  CHECK(ends_empty_at_sync(q));
   q.mark_durable(1);
   waiter.join();
   CHECK(ok);
@@ -260,16 +266,7 @@ TEST_CASE(
   // for the image and the shipper), without taking the record before its batch.
   WriteQueue q(1 << 20, 1, 0);
   REQUIRE(q.push(write_header(0, 1), bytes(1, 0)).is_ok());
-  auto next = std::async(std::launch::async, [&] {
-    std::vector<QueuedRecord> more;
-    return q.take(std::chrono::hours(1), kAll, &more) && more.empty();
-  });
-  CHECK(next.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
-  q.note_synced();
-  const bool woken = next.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
-  if (!woken) q.stop();  // so that the take() ends and the test can
-  CHECK(woken);
-  CHECK(next.get());
+  CHECK(ends_empty_at_sync(q));
   std::vector<QueuedRecord> batch;
   REQUIRE(q.take(std::chrono::milliseconds(0), kAll, &batch));
   CHECK(batch.size() == 1);
