@@ -366,12 +366,12 @@ bool Volume::write_held(bool streaming) {
     written_ = unjournaled_.size();
   }
   Status st = journal_->finish_sync();
-  if (st) collect_durable();
+  if (st) collect_durable(journal_->durable_seq());
   if (st && written_ > 0) {
     journal_->start_sync([q = queue_.get()] { q->note_synced(); });
     if (!streaming) {
       st = journal_->finish_sync();
-      if (st) collect_durable();
+      if (st) collect_durable(journal_->durable_seq());
     }
   }
   if (!st) {
@@ -381,8 +381,7 @@ bool Volume::write_held(bool streaming) {
   return apply_held(streaming);
 }
 
-void Volume::collect_durable() {
-  const uint64_t durable = journal_->durable_seq();
+void Volume::collect_durable(uint64_t durable) {
   auto split = std::find_if(unjournaled_.begin(), unjournaled_.end(),
                             [&](const QueuedRecord& r) { return r.header.seq > durable; });
   if (split == unjournaled_.begin()) return;
@@ -446,7 +445,7 @@ bool Volume::recover() {
   if (Status st = journal_->finish_sync(); !st) {
     fail(Part::kJournal, "journal sync failed", st);
   } else {
-    collect_durable();
+    collect_durable(journal_->durable_seq());
   }
   if (journal_failed_) {
     Status st = journal_->recover();
@@ -456,15 +455,7 @@ bool Volume::recover() {
     }
     // A failed append may have made some records durable (in a segment it sealed
     // before failing): those must not be written twice.
-    const uint64_t durable = journal_->last_seq();
-    auto split = std::find_if(unjournaled_.begin(), unjournaled_.end(),
-                              [&](const QueuedRecord& r) { return r.header.seq > durable; });
-    if (split != unjournaled_.begin()) {
-      queue_->mark_durable(durable);
-      unapplied_.insert(unapplied_.end(), std::make_move_iterator(unjournaled_.begin()),
-                        std::make_move_iterator(split));
-      unjournaled_.erase(unjournaled_.begin(), split);
-    }
+    collect_durable(journal_->last_seq());
     // The rest was cut off with the segment's unsynced tail: written again, anew.
     written_ = 0;
     journal_failed_ = false;

@@ -133,9 +133,9 @@ class Volume : public JournalOwner {
   // collected by a later call as the next batch is written; otherwise they are
   // durable when it returns.
   bool write_held(bool streaming);
-  // Moves the records the journal's last completed sync made durable from
-  // unjournaled_ to unapplied_, and tells the queue.
-  void collect_durable();
+  // Moves the records up to `durable` (what the journal's last completed sync, or its
+  // recovery, made durable) from unjournaled_ to unapplied_, and tells the queue.
+  void collect_durable(uint64_t durable);
   // Applies unapplied_ to the image on the apply thread; while streaming it is
   // collected by a later call, otherwise waited for here. False after a failure.
   bool apply_held(bool streaming);
