@@ -42,6 +42,9 @@ void print_json(const JournalReport& r) {
          {"bytes_written", s.bytes_written},
          {"bytes_zeroed", s.bytes_zeroed},
          {"bytes_trimmed", s.bytes_trimmed},
+         {"compressed", s.compressed},
+         {"compressed_bytes", s.compressed_bytes},
+         {"compressed_stored", s.compressed_stored},
          {"torn_tail", s.torn_tail ? nlohmann::ordered_json(*s.torn_tail) : nullptr}});
   for (const auto& mark : r.marks)
     marks.push_back({{"name", mark.name}, {"seq", mark.seq}, {"time_ns", mark.time_ns}});
@@ -68,6 +71,9 @@ void print_text(const JournalReport& r) {
         s.trims, format_size(s.bytes_trimmed), s.marks, s.flush_points, format_size(s.bytes));
     if (s.coalesced)
       fmt::print("    {} coalesced: superseded by newer writes, no data\n", s.coalesced);
+    if (s.compressed)
+      fmt::print("    {} WRITE compressed: {} in {}\n", s.compressed,
+                 format_size(s.compressed_bytes), format_size(s.compressed_stored));
     if (s.granularity_ns)
       fmt::print("    compacted to one state per {} (and every mark): {} records rewritten\n",
                  format_duration(std::chrono::nanoseconds(s.granularity_ns)), s.compacted);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/hash.h"
+#include "rewind/format/payload_codec.h"
 
 namespace rwd {
 
@@ -31,7 +32,8 @@ const char* record_type_name(RecordType t) {
 void encode_header(const RecordHeader& h, uint8_t* out) {
   out[8] = static_cast<uint8_t>(h.type);
   out[9] = h.flags;
-  put_u16(out + 10, 0);
+  out[10] = static_cast<uint8_t>(h.codec);
+  out[11] = 0;
   put_u32(out + 12, h.payload_length);
   put_u64(out + 16, h.seq);
   put_u64(out + 24, h.time_ns);
@@ -55,6 +57,19 @@ Status validate_header(const RecordHeader& h) {
   if ((h.flags & ~format::kKnownFlags) != 0)
     return Status::corruption(fmt::format("unknown record flags {:#x}", h.flags));
   if (h.offset + h.length < h.offset) return Status::corruption("record range overflows");
+  if (static_cast<uint8_t>(h.codec) > format::kMaxCodec)
+    return Status::corruption(fmt::format("unknown payload codec {}", static_cast<int>(h.codec)));
+  if (h.codec != format::Codec::kNone) {
+    const uint64_t table = (h.length + format::kCodecFrameSize - 1) / format::kCodecFrameSize *
+                           format::kCodecFrameEntrySize;
+    if (h.type != RecordType::kWrite || (h.flags & format::kFlagSuperseded) || h.length == 0 ||
+        h.length > format::kMaxPayload || h.payload_length <= table ||
+        h.payload_length > max_stored_length(h.codec, h.length))
+      return Status::corruption(
+          fmt::format("{} record of length {} with a compressed payload of {} bytes",
+                      record_type_name(h.type), h.length, h.payload_length));
+    return Status::ok();
+  }
   if ((h.flags & format::kFlagCompacted) && h.type == RecordType::kMark)
     return Status::corruption("compacted MARK record");
   if (h.flags & format::kFlagSuperseded) {
@@ -94,8 +109,9 @@ Status decode_header(const uint8_t* in, RecordHeader* out) {
   uint64_t computed = XXH3_64bits(in + format::kRecordChecksummedOffset,
                                   format::kRecordHeaderSize - format::kRecordChecksummedOffset);
   if (stored != computed) return Status::corruption("record header checksum mismatch");
-  if (get_u16(in + 10) != 0) return Status::corruption("reserved record header bytes are not zero");
+  if (in[11] != 0) return Status::corruption("reserved record header byte is not zero");
   RecordHeader h;
+  h.codec = static_cast<format::Codec>(in[10]);
   h.type = static_cast<RecordType>(in[8]);
   h.flags = in[9];
   h.payload_length = get_u32(in + 12);

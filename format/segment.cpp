@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/hash.h"
+#include "rewind/format/payload_codec.h"
 
 namespace rwd {
 
@@ -78,9 +79,11 @@ Status decode_segment_header(const uint8_t* in, SegmentHeader* out) {
       XXH3_64bits(in, format::kSegmentHeaderChecksumOffset))
     return Status::corruption("segment header checksum mismatch");
   uint32_t version = get_u32(in + 8);
-  if (version != format::kFormatVersion)
-    return Status::corruption(fmt::format("segment format version {} (this build reads {})",
-                                          version, format::kFormatVersion));
+  if (version < format::kOldestFormatVersion || version > format::kFormatVersion)
+    return Status::corruption(
+        fmt::format("segment format version {} (this build reads {} to {}; a newer version "
+                    "needs a newer rewind)",
+                    version, format::kOldestFormatVersion, format::kFormatVersion));
   if (get_u32(in + 12) != format::kSegmentHeaderSize)
     return Status::corruption("segment header size mismatch");
   std::memcpy(out->volume_id.data(), in + 16, format::kVolumeIdSize);
@@ -346,6 +349,15 @@ Result<bool> SegmentReader::next(RecordView* out) {
   if (payload_checksum(payload) != rh.payload_checksum)
     return damaged("payload checksum mismatch", false);
   out->header = rh;
+  out->stored = payload;
+  if (rh.codec != format::Codec::kNone) {
+    // The stored bytes are the ones written: a frame that does not decode is damage
+    // done before the checksum was taken, never a torn write.
+    decoded_.resize(rh.length);
+    if (Status d = decode_payload(rh.codec, payload, decoded_); !d)
+      return corruption(pos_, d.message());
+    payload = decoded_;
+  }
   out->payload = payload;
   out->position = pos_;
   pos_ += span;

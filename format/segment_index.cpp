@@ -17,9 +17,9 @@
 
 namespace rwd {
 
-bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length) {
+bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint64_t length) {
   return type == format::RecordType::kWrite && !(flags & format::kFlagSuperseded) &&
-         payload_length > format::kIndexChunkSize;
+         length > format::kIndexChunkSize;
 }
 
 uint64_t chunk_sum(std::span<const uint8_t> chunk) {
@@ -73,6 +73,7 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
     e[40] = static_cast<uint8_t>(x.type);
     e[41] = x.flags;
     e[42] = x.has_chunk_sums() ? format::kIndexFlagChunkSums : 0;
+    e[43] = static_cast<uint8_t>(x.codec);
     put_u32(e + 44, x.payload_length);
     put_u64(e + 48, x.payload_checksum);
     e += format::kIndexEntrySize;
@@ -103,8 +104,7 @@ const char* header_problem(const uint8_t* h, uint32_t version, uint64_t sum_coun
   if (std::memcmp(h + 16, volume_id.data(), format::kVolumeIdSize) != 0) return "of another volume";
   if (get_u64(h + 32) != seg.first_seq || get_u64(h + 40) != seg.records)
     return "does not match the manifest";
-  if (version == format::kIndexVersion &&
-      (get_u32(h + 48) != format::kIndexChunkSize || get_u32(h + 52) != 0))
+  if (version >= 2 && (get_u32(h + 48) != format::kIndexChunkSize || get_u32(h + 52) != 0))
     return "has an unknown chunk size";
   if (sum_count >= IndexEntry::kNoChunkSums) return "has too many chunk checksums";
   return nullptr;
@@ -122,6 +122,7 @@ uint8_t decode_entry(const uint8_t* e, IndexEntry* x) {
   x->flags = e[41];
   x->payload_length = get_u32(e + 44);
   x->payload_checksum = get_u64(e + 48);
+  x->codec = static_cast<format::Codec>(e[43]);
   return e[42];
 }
 
@@ -165,14 +166,17 @@ Status read_entries(const File& f, uint64_t* pos, const ManifestSegment& seg, ui
       const uint8_t index_flags = decode_entry(e, &x);
       if (index_flags & format::kIndexFlagChunkSums) {
         x.chunk_sums = static_cast<uint32_t>(*sums_claimed);
-        *sums_claimed += chunk_count(x.payload_length);
+        *sums_claimed += x.length > format::kMaxPayload
+                             ? sum_count + 1
+                             : chunk_count(static_cast<uint32_t>(x.length));
       }
       if (x.seq != seg.first_seq + out->entries.size() || (x.flags & ~format::kKnownFlags) != 0 ||
-          (index_flags & ~format::kIndexFlagChunkSums) != 0 || e[43] != 0 ||
+          (index_flags & ~format::kIndexFlagChunkSums) != 0 ||
+          e[43] > (version >= 3 ? format::kMaxCodec : 0) ||
+          (x.codec != format::Codec::kNone && x.type != format::RecordType::kWrite) ||
           x.position + format::record_span(x.payload_length) > seg.bytes ||
-          (x.has_chunk_sums() &&
-           (version == 1 || !wants_chunk_sums(x.type, x.flags, x.payload_length) ||
-            *sums_claimed > sum_count)))
+          (x.has_chunk_sums() && (version == 1 || !wants_chunk_sums(x.type, x.flags, x.length) ||
+                                  *sums_claimed > sum_count)))
         *problem = "entries do not match the segment";
       else
         out->entries.push_back(x);
@@ -206,12 +210,11 @@ Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const 
   REWIND_RETURN_IF_ERROR(f->pread_full(std::span(h, format::kIndexHeaderSizeV1), 0));
   if (std::memcmp(h, format::kIndexMagic, 8) != 0) return bad("not an index");
   const uint32_t version = get_u32(h + 8);
-  if ((version != 1 && version != format::kIndexVersion) ||
-      get_u32(h + 12) != format::kIndexEntrySize)
-    return bad("not a version 1 or 2 index");
+  if (version < 1 || version > format::kIndexVersion || get_u32(h + 12) != format::kIndexEntrySize)
+    return bad("not a version 1, 2 or 3 index");
   size_t header_size = format::kIndexHeaderSizeV1;
   uint64_t sum_count = 0;
-  if (version == format::kIndexVersion) {
+  if (version >= 2) {
     header_size = format::kIndexHeaderSize;
     if (*size < header_size + format::kIndexTrailerSize) return bad("too short");
     REWIND_RETURN_IF_ERROR(f->pread_full(
@@ -273,6 +276,7 @@ Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
     const RecordHeader& h = rec.header;
     IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          rec.position,
                  h.type, h.flags,   h.payload_length, h.payload_checksum};
+    e.codec = h.codec;
     add_chunk_sums(&e, rec.payload, &out.chunk_sums);
     out.entries.push_back(e);
   }

@@ -12,6 +12,7 @@
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
 #include "rewind/format/format.h"
+#include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
@@ -265,7 +266,8 @@ void plan_window(const std::vector<Rec>& recs, size_t b, size_t e, bool end_exac
   ++st.windows_changed;
 }
 
-// Reads records' payloads, each checked against its checksum; keeps the last one.
+// Reads records' payloads, each checked against its checksum and decoded; keeps the
+// last one.
 class PayloadReader {
  public:
   PayloadReader(const std::vector<Rec>& recs, const std::vector<File>& files,
@@ -282,10 +284,19 @@ class PayloadReader {
         return Status::corruption(
             fmt::format("segment {} offset {} seq {}: payload checksum mismatch",
                         names_[recs_[rec].seg], e.position, e.seq));
+      if (e.codec != format::Codec::kNone) {
+        decoded_.resize(e.length);
+        if (Status st = decode_payload(e.codec, buf_, decoded_); !st)
+          return Status::corruption(fmt::format("segment {} offset {} seq {}: {}",
+                                                names_[recs_[rec].seg], e.position, e.seq,
+                                                st.message()));
+      }
       cached_ = rec;
     }
-    return std::span<const uint8_t>(buf_);
+    return std::span<const uint8_t>(recs_[rec].e->codec != format::Codec::kNone ? decoded_ : buf_);
   }
+  // The payload of the record get() returned last, as stored.
+  std::span<const uint8_t> stored() const { return buf_; }
 
  private:
   const std::vector<Rec>& recs_;
@@ -293,6 +304,7 @@ class PayloadReader {
   const std::vector<std::string>& names_;
   size_t cached_ = SIZE_MAX;
   std::vector<uint8_t> buf_;
+  std::vector<uint8_t> decoded_;
 };
 
 // Writes the records recs[b, e) of segment `ms` as they became (outs) to a new
@@ -312,7 +324,11 @@ Status rewritten_record(const IndexEntry& r, const Out& o, size_t i, PayloadRead
     h->length = r.length;
     auto p = payloads.get(i);
     if (!p) return p.status();
-    payload->assign(p->begin(), p->end());
+    // A record kept whole keeps the form it was stored in.
+    h->codec = r.codec;
+    const std::span<const uint8_t> stored =
+        r.codec != format::Codec::kNone ? payloads.stored() : *p;
+    payload->assign(stored.begin(), stored.end());
   } else if (o.kind == Out::Kind::kEmpty) {
     h->type = r.type;
     h->offset = r.offset;
@@ -381,7 +397,15 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
     const uint64_t pos = flushed + buf.size();
     IndexEntry entry{h.seq,  h.time_ns, h.offset,         h.length,          pos,
                      h.type, h.flags,   h.payload_length, h.payload_checksum};
-    add_chunk_sums(&entry, payload, &chunk_sums);
+    entry.codec = h.codec;
+    if (h.codec == format::Codec::kNone) {
+      add_chunk_sums(&entry, payload, &chunk_sums);
+    } else {
+      // The chunk checksums are of the decoded bytes, which the reader still holds.
+      auto decoded = payloads.get(i);
+      if (!decoded) return decoded.status();
+      add_chunk_sums(&entry, *decoded, &chunk_sums);
+    }
     entries.push_back(entry);
     const size_t at = buf.size();
     buf.resize(at + format::record_span(h.payload_length), 0);

@@ -18,6 +18,8 @@ Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger
       opts_(opts),
       logger_(std::move(logger)),
       snapshot_(std::make_shared<const Manifest>(manifest_)) {
+  if (opts_.compression.codec != format::Codec::kNone)
+    encoder_ = std::make_unique<PayloadEncoder>(opts_.compression);
   durable_.seq = manifest_.base_seq;
   if (!manifest_.segments.empty()) {
     const ManifestSegment& last = manifest_.segments.back();
@@ -243,7 +245,37 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
   return finish_sync();
 }
 
+void Journal::encode(std::span<const QueuedRecord> batch) {
+  stored_.resize(batch.size());
+  if (encoded_.size() < batch.size()) encoded_.resize(batch.size());
+  for (size_t k = 0; k < batch.size(); ++k) {
+    const QueuedRecord& q = batch[k];
+    Stored& st = stored_[k];
+    st.header = q.header;
+    st.payload = std::span<const uint8_t>(q.payload.get(), q.header.payload_length);
+    st.decoded = st.payload;
+    st.chunk_sums = q.chunk_sums_follow ? st.payload.data() + st.payload.size() : nullptr;
+    if (q.header.codec != format::Codec::kNone) {
+      // Encoded already (a shipped record): its decoded bytes are not at hand, so the
+      // index keeps no chunk checksums for it.
+      st.decoded = {};
+      st.chunk_sums = nullptr;
+      continue;
+    }
+    // Only a WRITE's data is worth encoding; a mark's name stays readable.
+    if (!encoder_ || q.header.type != format::RecordType::kWrite ||
+        (q.header.flags & format::kFlagSuperseded) || q.header.length < kMinEncoded)
+      continue;
+    if (!encoder_->encode(st.payload, &encoded_[k])) continue;
+    st.header.codec = encoder_->compression().codec;
+    st.header.payload_length = static_cast<uint32_t>(encoded_[k].size());
+    st.payload = encoded_[k];
+    st.header.payload_checksum = payload_checksum(st.payload);
+  }
+}
+
 Status Journal::write(std::span<const QueuedRecord> batch) {
+  encode(batch);
   size_t i = 0;
   while (i < batch.size()) {
     if (!writer_)
@@ -253,7 +285,7 @@ Status Journal::write(std::span<const QueuedRecord> batch) {
     uint64_t end = writer_->end();
     size_t j = i;
     while (j < batch.size()) {
-      uint64_t span = format::record_span(batch[j].header.payload_length);
+      uint64_t span = format::record_span(stored_[j].header.payload_length);
       bool empty = end == format::kSegmentHeaderSize;
       if (!empty && end + span > opts_.segment_size) break;
       end += span;
@@ -267,13 +299,15 @@ Status Journal::write(std::span<const QueuedRecord> batch) {
     refs_.clear();
     uint64_t pos = writer_->end();
     for (size_t k = i; k < j; ++k) {
-      RecordHeader h = batch[k].header;
+      const Stored& st = stored_[k];
+      RecordHeader h = st.header;
       if (k == i) h.flags |= format::kFlagBatchStart;
-      const std::span<const uint8_t> payload(batch[k].payload.get(), h.payload_length);
+      const std::span<const uint8_t> payload = st.payload;
       IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          pos,
                    h.type, h.flags,   h.payload_length, h.payload_checksum};
-      add_chunk_sums(&e, payload, &open_sums_,
-                     batch[k].chunk_sums_follow ? payload.data() + payload.size() : nullptr);
+      e.codec = h.codec;
+      if (st.decoded.data() != nullptr || h.codec == format::Codec::kNone)
+        add_chunk_sums(&e, st.decoded, &open_sums_, st.chunk_sums);
       open_entries_.push_back(e);
       if (h.type == format::RecordType::kMark)
         open_marks_.push_back(ManifestMark{

@@ -94,6 +94,9 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
     switch (e.type) {
       case RecordType::kWrite:
         ++s->writes, s->bytes_written += e.length;
+        if (e.codec != format::Codec::kNone)
+          ++s->compressed, s->compressed_bytes += e.length,
+              s->compressed_stored += e.payload_length;
         break;
       case RecordType::kZero:
         ++s->zeroes, s->bytes_zeroed += e.length;

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
 #include "rewind/journal/journal.h"
 #include "rewind/replay/inspect.h"
@@ -200,7 +201,10 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     const bool zero = (e.type == RecordType::kZero || e.type == RecordType::kTrim) && !superseded;
     return Interval<ViewSource>{
         e.offset, write || zero ? e.length : 0,
-        ViewSource{zero, s, entry, 0, e.payload_length, e.chunk_sums, e.payload_checksum}};
+        ViewSource{
+            zero, s, entry, 0,
+            e.codec != format::Codec::kNone ? static_cast<uint32_t>(e.length) : e.payload_length,
+            e.chunk_sums, e.payload_checksum, e.codec != format::Codec::kNone}};
   });
   v->verified_.resize(used.size());
   v->chunks_verified_.resize(used.size());
@@ -260,7 +264,7 @@ JournalView::Chunks JournalView::chunks_of(const IndexEntry& rec, uint64_t withi
   const auto first = static_cast<uint32_t>(within / format::kIndexChunkSize);
   const auto last = static_cast<uint32_t>((within + n - 1) / format::kIndexChunkSize);
   return {first, last, uint64_t{first} * format::kIndexChunkSize,
-          std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.payload_length)};
+          std::min<uint64_t>(uint64_t{last + 1} * format::kIndexChunkSize, rec.length)};
 }
 
 bool JournalView::chunks_checked(uint32_t segment, uint32_t first, uint32_t last) const {
@@ -368,6 +372,8 @@ bool JournalView::in_image(const Piece& p) const {
       p.source->zero)
     return false;
   const ViewSource& src = *p.source;
+  // The checksum of a payload stored with a codec is not that of the bytes it holds.
+  if (src.encoded && !src.has_chunk_sums()) return false;
   const uint64_t within = src.delta + p.adv;
   const uint64_t end = within + (p.end - p.start);
   const bool covered = src.has_chunk_sums()
@@ -465,9 +471,10 @@ std::optional<ViewFetcher::Range> JournalView::needs(const Piece& p) const {
   const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
   uint64_t at = p.source->delta + p.adv;
   uint64_t len = p.end - p.start;
-  if (!checked(p.source->segment, p.source->entry)) {
+  if (!checked(p.source->segment, p.source->entry) || p.source->encoded) {
     // The whole payload, chunk checksums or not: a chunk that does not match its
-    // checksum is judged by the record's own checksum, over all of it.
+    // checksum is judged by the record's own checksum, over all of it. A payload
+    // stored with a codec is fetched whole too: its frames are found by its table.
     at = 0;
     len = rec.payload_length;
   }
@@ -492,7 +499,10 @@ void JournalView::advise(const Piece& p) const {
     const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
     uint64_t at = p.source->delta + p.adv;
     uint64_t len = p.end - p.start;
-    if (!checked(p.source->segment, p.source->entry)) {
+    if (rec.codec != format::Codec::kNone) {
+      at = 0;
+      len = rec.payload_length;
+    } else if (!checked(p.source->segment, p.source->entry)) {
       if (rec.has_chunk_sums()) {
         const Chunks c = chunks_of(rec, at, len);
         at = c.begin;
@@ -523,6 +533,8 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
   }
   const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
   const uint64_t within = v.delta + p.adv;
+  if (rec.codec != format::Codec::kNone)
+    return fill_encoded(rec, v.segment, v.entry, within, dst, cached_only, whole);
   if (checked(v.segment, v.entry))
     return read_segment(v.segment, dst, rec.payload_position() + within, cached_only, true);
   if (rec.has_chunk_sums())
@@ -606,6 +618,41 @@ Result<bool> JournalView::fill_chunked(const IndexEntry& rec, uint32_t segment, 
   }
   if (chunks.data() != dst.data())
     std::memcpy(dst.data(), chunks.data() + (within - lo), dst.size());
+  return true;
+}
+
+Result<bool> JournalView::fill_encoded(const IndexEntry& rec, uint32_t segment, uint32_t entry,
+                                       uint64_t within, std::span<uint8_t> dst, bool cached_only,
+                                       std::vector<uint8_t>* whole) const {
+  auto read = [&](std::span<uint8_t> into, uint64_t at, bool checked) {
+    return read_segment(segment, into, rec.payload_position() + at, cached_only, checked);
+  };
+  auto damaged = [&](const Status& st) {
+    return Status::corruption(fmt::format("segment {} offset {} seq {}: {}",
+                                          history_->manifest().segments[segment].file, rec.position,
+                                          rec.seq, st.message()));
+  };
+  const FrameSpan span = frames_of(rec.length, within, dst.size());
+  std::vector<uint8_t> decoded(span.decoded_end - span.decoded_begin);
+  if (checked(segment, entry)) {
+    std::vector<uint8_t> table(frame_table_size(rec.length));
+    auto got = read(table, 0, true);
+    if (!got || !*got) return got;
+    auto where = frame_bytes(table, rec.length, rec.payload_length, span);
+    if (!where) return damaged(where.status());
+    whole->resize(where->second - where->first);
+    got = read(*whole, where->first, true);
+    if (!got || !*got) return got;
+    if (Status st = decode_frame_bytes(table, *whole, rec.length, span, decoded); !st)
+      return damaged(st);
+  } else {
+    whole->resize(rec.payload_length);
+    auto got = read(*whole, 0, false);
+    if (!got || !*got) return got;
+    REWIND_RETURN_IF_ERROR(check_payload(segment, entry, *whole));
+    if (Status st = decode_frames(*whole, rec.length, span, decoded); !st) return damaged(st);
+  }
+  std::memcpy(dst.data(), decoded.data() + (within - span.decoded_begin), dst.size());
   return true;
 }
 

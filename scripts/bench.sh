@@ -2,7 +2,8 @@
 # Benchmarks of rewind against a plain `nbdkit file` export, measured in one run on
 # one machine, printed as markdown tables (docs/PERFORMANCE.md holds a run).
 #
-#   scripts/bench.sh [io|restore|view|all] [--size SIZE] [--runtime SECONDS] [--rounds N]
+#   scripts/bench.sh [io|restore|view|compress|all] [--size SIZE] [--runtime SECONDS]
+#                    [--rounds N]
 #
 #   io       the same fio jobs (fio's nbd engine) against `nbdkit file` and the rewind
 #            plugin, alternating file/rewind then rewind/file for each round, first
@@ -17,6 +18,11 @@
 #            same area, and the restore to the end timed again
 #   view     a journal of 1 million records: time to open a point-in-time export,
 #            and its sequential read rate against the live export
+#   compress compress=zstd against compress=off: journal bytes, and what a log server
+#            stores of it, per byte written, for random data, fio's 50% compressible
+#            buffers and an ext4 file system holding a copy of /usr/share; then random
+#            4 KiB writes at QD16 and sequential 64 KiB writes at QD4 of 50%
+#            compressible data, alternating, with CPU time per operation
 #
 # Runs as root (to drop the page cache); installs what is missing (fio among it, with
 # scripts/install-deps.sh --bench) and builds build/ (scripts/build.sh) first.
@@ -28,7 +34,7 @@ root=$PWD
 what=all size=1G runtime=15 rounds=2
 while [ $# -gt 0 ]; do
   case "$1" in
-    io | restore | view | all) what=$1 ;;
+    io | restore | view | compress | all) what=$1 ;;
     --size) size=$2; shift ;;
     --runtime) runtime=$2; shift ;;
     --rounds) rounds=$2; shift ;;
@@ -441,6 +447,128 @@ bench_view() {
   rm -rf "$img" "$journal"
 }
 
+# ------------------------------------------------------------------------------------
+bench_compress() {
+  local server ship
+  server=$root/build/ship/rewind-server
+  ship=$root/build/tests/rewind-test-ship
+  [ -x "$server" ] && [ -x "$ship" ] || { echo "bench: $server or $ship is not built" >&2; exit 1; }
+  # The ext4 file system: a copy of /usr/share made by mkfs.ext4 -d, in an image twice
+  # the tree's size.
+  local tree_kib
+  tree_kib=$(du -sk /usr/share | cut -f1)
+  mkfs.ext4 -q -F -E root_owner=0:0 -d /usr/share "$dir/ext4.img" "$((tree_kib * 2))k"
+  printf 'tok vol\n' >"$dir/tokens"
+  chmod 600 "$dir/tokens"
+  # volume KIND COMPRESS: a new volume written with KIND of data, then shipped to a log
+  # server; prints "WRITTEN JOURNAL STORED" (bytes of data written, and journal bytes
+  # of the volume and of the server's copy, base snapshots not counted).
+  volume() {
+    local kind=$1 c=$2 img=$dir/c.img journal=$dir/c.rewind bytes=$size
+    rm -rf "$img" "$journal" "$dir/store"
+    [ "$kind" = ext4 ] && bytes=$(stat -c %s "$dir/ext4.img")
+    truncate -s "$bytes" "$img"
+    serve c "$plugin" image="$img" journal="$journal" compress="$c"
+    case "$kind" in
+      random) fio_json "$dir/c.sock" --rw=write --bs=1M --iodepth=4 --refill_buffers >/dev/null ;;
+      half)
+        fio_json "$dir/c.sock" --rw=write --bs=1M --iodepth=4 --refill_buffers \
+          --buffer_compress_percentage=50 >/dev/null
+        ;;
+      ext4) nbdcopy "$dir/ext4.img" "$(uri "$dir/c.sock")" ;;
+    esac
+    stop "$served_pid"
+    "$server" --listen 127.0.0.1:0 --store "$dir/store" --tokens "$dir/tokens" \
+      --insecure-loopback 2>"$dir/server.log" &
+    local server_pid=$! port=''
+    pids+=("$server_pid")
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$dir/server.log")
+      [ -n "$port" ] && break
+      sleep 0.05
+    done
+    "$ship" "$journal" 127.0.0.1 "$port" vol tok >/dev/null
+    kill -TERM "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+    "$cli" log --json "$journal" | python3 -c '
+import json, sys
+segs = json.load(sys.stdin)["segments"]
+print(sum(s["bytes_written"] for s in segs), sum(s["bytes"] for s in segs), end=" ")'
+    json_of "$dir/store/vol" journal_bytes
+    rm -rf "$img" "$journal" "$dir/store"
+  }
+  echo "Journal bytes per byte written, and what a log server stores of it (the records as"
+  echo "shipped), base snapshots not counted:"
+  echo
+  echo "| data | written | journal, off | journal, zstd | stored, zstd | off | zstd |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  local kind off on
+  for kind in random half ext4; do
+    off=$(volume "$kind" off)
+    on=$(volume "$kind" zstd)
+    python3 - "$kind" $off $on <<'PY'
+import sys
+kind = {"random": "random (fio's refilled buffers)", "half": "fio buffer_compress_percentage=50",
+        "ext4": "ext4 with a copy of /usr/share (mkfs.ext4 -d), nbdcopy"}[sys.argv[1]]
+w, j_off, _, w2, j_on, s_on = map(int, sys.argv[2:])
+mib = lambda b: f"{b / 2**20:,.0f} MiB"
+print(f"| {kind} | {mib(w)} | {mib(j_off)} | {mib(j_on)} | {mib(s_on)} | {j_off / w:.3f} | **{j_on / w2:.3f}** |")
+PY
+  done
+  rm -f "$dir/ext4.img"
+  echo
+  # Speed, off against zstd, on 50% compressible data, as bench_io measures it.
+  local jobs=(
+    "randwrite-4k-qd16|--rw=randwrite --bs=4k --iodepth=16"
+    "write-64k-qd4|--rw=write --bs=64k --iodepth=4"
+  )
+  local round job name args c order pid t0
+  for round in $(seq 1 "$rounds"); do
+    for job in "${jobs[@]}"; do
+      name=${job%%|*} args=${job#*|}
+      order="off zstd"
+      [ $((round % 2)) -eq 0 ] && order="zstd off"
+      for c in $order; do
+        rm -rf "$dir/c.img" "$dir/c.rewind"
+        truncate -s "$size" "$dir/c.img"
+        serve c "$plugin" image="$dir/c.img" journal="$dir/c.rewind" compress="$c"
+        sync
+        pid=$served_pid
+        t0=$(cpu_ticks "$pid")
+        # shellcheck disable=SC2086
+        fio_json "$dir/c.sock" $args --refill_buffers --buffer_compress_percentage=50 \
+          --time_based --runtime="$runtime" >"$dir/speed.$name.$c.$round.json"
+        sleep 1
+        echo "$(($(cpu_ticks "$pid") - t0))" >"$dir/speed.$name.$c.$round.cpu"
+        stop "$pid"
+      done
+    done
+  done
+  rm -rf "$dir/c.img" "$dir/c.rewind"
+  python3 - "$dir" "$rounds" "$(getconf CLK_TCK)" "${jobs[@]%%|*}" <<'PY'
+import json, os, statistics, sys
+d, rounds, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+def figures(name, c):
+    iops, bw, cpu = [], [], []
+    for r in range(1, rounds + 1):
+        with open(f"{d}/speed.{name}.{c}.{r}.json") as f:
+            j = json.load(f)["jobs"][0]["write"]
+        ticks = int(open(f"{d}/speed.{name}.{c}.{r}.cpu").read())
+        iops.append(j["iops"]); bw.append(j["bw_bytes"] / 2**20); cpu.append(ticks / hz * 1e6 / j["total_ios"])
+    return statistics.mean(iops), statistics.mean(bw), statistics.mean(cpu)
+print("50% compressible data (fio buffer_compress_percentage=50), new sparse images:")
+print()
+print("| job | off IOPS | zstd IOPS | off MiB/s | zstd MiB/s | off CPU µs/op | zstd CPU µs/op | zstd/off IOPS |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for n in names:
+    oi, ob, oc = figures(n, "off")
+    zi, zb, zc = figures(n, "zstd")
+    print(f"| {n} | {oi:,.0f} | {zi:,.0f} | {ob:,.1f} | {zb:,.1f} | {oc:.1f} | {zc:.1f} | **{zi / oi:.2f}x** |")
+print()
+print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per setting, off then zstd in odd rounds, zstd then off in even ones; CPU µs/op: the server process's user and system time per write, over the job and the second after it")
+PY
+}
+
 echo "# rewind benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -r), $(stat -f -c %T "$dir") under $dir;" \
@@ -451,11 +579,14 @@ case "$what" in
   io) bench_io ;;
   restore) bench_restore ;;
   view) bench_view ;;
+  compress) bench_compress ;;
   all)
     bench_io
     echo
     bench_restore
     echo
     bench_view
+    echo
+    bench_compress
     ;;
 esac

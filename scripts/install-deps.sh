@@ -11,6 +11,8 @@ packages=(
   # libraries
   nbdkit-plugin-dev libnbd-dev libfmt-dev libcli11-dev libxxhash-dev nlohmann-json3-dev
   libboost-dev libssl-dev catch2
+  # zstd-compressed record payloads (the plugin's compress=)
+  libzstd-dev
   # S3-compatible object storage: libcurl signs the requests, pugixml reads the answers
   libcurl4-openssl-dev libpugixml-dev
   # serving and the real clients the tests drive

@@ -12,6 +12,7 @@
 #include "rewind/base/file.h"
 #include "rewind/base/units.h"
 #include "rewind/format/format.h"
+#include "rewind/format/payload_codec.h"
 #include "rewind/replay/target.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/ship_client.h"
@@ -160,6 +161,13 @@ KeyTable volume_keys() {
       {"segment-age",
        duration_key(
            1s, kYear, [](ServeConfig & c) -> auto& { return c.volume.journal.segment_age; })},
+      {"compress",
+       [](ServeConfig& c, std::string_view v) -> Status {
+         auto parsed = parse_compression(std::string(v));
+         if (!parsed) return parsed.status();
+         c.volume.journal.compression = *parsed;
+         return Status::ok();
+       }},
   };
 }
 
@@ -409,6 +417,9 @@ const char* const kServeKeysHelp =
     "queue-max=SIZE        Bytes queued before writers wait (64M).\n"
     "segment-size=SIZE     Seal a journal segment at this size (256M).\n"
     "segment-age=DUR       Seal a journal segment at this age (10m).\n"
+    "compress=off|zstd[:LEVEL]  Store written data in the journal zstd-compressed\n"
+    "                      (LEVEL 1-19, default 1), by the flusher; data that does\n"
+    "                      not compress is stored as it is (off).\n"
     "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
     "retain=DUR            Keep every write at least this long; fold older whole\n"
     "                      segments into the base snapshot (default: forever).\n"

@@ -248,7 +248,7 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
       if (!*more) break;
       if (rec.header.seq <= ack.durable_seq) continue;
       hs.push_back(rec.header);
-      payloads.emplace_back(rec.payload.begin(), rec.payload.end());
+      payloads.emplace_back(rec.stored.begin(), rec.stored.end());
       bytes += format::record_span(rec.header.payload_length);
       if (bytes >= opts.records_per_frame_bytes) REWIND_RETURN_IF_ERROR(flush());
     }

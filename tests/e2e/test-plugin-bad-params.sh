@@ -32,6 +32,10 @@ expect_error "flush-interval=soon: 'soon' is not a duration" image=disk.img jour
 expect_error "'100' is not a duration" image=disk.img journal=j flush-interval=100
 expect_error "queue-max=1K: must be between" image=disk.img journal=j queue-max=1K
 expect_error "coalesce=yes: must be on or off" image=disk.img journal=j coalesce=yes
+expect_error "compress=lz4: must be off, zstd or zstd:LEVEL with LEVEL 1 to 19" image=disk.img \
+  journal=j compress=lz4
+expect_error "compress=zstd:22: must be off, zstd or zstd:LEVEL" image=disk.img journal=j \
+  compress=zstd:22
 expect_error "image-reads=maybe: must be on or off" journal=j seq=1 image-reads=maybe
 expect_error "image-reads= applies to a point-in-time view only" image=disk.img journal=j \
   image-reads=off

@@ -36,9 +36,12 @@ struct RandomHistory {
   // With `tick_ns`, record n is stamped n ticks after a whole second just after the
   // journal's creation, instead of the time it was written.
   // With `coalesce`, the volume coalesces queued writes (VolumeOptions::coalesce).
+  // With `compression`, the journal stores payloads compressed where that pays, and
+  // half of the writes are of data that compresses: the journal mixes both forms.
   RandomHistory(uint64_t seed, int ops, int mark_every = 0, uint64_t tick_ns = 0,
-                bool coalesce = false) {
+                bool coalesce = false, Compression compression = {}) {
     std::mt19937_64 rng(seed);
+    std::mt19937_64 pick(seed + 1);
     std::vector<uint8_t> state = pattern(kSize, seed);  // a base that is not all zeroes
     write_file(image, state);
     VolumeOptions o;
@@ -46,6 +49,7 @@ struct RandomHistory {
     o.journal_dir = journal;
     o.journal.segment_size = 16 * 1024;
     o.coalesce = coalesce;
+    o.journal.compression = compression;
     if (tick_ns != 0)
       o.clock = [tick_ns, start = (wall_clock_ns() / 1'000'000'000 + 2) * 1'000'000'000,
                  n = uint64_t{0}]() mutable { return start + ++n * tick_ns; };
@@ -58,7 +62,11 @@ struct RandomHistory {
       uint64_t len = 1 + rng() % std::min<uint64_t>(kSize - off, i % 8 == 0 ? kSize : 4096);
       int kind = static_cast<int>(rng() % 10);
       if (kind < 7) {
-        auto data = pattern(len, rng());
+        // The same offsets, lengths and kinds as without compression: its choices
+        // come from a generator of their own.
+        const bool compresses = compression.codec != format::Codec::kNone && pick() % 2 == 0;
+        const uint64_t data_seed = rng();
+        auto data = compresses ? compressible(len, data_seed) : pattern(len, data_seed);
         REQUIRE((*v)->write(data, off, false).is_ok());
         std::copy(data.begin(), data.end(), state.begin() + static_cast<long>(off));
       } else {

@@ -170,8 +170,11 @@ TEST_CASE("compaction keeps every mark and window end exact and only the newest 
           "[compact][property]") {
   auto seed = GENERATE(range(1, 21));
   const bool coalesce = seed % 2 == 0;  // half of them over coalesced writes
-  CAPTURE(seed, coalesce);
-  RandomHistory h(static_cast<uint64_t>(seed), 200, 17, kTick, coalesce);
+  // Half of each over journals that store compressed records beside raw ones.
+  const Compression compression =
+      seed % 4 < 2 ? Compression{format::Codec::kZstd, 1} : Compression{};
+  CAPTURE(seed, coalesce, compression_name(compression));
+  RandomHistory h(static_cast<uint64_t>(seed), 200, 17, kTick, coalesce, compression);
   const uint64_t last = h.states.size() - 1;
   std::mt19937_64 rng(static_cast<uint64_t>(seed) * 7);
   const uint64_t g = kTick * (2 + rng() % 12);  // 2..13 records a window

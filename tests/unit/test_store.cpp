@@ -4,6 +4,8 @@
 // that keeps everything it acknowledged through a power cut.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <functional>
 
@@ -93,7 +95,8 @@ struct ShippedRecord {
   std::vector<uint8_t> payload;
 };
 
-// Every record of a (stopped) journal, read back from its segments.
+// Every record of a (stopped) journal, read back from its segments as they are stored
+// (and shipped).
 std::vector<ShippedRecord> read_records(const std::string& journal) {
   auto m = Manifest::load(journal);
   REQUIRE(m.is_ok());
@@ -103,7 +106,7 @@ std::vector<ShippedRecord> read_records(const std::string& journal) {
     REQUIRE(r.is_ok());
     RecordView rec;
     while (r->next(&rec).value())
-      out.push_back({rec.header, std::vector<uint8_t>(rec.payload.begin(), rec.payload.end())});
+      out.push_back({rec.header, std::vector<uint8_t>(rec.stored.begin(), rec.stored.end())});
   }
   return out;
 }
@@ -244,6 +247,35 @@ TEST_CASE("a store receives a volume in pieces, skips resends, refuses gaps, and
   CHECK(StoredVolume::open(store.path(), "vol-2", false, {}).status().code() ==
         Status::Code::kNotFound);
   CHECK_FALSE(StoredVolume::open(store.path(), "../escape", true, {}).is_ok());
+}
+
+TEST_CASE("a store keeps compressed records as they come and restores them", "[store][codec]") {
+  RandomHistory h(34, 120, 20, 0, false, Compression{format::Codec::kZstd, 1});
+  const uint64_t last = h.states.size() - 1;
+  test::TempDir store;
+  const auto all = read_records(h.journal);
+  const size_t encoded =
+      static_cast<size_t>(std::count_if(all.begin(), all.end(), [](const auto& r) {
+        return r.header.codec == format::Codec::kZstd;
+      }));
+  CHECK(encoded > 10);
+  {
+    auto v = StoredVolume::open(store.path(), "vol-1", true, {});
+    REQUIRE(v.is_ok());
+    REQUIRE((*v)->begin_base(base_begin_of(h.journal)).is_ok());
+    REQUIRE((*v)->base_data(0, base_of(h.journal)).is_ok());
+    REQUIRE((*v)->append(RecordsFrame(all, 0, all.size()).records).is_ok());
+  }
+  // Stored as they came: the same bytes, compressed where the volume's were.
+  const auto stored = read_records(store / "vol-1");
+  REQUIRE(stored.size() == all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    CAPTURE(i);
+    CHECK(stored[i].header.codec == all[i].header.codec);
+    CHECK(stored[i].header.payload_checksum == all[i].header.payload_checksum);
+    CHECK(stored[i].payload == all[i].payload);
+  }
+  check_store(h, store / "vol-1", last);
 }
 
 TEST_CASE("a store refuses records that would make its journal unreadable", "[store]") {

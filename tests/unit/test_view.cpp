@@ -12,9 +12,11 @@
 #include "random_history.h"
 #include "rewind/base/file.h"
 #include "rewind/base/hash.h"
+#include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/journal/journal.h"
+#include "rewind/replay/replay.h"
 #include "rewind/replay/restore.h"
 #include "rewind/replay/view.h"
 #include "rewind/volume/volume.h"
@@ -57,6 +59,122 @@ TEST_CASE("a view at any seq equals the reference state across random histories"
     REQUIRE((*view)->read(part, off).is_ok());
     CHECK(std::equal(part.begin(), part.end(), h.states[seq].begin() + static_cast<long>(off)));
   }
+}
+
+TEST_CASE("views over journals of compressed and raw records equal the reference state",
+          "[view][codec][property]") {
+  auto seed = GENERATE(range(1, 21));
+  CAPTURE(seed);
+  History h(static_cast<uint64_t>(seed), 150, 25, 0, false, Compression{format::Codec::kZstd, 1});
+  auto history = JournalHistory::load(h.journal, true, {});
+  REQUIRE(history.is_ok());
+  // Both forms are there, and compressed records with chunk checksums among them.
+  size_t encoded = 0, raw = 0, encoded_chunked = 0;
+  for (const SegmentEntries& seg : history->segments())
+    for (const IndexEntry& e : seg.entries) {
+      if (e.type != format::RecordType::kWrite || (e.flags & format::kFlagSuperseded)) continue;
+      if (e.codec == format::Codec::kZstd) {
+        ++encoded;
+        encoded_chunked += e.has_chunk_sums();
+        CHECK(e.payload_length < e.length);
+      } else {
+        ++raw;
+      }
+    }
+  CHECK(encoded > 10);
+  CHECK(raw > 10);
+  CHECK(encoded_chunked > 0);
+  auto shared = std::make_shared<const JournalHistory>(std::move(*history));
+  std::mt19937_64 rng(static_cast<uint64_t>(seed) * 104729);
+  for (int t = 0; t < 12; ++t) {
+    const uint64_t seq = t == 0 ? h.states.size() - 1 : rng() % h.states.size();
+    CAPTURE(seq);
+    auto view = JournalView::open(shared, seq);
+    REQUIRE(view.is_ok());
+    // Small unaligned reads first (the records are checked whole on first use, later
+    // ones read their frames only), then the whole volume.
+    for (int k = 0; k < 8; ++k) {
+      const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(kSize - off, 9000);
+      std::vector<uint8_t> part(len);
+      REQUIRE((*view)->read(part, off).is_ok());
+      CHECK(std::equal(part.begin(), part.end(), h.states[seq].begin() + static_cast<long>(off)));
+    }
+    CHECK(read_view(**view) == h.states[seq]);
+    CHECK(read_view(**view) == h.states[seq]);
+  }
+  // The indexes rebuilt from the records say what the journal wrote.
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  for (const ManifestSegment& seg : m->segments) {
+    if (!seg.sealed) continue;
+    auto index = read_segment_index(h.journal, m->volume_id, seg);
+    REQUIRE(index.is_ok());
+    CHECK(index->index_version == format::kIndexVersion);
+    auto scanned = scan_segment_entries(h.journal, m->volume_id, seg);
+    REQUIRE(scanned.is_ok());
+    CHECK(index_agrees(*index, *scanned));
+  }
+  // Restore, and replay onto an image, agree with the reference too.
+  auto view = JournalView::open(h.journal, Target::newest(), {});
+  REQUIRE(view.is_ok());
+  REQUIRE(restore_to_file(**view, h.dir / "restored.img", {}).is_ok());
+  CHECK(test::read_file(h.dir / "restored.img") == h.states.back());
+  REQUIRE(replay_newest(h.journal, h.dir / "replayed.img").is_ok());
+  CHECK(test::read_file(h.dir / "replayed.img") == h.states.back());
+  test::check_intact(h.journal, h.image);
+}
+
+TEST_CASE("a damaged compressed record is never served", "[view][codec][errors]") {
+  History h(8, 60, 0, 0, false, Compression{format::Codec::kZstd, 1});
+  auto history = JournalHistory::load(h.journal, true, {});
+  REQUIRE(history.is_ok());
+  // The newest compressed record that is still visible at the end: damage a byte of
+  // its frames.
+  const IndexEntry* target = nullptr;
+  size_t segment = 0;
+  for (size_t s = 0; s < history->segments().size(); ++s)
+    for (const IndexEntry& e : history->segments()[s].entries)
+      if (e.codec == format::Codec::kZstd) target = &e, segment = s;
+  REQUIRE(target != nullptr);
+  const IndexEntry e = *target;
+  const std::string file = h.journal + "/segments/" + history->manifest().segments[segment].file;
+  test::flip_bit(file, e.payload_position() + e.payload_length - 1, 3);
+  auto view = JournalView::open(h.journal, Target::at_seq(e.seq), {});
+  REQUIRE(view.is_ok());
+  std::vector<uint8_t> buf(e.length);
+  Status st = (*view)->read(buf, e.offset);
+  REQUIRE_FALSE(st.is_ok());
+  CHECK(st.message().find(fmt::format("seq {}: payload checksum mismatch", e.seq)) !=
+        std::string::npos);
+}
+
+TEST_CASE("journals of format version 1 still open", "[view][codec]") {
+  History h(9, 40);
+  // Label every segment version 1, as a build before codecs wrote them.
+  auto m = Manifest::load(h.journal);
+  REQUIRE(m.is_ok());
+  for (const ManifestSegment& seg : m->segments) {
+    const std::string file = h.journal + "/segments/" + seg.file;
+    auto bytes = test::read_file(file);
+    REQUIRE(bytes.size() >= format::kSegmentHeaderSize);
+    put_u32(bytes.data() + 8, 1);
+    put_u64(bytes.data() + format::kSegmentHeaderChecksumOffset,
+            XXH3_64bits(bytes.data(), format::kSegmentHeaderChecksumOffset));
+    test::write_file(file, bytes);
+  }
+  CHECK(test::state_at(h.journal, h.states.size() - 1) == h.states.back());
+  test::check_intact(h.journal, h.image);
+  // A version from the future is refused with what to do.
+  const std::string first = h.journal + "/segments/" + m->segments[0].file;
+  auto bytes = test::read_file(first);
+  put_u32(bytes.data() + 8, format::kFormatVersion + 1);
+  put_u64(bytes.data() + format::kSegmentHeaderChecksumOffset,
+          XXH3_64bits(bytes.data(), format::kSegmentHeaderChecksumOffset));
+  test::write_file(first, bytes);
+  VerifyReport report;
+  Status st = verify_journal(h.journal, h.image, &report, {});
+  REQUIRE_FALSE(st.is_ok());
+  CHECK(st.message().find("a newer version needs a newer rewind") != std::string::npos);
 }
 
 TEST_CASE("restore writes each target's state to a new file", "[view][restore]") {

@@ -20,7 +20,10 @@ namespace rwd::format {
 
 // ---- Segment header -------------------------------------------------------------
 inline constexpr char kSegmentMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'S', 'G'};
-inline constexpr uint32_t kFormatVersion = 1;
+// Version 2 gave the record header its codec byte; version 1 segments (whose codec
+// bytes are all zero) are still read.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
 
 // offset  size  field
 //      0     8  magic "REWINDSG"
@@ -68,17 +71,34 @@ inline constexpr uint8_t kFlagCompacted = 0x08;
 inline constexpr uint8_t kKnownFlags =
     kFlagBatchStart | kFlagFlushPoint | kFlagSuperseded | kFlagCompacted;
 
+// How a payload is stored. Only a WRITE record that is not superseded may be stored
+// other than as is; its `length` is then the payload's length once decoded, and
+// payload_length and payload_checksum are those of the bytes stored.
+enum class Codec : uint8_t {
+  kNone = 0,  // the payload as is
+  // The WRITE's bytes cut into frames of kCodecFrameSize (the last may be shorter),
+  // each compressed on its own as one zstd frame: a table of each frame's stored size
+  // (u32 each, ceil(length / kCodecFrameSize) of them), then the frames. A read of a
+  // few KiB of a large record decompresses only the frames it lies in.
+  kZstd = 1,
+};
+inline constexpr uint8_t kMaxCodec = 1;
+inline constexpr uint32_t kCodecFrameSize = 64u << 10;
+inline constexpr uint32_t kCodecFrameEntrySize = 4;
+
 // offset  size  field
 //      0     8  header_checksum: XXH3-64 of bytes [8, 56)
 //      8     1  type (RecordType)
 //      9     1  flags
-//     10     2  reserved, zero
+//     10     1  codec (Codec; zero in format version 1)
+//     11     1  reserved, zero
 //     12     4  payload_length
 //     16     8  seq
 //     24     8  time_ns
 //     32     8  offset (bytes into the volume)
 //     40     8  length (bytes of the volume the record covers)
-//     48     8  payload_checksum: XXH3-64 of the payload bytes (of zero bytes if none)
+//     48     8  payload_checksum: XXH3-64 of the payload bytes as stored (of zero bytes
+//                if none)
 inline constexpr size_t kRecordHeaderSize = 8 + 1 + 1 + 2 + 4 + 8 + 8 + 8 + 8 + 8;
 static_assert(kRecordHeaderSize == 56);
 inline constexpr size_t kRecordChecksummedOffset = 8;
@@ -109,6 +129,11 @@ static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) 
 // has been checked), and the trailer covers them. Version 1 indexes (no chunk
 // checksums, a 48-byte header) are still read.
 //
+// Version 3 adds the codec byte (entry byte 43). The chunk checksums of a WRITE stored
+// with a codec are those of its decoded bytes: a partial read decodes the frames it
+// lies in and checks the chunks it uses. Versions 1 and 2 (codec always kNone) are
+// still read.
+//
 // header: offset size field
 //              0    8 magic "REWINDIX"
 //              8    4 index_version (kIndexVersion; 1 is still read)
@@ -127,13 +152,13 @@ static_assert(record_span(0) == 56 && record_span(1) == 64 && record_span(4096) 
 //             40    1 type
 //             41    1 flags (as in the record header)
 //             42    1 index flags: kIndexFlagChunkSums, the entry's chunk checksums follow
-//             43    1 reserved, zero
+//             43    1 codec (as in the record header; version 3, zero before)
 //             44    4 payload_length
 //             48    8 payload_checksum (as in the record header)
 // chunk checksums (version 2): 8 bytes each, those of each flagged entry in entry order
 // trailer:     0    8 XXH3-64 of every byte before it
 inline constexpr char kIndexMagic[8] = {'R', 'E', 'W', 'I', 'N', 'D', 'I', 'X'};
-inline constexpr uint32_t kIndexVersion = 2;
+inline constexpr uint32_t kIndexVersion = 3;
 inline constexpr size_t kIndexHeaderSizeV1 = 8 + 4 + 4 + kVolumeIdSize + 8 + 8;
 inline constexpr size_t kIndexHeaderSize = kIndexHeaderSizeV1 + 4 + 4 + 8;
 inline constexpr size_t kIndexEntrySize = 8 + 8 + 8 + 8 + 8 + 1 + 1 + 1 + 1 + 4 + 8;

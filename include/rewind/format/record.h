@@ -22,6 +22,9 @@ struct RecordHeader {
   uint64_t offset = 0;
   uint64_t length = 0;
   uint64_t payload_checksum = 0;
+  // How the payload is stored (a WRITE only); payload_length and payload_checksum are
+  // those of the stored bytes, `length` that of the decoded ones.
+  format::Codec codec = format::Codec::kNone;
 
   bool operator==(const RecordHeader&) const = default;
 };
@@ -46,7 +49,8 @@ Status decode_header(const uint8_t* in, RecordHeader* out);
 // True if all kRecordHeaderSize bytes are zero (the unwritten, pre-allocated tail).
 bool is_zero_header(const uint8_t* in);
 
-// Field constraints: type known, flags known, payload length agrees with the type.
+// Field constraints: type known, flags known, codec known and allowed for the type,
+// payload length agrees with the type and codec.
 Status validate_header(const RecordHeader& h);
 
 const char* record_type_name(format::RecordType t);

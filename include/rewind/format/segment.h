@@ -106,11 +106,14 @@ class SegmentWriter {
   size_t stage_tail_ = 0;
 };
 
-// A record read back. `payload` points into the reader's buffer and stays valid only
-// until the next call to SegmentReader::next().
+// A record read back. `payload` (decoded: a WRITE's `length` bytes whatever its
+// codec) and `stored` (the payload as stored, which payload_checksum covers) point
+// into the reader's buffers and stay valid only until the next call to
+// SegmentReader::next().
 struct RecordView {
   RecordHeader header;
   std::span<const uint8_t> payload;
+  std::span<const uint8_t> stored;
   uint64_t position = 0;  // byte offset of the record header in the segment file
 };
 
@@ -154,6 +157,7 @@ class SegmentReader {
   bool done_ = false;
   std::optional<std::string> torn_;
   std::vector<uint8_t> buf_;
+  std::vector<uint8_t> decoded_;  // the payload of a record stored with a codec
   uint64_t buf_start_ = 0;
   size_t buf_len_ = 0;
 };

@@ -28,6 +28,7 @@ struct IndexEntry {
   // Index of the record's first chunk checksum in SegmentEntries::chunk_sums, or
   // kNoChunkSums (the record is then checked whole).
   uint32_t chunk_sums = UINT32_MAX;
+  format::Codec codec = format::Codec::kNone;  // the record's: how its payload is stored
 
   static constexpr uint32_t kNoChunkSums = UINT32_MAX;
   uint64_t payload_position() const { return position + format::kRecordHeaderSize; }
@@ -40,9 +41,9 @@ constexpr uint32_t chunk_count(uint32_t payload_length) {
   return (payload_length + format::kIndexChunkSize - 1) / format::kIndexChunkSize;
 }
 
-// Whether the index keeps chunk checksums for a record: a WRITE whose payload is
-// longer than one chunk, not superseded.
-bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint32_t payload_length);
+// Whether the index keeps chunk checksums for a record: a WRITE longer than one chunk
+// (`length`, its decoded payload's length), not superseded.
+bool wants_chunk_sums(format::RecordType type, uint8_t flags, uint64_t length);
 
 // The checksum of one chunk (XXH3-64 of its bytes).
 uint64_t chunk_sum(std::span<const uint8_t> chunk);
@@ -52,7 +53,7 @@ uint64_t chunk_sum(std::span<const uint8_t> chunk);
 void chunk_sums_of(std::span<const uint8_t> payload, uint8_t* out);
 
 // Gives `e` chunk checksums (appended to *sums) if wants_chunk_sums(); `payload` is its
-// payload, already checked or about to be written. `precomputed`, if set, is what
+// payload decoded, already checked or about to be written. `precomputed`, if set, is what
 // chunk_sums_of() gave for it (the request path computes them while the bytes are in
 // the CPU's cache).
 void add_chunk_sums(IndexEntry* e, std::span<const uint8_t> payload, std::vector<uint64_t>* sums,
@@ -85,7 +86,7 @@ Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
                                             bool repair, const Logger& logger);
 
 // Reads and checks the index file of a sealed segment against the manifest (a
-// version 1 index gives no chunk checksums).
+// version 1 index gives no chunk checksums; versions 1 and 2 no codecs).
 Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const VolumeId& volume_id,
                                           const ManifestSegment& seg);
 

@@ -23,6 +23,7 @@
 #include "rewind/base/log.h"
 #include "rewind/format/file_names.h"
 #include "rewind/format/manifest.h"
+#include "rewind/format/payload_codec.h"
 #include "rewind/format/segment.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/journal/queued_record.h"
@@ -32,6 +33,10 @@ namespace rwd {
 struct JournalOptions {
   uint64_t segment_size = 256ull << 20;
   std::chrono::nanoseconds segment_age = std::chrono::minutes(10);
+  // How WRITE payloads are stored (the plugin's compress=): each is encoded by the
+  // writing thread, and stored as is when that does not pay. Records that come with a
+  // codec already (shipped to a store) are stored as they come.
+  Compression compression;
 };
 
 // A rebase decided and prepared: the new base snapshot `new_base_file` (written and
@@ -147,6 +152,10 @@ class Journal {
   Status open_segment(uint64_t first_seq, uint64_t now_ns);
   void set_manifest(Manifest next);
   Status seal_open(bool store_manifest);
+  // Fills stored_ with the batch as it is to be stored, encoding what compression says.
+  void encode(std::span<const QueuedRecord> batch);
+  // WRITEs shorter than this are stored as they are: too little to gain.
+  static constexpr uint64_t kMinEncoded = 512;
 
   std::string dir_;
   Manifest manifest_;
@@ -168,7 +177,18 @@ class Journal {
   bool unstored_ = false;               // manifest_ has changes not yet stored (set_shipped)
   std::vector<EncodedHeader> headers_;  // reused between appends
   std::vector<RecordRef> refs_;
-  mutable std::mutex snapshot_mu_;  // guards snapshot_
+  // write()'s batch as it is stored: each record's header and stored payload, and the
+  // buffers of the payloads it encoded (reused between appends).
+  struct Stored {
+    RecordHeader header;
+    std::span<const uint8_t> payload;
+    const uint8_t* chunk_sums = nullptr;  // precomputed for the decoded payload
+    std::span<const uint8_t> decoded;     // what chunk checksums are computed over
+  };
+  std::vector<Stored> stored_;
+  std::vector<std::vector<uint8_t>> encoded_;
+  std::unique_ptr<PayloadEncoder> encoder_;  // set with compression on
+  mutable std::mutex snapshot_mu_;           // guards snapshot_
   std::shared_ptr<const Manifest> snapshot_;
   Position durable_;  // guarded by snapshot_mu_; changed only by the writing thread
   // The sync started and not yet finished: what it makes durable. `synced` is empty

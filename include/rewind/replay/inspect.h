@@ -24,6 +24,9 @@ struct SegmentReport {
   uint64_t compacted = 0;  // records rewritten by compaction (those left empty not counted above)
   uint64_t granularity_ns = 0;  // of the last compaction (0: none)
   uint64_t bytes_written = 0, bytes_zeroed = 0, bytes_trimmed = 0;
+  // WRITE records stored compressed (compress=zstd), the bytes they cover and the bytes
+  // they take (payloads only).
+  uint64_t compressed = 0, compressed_bytes = 0, compressed_stored = 0;
   std::optional<std::string> torn_tail;  // open segment of a running or crashed server
 };
 

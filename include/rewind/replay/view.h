@@ -36,9 +36,10 @@ struct ViewSource {
   // The record's checksums, as its index entry gives them: a read that checks bytes
   // against them (the image's) then looks up no entry. The map is read in offset
   // order, the entries lie in write order, so each look-up would be a cache miss.
-  uint32_t payload_length = 0;
+  uint32_t payload_length = 0;                     // decoded
   uint32_t chunk_sums = IndexEntry::kNoChunkSums;  // as IndexEntry::chunk_sums
-  uint64_t payload_checksum = 0;
+  uint64_t payload_checksum = 0;                   // of the payload as stored
+  bool encoded = false;                            // stored with a codec
   bool has_chunk_sums() const { return chunk_sums != IndexEntry::kNoChunkSums; }
   ViewSource advanced(uint64_t n) const {
     ViewSource v = *this;
@@ -232,6 +233,13 @@ class JournalView {
   // Fills dst with the bytes at `within` of the payload of a record that has chunk
   // checksums, reading (and checking, once) only the chunks they lie in.
   Result<bool> fill_chunked(const IndexEntry& rec, uint32_t segment, uint32_t entry,
+                            uint64_t within, std::span<uint8_t> dst, bool cached_only,
+                            std::vector<uint8_t>* whole) const;
+  // Fills dst with the bytes at `within` of the payload of a record stored with a
+  // codec, decoding only the frames they lie in. The first read of the record reads
+  // its whole stored payload and checks it; later ones read its frame table and those
+  // frames.
+  Result<bool> fill_encoded(const IndexEntry& rec, uint32_t segment, uint32_t entry,
                             uint64_t within, std::span<uint8_t> dst, bool cached_only,
                             std::vector<uint8_t>* whole) const;
   // Reads into `into` from segment `segment` at byte `at`: from its mapping where
