@@ -5,7 +5,9 @@
 # copy of one image, and `nbdkit null` (which drops every write: the cost of nbdkit's
 # own request path), alternating, and per write of each server:
 #   - CPU time, from the kernel's accounting of the nbdkit process (utime + stime of
-#     every thread, /proc/PID/task/*/stat), split by thread name, user and system;
+#     every thread, /proc/PID/task/*/stat), split by thread name, user and system, and
+#     each job's with their median (runs of one build differ by several µs here: use
+#     --rounds 5 or more to tell a lever from that);
 #   - system calls, futex calls and context switches (voluntary and not), counted by
 #     `perf stat` on the process's threads;
 # then `perf record -g` of each server during one more job, reported by thread and
@@ -164,7 +166,7 @@ for round in $(seq 1 "$rounds"); do
 done
 hz=$(getconf CLK_TCK)
 python3 - "$dir/rows" "$hz" "$runtime" "$sparse" "${pattern[*]}" <<'PY'
-import collections, json, sys
+import collections, json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hz, runtime = int(sys.argv[2]), sys.argv[3]
 what = "Sequential 64 KiB writes at QD4" if "--bs=64k" in sys.argv[5] else "Random 4 KiB writes at QD16"
@@ -173,8 +175,8 @@ print(f"{what}, {len(rows) // 3} jobs of {runtime} s per server "
       "counted over each job but its first and last second:")
 print()
 kib = 64 if "--bs=64k" in sys.argv[5] else 4
-print("| server | IOPS | MiB/s | CPU µs | system calls | futex calls | context switches |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| server | IOPS | MiB/s | CPU µs | CPU µs of each job (median) | system calls | futex calls | context switches |")
+print("|---|---:|---:|---:|---|---:|---:|---:|")
 per = {}
 for name in ("null", "file", "rewind"):
     rs = [r for r in rows if r["name"] == name]
@@ -186,7 +188,11 @@ for name in ("null", "file", "rewind"):
         counts.update(r["counts"])
     per[name] = (w, ticks)
     iops = sum(r["writes"] for r in rs) / (len(rs) * float(runtime))
-    print(f"| {name} | {iops:,.0f} | {iops * kib / 1024:,.0f} | {ticks['all'] / hz * 1e6 / w:.1f} | "
+    # Runs of one build on this kind of VM fall into two modes a few µs apart: each
+    # job's figure, and their median, tell a lever from that noise.
+    each = [r["ticks"]["all"] / hz * 1e6 / r["window"] for r in rs]
+    jobs = ", ".join(f"{c:.1f}" for c in each) + f" ({statistics.median(each):.1f})"
+    print(f"| {name} | {iops:,.0f} | {iops * kib / 1024:,.0f} | {ticks['all'] / hz * 1e6 / w:.1f} | {jobs} | "
           f"{counts['raw_syscalls:sys_enter'] / w:.2f} | "
           f"{counts['syscalls:sys_enter_futex'] / w:.2f} | {counts['context-switches'] / w:.2f} |")
 print()
