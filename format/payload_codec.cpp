@@ -57,8 +57,8 @@ bool PayloadEncoder::try_encode(std::span<const uint8_t> data, std::vector<uint8
   out->clear();
   if (c_.codec != Codec::kZstd || cctx_ == nullptr || data.empty()) return false;
   auto* cctx = static_cast<ZSTD_CCtx*>(cctx_);
-  const uint64_t frames = (data.size() + kCodecFrameSize - 1) / kCodecFrameSize;
-  const uint64_t table = frames * kCodecFrameEntrySize;
+  const uint64_t table = frame_table_size(data.size());
+  const uint64_t frames = table / kCodecFrameEntrySize;
   // Worth storing only if it saves 1/16: the limit on every byte written so far.
   const uint64_t limit = data.size() - data.size() / 16;
   if (table >= limit) return false;

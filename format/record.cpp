@@ -60,8 +60,7 @@ Status validate_header(const RecordHeader& h) {
   if (static_cast<uint8_t>(h.codec) > format::kMaxCodec)
     return Status::corruption(fmt::format("unknown payload codec {}", static_cast<int>(h.codec)));
   if (h.codec != format::Codec::kNone) {
-    const uint64_t table = (h.length + format::kCodecFrameSize - 1) / format::kCodecFrameSize *
-                           format::kCodecFrameEntrySize;
+    const uint64_t table = frame_table_size(h.length);
     if (h.type != RecordType::kWrite || (h.flags & format::kFlagSuperseded) || h.length == 0 ||
         h.length > format::kMaxPayload || h.payload_length <= table ||
         h.payload_length > max_stored_length(h.codec, h.length))

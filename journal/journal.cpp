@@ -256,9 +256,8 @@ void Journal::encode(std::span<const QueuedRecord> batch) {
     st.decoded = st.payload;
     st.chunk_sums = q.chunk_sums_follow ? st.payload.data() + st.payload.size() : nullptr;
     if (q.header.codec != format::Codec::kNone) {
-      // Encoded already (a shipped record): its decoded bytes are not at hand, so the
-      // index keeps no chunk checksums for it.
-      st.decoded = {};
+      // Encoded already (a shipped record): the index keeps no chunk checksums for it.
+      st.decoded.reset();
       st.chunk_sums = nullptr;
       continue;
     }
@@ -306,8 +305,7 @@ Status Journal::write(std::span<const QueuedRecord> batch) {
       IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          pos,
                    h.type, h.flags,   h.payload_length, h.payload_checksum};
       e.codec = h.codec;
-      if (st.decoded.data() != nullptr || h.codec == format::Codec::kNone)
-        add_chunk_sums(&e, st.decoded, &open_sums_, st.chunk_sums);
+      if (st.decoded) add_chunk_sums(&e, *st.decoded, &open_sums_, st.chunk_sums);
       open_entries_.push_back(e);
       if (h.type == format::RecordType::kMark)
         open_marks_.push_back(ManifestMark{

@@ -183,7 +183,9 @@ class Journal {
     RecordHeader header;
     std::span<const uint8_t> payload;
     const uint8_t* chunk_sums = nullptr;  // precomputed for the decoded payload
-    std::span<const uint8_t> decoded;     // what chunk checksums are computed over
+    // What chunk checksums are computed over; none for a record that came encoded,
+    // whose decoded bytes are not at hand.
+    std::optional<std::span<const uint8_t>> decoded;
   };
   std::vector<Stored> stored_;
   std::vector<std::vector<uint8_t>> encoded_;
