@@ -43,6 +43,12 @@ Result<ShipOptions> remote_link(const std::string& uri, const RemoteCliOptions& 
 // What a journal directory, or a rewind:// URI, holds (inspect_journal).
 Result<JournalReport> report_of(const std::string& journal, bool scan, const RemoteCliOptions& r);
 
+struct KeygenOptions {
+  std::string file;
+};
+void setup_keygen(CLI::App& app, KeygenOptions& o);
+int run_keygen(const KeygenOptions& o);
+
 struct InitOptions {
   std::string image;
   std::string journal;

@@ -176,6 +176,11 @@ int main(int argc, char** argv) {
       "retain", "Apply a retention policy (retain, tiers, journal-max) to a stopped volume");
   setup_retain(*retain_cmd, retain);
 
+  KeygenOptions keygen;
+  CLI::App* keygen_cmd = app.add_subcommand(
+      "keygen", "Create a key file for encrypted off-site copies (the plugin's ship-key=)");
+  setup_keygen(*keygen_cmd, keygen);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -194,5 +199,6 @@ int main(int argc, char** argv) {
   if (rebase_cmd->parsed()) return run_rebase(rebase);
   if (compact_cmd->parsed()) return run_compact(compact);
   if (retain_cmd->parsed()) return run_retain(retain);
+  if (keygen_cmd->parsed()) return run_keygen(keygen);
   return kExitUsage;
 }

@@ -33,7 +33,7 @@ void encode_header(const RecordHeader& h, uint8_t* out) {
   out[8] = static_cast<uint8_t>(h.type);
   out[9] = h.flags;
   out[10] = static_cast<uint8_t>(h.codec);
-  out[11] = 0;
+  out[11] = static_cast<uint8_t>(h.seal);
   put_u32(out + 12, h.payload_length);
   put_u64(out + 16, h.seq);
   put_u64(out + 24, h.time_ns);
@@ -51,6 +51,18 @@ bool is_zero_header(const uint8_t* in) {
 }
 
 Status validate_header(const RecordHeader& h) {
+  if (h.seal != format::Seal::kNone) {
+    if (static_cast<uint8_t>(h.seal) > format::kMaxSeal)
+      return Status::corruption(fmt::format("unknown seal {}", static_cast<int>(h.seal)));
+    if (h.payload_length < format::kSealTrailerSize)
+      return Status::corruption(fmt::format("sealed {} record with a payload of {} bytes",
+                                            record_type_name(h.type), h.payload_length));
+    // The body is what the record would be unsealed.
+    RecordHeader body = h;
+    body.seal = format::Seal::kNone;
+    body.payload_length -= format::kSealTrailerSize;
+    return validate_header(body);
+  }
   auto type = static_cast<uint8_t>(h.type);
   if (type == 0 || type > format::kMaxRecordType)
     return Status::corruption(fmt::format("unknown record type {}", type));
@@ -108,9 +120,9 @@ Status decode_header(const uint8_t* in, RecordHeader* out) {
   uint64_t computed = XXH3_64bits(in + format::kRecordChecksummedOffset,
                                   format::kRecordHeaderSize - format::kRecordChecksummedOffset);
   if (stored != computed) return Status::corruption("record header checksum mismatch");
-  if (in[11] != 0) return Status::corruption("reserved record header byte is not zero");
   RecordHeader h;
   h.codec = static_cast<format::Codec>(in[10]);
+  h.seal = static_cast<format::Seal>(in[11]);
   h.type = static_cast<RecordType>(in[8]);
   h.flags = in[9];
   h.payload_length = get_u32(in + 12);
@@ -122,6 +134,13 @@ Status decode_header(const uint8_t* in, RecordHeader* out) {
   REWIND_RETURN_IF_ERROR(validate_header(h));
   *out = h;
   return Status::ok();
+}
+
+std::string mark_name_of(const RecordHeader& h, const uint8_t* stored) {
+  size_t n = h.payload_length;
+  if (h.seal != format::Seal::kNone)
+    n = n >= format::kSealTrailerSize ? n - format::kSealTrailerSize : 0;
+  return std::string(reinterpret_cast<const char*>(stored), n);
 }
 
 Status check_mark_name(std::string_view name) {

@@ -11,6 +11,7 @@
 
 #include "rewind/base/hash.h"
 #include "rewind/format/payload_codec.h"
+#include "rewind/format/seal.h"
 
 namespace rwd {
 
@@ -350,6 +351,25 @@ Result<bool> SegmentReader::next(RecordView* out) {
     return damaged("payload checksum mismatch", false);
   out->header = rh;
   out->stored = payload;
+  if (rh.seal != format::Seal::kNone) {
+    if (keep_sealed_ && keys_ == nullptr) {
+      payload = {};
+      rh.codec = format::Codec::kNone;  // nothing to decode
+    } else {
+      if (keys_ == nullptr || keys_->empty())
+        return Status::invalid(fmt::format(
+            "segment {} seq {}: the record is sealed (encrypted) with key {}; give its key "
+            "file (--key)",
+            base_name(file_.path()), rh.seq, key_id_hex(sealed_key_id(payload))));
+      RecordHeader unsealed;
+      if (Status o = open_record(*keys_, header_.volume_id, rh, payload, &opened_, &unsealed); !o) {
+        if (o.code() == Status::Code::kCorruption) return corruption(pos_, o.message());
+        return Status::invalid(
+            fmt::format("segment {} seq {}: {}", base_name(file_.path()), rh.seq, o.message()));
+      }
+      payload = opened_;
+    }
+  }
   if (rh.codec != format::Codec::kNone) {
     // The stored bytes are the ones written: a frame that does not decode is damage
     // done before the checksum was taken, never a torn write.

@@ -72,7 +72,8 @@ Status write_segment_index(const std::string& journal_dir, const std::string& se
     put_u64(e + 32, x.position);
     e[40] = static_cast<uint8_t>(x.type);
     e[41] = x.flags;
-    e[42] = x.has_chunk_sums() ? format::kIndexFlagChunkSums : 0;
+    e[42] = static_cast<uint8_t>((x.has_chunk_sums() ? format::kIndexFlagChunkSums : 0) |
+                                 (x.seal != format::Seal::kNone ? format::kIndexFlagSealed : 0));
     e[43] = static_cast<uint8_t>(x.codec);
     put_u32(e + 44, x.payload_length);
     put_u64(e + 48, x.payload_checksum);
@@ -123,6 +124,8 @@ uint8_t decode_entry(const uint8_t* e, IndexEntry* x) {
   x->payload_length = get_u32(e + 44);
   x->payload_checksum = get_u64(e + 48);
   x->codec = static_cast<format::Codec>(e[43]);
+  x->seal =
+      (e[42] & format::kIndexFlagSealed) ? format::Seal::kXChaCha20Poly1305 : format::Seal::kNone;
   return e[42];
 }
 
@@ -171,7 +174,9 @@ Status read_entries(const File& f, uint64_t* pos, const ManifestSegment& seg, ui
                              : chunk_count(static_cast<uint32_t>(x.length));
       }
       if (x.seq != seg.first_seq + out->entries.size() || (x.flags & ~format::kKnownFlags) != 0 ||
-          (index_flags & ~format::kIndexFlagChunkSums) != 0 ||
+          (index_flags & ~(format::kIndexFlagChunkSums | format::kIndexFlagSealed)) != 0 ||
+          (x.seal != format::Seal::kNone &&
+           (version < 3 || x.has_chunk_sums() || x.payload_length < format::kSealTrailerSize)) ||
           e[43] > (version >= 3 ? format::kMaxCodec : 0) ||
           (x.codec != format::Codec::kNone && x.type != format::RecordType::kWrite) ||
           x.position + format::record_span(x.payload_length) > seg.bytes ||
@@ -265,6 +270,7 @@ Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
                                             const VolumeId& volume_id, const ManifestSegment& seg) {
   auto reader = SegmentReader::open(segment_path(journal_dir, seg.file), seg.sealed);
   if (!reader) return reader.status();
+  reader->keep_sealed();  // an index holds no chunk checksums of a sealed record's data
   if (reader->header().volume_id != volume_id)
     return Status::corruption(fmt::format("segment {} belongs to another volume", seg.file));
   SegmentEntries out;
@@ -277,7 +283,8 @@ Result<SegmentEntries> scan_segment_entries(const std::string& journal_dir,
     IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          rec.position,
                  h.type, h.flags,   h.payload_length, h.payload_checksum};
     e.codec = h.codec;
-    add_chunk_sums(&e, rec.payload, &out.chunk_sums);
+    e.seal = h.seal;
+    if (h.seal == format::Seal::kNone) add_chunk_sums(&e, rec.payload, &out.chunk_sums);
     out.entries.push_back(e);
   }
   if (seg.sealed && (reader->last_seq() != seg.last_seq || reader->end() != seg.bytes))
@@ -324,15 +331,15 @@ Result<std::string> read_mark_name(const std::string& journal_dir, const Manifes
   REWIND_RETURN_IF_ERROR(f->pread_full(rec, e.position));
   RecordHeader h;
   Status st = decode_header(rec.data(), &h);
-  std::span<const uint8_t> name(rec.data() + format::kRecordHeaderSize, e.payload_length);
+  std::span<const uint8_t> stored(rec.data() + format::kRecordHeaderSize, e.payload_length);
   if (st.is_ok() && (h.seq != e.seq || h.type != format::RecordType::kMark))
     st = Status::corruption("record does not match its index entry");
-  if (st.is_ok() && payload_checksum(name) != h.payload_checksum)
+  if (st.is_ok() && payload_checksum(stored) != h.payload_checksum)
     st = Status::corruption("payload checksum mismatch");
   if (!st)
     return Status::corruption(
         fmt::format("segment {} offset {} seq {}: {}", seg.file, e.position, e.seq, st.message()));
-  return std::string(name.begin(), name.end());
+  return mark_name_of(h, stored.data());
 }
 
 }  // namespace rwd

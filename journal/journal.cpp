@@ -255,8 +255,9 @@ void Journal::encode(std::span<const QueuedRecord> batch) {
     st.payload = std::span<const uint8_t>(q.payload.get(), q.header.payload_length);
     st.decoded = st.payload;
     st.chunk_sums = q.chunk_sums_follow ? st.payload.data() + st.payload.size() : nullptr;
-    if (q.header.codec != format::Codec::kNone) {
-      // Encoded already (a shipped record): the index keeps no chunk checksums for it.
+    if (q.header.codec != format::Codec::kNone || q.header.seal != format::Seal::kNone) {
+      // Encoded or sealed already (a shipped record): the index keeps no chunk
+      // checksums for it.
       st.decoded.reset();
       st.chunk_sums = nullptr;
       continue;
@@ -305,12 +306,12 @@ Status Journal::write(std::span<const QueuedRecord> batch) {
       IndexEntry e{h.seq,  h.time_ns, h.offset,         h.length,          pos,
                    h.type, h.flags,   h.payload_length, h.payload_checksum};
       e.codec = h.codec;
+      e.seal = h.seal;
       if (st.decoded) add_chunk_sums(&e, *st.decoded, &open_sums_, st.chunk_sums);
       open_entries_.push_back(e);
       if (h.type == format::RecordType::kMark)
-        open_marks_.push_back(ManifestMark{
-            std::string(reinterpret_cast<const char*>(batch[k].payload.get()), h.payload_length),
-            h.seq, h.time_ns});
+        open_marks_.push_back(
+            ManifestMark{mark_name_of(h, batch[k].payload.get()), h.seq, h.time_ns});
       pos += format::record_span(h.payload_length);
       encode_header(h, headers_[k - i].data());
       refs_.push_back(RecordRef{headers_[k - i].data(), payload});

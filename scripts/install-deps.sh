@@ -13,6 +13,8 @@ packages=(
   libboost-dev libssl-dev catch2
   # zstd-compressed record payloads (the plugin's compress=)
   libzstd-dev
+  # XChaCha20-Poly1305 for sealed (encrypted) copies shipped with ship-key=
+  libsodium-dev
   # S3-compatible object storage: libcurl signs the requests, pugixml reads the answers
   libcurl4-openssl-dev libpugixml-dev
   # serving and the real clients the tests drive

@@ -227,6 +227,14 @@ KeyTable ship_keys() {
          c.ship.s3.profile = std::string(v);
          return Status::ok();
        }},
+      {"ship-compress",
+       [](ServeConfig& c, std::string_view v) -> Status {
+         auto parsed = parse_compression(std::string(v));
+         if (!parsed) return parsed.status();
+         c.ship.form.compression = *parsed;
+         c.have_ship_compress = true;
+         return Status::ok();
+       }},
       {"ship-timeout", duration_key(
                            1s, 1h, [](ServeConfig & c) -> auto& { return c.ship.link.timeout; })},
       {"ship-lag-warn", duration_key(
@@ -321,6 +329,10 @@ Status complete_retention(const ServeConfig& c) {
 
 Status complete_bucket_shipping(ServeConfig& c) {
   const ShipOptions& link = c.ship.link;
+  if (c.have_ship_compress)
+    return Status::invalid(
+        "ship-compress= is for a log server: a bucket holds the journal's segments as they are "
+        "(compress=zstd stores them compressed)");
   for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                    std::pair{"ship-volume", !link.volume.empty()},
                                    std::pair{"ship-server-name", !link.server_name.empty()}}) {
@@ -352,7 +364,8 @@ Status complete_shipping(ServeConfig& c) {
   if (link.host.empty()) {
     for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                      std::pair{"ship-volume", !link.volume.empty()},
-                                     std::pair{"ship-ca", !link.ca_file.empty()}}) {
+                                     std::pair{"ship-ca", !link.ca_file.empty()},
+                                     std::pair{"ship-compress", c.have_ship_compress}}) {
       if (given)
         return Status::invalid(
             fmt::format("{}= without ship=HOST:PORT: say where the log server is", key));
@@ -441,6 +454,8 @@ const char* const kServeKeysHelp =
     "                      it, TLS verified by the system's trust store, or plain\n"
     "                      TCP to a loopback address only.\n"
     "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
+    "ship-compress=zstd[:LEVEL]|off  Send to the log server the written data the\n"
+    "                      journal stores as is zstd-compressed (zstd: level 1).\n"
     "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
     "                      shipper backs off by itself when the link is congested).\n"
     "ship-timeout=DUR      A request to the server or the bucket that makes no\n"

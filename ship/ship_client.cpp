@@ -241,6 +241,7 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
     if (seg.last_seq <= ack.durable_seq) continue;
     auto r = SegmentReader::open(segment_path(journal_dir, seg.file), true);
     if (!r) return r.status();
+    r->keep_sealed();  // what is sent is the stored form
     RecordView rec;
     for (;;) {
       auto more = r->next(&rec);

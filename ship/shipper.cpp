@@ -410,6 +410,8 @@ class Shipper::Impl {
       if (!more) throw SessionError(more.status().message());
       if (!*more) break;
       bytes += format::record_span(h.payload_length);
+      if (!encoder_) encoder_.emplace(opts_.form, m.volume_id);
+      encoder_->encode(&h, &p);
       hs.push_back(h);
       payloads.push_back(std::move(p));
     }
@@ -597,6 +599,7 @@ class Shipper::Impl {
   ShipperStatus status_;
   // The shipper thread's alone:
   JournalTail tail_;
+  std::optional<ShipEncoder> encoder_;  // ship-compress= and ship-key=
   Pending pending_;
   std::deque<InFlight> in_flight_;
   std::pair<uint64_t, uint64_t> acked_pos_{0, 0};

@@ -369,7 +369,7 @@ Result<proto::Ack> StoredVolume::append(const proto::Records& records) {
                                                 "end of the volume ({} bytes)",
                                                 h.seq, h.length, h.offset, image_size)));
     if (h.type == format::RecordType::kMark) {
-      std::string name(records.payloads[i].begin(), records.payloads[i].end());
+      const std::string name = mark_name_of(h, records.payloads[i].data());
       if (Status st = check_mark_name(name); !st) return refuse(proto::ErrorCode::kMalformed, st);
       if (!marks.insert(name).second)
         return refuse(

@@ -57,6 +57,11 @@ expect_error "ship-token=: a token is printable ASCII without spaces" image=disk
 expect_error "ship-token=@nothere: " image=disk.img journal=j ship=logs:7420 ship-token=@nothere \
   ship-volume=v
 expect_error "ship-token= without ship=HOST:PORT" image=disk.img journal=j ship-token=t
+expect_error "ship-compress=lz4: must be off, zstd or zstd:LEVEL" image=disk.img journal=j \
+  ship=logs:7420 ship-token=t ship-volume=v ship-compress=lz4
+expect_error "ship-compress= without ship=HOST:PORT" image=disk.img journal=j ship-compress=off
+expect_error "ship-compress= is for a log server: a bucket holds the journal's segments" \
+  image=disk.img journal=j ship=s3://vols/p ship-compress=zstd
 expect_error "ship-rate=1: must be between" image=disk.img journal=j ship=logs:7420 ship-token=t \
   ship-volume=v ship-rate=1
 expect_error "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" image=disk.img \

@@ -34,8 +34,10 @@ for v in a b; do
 done
 start_server "$workdir/a.sock" image=a.img journal=a.rewind segment-size=1M $(ship_keys a)
 pid_a=$server_pid
+# vol-a ships compressed (ship-compress=zstd, the default); vol-b as the journal
+# stores it, so that its bytes on the wire are the ones the rate cap paces.
 start_server "$workdir/b.sock" image=b.img journal=b.rewind segment-size=1M $(ship_keys b) \
-  ship-rate=$rate
+  ship-rate=$rate ship-compress=off
 pid_b=$server_pid
 
 status() { "$REWIND_CLI" info --json "$1.rewind" | json_field "$2"; }

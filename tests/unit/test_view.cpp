@@ -539,7 +539,11 @@ TEST_CASE("an index whose chunk checksums do not fit its entries is rebuilt", "[
          put_u64(b.data() + 56, get_u64(b.data() + 56) + 1);
        }},
       {"entries do not match the segment",
-       [&](std::vector<uint8_t>& b) { b[entry0 + 42] = 0x02; }},  // an unknown index flag
+       [&](std::vector<uint8_t>& b) { b[entry0 + 42] = 0x04; }},  // an unknown index flag
+      {"entries do not match the segment",
+       [&](std::vector<uint8_t>& b) {  // sealed, yet with chunk checksums of its data
+         b[entry0 + 42] = format::kIndexFlagChunkSums | format::kIndexFlagSealed;
+       }},
       {"entries do not match the segment",
        [&](std::vector<uint8_t>& b) {  // chunk checksums claimed by a MARK
          b[entry0 + 40] = static_cast<uint8_t>(format::RecordType::kMark);

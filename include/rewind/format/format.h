@@ -86,12 +86,28 @@ inline constexpr uint8_t kMaxCodec = 1;
 inline constexpr uint32_t kCodecFrameSize = 64u << 10;
 inline constexpr uint32_t kCodecFrameEntrySize = 4;
 
+// Whether a record is sealed (seal.h): its payload then ends with a trailer of the
+// key's id, the nonce and the tag, and payload_length and payload_checksum cover the
+// trailer too. What precedes the trailer (the body) is the payload the record would
+// have unsealed, encrypted for a WRITE that is not superseded, in the clear otherwise.
+// Only copies shipped with ship-key= hold sealed records; a journal never does.
+enum class Seal : uint8_t {
+  kNone = 0,
+  kXChaCha20Poly1305 = 1,  // libsodium's crypto_aead_xchacha20poly1305_ietf, detached tag
+};
+inline constexpr uint8_t kMaxSeal = 1;
+inline constexpr uint32_t kSealKeyIdSize = 8;
+inline constexpr uint32_t kSealNonceSize = 24;
+inline constexpr uint32_t kSealTagSize = 16;
+inline constexpr uint32_t kSealTrailerSize = kSealKeyIdSize + kSealNonceSize + kSealTagSize;
+static_assert(kSealTrailerSize == 48);
+
 // offset  size  field
 //      0     8  header_checksum: XXH3-64 of bytes [8, 56)
 //      8     1  type (RecordType)
 //      9     1  flags
 //     10     1  codec (Codec; zero in format version 1)
-//     11     1  reserved, zero
+//     11     1  seal (Seal; zero in format version 1)
 //     12     4  payload_length
 //     16     8  seq
 //     24     8  time_ns
@@ -167,6 +183,8 @@ inline constexpr size_t kIndexChunkSumSize = 8;
 static_assert(kIndexHeaderSizeV1 == 48 && kIndexHeaderSize == 64 && kIndexEntrySize == 56);
 inline constexpr uint32_t kIndexChunkSize = 4096;
 inline constexpr uint8_t kIndexFlagChunkSums = 0x01;
+// The entry's record is sealed (index version 3; older readers refuse the flag).
+inline constexpr uint8_t kIndexFlagSealed = 0x02;
 inline constexpr const char* kIndexSuffix = ".idx";
 
 // ---- Files in a journal directory -----------------------------------------------

@@ -25,6 +25,9 @@ struct RecordHeader {
   // How the payload is stored (a WRITE only); payload_length and payload_checksum are
   // those of the stored bytes, `length` that of the decoded ones.
   format::Codec codec = format::Codec::kNone;
+  // Whether the payload is sealed (seal.h); payload_length and payload_checksum then
+  // cover the seal's trailer too.
+  format::Seal seal = format::Seal::kNone;
 
   bool operator==(const RecordHeader&) const = default;
 };
@@ -49,11 +52,15 @@ Status decode_header(const uint8_t* in, RecordHeader* out);
 // True if all kRecordHeaderSize bytes are zero (the unwritten, pre-allocated tail).
 bool is_zero_header(const uint8_t* in);
 
-// Field constraints: type known, flags known, codec known and allowed for the type,
-// payload length agrees with the type and codec.
+// Field constraints: type known, flags known, codec and seal known, the codec allowed
+// for the type, payload length agrees with the type, codec and seal.
 Status validate_header(const RecordHeader& h);
 
 const char* record_type_name(format::RecordType t);
+
+// A MARK's name from its stored payload of h.payload_length bytes: all of it, or for a
+// sealed mark the body before the seal's trailer (a mark's name is never encrypted).
+std::string mark_name_of(const RecordHeader& h, const uint8_t* stored);
 
 // Mark names: 1..255 bytes, no whitespace or control characters.
 Status check_mark_name(std::string_view name);

@@ -25,6 +25,8 @@
 
 namespace rwd {
 
+class Keyring;
+
 using VolumeId = std::array<uint8_t, format::kVolumeIdSize>;
 
 std::string volume_id_hex(const VolumeId& id);
@@ -107,9 +109,11 @@ class SegmentWriter {
 };
 
 // A record read back. `payload` (decoded: a WRITE's `length` bytes whatever its
-// codec) and `stored` (the payload as stored, which payload_checksum covers) point
-// into the reader's buffers and stay valid only until the next call to
-// SegmentReader::next().
+// codec, opened if sealed) and `stored` (the payload as stored, which payload_checksum
+// covers) point into the reader's buffers and stay valid only until the next call to
+// SegmentReader::next(). `header` is the record's header as stored (its codec, seal
+// and payload_length those of `stored`). A sealed record read without its key has no
+// `payload` (see SegmentReader::keep_sealed).
 struct RecordView {
   RecordHeader header;
   std::span<const uint8_t> payload;
@@ -124,6 +128,13 @@ class SegmentReader {
   SegmentReader(SegmentReader&&) = default;
 
   const SegmentHeader& header() const { return header_; }
+
+  // Sealed records (seal.h) are opened with these keys. Without them, a sealed record
+  // is an error (kInvalid, naming the key) unless keep_sealed() was called.
+  void set_keys(const Keyring* keys) { keys_ = keys; }
+  // Sealed records are returned without being opened, with an empty `payload`: for
+  // readers that handle only the stored form (a store, shipping, verify without key).
+  void keep_sealed() { keep_sealed_ = true; }
 
   // Reads the next record into *out and returns true, or returns false at the end of
   // the records. A corruption status names the segment, the byte offset and the seq.
@@ -158,6 +169,9 @@ class SegmentReader {
   std::optional<std::string> torn_;
   std::vector<uint8_t> buf_;
   std::vector<uint8_t> decoded_;  // the payload of a record stored with a codec
+  std::vector<uint8_t> opened_;   // the body of a sealed record
+  const Keyring* keys_ = nullptr;
+  bool keep_sealed_ = false;
   uint64_t buf_start_ = 0;
   size_t buf_len_ = 0;
 };

@@ -29,6 +29,7 @@ struct IndexEntry {
   // kNoChunkSums (the record is then checked whole).
   uint32_t chunk_sums = UINT32_MAX;
   format::Codec codec = format::Codec::kNone;  // the record's: how its payload is stored
+  format::Seal seal = format::Seal::kNone;     // the record's: sealed (then no chunk sums)
 
   static constexpr uint32_t kNoChunkSums = UINT32_MAX;
   uint64_t payload_position() const { return position + format::kRecordHeaderSize; }

@@ -40,6 +40,7 @@ struct ServeConfig {
   uint64_t cache_size = 1ull << 30;
 
   bool have_image = false, have_journal = false, have_image_reads = false;
+  bool have_ship_compress = false;
 
   bool view() const { return !at.empty() || !seq.empty() || !mark.empty(); }
   const std::string& journal_dir() const { return volume.journal_dir; }

@@ -27,6 +27,7 @@
 #include "rewind/journal/journal_owner.h"
 #include "rewind/ship/s3_client.h"
 #include "rewind/ship/ship_client.h"
+#include "rewind/ship/ship_form.h"
 
 namespace rwd {
 
@@ -38,6 +39,9 @@ struct ShipperOptions {
   S3Options s3;
   std::chrono::nanoseconds bucket_interval = std::chrono::seconds(1);
   uint64_t rate = 0;  // bytes per second on the wire at most (0: no cap)
+  // ship-compress=: records the journal stores as they are go compressed (to a log
+  // server; a bucket gets the journal's segments as they are).
+  ShipForm form;
   // Past this lag the shipper warns in the log (once a minute while it lasts).
   std::chrono::nanoseconds lag_warn = std::chrono::minutes(5);
   uint32_t frame_bytes = 1u << 20;  // RECORDS frames of about this size
