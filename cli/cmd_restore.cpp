@@ -36,7 +36,16 @@ int run_restore(const RestoreCmdOptions& o) {
   if (!o.out.empty() && !o.force && ::access(o.out.c_str(), F_OK) == 0)
     return report("restore", Status::invalid(fmt::format("{} exists", o.out)),
                   "give --force to replace it, or another path");
-  if (is_remote_uri(o.journal)) {
+  auto keys = load_keys(o.remote);
+  if (!keys) return report("restore", keys.status(), {}, kExitUsage);
+  // A sealed copy on a log server is fetched as stored and opened here with the keys.
+  std::unique_ptr<FetchedVolume> fetched;
+  if (is_remote_uri(o.journal) && !keys->empty()) {
+    auto f = FetchedVolume::fetch(o.journal, o.remote, *keys);
+    if (!f) return report("restore", f.status());
+    fetched = std::move(*f);
+  }
+  if (is_remote_uri(o.journal) && !fetched) {
     if (o.out.empty())
       return report("restore", Status::invalid("from a log server, restore to a file: give -o OUT"),
                     {}, kExitUsage);
@@ -65,12 +74,21 @@ int run_restore(const RestoreCmdOptions& o) {
     if (!cache) return report("restore", cache.status());
     bucket = std::move(*cache);
   }
-  auto view = JournalView::open(bucket ? bucket->dir() : o.journal, *target, logger, !bucket);
-  if (!view) return report("restore", view.status(), bucket ? "" : journal_hint(view.status()));
+  const std::string dir = bucket ? bucket->dir() : fetched ? fetched->dir() : o.journal;
+  auto view = JournalView::open(dir, *target, logger, !bucket);
+  if (!view)
+    return report("restore", view.status(), bucket || fetched ? "" : journal_hint(view.status()));
+  (*view)->set_keys(&*keys);
+  if ((*view)->history().sealed() && keys->empty())
+    return report("restore",
+                  Status::invalid(fmt::format("{} is sealed (shipped with ship-key=); nothing "
+                                              "was written",
+                                              o.journal)),
+                  "give its key file with --key");
   if (bucket) {
     // A cache of a few windows: the restore streams the volume in order.
     (*view)->set_fetcher(bucket);
-  } else if (!o.no_image_reads) {
+  } else if (!o.no_image_reads && !fetched) {
     (*view)->use_image(logger);
   }
   RestoreOptions ro;

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "rewind/base/status.h"
+#include "rewind/format/seal.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/target.h"
 #include "rewind/ship/bucket_reader.h"
@@ -30,10 +31,27 @@ struct RemoteCliOptions {
   std::string token;  // default: $REWIND_TOKEN
   std::string ca;     // CA certificate the server's must chain to (none: plain TCP)
   std::string server_name;
-  std::string endpoint;  // s3://: default $AWS_ENDPOINT_URL, else AWS's
-  std::string region;    // s3://: default $AWS_REGION, else us-east-1
+  std::string endpoint;           // s3://: default $AWS_ENDPOINT_URL, else AWS's
+  std::string region;             // s3://: default $AWS_REGION, else us-east-1
+  std::vector<std::string> keys;  // --key FILE: key files of a sealed copy
 };
 void add_remote_options(CLI::App& app, RemoteCliOptions& r);
+// The key files --key gave (none: an empty keyring).
+Result<Keyring> load_keys(const RemoteCliOptions& r);
+// A sealed volume on a log server, fetched as stored into a private temporary
+// directory (removed when this is destroyed), to be read as a journal with the keys.
+class FetchedVolume {
+ public:
+  // Every sealed record is opened with `keys` once fetched (open_sealed_copy).
+  static Result<std::unique_ptr<FetchedVolume>> fetch(const std::string& uri,
+                                                      const RemoteCliOptions& r,
+                                                      const Keyring& keys);
+  ~FetchedVolume();
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string top_, dir_;
+};
 // The volume in the bucket an s3:// URI names, opened through a local cache
 // (BucketCache) of at most `cache_limit` bytes (0: no limit).
 Result<std::shared_ptr<BucketCache>> open_bucket(const std::string& uri, const RemoteCliOptions& r,

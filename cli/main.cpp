@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "commands.h"
 #include "rewind/base/units.h"
+#include "rewind/replay/restore.h"
 
 namespace rwd::cli {
 
@@ -57,6 +59,42 @@ void add_remote_options(CLI::App& app, RemoteCliOptions& r) {
                  "its certificate");
   app.add_option("--region", r.region,
                  "For s3://: the region (default: $AWS_REGION, the profile's, else us-east-1)");
+  app.add_option("--key", r.keys,
+                 "The key file of a sealed copy (shipped with ship-key=; made by rewind keygen); "
+                 "give it again for each key a rotation left in use");
+}
+
+Result<Keyring> load_keys(const RemoteCliOptions& r) {
+  std::vector<SealKey> keys;
+  for (const std::string& f : r.keys) {
+    auto k = load_key_file(f);
+    if (!k) return k.status().with_context("--key");
+    keys.push_back(std::move(*k));
+  }
+  return Keyring(std::move(keys));
+}
+
+Result<std::unique_ptr<FetchedVolume>> FetchedVolume::fetch(const std::string& uri,
+                                                            const RemoteCliOptions& r,
+                                                            const Keyring& keys) {
+  auto link = remote_link(uri, r);
+  if (!link) return link.status();
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = fmt::format("{}/rewind-fetch.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+  if (::mkdtemp(pattern.data()) == nullptr)
+    return Status::io_error(fmt::format("cannot create a directory like {}", pattern), errno);
+  std::unique_ptr<FetchedVolume> v(new FetchedVolume());
+  v->top_ = pattern;
+  v->dir_ = pattern + "/volume";
+  if (Status st = remote_fetch(*link, v->dir_); !st) return st;
+  if (Status st = open_sealed_copy(v->dir_, keys, false); !st)
+    return st.with_context(fmt::format("the copy {} sent", uri));
+  return v;
+}
+
+FetchedVolume::~FetchedVolume() {
+  std::error_code ec;
+  if (!top_.empty()) std::filesystem::remove_all(top_, ec);
 }
 
 Result<std::shared_ptr<BucketCache>> open_bucket(const std::string& uri, const RemoteCliOptions& r,

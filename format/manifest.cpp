@@ -33,6 +33,7 @@ std::string Manifest::serialize() const {
   s += fmt::format("image {}\n", image_path);
   s += fmt::format("created-ns {}\n", created_ns);
   s += fmt::format("base {} seq {} time-ns {}\n", base_file, base_seq, base_time_ns);
+  if (base_sealed) s += "base-sealed\n";
   s += fmt::format("checkpoint-seq {}\n", checkpoint_seq);
   if (shipped_seq) s += fmt::format("shipped-seq {}\n", *shipped_seq);
   for (const ManifestSegment& seg : segments) {
@@ -178,6 +179,9 @@ Result<Manifest> Manifest::parse(std::string_view text, const std::string& where
       else
         m.base_file = std::string(w[1]);
       have_base = true;
+    } else if (key == "base-sealed") {
+      if (w.size() != 1 || m.base_sealed) why = "bad base-sealed";
+      m.base_sealed = true;
     } else if (key == "checkpoint-seq") {
       if (!one_u64(w, &m.checkpoint_seq)) why = "bad checkpoint-seq";
       have_checkpoint = true;

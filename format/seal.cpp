@@ -266,3 +266,127 @@ Status open_record(const Keyring& keys, const VolumeId& volume, const RecordHead
 }
 
 }  // namespace rwd
+
+namespace rwd {
+
+namespace {
+
+constexpr char kBaseAadContext[16] = {'r', 'e', 'w', 'i', 'n', 'd', ' ', 'b',
+                                      'a', 's', 'e', ' ', 'v', '1', 0,   0};
+enum : uint8_t { kChunkZero = 0, kChunkRaw = 1, kChunkZstd = 2 };
+
+std::array<uint8_t, 16 + format::kVolumeIdSize + 8 + 8 + 8 + 1 + 4> base_associated_data(
+    const VolumeId& volume, uint64_t base_seq, uint64_t index, uint64_t chunk_length, uint8_t kind,
+    uint32_t body_length) {
+  std::array<uint8_t, 16 + format::kVolumeIdSize + 8 + 8 + 8 + 1 + 4> a{};
+  uint8_t* p = a.data();
+  std::memcpy(p, kBaseAadContext, 16);
+  std::memcpy(p + 16, volume.data(), volume.size());
+  p += 16 + volume.size();
+  put_u64(p, base_seq);
+  put_u64(p + 8, index);
+  put_u64(p + 16, chunk_length);
+  p[24] = kind;
+  put_u32(p + 25, body_length);
+  return a;
+}
+
+}  // namespace
+
+uint64_t sealed_base_size(uint64_t image_size) {
+  return sealed_chunk_count(image_size) * kSealedSlotBytes;
+}
+
+void seal_base_chunk(const SealKey& key, const VolumeId& volume, uint64_t base_seq, uint64_t index,
+                     std::span<const uint8_t> data, PayloadEncoder* compress,
+                     std::vector<uint8_t>* out) {
+  init_sodium();
+  std::vector<uint8_t> packed;
+  std::span<const uint8_t> body = data;
+  uint8_t kind = kChunkRaw;
+  if (std::all_of(data.begin(), data.end(), [](uint8_t b) { return b == 0; })) {
+    kind = kChunkZero;
+    body = {};
+  } else if (compress != nullptr && compress->encode(data, &packed)) {
+    kind = kChunkZstd;
+    body = packed;
+  }
+  const auto body_length = static_cast<uint32_t>(body.size());
+  const auto ad = base_associated_data(volume, base_seq, index, data.size(), kind, body_length);
+  out->assign(kSealedSlotHeader + body.size() + format::kSealTrailerSize, 0);
+  uint8_t* p = out->data();
+  put_u32(p, body_length);
+  p[4] = kind;
+  uint8_t* trailer = p + kSealedSlotHeader + body.size();
+  uint8_t* nonce = trailer + format::kSealKeyIdSize;
+  uint8_t* tag = nonce + format::kSealNonceSize;
+  std::copy(key.id.begin(), key.id.end(), trailer);
+  // The synthetic nonce: a keyed hash of everything the seal covers.
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, key.key.data(), key.key.size(), format::kSealNonceSize);
+  crypto_generichash_update(&st, ad.data(), ad.size());
+  crypto_generichash_update(&st, body.data(), body.size());
+  crypto_generichash_final(&st, nonce, format::kSealNonceSize);
+  uint8_t none = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+      body.empty() ? &none : p + kSealedSlotHeader, tag, nullptr,
+      body.empty() ? &none : body.data(), body.size(), ad.data(), ad.size(), nullptr, nonce,
+      key.key.data());
+}
+
+Status open_base_chunk(const Keyring& keys, const VolumeId& volume, uint64_t base_seq,
+                       uint64_t index, std::span<const uint8_t> slot, std::span<uint8_t> out) {
+  init_sodium();
+  auto bad = [&](const std::string& why) {
+    return Status::corruption(fmt::format("sealed base chunk {} (bytes {}..{} of the volume): {}",
+                                          index, index * kSealedChunkBytes,
+                                          index * kSealedChunkBytes + out.size(), why));
+  };
+  if (slot.size() < kSealedSlotHeader + format::kSealTrailerSize) return bad("cut off");
+  if (std::all_of(slot.begin(), slot.begin() + kSealedSlotHeader + format::kSealTrailerSize,
+                  [](uint8_t b) { return b == 0; }))
+    return bad("its slot holds no seal (emptied or never written)");
+  const uint32_t body_length = get_u32(slot.data());
+  const uint8_t kind = slot[4];
+  if (slot[5] != 0 || slot[6] != 0 || slot[7] != 0 || kind > kChunkZstd ||
+      body_length > slot.size() - kSealedSlotHeader - format::kSealTrailerSize ||
+      (kind == kChunkZero) != (body_length == 0) ||
+      (kind == kChunkRaw && body_length != out.size()))
+    return bad("its slot header is damaged");
+  const uint8_t* body = slot.data() + kSealedSlotHeader;
+  const uint8_t* trailer = body + body_length;
+  std::array<uint8_t, kKeyIdBytes> id{};
+  std::copy_n(trailer, kKeyIdBytes, id.begin());
+  const SealKey* key = keys.find(id);
+  if (key == nullptr)
+    return Status::invalid(fmt::format(
+        "the base snapshot is sealed with key {}, which no --key gave; give the key file it was "
+        "sealed with",
+        key_id_hex(id)));
+  const uint8_t* nonce = trailer + format::kSealKeyIdSize;
+  const uint8_t* tag = nonce + format::kSealNonceSize;
+  const auto ad = base_associated_data(volume, base_seq, index, out.size(), kind, body_length);
+  std::vector<uint8_t> plain(body_length);
+  uint8_t none = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+          body_length == 0 ? &none : plain.data(), nullptr, body_length == 0 ? &none : body,
+          body_length, tag, ad.data(), ad.size(), nonce, key->key.data()) != 0)
+    return bad(fmt::format(
+        "does not authenticate with key {}: changed, moved from another place, or of another "
+        "volume",
+        key_id_hex(id)));
+  switch (kind) {
+    case kChunkZero:
+      std::fill(out.begin(), out.end(), uint8_t{0});
+      break;
+    case kChunkRaw:
+      std::copy(plain.begin(), plain.end(), out.begin());
+      break;
+    default:
+      if (Status st = decode_payload(format::Codec::kZstd, plain, out); !st)
+        return bad(st.message());
+  }
+  return Status::ok();
+}
+
+}  // namespace rwd

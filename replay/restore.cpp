@@ -141,6 +141,8 @@ Status write_through_temp(const std::string& out, bool force,
 
 Status restore_to_file(const JournalView& view, const std::string& out,
                        const RestoreOptions& opts) {
+  // A sealed base is no image to clone: every byte is read (and opened) through the view.
+  if (view.history().manifest().base_sealed) return restore_stream_to_file(view, out, opts);
   return write_through_temp(out, opts.force, [&](File& f) -> Status {
     bool reflinked = false;
     REWIND_RETURN_IF_ERROR(clone_or_sparse_copy(view.base(), view.size(), f, &reflinked));

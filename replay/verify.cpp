@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
+#include "rewind/format/seal.h"
 #include "rewind/journal/journal.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/restore.h"
@@ -69,17 +70,52 @@ Status compare_image(const std::string& journal_dir, const std::string& image, u
 
 }  // namespace
 
+Status open_sealed_copy(const std::string& journal_dir, const Keyring& keys, bool with_base) {
+  auto loaded = Manifest::load(journal_dir);
+  if (!loaded) return loaded.status();
+  const Manifest& m = *loaded;
+  for (const ManifestSegment& seg : m.segments) {
+    auto r = SegmentReader::open(segment_path(journal_dir, seg.file), seg.sealed);
+    if (!r) return r.status();
+    r->set_keys(&keys);
+    RecordView rec;
+    for (;;) {
+      auto more = r->next(&rec);
+      if (!more) return more.status();
+      if (!*more) break;
+      // A store could put a record in the clear in place of a sealed one.
+      if (m.base_sealed && rec.header.seal == format::Seal::kNone)
+        return Status::corruption(
+            fmt::format("segment {} offset {} seq {}: a record in the clear in a sealed copy",
+                        seg.file, rec.position, rec.header.seq));
+    }
+  }
+  if (!m.base_sealed || !with_base) return Status::ok();
+  auto base = File::open(base_path(journal_dir, m.base_file), O_RDONLY);
+  if (!base) return base.status();
+  std::vector<uint8_t> slot(kSealedSlotBytes), plain;
+  for (uint64_t i = 0; i < sealed_chunk_count(m.image_size); ++i) {
+    REWIND_RETURN_IF_ERROR(base->pread_full(slot, i * kSealedSlotBytes));
+    plain.resize(std::min(kSealedChunkBytes, m.image_size - i * kSealedChunkBytes));
+    REWIND_RETURN_IF_ERROR(open_base_chunk(keys, m.volume_id, m.base_seq, i, slot, plain));
+  }
+  return Status::ok();
+}
+
 Status verify_journal(const std::string& journal_dir, const std::string& image,
-                      VerifyReport* report, const Progress& progress) {
+                      VerifyReport* report, const Progress& progress, const Keyring* keys) {
   auto m = Manifest::load(journal_dir);
   if (!m) return m.status();
   const std::string base = base_path(journal_dir, m->base_file);
   struct stat st;
   if (::stat(base.c_str(), &st) != 0)
     return Status::io_error(fmt::format("base snapshot {}", base), errno);
-  if (static_cast<uint64_t>(st.st_size) != m->image_size)
-    return Status::corruption(fmt::format("base snapshot {} is {} bytes but the volume is {}", base,
-                                          st.st_size, m->image_size));
+  const uint64_t base_bytes = m->base_sealed ? sealed_base_size(m->image_size) : m->image_size;
+  if (static_cast<uint64_t>(st.st_size) != base_bytes)
+    return Status::corruption(
+        fmt::format("base snapshot {} is {} bytes, not the {} of {}", base, st.st_size, base_bytes,
+                    m->base_sealed ? "the sealed form of the volume" : "the volume"));
+  report->sealed = m->base_sealed;
   uint64_t total_bytes = 0, done = 0;
   for (const ManifestSegment& seg : m->segments) total_bytes += seg.bytes;
 
@@ -115,6 +151,7 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
                       "next start)",
                       seg.file, *scanned->torn_tail));
     }
+    for (const IndexEntry& e : es) report->sealed |= e.seal != format::Seal::kNone;
     report->segments++;
     report->records += es.size();
     report->bytes += seg.sealed ? seg.bytes : 0;
@@ -126,6 +163,16 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
     return Status::corruption(
         fmt::format("manifest checkpoint seq {} is after the last record, seq {}",
                     m->checkpoint_seq, report->last_seq));
+  if (report->sealed) {
+    if (keys == nullptr || keys->empty()) {
+      report->contents_checked = false;
+      report->notes.push_back(
+          "the volume is sealed (shipped with ship-key=): its structure and the checksums of "
+          "the bytes stored were checked, not its contents; give --key to check those too");
+    } else {
+      REWIND_RETURN_IF_ERROR(open_sealed_copy(journal_dir, *keys, true));
+    }
+  }
   if (image.empty()) return Status::ok();
 
   return compare_image(journal_dir, image, report->last_seq, progress);

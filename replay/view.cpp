@@ -11,6 +11,7 @@
 
 #include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
+#include "rewind/format/seal.h"
 #include "rewind/journal/journal.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/restore.h"
@@ -33,6 +34,7 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Mani
   h.manifest_ = std::move(manifest);
   h.last_seq_ = h.manifest_.base_seq;
   h.last_time_ns_ = h.manifest_.base_time_ns;
+  h.sealed_ = h.manifest_.base_sealed;
   // A mark at the base itself (kept by a rebase) is in no segment any more.
   for (const ManifestMark& mk : h.manifest_.marks)
     if (mk.seq == h.manifest_.base_seq) h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns});
@@ -49,6 +51,7 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Mani
       h.last_time_ns_ = entries->entries.back().time_ns;
     }
     for (const IndexEntry& e : entries->entries) {
+      if (e.seal != format::Seal::kNone) h.sealed_ = true;
       if (e.type != RecordType::kMark) continue;
       auto name = read_mark_name(journal_dir, seg, e);
       if (!name) return name.status();
@@ -201,10 +204,12 @@ Result<std::unique_ptr<JournalView>> JournalView::open(
     const bool zero = (e.type == RecordType::kZero || e.type == RecordType::kTrim) && !superseded;
     return Interval<ViewSource>{
         e.offset, write || zero ? e.length : 0,
-        ViewSource{
-            zero, s, entry, 0,
-            e.codec != format::Codec::kNone ? static_cast<uint32_t>(e.length) : e.payload_length,
-            e.chunk_sums, e.payload_checksum, e.codec != format::Codec::kNone}};
+        ViewSource{zero, s, entry, 0,
+                   e.codec != format::Codec::kNone || e.seal != format::Seal::kNone
+                       ? static_cast<uint32_t>(e.length)
+                       : e.payload_length,
+                   e.chunk_sums, e.payload_checksum,
+                   e.codec != format::Codec::kNone || e.seal != format::Seal::kNone}};
   });
   v->verified_.resize(used.size());
   v->chunks_verified_.resize(used.size());
@@ -490,7 +495,11 @@ Result<std::shared_ptr<void>> JournalView::fetch_for(std::span<const Piece* cons
 }
 
 void JournalView::advise(const Piece& p) const {
-  if (p.source == nullptr) {
+  if (p.source == nullptr && history_->manifest().base_sealed) {
+    const uint64_t first = p.start / kSealedChunkBytes, last = (p.end - 1) / kSealedChunkBytes;
+    ::posix_fadvise(base_.fd(), static_cast<off_t>(first * kSealedSlotBytes),
+                    static_cast<off_t>((last - first + 1) * kSealedSlotBytes), POSIX_FADV_WILLNEED);
+  } else if (p.source == nullptr) {
     ::posix_fadvise(base_.fd(), static_cast<off_t>(p.start), static_cast<off_t>(p.end - p.start),
                     POSIX_FADV_WILLNEED);
   } else if (!p.source->zero) {
@@ -499,7 +508,7 @@ void JournalView::advise(const Piece& p) const {
     const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
     uint64_t at = p.source->delta + p.adv;
     uint64_t len = p.end - p.start;
-    if (rec.codec != format::Codec::kNone) {
+    if (rec.codec != format::Codec::kNone || rec.seal != format::Seal::kNone) {
       at = 0;
       len = rec.payload_length;
     } else if (!checked(p.source->segment, p.source->entry)) {
@@ -525,7 +534,13 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
     REWIND_RETURN_IF_ERROR(f.pread_full(into, at));
     return true;
   };
-  if (p.source == nullptr) return read(base_, dst, p.start);
+  if (p.source == nullptr) {
+    if (history_->manifest().base_sealed) {
+      REWIND_RETURN_IF_ERROR(read_sealed_base(dst, p.start));
+      return true;
+    }
+    return read(base_, dst, p.start);
+  }
   const ViewSource& v = *p.source;
   if (v.zero) {
     std::memset(dst.data(), 0, dst.size());
@@ -533,6 +548,8 @@ Result<bool> JournalView::fill(const Piece& p, std::span<uint8_t> dst, bool cach
   }
   const IndexEntry& rec = history_->segments()[v.segment].entries[v.entry];
   const uint64_t within = v.delta + p.adv;
+  if (rec.seal != format::Seal::kNone)
+    return fill_sealed(rec, v.segment, v.entry, within, dst, whole);
   if (rec.codec != format::Codec::kNone)
     return fill_encoded(rec, v.segment, v.entry, within, dst, cached_only, whole);
   if (checked(v.segment, v.entry))
@@ -654,6 +671,94 @@ Result<bool> JournalView::fill_encoded(const IndexEntry& rec, uint32_t segment, 
   }
   std::memcpy(dst.data(), decoded.data() + (within - span.decoded_begin), dst.size());
   return true;
+}
+
+namespace {
+
+Status needs_keys(const Keyring* keys, const std::string& what) {
+  if (keys == nullptr || keys->empty())
+    return Status::invalid(fmt::format(
+        "{} is sealed (shipped with ship-key=): give the key file it was sealed with (--key)",
+        what));
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<bool> JournalView::fill_sealed(const IndexEntry& rec, uint32_t segment, uint32_t entry,
+                                      uint64_t within, std::span<uint8_t> dst,
+                                      std::vector<uint8_t>* whole) const {
+  const std::string& file = history_->manifest().segments[segment].file;
+  REWIND_RETURN_IF_ERROR(
+      needs_keys(keys_, fmt::format("segment {} offset {} seq {}", file, rec.position, rec.seq)));
+  whole->resize(rec.payload_length);
+  REWIND_RETURN_IF_ERROR(segments_[segment].pread_full(*whole, rec.payload_position()));
+  REWIND_RETURN_IF_ERROR(check_payload(segment, entry, *whole));
+  RecordHeader h;
+  h.type = rec.type;
+  h.flags = rec.flags;
+  h.codec = rec.codec;
+  h.seal = rec.seal;
+  h.payload_length = rec.payload_length;
+  h.seq = rec.seq;
+  h.time_ns = rec.time_ns;
+  h.offset = rec.offset;
+  h.length = rec.length;
+  h.payload_checksum = rec.payload_checksum;
+  std::vector<uint8_t> body;
+  RecordHeader unsealed;
+  if (Status st = open_record(*keys_, history_->manifest().volume_id, h, *whole, &body, &unsealed);
+      !st) {
+    const std::string where =
+        fmt::format("segment {} offset {} seq {}", file, rec.position, rec.seq);
+    if (st.code() == Status::Code::kCorruption)
+      return Status::corruption(fmt::format("{}: {}", where, st.message()));
+    return Status::invalid(fmt::format("{}: {}", where, st.message()));
+  }
+  if (rec.codec == format::Codec::kNone) {
+    if (within + dst.size() > body.size())
+      return Status::corruption(
+          fmt::format("segment {} offset {} seq {}: a sealed body of {} "
+                      "bytes for a WRITE of {}",
+                      file, rec.position, rec.seq, body.size(), rec.length));
+    std::memcpy(dst.data(), body.data() + within, dst.size());
+    return true;
+  }
+  const FrameSpan span = frames_of(rec.length, within, dst.size());
+  std::vector<uint8_t> decoded(span.decoded_end - span.decoded_begin);
+  if (Status st = decode_frames(body, rec.length, span, decoded); !st)
+    return Status::corruption(
+        fmt::format("segment {} offset {} seq {}: {}", file, rec.position, rec.seq, st.message()));
+  std::memcpy(dst.data(), decoded.data() + (within - span.decoded_begin), dst.size());
+  return true;
+}
+
+Status JournalView::read_sealed_base(std::span<uint8_t> dst, uint64_t offset) const {
+  const Manifest& m = history_->manifest();
+  REWIND_RETURN_IF_ERROR(needs_keys(keys_, fmt::format("the base snapshot {}", m.base_file)));
+  std::lock_guard lk(base_mu_);
+  std::vector<uint8_t> slot;
+  for (uint64_t done = 0; done < dst.size();) {
+    const uint64_t at = offset + done;
+    const uint64_t index = at / kSealedChunkBytes;
+    const uint64_t chunk_start = index * kSealedChunkBytes;
+    const uint64_t chunk_length = std::min(kSealedChunkBytes, m.image_size - chunk_start);
+    if (base_chunk_ != index) {
+      base_chunk_ = UINT64_MAX;
+      slot.resize(kSealedSlotBytes);
+      size_t got = 0;
+      REWIND_RETURN_IF_ERROR(base_.pread_full(slot, index * kSealedSlotBytes, &got));
+      slot.resize(got);
+      base_plain_.resize(chunk_length);
+      REWIND_RETURN_IF_ERROR(
+          open_base_chunk(*keys_, m.volume_id, m.base_seq, index, slot, base_plain_));
+      base_chunk_ = index;
+    }
+    const uint64_t n = std::min<uint64_t>(dst.size() - done, chunk_start + chunk_length - at);
+    std::memcpy(dst.data() + done, base_plain_.data() + (at - chunk_start), n);
+    done += n;
+  }
+  return Status::ok();
 }
 
 }  // namespace rwd

@@ -13,6 +13,7 @@
 #include "rewind/base/units.h"
 #include "rewind/format/format.h"
 #include "rewind/format/payload_codec.h"
+#include "rewind/format/seal.h"
 #include "rewind/replay/target.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/ship_client.h"
@@ -235,6 +236,17 @@ KeyTable ship_keys() {
          c.have_ship_compress = true;
          return Status::ok();
        }},
+      {"ship-key",
+       [](ServeConfig& c, std::string_view v) -> Status {
+         if (!v.starts_with("@") || v.size() < 2)
+           return Status::invalid(
+               "give the key file as @FILE (one `rewind keygen FILE` made); a key is never given "
+               "on the command line");
+         auto key = load_key_file(absolute_path(std::string(v.substr(1))));
+         if (!key) return key.status();
+         c.ship.form.key = std::move(*key);
+         return Status::ok();
+       }},
       {"ship-timeout", duration_key(
                            1s, 1h, [](ServeConfig & c) -> auto& { return c.ship.link.timeout; })},
       {"ship-lag-warn", duration_key(
@@ -333,6 +345,10 @@ Status complete_bucket_shipping(ServeConfig& c) {
     return Status::invalid(
         "ship-compress= is for a log server: a bucket holds the journal's segments as they are "
         "(compress=zstd stores them compressed)");
+  if (c.ship.form.key)
+    return Status::invalid(
+        "ship-key= is for a log server: a bucket holds the journal's segments as they are, "
+        "unsealed");
   for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                    std::pair{"ship-volume", !link.volume.empty()},
                                    std::pair{"ship-server-name", !link.server_name.empty()}}) {
@@ -365,7 +381,8 @@ Status complete_shipping(ServeConfig& c) {
     for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                      std::pair{"ship-volume", !link.volume.empty()},
                                      std::pair{"ship-ca", !link.ca_file.empty()},
-                                     std::pair{"ship-compress", c.have_ship_compress}}) {
+                                     std::pair{"ship-compress", c.have_ship_compress},
+                                     std::pair{"ship-key", c.ship.form.key.has_value()}}) {
       if (given)
         return Status::invalid(
             fmt::format("{}= without ship=HOST:PORT: say where the log server is", key));
@@ -456,6 +473,8 @@ const char* const kServeKeysHelp =
     "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
     "ship-compress=zstd[:LEVEL]|off  Send to the log server the written data the\n"
     "                      journal stores as is zstd-compressed (zstd: level 1).\n"
+    "ship-key=@FILE        Seal (encrypt and authenticate) everything sent to the log\n"
+    "                      server with the key `rewind keygen FILE` made.\n"
     "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
     "                      shipper backs off by itself when the link is congested).\n"
     "ship-timeout=DUR      A request to the server or the bucket that makes no\n"

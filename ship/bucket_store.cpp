@@ -272,6 +272,12 @@ Result<uint64_t> BucketVolume::stored_bytes() const {
 }
 
 Result<proto::Ack> BucketVolume::begin_base(const proto::BaseBegin& b) {
+  if (b.flags & proto::kFlagSealedBase) {
+    last_error_ = proto::ErrorCode::kConflict;
+    return Status::invalid(
+        "this server stores into a bucket, which does not take sealed copies (ship-key=); ship "
+        "them to a server whose store is on disk");
+  }
   auto a = spool_->begin_base(b);
   if (!a) last_error_ = spool_->last_error();
   return a;

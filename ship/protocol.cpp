@@ -8,6 +8,7 @@
 
 #include "codec.h"
 #include "rewind/base/hash.h"
+#include "rewind/format/seal.h"
 
 namespace rwd::proto {
 
@@ -61,6 +62,8 @@ const char* message_type_name(MessageType t) {
       return "END";
     case MessageType::kBaseZero:
       return "BASE_ZERO";
+    case MessageType::kFetch:
+      return "FETCH";
   }
   return "unknown";
 }
@@ -68,7 +71,7 @@ const char* message_type_name(MessageType t) {
 std::vector<uint8_t> encode_frame(MessageType type, std::span<const uint8_t> payload) {
   std::vector<uint8_t> out(kHeaderSize + payload.size(), 0);
   std::memcpy(out.data(), kMagic, 4);
-  out[4] = kVersion;
+  out[4] = kFrameVersion;
   out[5] = static_cast<uint8_t>(type);
   put_u32(out.data() + 8, static_cast<uint32_t>(payload.size()));
   put_u64(out.data() + 16, frame_checksum(out.data(), payload));
@@ -99,7 +102,8 @@ Result<bool> FrameDecoder::next(Frame* out) {
   if (pending() < kHeaderSize) return false;
   const uint8_t* h = buf_.data() + start_;
   if (std::memcmp(h, kMagic, 4) != 0) return fail("bad magic (not a rewind protocol peer?)");
-  if (h[4] != kVersion) return fail(fmt::format("frame version {}, expected {}", h[4], kVersion));
+  if (h[4] != kFrameVersion)
+    return fail(fmt::format("frame version {}, expected {}", h[4], kFrameVersion));
   if (h[5] == 0 || h[5] > kMaxMessageType)
     return fail(fmt::format("unknown message type {}", h[5]));
   if (get_u16(h + 6) != 0 || get_u32(h + 12) != 0) return fail("reserved bytes are not zero");
@@ -175,7 +179,12 @@ std::vector<uint8_t> encode(const Welcome& m) {
   w.u64(m.base_seq);
   w.u64(m.base_bytes);
   w.u64(m.durable_seq);
+  if (m.flags != 0) w.u8(m.flags);
   return w.take();
+}
+
+uint64_t stored_base_bytes(uint64_t image_size, uint8_t flags) {
+  return (flags & kFlagSealedBase) ? sealed_base_size(image_size) : image_size;
 }
 
 Result<Welcome> decode_welcome(const Frame& f) {
@@ -189,12 +198,17 @@ Result<Welcome> decode_welcome(const Frame& f) {
   m.base_seq = r.u64();
   m.base_bytes = r.u64();
   m.durable_seq = r.u64();
+  if (r.ok() && !r.at_end()) m.flags = r.u8();
   REWIND_RETURN_IF_ERROR(finished(r, f.type));
-  if (m.version != kVersion) return malformed(f.type, fmt::format("version {}", m.version));
+  if (m.version < kOldestVersion || m.version > kVersion)
+    return malformed(f.type, fmt::format("version {}", m.version));
+  if ((m.flags & ~kFlagSealedBase) != 0 || (m.flags != 0 && m.version < 2))
+    return malformed(f.type, fmt::format("flags {:#x}", m.flags));
   if (purpose != 1 && purpose != 2) return malformed(f.type, fmt::format("purpose {}", purpose));
   m.purpose = static_cast<Purpose>(purpose);
   std::copy(id.begin(), id.end(), m.volume_id.begin());
-  if (m.base_bytes > m.image_size || m.durable_seq < m.base_seq)
+  if (m.image_size > kMaxImageSize || m.base_bytes > stored_base_bytes(m.image_size, m.flags) ||
+      m.durable_seq < m.base_seq)
     return malformed(f.type, fmt::format("base bytes {} of {}, durable seq {} before base seq {}",
                                          m.base_bytes, m.image_size, m.durable_seq, m.base_seq));
   return m;
@@ -229,6 +243,7 @@ std::vector<uint8_t> encode(const BaseBegin& m) {
   w.u64(m.base_seq);
   w.u64(m.base_time_ns);
   w.u64(m.created_ns);
+  if (m.flags != 0) w.u8(m.flags);
   return w.take();
 }
 
@@ -241,6 +256,11 @@ Result<BaseBegin> decode_base_begin(const Frame& f) {
   m.base_seq = r.u64();
   m.base_time_ns = r.u64();
   m.created_ns = r.u64();
+  if (r.ok() && !r.at_end()) {
+    m.flags = r.u8();
+    if (m.flags == 0 || (m.flags & ~kFlagSealedBase) != 0)
+      return malformed(f.type, fmt::format("flags {:#x}", m.flags));
+  }
   REWIND_RETURN_IF_ERROR(finished(r, f.type));
   std::copy(id.begin(), id.end(), m.volume_id.begin());
   if (m.image_size == 0 || m.image_size % 512 != 0 || m.image_size > kMaxImageSize)
@@ -399,8 +419,8 @@ Result<Ping> decode_ping(const Frame& f) {
 
 const char* error_code_name(ErrorCode c) {
   static const char* const names[] = {
-      "?",        "MALFORMED", "VERSION", "UNAUTHORIZED", "READ_ONLY", "NO_VOLUME", "GAP",
-      "CONFLICT", "BUSY",      "TIMEOUT", "SERVER",       "TOO_LARGE", "NO_POINT",  "QUOTA"};
+      "?",    "MALFORMED", "VERSION", "UNAUTHORIZED", "READ_ONLY", "NO_VOLUME", "GAP",   "CONFLICT",
+      "BUSY", "TIMEOUT",   "SERVER",  "TOO_LARGE",    "NO_POINT",  "QUOTA",     "SEALED"};
   const auto i = static_cast<size_t>(c);
   return i < std::size(names) ? names[i] : "?";
 }

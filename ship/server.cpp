@@ -21,12 +21,15 @@
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
+#include "rewind/format/file_names.h"
 #include "rewind/format/manifest.h"
+#include "rewind/format/segment.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/view.h"
 #include "rewind/ship/bucket_reader.h"
 #include "rewind/ship/bucket_store.h"
 #include "rewind/ship/protocol.h"
+#include "rewind/ship/ship_client.h"
 #include "rewind/ship/store.h"
 #include "rewind/ship/tokens.h"
 #include "tls_client.h"
@@ -112,6 +115,12 @@ class Server::Impl {
   asio::awaitable<std::optional<Refusal>> send_view(W& wire, const std::string& dir,
                                                     std::shared_ptr<BucketCache> bucket,
                                                     const proto::Frame& f);
+  // Answers a FETCH with the volume as stored: BASE_BEGIN, the base's runs, RECORDS,
+  // END (a reader of a sealed copy opens it with its key).
+  template <class W>
+  asio::awaitable<std::optional<Refusal>> send_stored(W& wire, const std::string& dir,
+                                                      const BucketCache* bucket,
+                                                      const proto::Hello& hello);
   // Opens volume `name` of the store to ship into it; *code says how to refuse it.
   Result<std::unique_ptr<ReceivingVolume>> open_volume(const std::string& name, ErrorCode* code);
   // What peers are not told: the store's path (or bucket) and the cache's.
@@ -309,7 +318,8 @@ proto::Welcome read_welcome(const Manifest& m) {
   std::copy(m.volume_id.begin(), m.volume_id.end(), w.volume_id.begin());
   w.image_size = m.image_size;
   w.base_seq = m.base_seq;
-  w.base_bytes = m.image_size;
+  w.flags = m.base_sealed ? proto::kFlagSealedBase : 0;
+  w.base_bytes = proto::stored_base_bytes(m.image_size, w.flags);
   w.durable_seq = m.base_seq;
   for (const ManifestSegment& seg : m.segments)
     if (seg.sealed) w.durable_seq = seg.last_seq;
@@ -530,9 +540,11 @@ asio::awaitable<void> Server::Impl::handle(tcp::socket sock, std::string address
 std::optional<Refusal> Server::Impl::admit(const proto::Frame& first, proto::Hello* hello) {
   auto h = proto::decode_hello(first);
   if (!h) return Refusal{ErrorCode::kMalformed, h.status().message()};
-  if (h->min_version > proto::kVersion || h->max_version < proto::kVersion)
-    return Refusal{ErrorCode::kNoVersion,
-                   fmt::format("this server speaks version {} only", proto::kVersion)};
+  if (h->min_version > proto::kVersion || h->max_version < proto::kOldestVersion)
+    return Refusal{ErrorCode::kNoVersion, fmt::format("this server speaks versions {} to {}",
+                                                      proto::kOldestVersion, proto::kVersion)};
+  // From here on max_version is the version chosen: the newest both speak.
+  h->max_version = std::min(h->max_version, proto::kVersion);
   const auto access = tokens()->access(h->token, h->volume);
   if (access == TokenTable::Access::kNone)
     return Refusal{ErrorCode::kUnauthorized,
@@ -661,7 +673,10 @@ asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
     co_await wire.refuse(no);
     co_return;
   }
-  const std::vector<uint8_t> welcome = proto::encode(read_welcome(*m));
+  proto::Welcome w = read_welcome(*m);
+  w.version = hello.max_version;
+  if (w.version < 2) w.flags = 0;
+  const std::vector<uint8_t> welcome = proto::encode(w);
   co_await wire.send(MessageType::kWelcome, welcome);
   for (;;) {
     auto f = co_await wire.read();
@@ -674,6 +689,8 @@ asio::awaitable<void> Server::Impl::read(W& wire, const proto::Hello& hello) {
       no = co_await send_report(wire, dir, bucket.get(), *f);
     } else if (f->type == MessageType::kRestore) {
       no = co_await send_view(wire, dir, bucket, *f);
+    } else if (f->type == MessageType::kFetch && hello.max_version >= 2 && f->payload.empty()) {
+      no = co_await send_stored(wire, dir, bucket.get(), hello);
     } else {
       no = Refusal{ErrorCode::kMalformed, fmt::format("{} is not expected while reading",
                                                       proto::message_type_name(f->type))};
@@ -721,6 +738,11 @@ asio::awaitable<std::optional<Refusal>> Server::Impl::send_view(W& wire, const s
     co_return Refusal{range ? ErrorCode::kNoPoint : ErrorCode::kServer, v.status().message()};
   }
   const JournalView& view = **v;
+  if (view.history().sealed())
+    co_return Refusal{ErrorCode::kSealed,
+                      fmt::format("volume '{}' is sealed (shipped with ship-key=): this server "
+                                  "cannot read it; give the key file with --key",
+                                  wire.volume())};
   if (bucket) (*v)->set_fetcher(bucket);
   proto::ViewInfo info{view.seq(), view.time_ns(), view.size(), view.map().size(), 0, view.note()};
   for (const auto& [start, e] : view.map()) info.journal_bytes += e.end - start;
@@ -816,6 +838,8 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
   std::optional<uint64_t> used;
   proto::Welcome w = vol.state();
   w.purpose = proto::Purpose::kShip;
+  w.version = hello.max_version;
+  if (w.version < 2) w.flags = 0;
   const std::vector<uint8_t> welcome = proto::encode(w);
   co_await wire.send(MessageType::kWelcome, welcome);
   log(LogLevel::kInfo, fmt::format("{}: shipping volume '{}' (the store holds up to seq {})",
@@ -890,6 +914,82 @@ void Server::stop() {
 }
 Status Server::reload_tokens() {
   return impl_->reload_tokens();
+}
+
+template <class W>
+asio::awaitable<std::optional<Refusal>> Server::Impl::send_stored(W& wire, const std::string& dir,
+                                                                  const BucketCache* bucket,
+                                                                  const proto::Hello& hello) {
+  if (bucket)
+    co_return Refusal{ErrorCode::kMalformed,
+                      "FETCH is for a store on disk; this server's store is a bucket, which "
+                      "readers read with s3://"};
+  auto m = Manifest::load(dir);
+  if (!m) co_return Refusal{ErrorCode::kServer, m.status().message()};
+  log(LogLevel::kInfo, fmt::format("{}: sending volume '{}' as stored", wire.peer(), hello.volume));
+  proto::BaseBegin b = base_begin_of(*m);
+  b.flags = m->base_sealed ? proto::kFlagSealedBase : 0;
+  {
+    const std::vector<uint8_t> payload = proto::encode(b);
+    co_await wire.send(MessageType::kBaseBegin, payload);
+  }
+  auto base = File::open(base_path(dir, m->base_file), O_RDONLY);
+  if (!base) co_return Refusal{ErrorCode::kServer, base.status().message()};
+  proto::End end;
+  const uint64_t size = proto::stored_base_bytes(m->image_size, b.flags);
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<uint8_t> chunk;
+  for (uint64_t at = 0; at < size;) {
+    co_await asio::post(ex, asio::use_awaitable);
+    auto run = next_base_run(*base, at, size, &chunk);
+    if (!run) co_return Refusal{ErrorCode::kServer, run.status().message()};
+    if (run->zero) {
+      const std::vector<uint8_t> payload = proto::encode(proto::BaseZero{at, run->length});
+      co_await wire.send(MessageType::kBaseZero, payload);
+      end.zero_bytes += run->length;
+    } else {
+      const std::vector<uint8_t> payload = proto::encode(proto::BaseData{at, chunk});
+      co_await wire.send(MessageType::kBaseData, payload);
+      end.data_bytes += run->length;
+    }
+    at += run->length;
+  }
+  // The records of every segment, as stored, in frames of about 1 MiB.
+  std::vector<RecordHeader> hs;
+  std::vector<std::vector<uint8_t>> payloads;
+  uint64_t bytes = 0;
+  auto records = [&]() {
+    std::vector<std::span<const uint8_t>> ps(payloads.begin(), payloads.end());
+    std::vector<uint8_t> payload = proto::encode_records(hs, ps);
+    hs.clear(), payloads.clear(), bytes = 0;
+    return payload;
+  };
+  for (const ManifestSegment& seg : m->segments) {
+    auto r = SegmentReader::open(segment_path(dir, seg.file), seg.sealed);
+    if (!r) co_return Refusal{ErrorCode::kServer, r.status().message()};
+    r->keep_sealed();
+    RecordView rec;
+    for (;;) {
+      auto more = r->next(&rec);
+      if (!more) co_return Refusal{ErrorCode::kServer, more.status().message()};
+      if (!*more) break;
+      hs.push_back(rec.header);
+      payloads.emplace_back(rec.stored.begin(), rec.stored.end());
+      bytes += format::record_span(rec.header.payload_length);
+      end.data_bytes += format::record_span(rec.header.payload_length);
+      if (bytes >= (1u << 20)) {
+        const std::vector<uint8_t> payload = records();
+        co_await wire.send(MessageType::kRecords, payload);
+      }
+    }
+  }
+  if (!hs.empty()) {
+    const std::vector<uint8_t> payload = records();
+    co_await wire.send(MessageType::kRecords, payload);
+  }
+  const std::vector<uint8_t> payload = proto::encode(end);
+  co_await wire.send(MessageType::kEnd, payload);
+  co_return std::nullopt;
 }
 
 }  // namespace rwd

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@
 #include "rewind/format/manifest.h"
 #include "rewind/format/segment.h"
 #include "rewind/journal/journal.h"
+#include "rewind/ship/store.h"
 #include "tls_client.h"
 
 namespace rwd {
@@ -131,7 +133,7 @@ Result<proto::Welcome> open_session(Connection& c, const ShipOptions& opts,
                                     proto::Purpose purpose) {
   REWIND_RETURN_IF_ERROR(c.connect(opts));
   REWIND_RETURN_IF_ERROR(
-      c.send(MessageType::kHello, proto::encode(proto::Hello{proto::kVersion, proto::kVersion,
+      c.send(MessageType::kHello, proto::encode(proto::Hello{proto::kOldestVersion, proto::kVersion,
                                                              purpose, opts.volume, opts.token})));
   auto wf = c.read();
   if (!wf) return wf.status();
@@ -167,6 +169,28 @@ Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
   REWIND_RETURN_IF_ERROR(base.pread_full(*data, at));
   const bool zero = std::all_of(data->begin(), data->end(), [](uint8_t b) { return b == 0; });
   return BaseRun{zero, n};
+}
+
+SealedBaseRuns::SealedBaseRuns(const File& base, const Manifest& m, const SealKey& key)
+    : base_(base), m_(m), key_(key), size_(sealed_base_size(m.image_size)) {}
+
+Result<BaseRun> SealedBaseRuns::next(uint64_t at, std::vector<uint8_t>* data) {
+  const uint64_t index = at / kSealedSlotBytes;
+  const uint64_t within = at % kSealedSlotBytes;
+  if (index != slot_index_) {
+    const uint64_t start = index * kSealedChunkBytes;
+    plain_.resize(std::min(kSealedChunkBytes, m_.image_size - start));
+    size_t got = 0;
+    REWIND_RETURN_IF_ERROR(base_.pread_full(plain_, start, &got));
+    std::fill(plain_.begin() + static_cast<long>(got), plain_.end(), uint8_t{0});  // a short file
+    seal_base_chunk(key_, m_.volume_id, m_.base_seq, index, plain_, &compress_, &slot_);
+    slot_index_ = index;
+  }
+  if (within < slot_.size()) {
+    data->assign(slot_.begin() + static_cast<long>(within), slot_.end());
+    return BaseRun{false, data->size()};
+  }
+  return BaseRun{true, kSealedSlotBytes - within};
 }
 
 proto::BaseBegin base_begin_of(const Manifest& m) {
@@ -397,6 +421,71 @@ Result<RemoteRestore> remote_restore(const ShipOptions& opts, const Target& targ
     return st;
   }
   return res;
+}
+
+Status remote_fetch(const ShipOptions& opts, const std::string& dir) {
+  Connection c;
+  auto w = open_read(c, opts);
+  if (!w) return w.status();
+  if (w->version < 2)
+    return Status::invalid(fmt::format(
+        "the server at {}:{} speaks protocol version {}, which cannot send a sealed copy; "
+        "upgrade rewind-server",
+        opts.host, opts.port, w->version));
+  REWIND_RETURN_IF_ERROR(c.send(MessageType::kFetch, {}));
+  const std::string parent = parent_dir(dir);
+  const std::string name = std::filesystem::path(dir).filename().string();
+  std::unique_ptr<StoredVolume> vol;
+  auto body = [&]() -> Status {
+    for (;;) {
+      auto f = c.read();
+      if (!f) return f.status();
+      Result<proto::Ack> ack = proto::Ack{};
+      if (f->type == MessageType::kEnd) {
+        auto e = proto::decode_end(*f);
+        if (!e) return e.status();
+        if (!vol || !vol->has_base())
+          return Status::invalid("the server ended the volume before its base snapshot was whole");
+        return vol->close();
+      }
+      if (f->type == MessageType::kBaseBegin) {
+        auto b = proto::decode_base_begin(*f);
+        if (!b) return b.status();
+        if (vol || !std::equal(b->volume_id.begin(), b->volume_id.end(), w->volume_id.begin()))
+          return Status::invalid("the server sent a second base, or one of another volume");
+        auto v = StoredVolume::open(parent, name, true, {});
+        if (!v) return v.status();
+        vol = std::move(*v);
+        ack = vol->begin_base(*b);
+      } else if (!vol) {
+        return Status::invalid(
+            fmt::format("the server sent {} before BASE_BEGIN", proto::message_type_name(f->type)));
+      } else if (f->type == MessageType::kBaseData) {
+        auto d = proto::decode_base_data(*f);
+        if (!d) return d.status();
+        ack = vol->base_data(d->offset, d->data);
+      } else if (f->type == MessageType::kBaseZero) {
+        auto z = proto::decode_base_zero(*f);
+        if (!z) return z.status();
+        ack = vol->base_zero(z->offset, z->length);
+      } else if (f->type == MessageType::kRecords) {
+        auto r = proto::decode_records(*f);
+        if (!r) return r.status();
+        ack = vol->append(*r);
+      } else {
+        return Status::invalid(fmt::format("the server sent {} while sending the volume",
+                                           proto::message_type_name(f->type)));
+      }
+      if (!ack) return ack.status().with_context("the volume the server sent");
+    }
+  };
+  Status st = body();
+  if (!st) {
+    vol.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  return st;
 }
 
 }  // namespace rwd

@@ -305,7 +305,7 @@ class Shipper::Impl {
 
   template <class Stream>
   asio::awaitable<proto::Welcome> open(Stream& s, proto::FrameDecoder& dec) {
-    const proto::Hello hello{proto::kVersion, proto::kVersion, proto::Purpose::kShip,
+    const proto::Hello hello{proto::kOldestVersion, proto::kVersion, proto::Purpose::kShip,
                              opts_.link.volume, opts_.link.token};
     const std::vector<uint8_t> frame =
         proto::encode_frame(MessageType::kHello, proto::encode(hello));
@@ -314,6 +314,11 @@ class Shipper::Impl {
     const proto::Frame f = co_await read_frame(s, dec);
     auto w = proto::decode_welcome(f);
     if (!w) throw SessionError(w.status().message());
+    if (opts_.form.key && w->version < 2)
+      throw SessionError(
+          fmt::format("the log server speaks protocol version {}, which cannot hold sealed copies "
+                      "(ship-key=); upgrade rewind-server",
+                      w->version));
     co_return *w;
   }
 
@@ -323,7 +328,18 @@ class Shipper::Impl {
   asio::awaitable<void> send_base(Stream& s, proto::FrameDecoder& dec, const proto::Welcome& w) {
     const auto m = owner_.snapshot();
     const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
-    const bool whole = w.image_size != 0 && w.base_bytes == w.image_size;
+    const bool whole =
+        w.image_size != 0 && w.base_bytes == proto::stored_base_bytes(w.image_size, w.flags);
+    const uint8_t flags = opts_.form.key ? proto::kFlagSealedBase : 0;
+    if (whole && same && (w.flags & proto::kFlagSealedBase) != flags && !warned_form_) {
+      warned_form_ = true;
+      log(LogLevel::kWarning,
+          flags ? "the server holds this volume's base snapshot in the clear (shipped before "
+                  "ship-key=): new records go sealed, what was shipped before stays readable "
+                  "there; ship to a new ship-volume= for a wholly sealed copy"
+                : "the server holds this volume sealed, and ship-key= is not given: new records "
+                  "go in the clear");
+    }
     if (whole && !same)
       throw SessionError(
           fmt::format("the server holds another volume under the name '{}'; give this one another "
@@ -342,8 +358,10 @@ class Shipper::Impl {
         std::lock_guard lk(mu_);
         status_.phase = "base";
       }
+      proto::BaseBegin bb = base_begin_of(*m);
+      bb.flags = flags;
       const std::vector<uint8_t> begin =
-          proto::encode_frame(MessageType::kBaseBegin, proto::encode(base_begin_of(*m)));
+          proto::encode_frame(MessageType::kBaseBegin, proto::encode(bb));
       expect_answer();
       co_await write_frame(s, begin);
       proto::Frame f = co_await read_frame(s, dec);
@@ -353,8 +371,11 @@ class Shipper::Impl {
       if (!base) throw SessionError(base.status().message());
       std::vector<uint8_t> chunk;
       const auto started = Clock::now();
-      for (uint64_t at = a->base_bytes; at < m->image_size;) {
-        auto run = next_base_run(*base, at, m->image_size, &chunk);
+      const uint64_t size = proto::stored_base_bytes(m->image_size, flags);
+      std::optional<SealedBaseRuns> sealed;
+      if (opts_.form.key) sealed.emplace(*base, *m, *opts_.form.key);
+      for (uint64_t at = a->base_bytes; at < size;) {
+        auto run = sealed ? sealed->next(at, &chunk) : next_base_run(*base, at, size, &chunk);
         if (!run) throw SessionError(run.status().message());
         const std::vector<uint8_t> frame =
             run->zero ? proto::encode_frame(MessageType::kBaseZero,
@@ -368,9 +389,9 @@ class Shipper::Impl {
         a = proto::decode_ack(f);
         if (!a) throw SessionError(a.status().message());
         if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
-        if (a->base_bytes > m->image_size)
+        if (a->base_bytes > size)
           throw SessionError(fmt::format("the server acknowledged {} bytes of a {}-byte base",
-                                         a->base_bytes, m->image_size));
+                                         a->base_bytes, size));
         at = a->base_bytes;
         std::lock_guard lk(mu_);
         status_.durable_seq = owner_.durable_position().seq;
@@ -600,6 +621,7 @@ class Shipper::Impl {
   // The shipper thread's alone:
   JournalTail tail_;
   std::optional<ShipEncoder> encoder_;  // ship-compress= and ship-key=
+  bool warned_form_ = false;
   Pending pending_;
   std::deque<InFlight> in_flight_;
   std::pair<uint64_t, uint64_t> acked_pos_{0, 0};

@@ -26,19 +26,24 @@ constexpr const char* kProgressSuffix = ".progress";
 std::string serialize(const proto::BaseBegin& b) {
   VolumeId id;
   std::copy(b.volume_id.begin(), b.volume_id.end(), id.begin());
-  return fmt::format("volume-id {}\nimage-size {}\nbase-seq {}\nbase-time-ns {}\ncreated-ns {}\n",
-                     volume_id_hex(id), b.image_size, b.base_seq, b.base_time_ns, b.created_ns);
+  return fmt::format(
+      "volume-id {}\nimage-size {}\nbase-seq {}\nbase-time-ns {}\ncreated-ns {}\nflags {}\n",
+      volume_id_hex(id), b.image_size, b.base_seq, b.base_time_ns, b.created_ns, unsigned{b.flags});
 }
 
 Result<proto::BaseBegin> parse_receiving(const std::string& text, const std::string& where) {
   proto::BaseBegin b;
   char hex[33] = {};
   unsigned long long size = 0, seq = 0, time = 0, created = 0;
-  if (std::sscanf(text.c_str(),
-                  "volume-id %32s\nimage-size %llu\nbase-seq %llu\nbase-time-ns %llu\n"
-                  "created-ns %llu\n",
-                  hex, &size, &seq, &time, &created) != 5)
+  unsigned flags = 0;
+  // "flags" was added with sealed bases; a file without it is of a plain base.
+  const int n = std::sscanf(text.c_str(),
+                            "volume-id %32s\nimage-size %llu\nbase-seq %llu\nbase-time-ns %llu\n"
+                            "created-ns %llu\nflags %u\n",
+                            hex, &size, &seq, &time, &created, &flags);
+  if ((n != 5 && n != 6) || (flags & ~unsigned{proto::kFlagSealedBase}) != 0)
     return Status::corruption(fmt::format("{} is not a RECEIVING file", where));
+  b.flags = static_cast<uint8_t>(flags);
   VolumeId id;
   if (!parse_volume_id(hex, &id))
     return Status::corruption(fmt::format("{}: bad volume id", where));
@@ -171,14 +176,15 @@ Result<std::unique_ptr<StoredVolume>> StoredVolume::open(const std::string& stor
     auto entries = p->size();
     if (!entries) return entries.status();
     // What was written past the synced bytes is dropped.
-    REWIND_RETURN_IF_ERROR(f->truncate(std::min(*held, b->image_size)));
+    const uint64_t whole_bytes = proto::stored_base_bytes(b->image_size, b->flags);
+    REWIND_RETURN_IF_ERROR(f->truncate(std::min(*held, whole_bytes)));
     REWIND_RETURN_IF_ERROR(f->sync());
     v->receiving_ = *b;
     v->partial_ = std::move(*f);
     v->progress_ = std::move(*p);
     v->progress_entries_ = (*entries + 15) / 16;
-    v->partial_bytes_ = std::min(*held, b->image_size);
-    if (v->partial_bytes_ == b->image_size) REWIND_RETURN_IF_ERROR(v->finish_base());
+    v->partial_bytes_ = std::min(*held, whole_bytes);
+    if (v->partial_bytes_ == whole_bytes) REWIND_RETURN_IF_ERROR(v->finish_base());
   }
   return v;
 }
@@ -204,13 +210,15 @@ proto::Welcome StoredVolume::state() const {
     std::copy(m.volume_id.begin(), m.volume_id.end(), w.volume_id.begin());
     w.image_size = m.image_size;
     w.base_seq = m.base_seq;
-    w.base_bytes = m.image_size;
+    w.flags = m.base_sealed ? proto::kFlagSealedBase : 0;
+    w.base_bytes = proto::stored_base_bytes(m.image_size, w.flags);
     w.durable_seq = journal_->last_seq();
   } else if (receiving_) {
     w.volume_id = receiving_->volume_id;
     w.image_size = receiving_->image_size;
     w.base_seq = w.durable_seq = receiving_->base_seq;
     w.base_bytes = partial_bytes_;
+    w.flags = receiving_->flags;
   }
   return w;
 }
@@ -265,10 +273,10 @@ Status StoredVolume::check_base_run(uint64_t offset, uint64_t length) {
                   Status::invalid(fmt::format("base data at offset {}, but the store holds the "
                                               "first {} bytes; send from there",
                                               offset, partial_bytes_)));
-  if (offset + length > receiving_->image_size)
+  if (offset + length > whole_base_bytes())
     return refuse(proto::ErrorCode::kMalformed,
-                  Status::invalid(fmt::format("base data up to {} is past the image size {}",
-                                              offset + length, receiving_->image_size)));
+                  Status::invalid(fmt::format("base data up to {} is past the base's {} bytes",
+                                              offset + length, whole_base_bytes())));
   last_error_ = proto::ErrorCode::kServer;
   return Status::ok();
 }
@@ -288,7 +296,7 @@ Result<proto::Ack> StoredVolume::base_data(uint64_t offset, std::span<const uint
     REWIND_RETURN_IF_ERROR(partial_.datasync());
     REWIND_RETURN_IF_ERROR(base_held(offset + data.size()));
   }
-  if (partial_bytes_ == receiving_->image_size) REWIND_RETURN_IF_ERROR(finish_base());
+  if (partial_bytes_ == whole_base_bytes()) REWIND_RETURN_IF_ERROR(finish_base());
   return ack();
 }
 
@@ -301,7 +309,7 @@ Result<proto::Ack> StoredVolume::base_zero(uint64_t offset, uint64_t length) {
     REWIND_RETURN_IF_ERROR(partial_.sync());
     REWIND_RETURN_IF_ERROR(base_held(offset + length));
   }
-  if (partial_bytes_ == receiving_->image_size) REWIND_RETURN_IF_ERROR(finish_base());
+  if (partial_bytes_ == whole_base_bytes()) REWIND_RETURN_IF_ERROR(finish_base());
   return ack();
 }
 
@@ -324,6 +332,7 @@ Status StoredVolume::finish_base() {
   m.base_file = file;
   m.base_seq = m.checkpoint_seq = b.base_seq;
   m.base_time_ns = b.base_time_ns;
+  m.base_sealed = (b.flags & proto::kFlagSealedBase) != 0;
   REWIND_RETURN_IF_ERROR(m.store(dir_));
   progress_ = File();
   file_system().unlink((from + kProgressSuffix).c_str());
@@ -333,8 +342,9 @@ Status StoredVolume::finish_base() {
   last_time_ns_ = b.base_time_ns;
   journal_ = std::make_unique<Journal>(dir_, std::move(m), JournalOptions{}, logger_);
   log_to(logger_, LogLevel::kInfo,
-         fmt::format("{}: base snapshot at seq {} received whole ({} bytes)", dir_, b.base_seq,
-                     b.image_size));
+         fmt::format("{}: base snapshot at seq {} received whole ({} bytes{})", dir_, b.base_seq,
+                     proto::stored_base_bytes(b.image_size, b.flags),
+                     m.base_sealed ? ", sealed" : ""));
   return Status::ok();
 }
 

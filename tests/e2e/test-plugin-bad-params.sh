@@ -62,6 +62,16 @@ expect_error "ship-compress=lz4: must be off, zstd or zstd:LEVEL" image=disk.img
 expect_error "ship-compress= without ship=HOST:PORT" image=disk.img journal=j ship-compress=off
 expect_error "ship-compress= is for a log server: a bucket holds the journal's segments" \
   image=disk.img journal=j ship=s3://vols/p ship-compress=zstd
+expect_error "ship-key=k.key: give the key file as @FILE" image=disk.img journal=j \
+  ship=logs:7420 ship-token=t ship-volume=v ship-key=k.key
+"$REWIND_CLI" keygen k.key >/dev/null
+chmod 640 k.key
+expect_error "ship-key=@k.key: key file $workdir/k.key: its group or others may read it" \
+  image=disk.img journal=j ship=logs:7420 ship-token=t ship-volume=v ship-key=@k.key
+chmod 600 k.key
+expect_error "ship-key= without ship=HOST:PORT" image=disk.img journal=j ship-key=@k.key
+expect_error "ship-key= is for a log server" image=disk.img journal=j ship=s3://vols/p \
+  ship-key=@k.key
 expect_error "ship-rate=1: must be between" image=disk.img journal=j ship=logs:7420 ship-token=t \
   ship-volume=v ship-rate=1
 expect_error "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" image=disk.img \

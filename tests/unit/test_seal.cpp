@@ -398,3 +398,49 @@ TEST_CASE("the segment reader opens sealed records with their key, and only with
     CHECK(more.status().message().find("authenticate") != std::string::npos);
   }
 }
+
+TEST_CASE("sealed base chunks open to their bytes, and only in their place", "[seal]") {
+  test::TempDir dir;
+  const SealKey k = test_key(dir, "k");
+  const Keyring ring({k});
+  const VolumeId v = random_volume_id();
+  PayloadEncoder enc(Compression{Codec::kZstd, 1});
+  const std::vector<std::vector<uint8_t>> chunks = {
+      std::vector<uint8_t>(kSealedChunkBytes, 0), test::pattern(kSealedChunkBytes, 1),
+      test::compressible(kSealedChunkBytes, 2), test::pattern(4096 * 3, 3)};  // a short last
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    CAPTURE(i);
+    std::vector<uint8_t> slot, again;
+    seal_base_chunk(k, v, 7, i, chunks[i], &enc, &slot);
+    CHECK(slot.size() <= kSealedSlotBytes);
+    // Deterministic: a chunk sent again seals to the same bytes.
+    seal_base_chunk(k, v, 7, i, chunks[i], &enc, &again);
+    CHECK(slot == again);
+    const size_t used = slot.size();
+    slot.resize(kSealedSlotBytes);  // the rest of the slot reads as zeroes
+    std::vector<uint8_t> out(chunks[i].size());
+    REQUIRE(open_base_chunk(ring, v, 7, i, slot, out).is_ok());
+    CHECK(out == chunks[i]);
+    // Another place, base or volume fails to open.
+    CHECK_FALSE(open_base_chunk(ring, v, 7, i + 1, slot, out).is_ok());
+    CHECK_FALSE(open_base_chunk(ring, v, 8, i, slot, out).is_ok());
+    VolumeId w = v;
+    w[3] ^= 1;
+    CHECK_FALSE(open_base_chunk(ring, w, 7, i, slot, out).is_ok());
+    // A flipped bit in the used bytes, and an emptied slot.
+    for (size_t at = 0; at < used; at += 1 + at / 4) {
+      auto bad = slot;
+      bad[at] ^= 0x10;
+      CHECK_FALSE(open_base_chunk(ring, v, 7, i, bad, out).is_ok());
+    }
+    std::vector<uint8_t> empty(kSealedSlotBytes, 0);
+    Status st = open_base_chunk(ring, v, 7, i, empty, out);
+    CHECK(st.code() == Status::Code::kCorruption);
+    CHECK(st.message().find("holds no seal") != std::string::npos);
+  }
+  // A zero chunk takes 56 bytes of its slot; the sealed base is slots of 1 MiB + 4 KiB.
+  std::vector<uint8_t> zero;
+  seal_base_chunk(k, v, 7, 0, chunks[0], &enc, &zero);
+  CHECK(zero.size() == kSealedSlotHeader + format::kSealTrailerSize);
+  CHECK(sealed_base_size(3 * kSealedChunkBytes + 512) == 4 * kSealedSlotBytes);
+}

@@ -481,5 +481,5 @@ TEST_CASE("a store takes runs of zeroes of a base as their length through a powe
   CHECK((*v)->last_error() == proto::ErrorCode::kGap);
   auto past = (*v)->base_zero(0, kSize + 512);
   REQUIRE_FALSE(past.is_ok());
-  CHECK(past.status().message().find("past the image size") != std::string::npos);
+  CHECK(past.status().message().find("past the base's") != std::string::npos);
 }

@@ -47,6 +47,9 @@ struct Manifest {
   std::string base_file;  // name inside <journal>/base
   uint64_t base_seq = 0;  // the base snapshot holds every record with seq <= base_seq
   uint64_t base_time_ns = 0;
+  // The base file is a sealed base snapshot (seal.h, in a copy shipped with ship-key=),
+  // not an image of the volume.
+  bool base_sealed = false;
   // The image holds every record with seq <= checkpoint_seq (it was synced after they
   // were applied). Records after it are redone from the journal at start-up.
   uint64_t checkpoint_seq = 0;

@@ -24,6 +24,7 @@
 
 #include "rewind/base/status.h"
 #include "rewind/format/format.h"
+#include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
 #include "rewind/format/segment.h"
 
@@ -79,5 +80,36 @@ Status open_record(const Keyring& keys, const VolumeId& volume, const RecordHead
 
 // The id of the key a sealed record's stored payload names.
 std::array<uint8_t, kKeyIdBytes> sealed_key_id(std::span<const uint8_t> stored);
+
+}  // namespace rwd
+
+namespace rwd {
+
+// ---- Sealed base snapshots ---------------------------------------------------------
+// A sealed copy's base snapshot is a file of slots, one per kSealedChunkBytes of the
+// volume: slot i, at i * kSealedSlotBytes, holds chunk i sealed (compressed first when
+// that saves 1/16), the rest of the slot zeroes (a hole). A chunk of zeroes is sealed
+// too, with no body, so a slot that was emptied or cut off is found, never read as
+// zeroes. The nonce of a chunk is derived from the key, its place and its bytes (a
+// synthetic nonce): a chunk sent again after a broken link seals to the same bytes.
+inline constexpr uint64_t kSealedChunkBytes = 1u << 20;
+inline constexpr uint64_t kSealedSlotBytes = kSealedChunkBytes + 4096;
+inline constexpr uint64_t kSealedSlotHeader = 8;  // u32 body length, u8 kind, 3 zero
+uint64_t sealed_base_size(uint64_t image_size);
+inline uint64_t sealed_chunk_count(uint64_t image_size) {
+  return (image_size + kSealedChunkBytes - 1) / kSealedChunkBytes;
+}
+
+// Seals chunk `index` of the base at `base_seq` of volume `volume`, whose bytes are
+// `data` (the chunk's length), into *out: the slot's used bytes (at most
+// kSealedSlotBytes; the rest of the slot is zeroes). `compress`: may be null.
+void seal_base_chunk(const SealKey& key, const VolumeId& volume, uint64_t base_seq, uint64_t index,
+                     std::span<const uint8_t> data, PayloadEncoder* compress,
+                     std::vector<uint8_t>* out);
+// Opens slot `index` (`slot`: its bytes, kSealedSlotBytes or fewer at the end of a
+// short file) into `out` (the chunk's length). An empty or damaged slot, or one of
+// another place or volume, is a corruption; an unknown key kInvalid.
+Status open_base_chunk(const Keyring& keys, const VolumeId& volume, uint64_t base_seq,
+                       uint64_t index, std::span<const uint8_t> slot, std::span<uint8_t> out);
 
 }  // namespace rwd

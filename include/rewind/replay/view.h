@@ -26,6 +26,8 @@
 
 namespace rwd {
 
+class Keyring;
+
 // Where the bytes of an extent live: a record's payload in a segment, or zeroes.
 // Ranges the map does not cover come from the base snapshot.
 struct ViewSource {
@@ -39,7 +41,7 @@ struct ViewSource {
   uint32_t payload_length = 0;                     // decoded
   uint32_t chunk_sums = IndexEntry::kNoChunkSums;  // as IndexEntry::chunk_sums
   uint64_t payload_checksum = 0;                   // of the payload as stored
-  bool encoded = false;                            // stored with a codec
+  bool encoded = false;                            // stored with a codec, or sealed
   bool has_chunk_sums() const { return chunk_sums != IndexEntry::kNoChunkSums; }
   ViewSource advanced(uint64_t n) const {
     ViewSource v = *this;
@@ -73,6 +75,9 @@ class JournalHistory {
   uint64_t last_seq() const { return last_seq_; }
   uint64_t last_time_ns() const { return last_time_ns_; }
   const std::vector<MarkInfo>& marks() const { return marks_; }
+  // Whether anything of it is sealed (seal.h): its base snapshot or any record. Reading
+  // its bytes then needs the keys (JournalView::set_keys).
+  bool sealed() const { return sealed_; }
   // "seq 0 (2026-...Z) .. seq 41 (2026-...Z)"
   std::string range_text() const;
 
@@ -106,6 +111,7 @@ class JournalHistory {
   std::vector<MarkInfo> marks_;
   uint64_t last_seq_ = 0;
   uint64_t last_time_ns_ = 0;
+  bool sealed_ = false;
 };
 
 // A seam for views whose journal files are filled on demand (a volume in a bucket,
@@ -144,6 +150,10 @@ class JournalView {
   const FlatExtentMap<ViewSource>& map() const { return map_; }
   const File& base() const { return base_; }
   const File& segment(uint32_t i) const { return segments_[i]; }
+
+  // Sealed records and a sealed base snapshot are opened with these keys (which must
+  // outlive the view). Without them, reading a sealed part is an error that says so.
+  void set_keys(const Keyring* keys) { keys_ = keys; }
 
   // Reads go through `f` (see ViewFetcher) from now on.
   void set_fetcher(std::shared_ptr<const ViewFetcher> f) { fetcher_ = std::move(f); }
@@ -242,6 +252,12 @@ class JournalView {
   Result<bool> fill_encoded(const IndexEntry& rec, uint32_t segment, uint32_t entry,
                             uint64_t within, std::span<uint8_t> dst, bool cached_only,
                             std::vector<uint8_t>* whole) const;
+  // Fills dst with the bytes at `within` of a sealed record: reads its stored payload
+  // whole, checks it, opens it with the keys and decodes what dst needs.
+  Result<bool> fill_sealed(const IndexEntry& rec, uint32_t segment, uint32_t entry, uint64_t within,
+                           std::span<uint8_t> dst, std::vector<uint8_t>* whole) const;
+  // Fills dst with the volume's bytes at `offset` from a sealed base snapshot.
+  Status read_sealed_base(std::span<uint8_t> dst, uint64_t offset) const;
   // Reads into `into` from segment `segment` at byte `at`: from its mapping where
   // there is one and the bytes were checked before (then most likely cached) or may be
   // waited for; else with `cached_only` only if the page cache holds them all.
@@ -271,6 +287,11 @@ class JournalView {
   // After use_image(): the image, and (on first use) the extents records after seq()
   // changed, in order ([start, end), disjoint).
   std::shared_ptr<const ViewFetcher> fetcher_;
+  const Keyring* keys_ = nullptr;
+  // The sealed base chunk opened last (its index, or UINT64_MAX), for reads in a row.
+  mutable std::mutex base_mu_;
+  mutable uint64_t base_chunk_ = UINT64_MAX;
+  mutable std::vector<uint8_t> base_plain_;
   File image_;
   mutable std::once_flag changed_later_once_;
   mutable std::vector<std::pair<uint64_t, uint64_t>> changed_later_;

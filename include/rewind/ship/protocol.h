@@ -25,14 +25,20 @@ namespace rwd::proto {
 // ---- Frame --------------------------------------------------------------------
 // offset size field
 //      0    4 magic "RWNP"
-//      4    1 version (kVersion)
+//      4    1 version (kFrameVersion)
 //      5    1 type (MessageType)
 //      6    2 reserved, zero
 //      8    4 payload_length (<= kMaxPayload)
 //     12    4 reserved, zero
 //     16    8 checksum: XXH3-64 of header bytes [0, 16) followed by the payload
 inline constexpr char kMagic[4] = {'R', 'W', 'N', 'P'};
-inline constexpr uint8_t kVersion = 1;
+// The frame layout's version; the messages' (HELLO, WELCOME) is kVersion. Version 2
+// added sealed copies: BASE_BEGIN's and WELCOME's flags, FETCH and the SEALED error. A
+// peer of version 1 is still served; what needs version 2 is refused with a line
+// saying so.
+inline constexpr uint8_t kFrameVersion = 1;
+inline constexpr uint8_t kVersion = 2;
+inline constexpr uint8_t kOldestVersion = 1;
 inline constexpr size_t kHeaderSize = 24;
 // The largest payload: a RECORDS frame holding one record of the largest WRITE.
 inline constexpr uint32_t kMaxPayload =
@@ -69,8 +75,9 @@ enum class MessageType : uint8_t {
   kExtent = 14,    // server -> reader: a run of the volume at that point, data or zeroes
   kEnd = 15,       // server -> reader: the last EXTENT was sent
   kBaseZero = 16,  // shipper -> server: a run of the base snapshot that reads as zeroes
+  kFetch = 17,     // reader -> server: asks for the volume as stored (a sealed copy)
 };
-inline constexpr uint8_t kMaxMessageType = 16;
+inline constexpr uint8_t kMaxMessageType = 17;
 
 const char* message_type_name(MessageType t);
 
@@ -96,8 +103,9 @@ enum class ErrorCode : uint16_t {
   kTooLarge = 11,     // a frame over the limits
   kNoPoint = 12,      // a restore target outside what the volume holds
   kQuota = 13,        // the volume holds as much of the store as its token's quota allows
+  kSealed = 14,       // the volume is sealed: the server cannot read it (FETCH it instead)
 };
-inline constexpr uint16_t kMaxErrorCode = 13;
+inline constexpr uint16_t kMaxErrorCode = 14;
 
 // Cuts a byte stream into frames. feed() the bytes as they arrive; next() returns a
 // whole frame when one is buffered. A frame's header is checked as soon as it is
@@ -142,6 +150,9 @@ struct Hello {
   bool operator==(const Hello&) const = default;
 };
 
+// BASE_BEGIN's and WELCOME's flags (version 2; sent only when not zero).
+inline constexpr uint8_t kFlagSealedBase = 0x01;  // the base snapshot is sealed (seal.h)
+
 struct Welcome {
   uint8_t version = kVersion;
   Purpose purpose = Purpose::kShip;
@@ -151,6 +162,7 @@ struct Welcome {
   uint64_t base_seq = 0;
   uint64_t base_bytes = 0;   // bytes of the base snapshot held durably, in order
   uint64_t durable_seq = 0;  // the last record held durably (base_seq if none)
+  uint8_t flags = 0;         // kFlagSealedBase
   bool operator==(const Welcome&) const = default;
 };
 
@@ -169,8 +181,13 @@ struct BaseBegin {
   uint64_t base_seq = 0;
   uint64_t base_time_ns = 0;
   uint64_t created_ns = 0;
+  uint8_t flags = 0;  // kFlagSealedBase: the base is sent sealed (sealed_base_size bytes)
   bool operator==(const BaseBegin&) const = default;
 };
+
+// The bytes of the base snapshot as sent and stored: the volume's size, or the size of
+// its sealed form.
+uint64_t stored_base_bytes(uint64_t image_size, uint8_t flags);
 
 struct BaseData {
   uint64_t offset = 0;

@@ -12,6 +12,8 @@
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
+#include "rewind/format/payload_codec.h"
+#include "rewind/format/seal.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/restore.h"
 #include "rewind/replay/target.h"
@@ -47,6 +49,26 @@ struct BaseRun {
 Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
                               std::vector<uint8_t>* data);
 
+// The runs of a base snapshot's sealed form (seal.h), for ship-key=: each slot's used
+// bytes as data, the rest of it as zeroes. Sealing is deterministic, so a run sent
+// again after a broken link holds the same bytes.
+class SealedBaseRuns {
+ public:
+  SealedBaseRuns(const File& base, const Manifest& m, const SealKey& key);
+  uint64_t size() const { return size_; }
+  // The next run from `at` (< size()), its data into *data.
+  Result<BaseRun> next(uint64_t at, std::vector<uint8_t>* data);
+
+ private:
+  const File& base_;
+  const Manifest& m_;
+  const SealKey& key_;
+  uint64_t size_;
+  PayloadEncoder compress_{Compression{format::Codec::kZstd, kDefaultZstdLevel}};
+  uint64_t slot_index_ = UINT64_MAX;  // of slot_
+  std::vector<uint8_t> slot_, plain_;
+};
+
 // Ships the stopped journal at `journal_dir` (every sealed segment) to the server.
 // Returns the server's last acknowledgement; an ERROR from the server is a status
 // with its message, prefixed with the error's name.
@@ -67,6 +89,11 @@ Status parse_remote_uri(std::string_view uri, ShipOptions* opts);
 
 // What `rewind info` (scan false) or `rewind log` (scan true) shows of the volume.
 Result<JournalReport> remote_report(const ShipOptions& opts, bool scan);
+
+// Fetches the volume as the server stores it (FETCH: a sealed copy, which the server
+// cannot read) into the new directory `dir` (a store's volume directory, which
+// `rewind` reads as a journal with the volume's keys). On error `dir` is removed.
+Status remote_fetch(const ShipOptions& opts, const std::string& dir);
 
 struct RemoteRestore {
   proto::ViewInfo view;

@@ -115,6 +115,10 @@ class StoredVolume final : public ReceivingVolume {
   // Records that the base is held up to `end` (the bytes before it synced).
   Status base_held(uint64_t end);
   proto::Ack ack() const;
+  // The bytes of the base being received, whole.
+  uint64_t whole_base_bytes() const {
+    return proto::stored_base_bytes(receiving_->image_size, receiving_->flags);
+  }
   Status refuse(proto::ErrorCode code, Status st) {
     last_error_ = code;
     return st;

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# ship-key=: a volume shipped to a rewind-server sealed with a key from `rewind keygen`.
+# A pattern the client writes (and one already in the base snapshot) is in the local
+# journal and image but in no file of the server's store; restores from the server with
+# --key equal at every mark what nbdcopy read from the live export; without the key,
+# or with another, a restore fails with one line and writes nothing; the server's
+# operator verifies the store without the key (structure and stored checksums only);
+# a changed byte of the sealed base is found and named.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit qemu-io nbdcopy python3
+: "${REWIND_SERVER:?set by CTest}"
+
+cd "$workdir"
+secret="REWIND-SECRET-PATTERN-7f3a"
+# Text made of the pattern and counters: compressible, and easy to search for.
+python3 -c "
+import sys
+text = ''.join('$secret line %08d\n' % i for i in range(120000)).encode()
+sys.stdout.buffer.write(text[:4 << 20])" >secret.bin
+[ "$(stat -c %s secret.bin)" -eq $((4 << 20)) ] || fail "not 4 MiB of text to write"
+head -c 1M /dev/urandom >random.bin
+
+"$REWIND_CLI" keygen k.key >/dev/null || fail "rewind keygen"
+[ "$(stat -c %a k.key)" = 600 ] || fail "the key file is mode $(stat -c %a k.key), not 600"
+"$REWIND_CLI" keygen k.key 2>/dev/null && fail "rewind keygen replaced a key file"
+"$REWIND_CLI" keygen other.key >/dev/null
+
+printf 'tok vol\n' >tokens
+chmod 600 tokens
+start_log_server 127.0.0.1:0 --store "$workdir/store" --tokens tokens --insecure-loopback
+
+# The base snapshot holds the pattern too (written before the first serve). Records go
+# uncompressed (ship-compress=off), so that only the seal keeps the pattern from the
+# store.
+truncate -s 32M disk.img
+dd if=secret.bin of=disk.img bs=1M seek=20 conv=notrunc status=none
+start_server "$workdir/disk.sock" image=disk.img journal=disk.rewind segment-size=2M \
+  ship=127.0.0.1:$port ship-token=tok ship-volume=vol ship-key=@k.key ship-compress=off
+uri=$(uri_of "$workdir/disk.sock")
+mark() {
+  "$REWIND_CLI" mark disk.rewind "$1" >/dev/null
+  nbdcopy "$uri" "truth-$1.img"
+}
+qemu-io -f raw -t writeback -c "write -s secret.bin 0 4M" -c flush "$uri" >/dev/null
+mark one
+qemu-io -f raw -t writeback -c "write -s random.bin 8M 1M" -c "write -z 20M 1M" -c flush \
+  "$uri" >/dev/null
+mark two
+qemu-io -f raw -t writeback -c "write -P 0x33 12M 64k" -c "write -s secret.bin 5000 3000" \
+  -c flush "$uri" >/dev/null
+mark three
+info() { "$REWIND_CLI" info --json "$1" | json_field "$2"; }
+for _ in $(seq 300); do
+  [ "$(info disk.rewind '["ship"]["acked_seq"]')" = "$(info disk.rewind '["ship"]["durable_seq"]')" ] &&
+    break
+  sleep 0.1
+done
+[ "$(info disk.rewind '["ship"]["acked_seq"]')" = "$(info disk.rewind '["ship"]["durable_seq"]')" ] ||
+  fail "the server did not catch up"
+stop_server
+
+# The search finds the pattern where it is in the clear, and nowhere in the store.
+grep -rqa "$secret" disk.rewind || fail "the pattern is not in the local journal (a broken search?)"
+grep -qa "$secret" disk.img || fail "the pattern is not in the image"
+if grep -rla "$secret" store; then fail "the pattern is in the store's files above"; fi
+# Nor any 4 KiB block of the random data.
+python3 - random.bin store <<'PY' || fail "a block of the random data is in the store"
+import os, sys
+data = open(sys.argv[1], "rb").read()
+blocks = [data[i:i + 64] for i in range(0, len(data), 4096)]
+for root, _, files in os.walk(sys.argv[2]):
+    for f in files:
+        b = open(os.path.join(root, f), "rb").read()
+        assert not any(x in b for x in blocks), os.path.join(root, f)
+PY
+# Mark names and sizes are what the store learns, by design.
+"$REWIND_CLI" log store/vol | grep -q "three" || fail "the store's log does not name the marks"
+
+export REWIND_TOKEN=tok
+for m in one two three; do
+  "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --mark "$m" --key k.key \
+    -o "restored-$m.img" >/dev/null || fail "restore of mark $m with the key"
+  cmp "restored-$m.img" "truth-$m.img" || fail "mark $m restored with the key differs"
+  rm -f "restored-$m.img"
+done
+# A rotation: the old key and a new one both given.
+"$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --mark two --key other.key --key k.key \
+  -o restored.img >/dev/null || fail "restore with two keys"
+cmp restored.img truth-two.img || fail "mark two restored with two keys differs"
+rm -f restored.img
+
+# expect_refusal WHAT ARGS...: one line on stderr, a failure, and no output file.
+expect_refusal() {
+  local what=$1 err
+  shift
+  if "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --mark two -o out.img "$@" 2>err.txt \
+    >/dev/null; then
+    fail "a restore $what succeeded"
+  fi
+  err=$(cat err.txt)
+  [ "$(wc -l <err.txt)" -eq 1 ] || fail "a restore $what said more than one line: $err"
+  [ ! -e out.img ] && [ ! -e out.img.rewind-tmp ] || fail "a restore $what left a file"
+  echo "$what: $err"
+}
+expect_refusal "without the key"
+grep -q "SEALED: volume 'vol' is sealed" err.txt || fail "no clear refusal without the key"
+expect_refusal "with another key" --key other.key
+grep -q "sealed with key $(sed -n 's/^# rewind key \([0-9a-f]*\):.*/\1/p' k.key)" err.txt ||
+  fail "the wrong key's refusal does not name the key it was sealed with"
+chmod 644 other.key
+expect_refusal "with a key others can read" --key other.key
+grep -q "chmod 600" err.txt || fail "a readable key file is not refused"
+ls /var/tmp/rewind-fetch.* 2>/dev/null && fail "a fetch left its temporary directory"
+
+# The server's operator checks the store without the key, and says what was not checked.
+"$REWIND_CLI" verify store/vol >verify.txt || fail "keyless verify of the store"
+grep -q "contents NOT checked" verify.txt || fail "keyless verify does not say what it left"
+"$REWIND_CLI" verify "rewind://127.0.0.1:$port/vol" --key k.key >verify.txt ||
+  fail "verify with the key"
+grep -q "opened with the key" verify.txt || fail "verify with the key did not open the records"
+
+# A changed byte of the sealed base (which has no checksum of its own in the store) is
+# found by the key, and named.
+base=$(find store/vol/base -type f | head -n 1)
+python3 - "$base" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(21 * ((1 << 20) + 4096) + 100)  # into chunk 21 (bytes 21M..22M), read at mark two
+    b = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([b[0] ^ 0x01]))
+PY
+expect_refusal "of a changed base" --key k.key
+grep -q "sealed base chunk 21 .*does not authenticate" err.txt ||
+  fail "the changed base chunk is not named"
+"$REWIND_CLI" verify store/vol --key k.key 2>verify.txt >/dev/null &&
+  fail "verify with the key passed a changed base"
+grep -q "sealed base chunk 21" verify.txt ||
+  fail "verify with the key does not name the changed base chunk: $(cat verify.txt)"
+echo "PASS"
