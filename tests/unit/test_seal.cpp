@@ -241,7 +241,7 @@ TEST_CASE("a changed header field, another seq or another volume fails to open",
   }
 }
 
-TEST_CASE("a record sealed with another key is refused naming both keys; rotation opens both",
+TEST_CASE("a record sealed with another key is refused naming both keys, and rotation opens both",
           "[seal][errors]") {
   test::TempDir dir;
   const SealKey old_key = test_key(dir, "old"), new_key = test_key(dir, "new");
