@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "rewind/base/file.h"
+#include "rewind/base/hex.h"
 
 namespace rwd {
 
@@ -82,9 +83,7 @@ int hex_value(char c) {
 }  // namespace
 
 std::string key_id_hex(std::span<const uint8_t, kKeyIdBytes> id) {
-  std::string s;
-  for (uint8_t b : id) s += fmt::format("{:02x}", b);
-  return s;
+  return hex_of(id);
 }
 
 Result<SealKey> generate_key_file(const std::string& path) {
@@ -93,8 +92,7 @@ Result<SealKey> generate_key_file(const std::string& path) {
   randombytes_buf(k.key.data(), k.key.size());
   k.id = key_id_of(k.key);
   k.file = path;
-  std::string hex;
-  for (uint8_t b : k.key) hex += fmt::format("{:02x}", b);
+  std::string hex = hex_of(k.key);
   const std::string text = fmt::format(
       "# rewind key {}: keep it secret, and keep a copy of it somewhere else.\n"
       "# A copy sealed with it (ship-key=) cannot be read without it.\n"

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/hash.h"
+#include "rewind/base/hex.h"
 #include "rewind/format/payload_codec.h"
 #include "rewind/format/seal.h"
 
@@ -26,9 +27,7 @@ std::string base_name(const std::string& path) {
 }  // namespace
 
 std::string volume_id_hex(const VolumeId& id) {
-  std::string s;
-  for (uint8_t b : id) s += fmt::format("{:02x}", b);
-  return s;
+  return hex_of(id);
 }
 
 bool parse_volume_id(std::string_view hex, VolumeId* out) {

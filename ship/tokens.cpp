@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "rewind/base/file.h"
+#include "rewind/base/hex.h"
 #include "rewind/base/units.h"
 #include "rewind/ship/protocol.h"
 
@@ -77,9 +78,7 @@ TokenTable::Digest TokenTable::digest(std::string_view token) {
 }
 
 std::string TokenTable::hashed_form(std::string_view token) {
-  std::string out(kHashedPrefix);
-  for (uint8_t b : digest(token)) out += fmt::format("{:02x}", b);
-  return out;
+  return std::string(kHashedPrefix) + hex_of(digest(token));
 }
 
 Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& where) {
