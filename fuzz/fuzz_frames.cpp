@@ -67,6 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MessageType::kEnd:
           (void)decode_end(f);
           break;
+        case MessageType::kFetch:  // carries no payload
+          break;
       }
     }
   }
