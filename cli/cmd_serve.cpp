@@ -17,7 +17,10 @@
 namespace rwd::cli {
 
 void setup_serve(CLI::App& app, ServeOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
+  app.add_option("journal", o.journal,
+                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME (fetched "
+                 "whole into $TMPDIR first, removed at stop)")
+      ->required();
   add_remote_options(app, o.remote);
   app.add_option("--cache-size", o.cache_size,
                  "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
@@ -52,14 +55,29 @@ int run_serve(const ServeOptions& o) {
   auto target = make_target(o.target.at, o.target.seq, o.target.mark, wall_clock_ns());
   if (!target) return report("serve", target.status(), {}, kExitUsage);
   const bool in_bucket = is_s3_uri(o.journal);
+  auto keys = load_keys(o.remote);
+  if (!keys) return report("serve", keys.status(), {}, kExitUsage);
+  // A volume on a log server is fetched as stored, sealed or not, into a private
+  // directory that lives as long as the export.
+  std::unique_ptr<FetchedVolume> fetched;
+  if (is_remote_uri(o.journal)) {
+    auto f = FetchedVolume::fetch(o.journal, o.remote, *keys);
+    if (!f) return report("serve", f.status());
+    fetched = std::move(*f);
+  }
   std::shared_ptr<BucketCache> bucket;
   if (in_bucket) {
     auto cache = open_bucket(o.journal, o.remote, 0, {});
     if (!cache) return report("serve", cache.status());
     bucket = std::move(*cache);
   }
-  auto h = JournalHistory::load(bucket ? bucket->dir() : o.journal, !bucket, {});
-  if (!h) return report("serve", h.status(), bucket ? "" : journal_hint(h.status()));
+  const std::string dir = bucket ? bucket->dir() : fetched ? fetched->dir() : o.journal;
+  auto h = JournalHistory::load(dir, !bucket && !fetched, {});
+  if (!h) return report("serve", h.status(), bucket || fetched ? "" : journal_hint(h.status()));
+  if (h->sealed() && keys->empty())
+    return report("serve",
+                  Status::invalid(fmt::format("{} is sealed (shipped with ship-key=)", o.journal)),
+                  "give its key file with --key", kExitUsage);
   std::string note;
   auto seq = h->resolve(*target, &note);
   if (!seq) return report("serve", seq.status());
@@ -68,7 +86,7 @@ int run_serve(const ServeOptions& o) {
                                        volume_id_hex(h->manifest().volume_id).substr(0, 8), *seq)
                          : o.socket;
   bucket.reset();  // the plugin keeps a cache of its own
-  std::string journal = in_bucket ? o.journal : std::filesystem::absolute(o.journal).string();
+  std::string journal = in_bucket ? o.journal : std::filesystem::absolute(dir).string();
   std::vector<std::string> args = {"nbdkit",
                                    "-f",
                                    "-r",
@@ -78,6 +96,10 @@ int run_serve(const ServeOptions& o) {
                                    "journal=" + journal,
                                    fmt::format("seq={}", *seq)};
   if (in_bucket && !o.cache_size.empty()) args.push_back("cache-size=" + o.cache_size);
+  // A fetched copy has no image beside it.
+  if (fetched) args.push_back("image-reads=off");
+  for (const SealKey& k : keys->keys())
+    args.push_back("key=@" + std::filesystem::absolute(k.file).string());
   // The plugin finds the bucket as the AWS tools do; what was given here goes along.
   if (!o.remote.endpoint.empty()) ::setenv("AWS_ENDPOINT_URL", o.remote.endpoint.c_str(), 1);
   if (!o.remote.region.empty()) ::setenv("AWS_REGION", o.remote.region.c_str(), 1);

@@ -21,6 +21,14 @@ static_assert(format::kSealNonceSize == crypto_aead_xchacha20poly1305_ietf_NPUBB
 static_assert(format::kSealTagSize == crypto_aead_xchacha20poly1305_ietf_ABYTES);
 static_assert(format::kSealKeyIdSize == kKeyIdBytes);
 
+// "id (file), id (file)": the keys a reader was given, for an error.
+std::string keys_text(const Keyring& keys) {
+  std::string text;
+  for (const SealKey& k : keys.keys())
+    text += fmt::format("{}{} ({})", text.empty() ? "" : ", ", key_id_hex(k.id), k.file);
+  return text;
+}
+
 constexpr std::string_view kKeyLinePrefix = "rewind-key-v1 ";
 constexpr char kKeyIdContext[] = "rewind key id v1";
 constexpr char kAadContext[16] = {'r', 'e', 'w', 'i', 'n', 'd', ' ', 's',
@@ -223,9 +231,7 @@ Status open_record(const Keyring& keys, const VolumeId& volume, const RecordHead
   const auto id = sealed_key_id(stored);
   const SealKey* key = keys.find(id);
   if (key == nullptr) {
-    std::string have;
-    for (const SealKey& k : keys.keys())
-      have += fmt::format("{}{} ({})", have.empty() ? "" : ", ", key_id_hex(k.id), k.file);
+    const std::string have = keys_text(keys);
     return Status::invalid(
         fmt::format("sealed with key {}, which {}; give the key file it was sealed with (--key)",
                     key_id_hex(id), have.empty() ? "no --key gave" : "is not " + have));
@@ -356,11 +362,12 @@ Status open_base_chunk(const Keyring& keys, const VolumeId& volume, uint64_t bas
   std::array<uint8_t, kKeyIdBytes> id{};
   std::copy_n(trailer, kKeyIdBytes, id.begin());
   const SealKey* key = keys.find(id);
-  if (key == nullptr)
+  if (key == nullptr) {
+    const std::string have = keys_text(keys);
     return Status::invalid(fmt::format(
-        "the base snapshot is sealed with key {}, which no --key gave; give the key file it was "
-        "sealed with",
-        key_id_hex(id)));
+        "the base snapshot is sealed with key {}, which {}; give the key file it was sealed with",
+        key_id_hex(id), have.empty() ? "no key given is" : "is not " + have));
+  }
   const uint8_t* nonce = trailer + format::kSealKeyIdSize;
   const uint8_t* tag = nonce + format::kSealNonceSize;
   const auto ad = base_associated_data(volume, base_seq, index, out.size(), kind, body_length);

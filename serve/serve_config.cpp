@@ -121,6 +121,15 @@ Status parse_point(std::string* field, std::string_view value) {
   return Status::ok();
 }
 
+// ship-key=@FILE, key=@FILE: a key file `rewind keygen` made.
+Result<SealKey> parse_key_file(std::string_view v) {
+  if (!v.starts_with("@") || v.size() < 2)
+    return Status::invalid(
+        "give the key file as @FILE (one `rewind keygen FILE` made); a key is never given on "
+        "the command line");
+  return load_key_file(absolute_path(std::string(v.substr(1))));
+}
+
 using KeyTable = std::vector<std::pair<std::string_view, KeyParser>>;
 
 // The live volume: its files, the write queue and the journal's segments.
@@ -238,11 +247,7 @@ KeyTable ship_keys() {
        }},
       {"ship-key",
        [](ServeConfig& c, std::string_view v) -> Status {
-         if (!v.starts_with("@") || v.size() < 2)
-           return Status::invalid(
-               "give the key file as @FILE (one `rewind keygen FILE` made); a key is never given "
-               "on the command line");
-         auto key = load_key_file(absolute_path(std::string(v.substr(1))));
+         auto key = parse_key_file(v);
          if (!key) return key.status();
          c.ship.form.key = std::move(*key);
          return Status::ok();
@@ -275,6 +280,13 @@ KeyTable other_keys() {
       {"at", [](ServeConfig& c, std::string_view v) { return parse_point(&c.at, v); }},
       {"seq", [](ServeConfig& c, std::string_view v) { return parse_point(&c.seq, v); }},
       {"mark", [](ServeConfig& c, std::string_view v) { return parse_point(&c.mark, v); }},
+      {"key",
+       [](ServeConfig& c, std::string_view v) -> Status {
+         auto key = parse_key_file(v);
+         if (!key) return key.status();
+         c.view_keys.add(std::move(*key));
+         return Status::ok();
+       }},
   };
 }
 
@@ -419,6 +431,10 @@ Status set_serve_key(ServeConfig& config, std::string_view key, std::string_view
 
 Status complete_serve_config(ServeConfig& c, const Logger& logger) {
   if (c.view()) return complete_view(c);
+  if (!c.view_keys.empty())
+    return Status::invalid(
+        "key= opens a sealed copy in a point-in-time view (with at=, seq= or mark=); a live "
+        "volume's journal is not sealed: drop it (ship-key= seals what is shipped)");
   if (c.view_bucket)
     return Status::invalid(fmt::format(
         "journal={} serves a point in time read-only: give at=, seq= or mark= (a live volume's "
@@ -496,6 +512,9 @@ const char* const kServeKeysHelp =
     "                      With at=, seq= or mark=: serve that point of a volume's\n"
     "                      copy in a bucket (credentials, endpoint and region as the\n"
     "                      AWS tools find them), fetching what is read on demand.\n"
-    "cache-size=SIZE       The local cache of such a view ($TMPDIR; 1G).";
+    "cache-size=SIZE       The local cache of such a view ($TMPDIR; 1G).\n"
+    "key=@FILE             In such a view of a sealed copy (one shipped with\n"
+    "                      ship-key=), its key file; once more for each key a\n"
+    "                      rotation left in use.";
 
 }  // namespace rwd

@@ -72,6 +72,9 @@ chmod 600 k.key
 expect_error "ship-key= without ship=HOST:PORT" image=disk.img journal=j ship-key=@k.key
 expect_error "ship-key= is for a log server" image=disk.img journal=j ship=s3://vols/p \
   ship-key=@k.key
+expect_error "key=k.key: give the key file as @FILE" journal=j mark=m key=k.key
+expect_error "key= opens a sealed copy in a point-in-time view" image=disk.img journal=j \
+  key=@k.key
 expect_error "ship-rate=1: must be between" image=disk.img journal=j ship=logs:7420 ship-token=t \
   ship-volume=v ship-rate=1
 expect_error "retain 2d00h is not shorter than the first retain-coarse tier's age (1d00h)" image=disk.img \

@@ -89,6 +89,44 @@ done
 cmp restored.img truth-two.img || fail "mark two restored with two keys differs"
 rm -f restored.img
 
+# rewind serve fetches the copy and serves a mark of it with the key; the fetched copy
+# is gone when it stops.
+"$REWIND_CLI" serve "rewind://127.0.0.1:$port/vol" --mark two --key k.key \
+  --socket "$workdir/pit.sock" >serve.out 2>serve.err &
+serve_pid=$!
+cleanup "kill $serve_pid"
+for _ in $(seq 1 200); do grep -q '^nbd+unix' serve.out 2>/dev/null && break; sleep 0.05; done
+grep -q '^nbd+unix' serve.out || fail "rewind serve of the sealed copy: $(cat serve.err)"
+nbdcopy "$(grep '^nbd+unix' serve.out)" served.img
+cmp served.img truth-two.img || fail "mark two served with the key differs"
+kill -TERM "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+rm -f served.img
+ls -d /var/tmp/rewind-fetch.* 2>/dev/null && fail "rewind serve left the fetched copy"
+keyid=$(sed -n 's/^# rewind key \([0-9a-f]*\):.*/\1/p' k.key)
+expect_cli 1 "the record is sealed (encrypted) with key $keyid; give its key file (--key)" \
+  serve "rewind://127.0.0.1:$port/vol" --mark two --socket "$workdir/no.sock"
+expect_cli 1 "sealed with key $keyid" \
+  serve "rewind://127.0.0.1:$port/vol" --mark two --key other.key --socket "$workdir/no.sock"
+[ ! -e "$workdir/no.sock" ] || fail "a refused rewind serve made its socket"
+# The plugin serves a view of a sealed copy with key=, and refuses it without one.
+cp -a store/vol copy
+start_server "$workdir/view.sock" journal=copy mark=two key=@k.key image-reads=off
+nbdcopy "$(uri_of "$workdir/view.sock")" served.img
+cmp served.img truth-two.img || fail "the plugin's view of mark two with key= differs"
+stop_server
+rm -f served.img
+for args in "mark=two" "mark=two key=@other.key"; do
+  # shellcheck disable=SC2086
+  if nbdkit -f -U "$workdir/no.sock" "$REWIND_PLUGIN" journal=copy $args image-reads=off \
+    2>view.err; then
+    fail "the plugin served the sealed copy with $args"
+  fi
+  grep -q "sealed copy (shipped with ship-key=): give its key file with key=@FILE\|sealed with key" \
+    view.err || fail "the plugin's refusal with $args is unclear: $(cat view.err)"
+  echo "plugin with $args: $(grep -m1 "sealed" view.err)"
+done
+
 # expect_refusal WHAT ARGS...: one line on stderr, a failure, and no output file.
 expect_refusal() {
   local what=$1 err

@@ -56,6 +56,7 @@ class Keyring {
   Keyring() = default;
   explicit Keyring(std::vector<SealKey> keys) : keys_(std::move(keys)) {}
   bool empty() const { return keys_.empty(); }
+  void add(SealKey key) { keys_.push_back(std::move(key)); }
   const SealKey* find(std::span<const uint8_t, kKeyIdBytes> id) const;
   const std::vector<SealKey>& keys() const { return keys_; }
 

@@ -9,6 +9,7 @@
 
 #include "rewind/base/log.h"
 #include "rewind/base/status.h"
+#include "rewind/format/seal.h"
 #include "rewind/history/retention.h"
 #include "rewind/replay/target.h"
 #include "rewind/ship/shipper.h"
@@ -38,6 +39,8 @@ struct ServeConfig {
   std::optional<S3Location> view_bucket;
   S3Options view_s3;
   uint64_t cache_size = 1ull << 30;
+  // key=@FILE: the keys of a view of a sealed copy (format/seal.h).
+  Keyring view_keys;
 
   bool have_image = false, have_journal = false, have_image_reads = false;
   bool have_ship_compress = false;
