@@ -98,6 +98,7 @@ void print_json(const Info& in) {
       {"base_bytes", r.base_bytes},
       {"base_allocated", r.base_allocated},
       {"checkpoint_seq", m.checkpoint_seq},
+      {"sealed_copy", m.base_sealed},
       {"in_use", r.in_use},
       {"history_ns", r.last_time_ns() - m.base_time_ns},
       {"write_rate", static_cast<uint64_t>(std::llround(in.rate))},
@@ -166,6 +167,10 @@ void print_text(const Info& in) {
              !r.in_use                     ? ""
              : is_remote_uri(in.o.journal) ? " (a shipper is sending to it)"
                                            : " (in use by a running server)");
+  if (m.base_sealed)
+    fmt::print(
+        "sealed      shipped with ship-key=: the store cannot read it; restore, verify and serve "
+        "read it with --key\n");
   fmt::print("created     {}\n", format_time(m.created_ns));
   fmt::print("restorable  seq {} ({}) .. seq {} ({})\n", r.first_seq(), format_time(m.base_time_ns),
              r.last_seq(), format_time(r.last_time_ns()));

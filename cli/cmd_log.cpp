@@ -48,17 +48,21 @@ void print_json(const JournalReport& r) {
          {"torn_tail", s.torn_tail ? nlohmann::ordered_json(*s.torn_tail) : nullptr}});
   for (const auto& mark : r.marks)
     marks.push_back({{"name", mark.name}, {"seq", mark.seq}, {"time_ns", mark.time_ns}});
-  const nlohmann::ordered_json out = {
-      {"volume_id", volume_id_hex(m.volume_id)},
-      {"base", {{"file", m.base_file}, {"seq", m.base_seq}, {"time_ns", m.base_time_ns}}},
-      {"segments", std::move(segments)},
-      {"marks", std::move(marks)}};
+  const nlohmann::ordered_json out = {{"volume_id", volume_id_hex(m.volume_id)},
+                                      {"base",
+                                       {{"file", m.base_file},
+                                        {"seq", m.base_seq},
+                                        {"time_ns", m.base_time_ns},
+                                        {"sealed", m.base_sealed}}},
+                                      {"segments", std::move(segments)},
+                                      {"marks", std::move(marks)}};
   fmt::print("{}\n", json_text(out));
 }
 
 void print_text(const JournalReport& r) {
   const Manifest& m = r.manifest;
-  fmt::print("base {}  seq {}  {}\n", m.base_file, m.base_seq, format_time(m.base_time_ns));
+  fmt::print("base {}  seq {}  {}{}\n", m.base_file, m.base_seq, format_time(m.base_time_ns),
+             m.base_sealed ? "  (a sealed copy: its data is read with --key)" : "");
   uint64_t w = 0, z = 0, t = 0, mk = 0, fp = 0, bw = 0, co = 0;
   for (const SegmentReport& s : r.segments) {
     fmt::print("segment {}  {}  seq {}..{}  {} .. {}\n", s.file, s.sealed ? "sealed" : "open",

@@ -77,6 +77,14 @@ PY
 "$REWIND_CLI" log store/vol | grep -q "three" || fail "the store's log does not name the marks"
 
 export REWIND_TOKEN=tok
+# info and log show what the store learns, without the key, and say it is sealed.
+"$REWIND_CLI" info --json "rewind://127.0.0.1:$port/vol" >info.json
+[ "$(json_field '["sealed_copy"]' <info.json)" = True ] || fail "info does not say the copy is sealed"
+[ "$("$REWIND_CLI" info --json disk.rewind | json_field '["sealed_copy"]')" = False ] ||
+  fail "info calls the local journal sealed"
+"$REWIND_CLI" log "rewind://127.0.0.1:$port/vol" >log.txt
+grep -q "^base .*a sealed copy: its data is read with --key" log.txt ||
+  fail "log does not say the copy is sealed: $(head -n 1 log.txt)"
 for m in one two three; do
   "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --mark "$m" --key k.key \
     -o "restored-$m.img" >/dev/null || fail "restore of mark $m with the key"
