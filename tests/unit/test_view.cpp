@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <functional>
+#include <map>
 #include <random>
 #include <tuple>
 
@@ -12,8 +13,10 @@
 #include "random_history.h"
 #include "rewind/base/file.h"
 #include "rewind/base/hash.h"
+#include "rewind/format/file_names.h"
 #include "rewind/format/payload_codec.h"
 #include "rewind/format/record.h"
+#include "rewind/format/seal.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/journal/journal.h"
 #include "rewind/replay/replay.h"
@@ -33,6 +36,52 @@ std::vector<uint8_t> read_view(const JournalView& view) {
   std::vector<uint8_t> got(view.size());
   REQUIRE(view.read(got, 0).is_ok());
   return got;
+}
+
+// The journal `from` as a log server would store it had ship-key= been turned on and
+// its key rotated along the way, in `to`: the records whose seq % 3 is 0 as they are
+// (raw or compressed), the others sealed with `a` (seq % 3 == 1) or `b`; the base
+// snapshot in the clear. The segment indexes are left for the readers to rebuild.
+void store_sealed_copy(const std::string& from, const std::string& to, const SealKey& a,
+                       const SealKey& b) {
+  std::filesystem::copy(from, to, std::filesystem::copy_options::recursive);
+  auto m = Manifest::load(to);
+  REQUIRE(m.is_ok());
+  for (ManifestSegment& seg : m->segments) {
+    const std::string path = segment_path(to, seg.file);
+    std::filesystem::remove(segment_path(to, index_file_name(seg.file)));
+    SegmentHeader header;
+    std::vector<std::pair<EncodedHeader, std::vector<uint8_t>>> records;
+    {
+      auto r = SegmentReader::open(path, seg.sealed);
+      REQUIRE(r.is_ok());
+      header = r->header();
+      RecordView rec;
+      for (;;) {
+        auto more = r->next(&rec);
+        REQUIRE(more.is_ok());
+        if (!*more) break;
+        RecordHeader h = rec.header;
+        std::vector<uint8_t> stored(rec.stored.begin(), rec.stored.end());
+        if (h.seq % 3 != 0) {
+          std::vector<uint8_t> sealed;
+          seal_record(h.seq % 3 == 1 ? a : b, m->volume_id, &h, stored, &sealed);
+          stored = std::move(sealed);
+        }
+        records.emplace_back(encode_header(h), std::move(stored));
+      }
+    }
+    std::filesystem::remove(path);
+    auto w = SegmentWriter::create(path, header, 0);
+    REQUIRE(w.is_ok());
+    for (const auto& [h, stored] : records) {
+      const RecordRef ref{h.data(), stored};
+      REQUIRE(w->append(std::span(&ref, 1)).is_ok());
+    }
+    REQUIRE(w->seal().is_ok());
+    if (seg.sealed) seg.bytes = w->end();
+  }
+  REQUIRE(m->store(to).is_ok());
 }
 
 }  // namespace
@@ -122,6 +171,73 @@ TEST_CASE("views over journals of compressed and raw records equal the reference
   REQUIRE(replay_newest(h.journal, h.dir / "replayed.img").is_ok());
   CHECK(test::read_file(h.dir / "replayed.img") == h.states.back());
   test::check_intact(h.journal, h.image);
+}
+
+TEST_CASE("views over journals of clear, compressed and sealed records equal the reference",
+          "[view][codec][seal][property]") {
+  auto seed = GENERATE(range(1, 9));
+  CAPTURE(seed);
+  History h(static_cast<uint64_t>(seed), 150, 25, 0, false, Compression{format::Codec::kZstd, 1});
+  const SealKey a = *generate_key_file(h.dir / "a.key");
+  const SealKey b = *generate_key_file(h.dir / "b.key");
+  const std::string copy = h.dir / "copy";
+  store_sealed_copy(h.journal, copy, a, b);
+  auto history = JournalHistory::load(copy, true, {});
+  REQUIRE(history.is_ok());
+  CHECK(history->sealed());
+  // Every form is there: clear raw and compressed, sealed raw and compressed; sealed
+  // entries never carry checksums of their clear bytes.
+  std::map<std::pair<bool, bool>, size_t> forms;
+  for (const SegmentEntries& seg : history->segments())
+    for (const IndexEntry& e : seg.entries) {
+      if (e.type != format::RecordType::kWrite || (e.flags & format::kFlagSuperseded)) continue;
+      const bool sealed = e.seal != format::Seal::kNone;
+      CHECK(sealed == (e.seq % 3 != 0));
+      if (sealed) CHECK_FALSE(e.has_chunk_sums());
+      ++forms[{sealed, e.codec == format::Codec::kZstd}];
+    }
+  for (bool sealed : {false, true})
+    for (bool zstd : {false, true}) {
+      CAPTURE(sealed, zstd);
+      CHECK(forms[{sealed, zstd}] > 3);
+    }
+  auto shared = std::make_shared<const JournalHistory>(std::move(*history));
+  const Keyring both({a, b}), only_a({a});
+  std::mt19937_64 rng(static_cast<uint64_t>(seed) * 7877);
+  for (int t = 0; t < 12; ++t) {
+    const uint64_t seq = t == 0 ? h.states.size() - 1 : rng() % h.states.size();
+    CAPTURE(seq);
+    auto view = JournalView::open(shared, seq);
+    REQUIRE(view.is_ok());
+    (*view)->set_keys(&both);
+    for (int k = 0; k < 8; ++k) {
+      const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(kSize - off, 9000);
+      std::vector<uint8_t> part(len);
+      REQUIRE((*view)->read(part, off).is_ok());
+      CHECK(std::equal(part.begin(), part.end(), h.states[seq].begin() + static_cast<long>(off)));
+    }
+    CHECK(read_view(**view) == h.states[seq]);
+  }
+  // The newest state needs both keys: without keys, or with the older alone, a read
+  // fails and names the key it lacks.
+  auto view = JournalView::open(shared, shared->last_seq());
+  REQUIRE(view.is_ok());
+  std::vector<uint8_t> got(kSize);
+  Status none = (*view)->read(got, 0);
+  CHECK_FALSE(none.is_ok());
+  CHECK_THAT(none.message(), Catch::Contains("sealed"));
+  (*view)->set_keys(&only_a);
+  Status partial = (*view)->read(got, 0);
+  CHECK_FALSE(partial.is_ok());
+  CHECK_THAT(partial.message(), Catch::Contains(key_id_hex(b.id)));
+  // Restore and verify with both keys.
+  (*view)->set_keys(&both);
+  REQUIRE(restore_to_file(**view, h.dir / "restored.img", {}).is_ok());
+  CHECK(test::read_file(h.dir / "restored.img") == h.states.back());
+  VerifyReport report;
+  Status verified = verify_journal(copy, "", &report, {}, &both);
+  INFO(verified.message());
+  CHECK(verified.is_ok());
 }
 
 TEST_CASE("a damaged compressed record is never served", "[view][codec][errors]") {
