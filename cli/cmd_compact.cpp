@@ -7,17 +7,6 @@
 
 namespace rwd::cli {
 
-void setup_compact(CLI::App& app, CompactOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
-  app.add_option("--before", o.before,
-                 "Compact the segments that end at or before this point: a time, seq:N or "
-                 "mark:NAME")
-      ->required();
-  app.add_option("--granularity", o.granularity,
-                 "Keep one exact state per window of this length (and every mark)")
-      ->capture_default_str();
-}
-
 int run_compact(const CompactOptions& o) {
   auto before = parse_point(o.before);
   if (!before) return report("compact", before.status().with_context("--before"), {}, kExitUsage);

@@ -9,14 +9,6 @@
 
 namespace rwd::cli {
 
-void setup_diff(CLI::App& app, DiffOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
-  add_remote_options(app, o.remote);
-  app.add_option("--from", o.from, "Start point: a time, seq:N or mark:NAME")->required();
-  app.add_option("--to", o.to, "End point: a time, seq:N or mark:NAME (default: newest)");
-  app.add_flag("--json", o.json, "Print JSON instead of text");
-}
-
 Result<Target> parse_point(const std::string& text) {
   if (text.starts_with("seq:")) return make_target({}, text.substr(4), {}, wall_clock_ns());
   if (text.starts_with("mark:")) return make_target({}, {}, text.substr(5), wall_clock_ns());

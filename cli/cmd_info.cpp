@@ -13,16 +13,6 @@
 
 namespace rwd::cli {
 
-void setup_info(CLI::App& app, InfoOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
-  app.add_flag("--json", o.json, "Print JSON instead of text");
-  app.add_option("--journal-max", o.journal_max,
-                 "Forecast how long the recent write rate takes to fill this journal-max");
-}
-
 namespace {
 
 // How fast the journal grows: the bytes of the segments not compacted (every write

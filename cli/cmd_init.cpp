@@ -13,13 +13,6 @@
 
 namespace rwd::cli {
 
-void setup_init(CLI::App& app, InitOptions& o) {
-  app.add_option("--image", o.image, "Disk image (created sparse if missing and --size is given)")
-      ->required();
-  app.add_option("--journal", o.journal, "Journal directory to create")->required();
-  app.add_option("--size", o.size, "Size of a new image (e.g. 1G); a multiple of 512");
-}
-
 int run_init(const InitOptions& o) {
   struct stat st;
   bool exists = ::stat(o.image.c_str(), &st) == 0;

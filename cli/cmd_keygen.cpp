@@ -5,12 +5,6 @@
 
 namespace rwd::cli {
 
-void setup_keygen(CLI::App& app, KeygenOptions& o) {
-  app.add_option("FILE", o.file,
-                 "The key file to create (must not exist); private to you (mode 0600)")
-      ->required();
-}
-
 int run_keygen(const KeygenOptions& o) {
   auto key = generate_key_file(o.file);
   if (!key) {

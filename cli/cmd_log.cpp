@@ -7,14 +7,6 @@
 
 namespace rwd::cli {
 
-void setup_log(CLI::App& app, LogOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
-  app.add_flag("--json", o.json, "Print JSON instead of text");
-}
-
 namespace {
 
 void print_json(const JournalReport& r) {

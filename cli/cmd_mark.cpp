@@ -8,12 +8,6 @@
 
 namespace rwd::cli {
 
-void setup_mark(CLI::App& app, MarkOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory of the running volume")->required();
-  app.add_option("name", o.name, "Mark name (unique per volume, no whitespace)")->required();
-  app.add_option("--socket", o.socket, "Control socket (default: JOURNAL/control.sock)");
-}
-
 int run_mark(const MarkOptions& o) {
   Status name_ok = check_mark_name(o.name);
   if (!name_ok) return report("mark", name_ok, {}, kExitUsage);

@@ -7,13 +7,6 @@
 
 namespace rwd::cli {
 
-void setup_rebase(CLI::App& app, RebaseOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory")->required();
-  app.add_option("--before", o.before,
-                 "Fold the records at or before this point: a time, seq:N or mark:NAME")
-      ->required();
-}
-
 int run_rebase(const RebaseOptions& o) {
   auto before = parse_point(o.before);
   if (!before) return report("rebase", before.status().with_context("--before"), {}, kExitUsage);

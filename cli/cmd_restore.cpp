@@ -10,23 +10,6 @@
 
 namespace rwd::cli {
 
-void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
-  add_target_options(app, o.target);
-  auto* out = app.add_option("-o,--output", o.out, "Write the image to this file");
-  auto* to =
-      app.add_option("--to", o.to, "Write into a live NBD export (nbd://... or nbd+unix://...)");
-  out->excludes(to);
-  app.add_flag("--force", o.force, "Replace OUT if it exists");
-  app.add_flag("--no-image-reads", o.no_image_reads,
-               "Read everything from the journal, nothing from the volume's image (which is "
-               "otherwise read where it still holds the target's data, checked against the "
-               "journal's checksums)");
-}
-
 int run_restore(const RestoreCmdOptions& o) {
   if (o.out.empty() && o.to.empty())
     return report("restore", Status::invalid("give -o OUT (a file) or --to URI (an NBD export)"),

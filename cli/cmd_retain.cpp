@@ -9,18 +9,6 @@
 
 namespace rwd::cli {
 
-void setup_retain(CLI::App& app, RetainOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, or s3://BUCKET/PREFIX (a stopped volume's copy)")
-      ->required();
-  add_remote_options(app, o.remote);
-  app.add_option("--retain", o.retain, "Keep every write at least this long");
-  app.add_option("--retain-coarse", o.retain_coarse,
-                 "After --retain, one state per GRAN up to AGE: AGE:GRAN,... e.g. 1d:1m,30d:1h");
-  app.add_option("--journal-max", o.journal_max,
-                 "Fold the oldest segments until the journal is under 3/4 of this size");
-}
-
 int run_retain(const RetainOptions& o) {
   RetentionPolicy policy;
   if (!o.retain.empty()) {

@@ -16,19 +16,6 @@
 
 namespace rwd::cli {
 
-void setup_serve(CLI::App& app, ServeOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME (fetched "
-                 "whole into $TMPDIR first, removed at stop)")
-      ->required();
-  add_remote_options(app, o.remote);
-  app.add_option("--cache-size", o.cache_size,
-                 "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
-  add_target_options(app, o.target);
-  app.add_option("--socket", o.socket,
-                 "UNIX socket to serve on (default: /tmp/rewind-VOLUME-seqN.sock)");
-}
-
 namespace {
 
 pid_t g_child = -1;

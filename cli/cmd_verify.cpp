@@ -6,15 +6,6 @@
 
 namespace rwd::cli {
 
-void setup_verify(CLI::App& app, VerifyOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME of a "
-                 "sealed copy (with --key)")
-      ->required();
-  add_remote_options(app, o.remote);
-  app.add_option("--image", o.image, "Also check that replaying to the end reproduces this image");
-}
-
 int run_verify(const VerifyOptions& o) {
   VerifyReport r;
   Status st;

@@ -1,12 +1,11 @@
-// The subcommands of the `rewind` tool: each declares its options in setup_*() and
-// does its work in run_*(), which returns the exit status (0 success, 1 failure or
-// corruption found, 2 usage error). The work itself lives in the libraries.
+// The subcommands of the `rewind` tool: each declares its options in setup_*() (all in
+// options.cpp, which with main.cpp are the only files that include CLI11) and does its
+// work in run_*(), which returns the exit status (0 success, 1 failure or corruption
+// found, 2 usage error). The work itself lives in the libraries.
 #pragma once
 
 #include <functional>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "rewind/base/status.h"
 #include "rewind/format/seal.h"
@@ -14,6 +13,10 @@
 #include "rewind/replay/target.h"
 #include "rewind/ship/bucket_reader.h"
 #include "rewind/ship/ship_client.h"
+
+namespace CLI {
+class App;
+}
 
 namespace rwd::cli {
 

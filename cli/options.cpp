@@ -1,0 +1,123 @@
+// The options of every subcommand (setup_* of commands.h), in one file: CLI11 is
+// header-only and costs seconds of compile time in each file that includes it.
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+
+namespace rwd::cli {
+
+void setup_compact(CLI::App& app, CompactOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("--before", o.before,
+                 "Compact the segments that end at or before this point: a time, seq:N or "
+                 "mark:NAME")
+      ->required();
+  app.add_option("--granularity", o.granularity,
+                 "Keep one exact state per window of this length (and every mark)")
+      ->capture_default_str();
+}
+
+void setup_diff(CLI::App& app, DiffOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
+  add_remote_options(app, o.remote);
+  app.add_option("--from", o.from, "Start point: a time, seq:N or mark:NAME")->required();
+  app.add_option("--to", o.to, "End point: a time, seq:N or mark:NAME (default: newest)");
+  app.add_flag("--json", o.json, "Print JSON instead of text");
+}
+
+void setup_info(CLI::App& app, InfoOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
+      ->required();
+  add_remote_options(app, o.remote);
+  app.add_flag("--json", o.json, "Print JSON instead of text");
+  app.add_option("--journal-max", o.journal_max,
+                 "Forecast how long the recent write rate takes to fill this journal-max");
+}
+
+void setup_init(CLI::App& app, InitOptions& o) {
+  app.add_option("--image", o.image, "Disk image (created sparse if missing and --size is given)")
+      ->required();
+  app.add_option("--journal", o.journal, "Journal directory to create")->required();
+  app.add_option("--size", o.size, "Size of a new image (e.g. 1G); a multiple of 512");
+}
+
+void setup_keygen(CLI::App& app, KeygenOptions& o) {
+  app.add_option("FILE", o.file,
+                 "The key file to create (must not exist); private to you (mode 0600)")
+      ->required();
+}
+
+void setup_log(CLI::App& app, LogOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
+      ->required();
+  add_remote_options(app, o.remote);
+  app.add_flag("--json", o.json, "Print JSON instead of text");
+}
+
+void setup_mark(CLI::App& app, MarkOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory of the running volume")->required();
+  app.add_option("name", o.name, "Mark name (unique per volume, no whitespace)")->required();
+  app.add_option("--socket", o.socket, "Control socket (default: JOURNAL/control.sock)");
+}
+
+void setup_rebase(CLI::App& app, RebaseOptions& o) {
+  app.add_option("journal", o.journal, "Journal directory")->required();
+  app.add_option("--before", o.before,
+                 "Fold the records at or before this point: a time, seq:N or mark:NAME")
+      ->required();
+}
+
+void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
+      ->required();
+  add_remote_options(app, o.remote);
+  add_target_options(app, o.target);
+  auto* out = app.add_option("-o,--output", o.out, "Write the image to this file");
+  auto* to =
+      app.add_option("--to", o.to, "Write into a live NBD export (nbd://... or nbd+unix://...)");
+  out->excludes(to);
+  app.add_flag("--force", o.force, "Replace OUT if it exists");
+  app.add_flag("--no-image-reads", o.no_image_reads,
+               "Read everything from the journal, nothing from the volume's image (which is "
+               "otherwise read where it still holds the target's data, checked against the "
+               "journal's checksums)");
+}
+
+void setup_retain(CLI::App& app, RetainOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, or s3://BUCKET/PREFIX (a stopped volume's copy)")
+      ->required();
+  add_remote_options(app, o.remote);
+  app.add_option("--retain", o.retain, "Keep every write at least this long");
+  app.add_option("--retain-coarse", o.retain_coarse,
+                 "After --retain, one state per GRAN up to AGE: AGE:GRAN,... e.g. 1d:1m,30d:1h");
+  app.add_option("--journal-max", o.journal_max,
+                 "Fold the oldest segments until the journal is under 3/4 of this size");
+}
+
+void setup_serve(CLI::App& app, ServeOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME (fetched "
+                 "whole into $TMPDIR first, removed at stop)")
+      ->required();
+  add_remote_options(app, o.remote);
+  app.add_option("--cache-size", o.cache_size,
+                 "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
+  add_target_options(app, o.target);
+  app.add_option("--socket", o.socket,
+                 "UNIX socket to serve on (default: /tmp/rewind-VOLUME-seqN.sock)");
+}
+
+void setup_verify(CLI::App& app, VerifyOptions& o) {
+  app.add_option("journal", o.journal,
+                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME of a "
+                 "sealed copy (with --key)")
+      ->required();
+  add_remote_options(app, o.remote);
+  app.add_option("--image", o.image, "Also check that replaying to the end reproduces this image");
+}
+
+}  // namespace rwd::cli
