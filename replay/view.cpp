@@ -733,6 +733,14 @@ Result<bool> JournalView::fill_sealed(const IndexEntry& rec, uint32_t segment, u
   return true;
 }
 
+Status JournalView::check_keys() const {
+  if (!history_->sealed()) return Status::ok();
+  REWIND_RETURN_IF_ERROR(needs_keys(keys_, history_->dir()));
+  if (!history_->manifest().base_sealed || size() == 0) return Status::ok();
+  uint8_t first = 0;
+  return read_sealed_base(std::span(&first, 1), 0);
+}
+
 Status JournalView::read_sealed_base(std::span<uint8_t> dst, uint64_t offset) const {
   const Manifest& m = history_->manifest();
   REWIND_RETURN_IF_ERROR(needs_keys(keys_, fmt::format("the base snapshot {}", m.base_file)));

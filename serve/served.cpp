@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "rewind/base/json.h"
-#include "rewind/format/seal.h"
 #include "rewind/history/retention.h"
 #include "rewind/replay/view.h"
 #include "rewind/ship/bucket_reader.h"
@@ -49,32 +48,22 @@ Status with_advice(const Status& st, const std::string& journal_dir) {
 }
 
 // A sealed copy (one shipped with ship-key=) is served with the keys key= gave, which
-// must open it: tried at once on the first chunk of its base snapshot, so that a
-// missing or wrong key is refused at start, not at the first read.
-Status check_view_keys(const JournalView& v, const ServeConfig& c) {
-  const JournalHistory& h = v.history();
-  if (!h.sealed()) return Status::ok();
-  if (c.view_keys.empty())
+// must open it: tried at once, so that a missing or wrong key is refused at start, not
+// at the first read.
+Status check_view_keys(JournalView& v, const ServeConfig& c) {
+  if (v.history().sealed() && c.view_keys.empty())
     return Status::invalid(
         fmt::format("journal={} is a sealed copy (shipped with ship-key=): give its key file "
                     "with key=@FILE",
                     c.journal_dir()));
-  const Manifest& m = h.manifest();
-  if (!m.base_sealed || m.image_size == 0) return Status::ok();
-  auto base = File::open(base_path(h.dir(), m.base_file), O_RDONLY);
-  if (!base) return base.status();
-  std::vector<uint8_t> slot(std::min(kSealedSlotBytes, sealed_base_size(m.image_size)));
-  std::vector<uint8_t> plain(std::min(kSealedChunkBytes, m.image_size));
-  REWIND_RETURN_IF_ERROR(base->pread_full(slot, 0));
-  return open_base_chunk(c.view_keys, m.volume_id, m.base_seq, 0, slot, plain)
-      .with_context("journal=" + c.journal_dir());
+  v.set_keys(&c.view_keys);
+  return v.check_keys().with_context("journal=" + c.journal_dir());
 }
 
 Result<std::unique_ptr<JournalView>> open_view(const ServeConfig& c, const Logger& logger) {
   auto v = JournalView::open(c.journal_dir(), c.target, logger);
   if (!v) return v.status();
   REWIND_RETURN_IF_ERROR(check_view_keys(**v, c));
-  (*v)->set_keys(&c.view_keys);
   // Without the mappings (say, more segments than vm.max_map_count allows) reads use
   // pread: slower for data read again, the same otherwise.
   if (Status st = (*v)->map_segments(); !st)

@@ -38,6 +38,17 @@ std::vector<uint8_t> read_view(const JournalView& view) {
   return got;
 }
 
+// Eight reads of up to 9000 bytes at random unaligned offsets agree with `state`.
+void check_small_reads(const JournalView& view, const std::vector<uint8_t>& state,
+                       std::mt19937_64& rng) {
+  for (int k = 0; k < 8; ++k) {
+    const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(kSize - off, 9000);
+    std::vector<uint8_t> part(len);
+    REQUIRE(view.read(part, off).is_ok());
+    CHECK(std::equal(part.begin(), part.end(), state.begin() + static_cast<long>(off)));
+  }
+}
+
 // The journal `from` as a log server would store it had ship-key= been turned on and
 // its key rotated along the way, in `to`: the records whose seq % 3 is 0 as they are
 // (raw or compressed), the others sealed with `a` (seq % 3 == 1) or `b`; the base
@@ -142,12 +153,7 @@ TEST_CASE("views over journals of compressed and raw records equal the reference
     REQUIRE(view.is_ok());
     // Small unaligned reads first (the records are checked whole on first use, later
     // ones read their frames only), then the whole volume.
-    for (int k = 0; k < 8; ++k) {
-      const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(kSize - off, 9000);
-      std::vector<uint8_t> part(len);
-      REQUIRE((*view)->read(part, off).is_ok());
-      CHECK(std::equal(part.begin(), part.end(), h.states[seq].begin() + static_cast<long>(off)));
-    }
+    check_small_reads(**view, h.states[seq], rng);
     CHECK(read_view(**view) == h.states[seq]);
     CHECK(read_view(**view) == h.states[seq]);
   }
@@ -210,12 +216,7 @@ TEST_CASE("views over journals of clear, compressed and sealed records equal the
     auto view = JournalView::open(shared, seq);
     REQUIRE(view.is_ok());
     (*view)->set_keys(&both);
-    for (int k = 0; k < 8; ++k) {
-      const uint64_t off = rng() % kSize, len = 1 + rng() % std::min<uint64_t>(kSize - off, 9000);
-      std::vector<uint8_t> part(len);
-      REQUIRE((*view)->read(part, off).is_ok());
-      CHECK(std::equal(part.begin(), part.end(), h.states[seq].begin() + static_cast<long>(off)));
-    }
+    check_small_reads(**view, h.states[seq], rng);
     CHECK(read_view(**view) == h.states[seq]);
   }
   // The newest state needs both keys: without keys, or with the older alone, a read

@@ -154,6 +154,10 @@ class JournalView {
   // Sealed records and a sealed base snapshot are opened with these keys (which must
   // outlive the view). Without them, reading a sealed part is an error that says so.
   void set_keys(const Keyring* keys) { keys_ = keys; }
+  // Whether those keys open it, tried at once where it is cheap: ok when nothing is
+  // sealed; an error without keys, or when the first chunk of a sealed base snapshot
+  // does not open with them (so that a wrong key is found before the first read).
+  Status check_keys() const;
 
   // Reads go through `f` (see ViewFetcher) from now on.
   void set_fetcher(std::shared_ptr<const ViewFetcher> f) { fetcher_ = std::move(f); }
