@@ -262,6 +262,13 @@ Result<size_t> SegmentReader::fill(uint64_t pos, size_t n) {
   return std::min(n, got);
 }
 
+bool SegmentReader::shrank() {
+  auto size = file_.size();
+  if (!size || *size >= file_size_) return false;
+  file_size_ = *size;
+  return true;
+}
+
 Status SegmentReader::corruption(uint64_t pos, const std::string& why) const {
   return Status::corruption(fmt::format("segment {} offset {} seq {}: {}", base_name(file_.path()),
                                         pos, expected_seq_, why));
@@ -328,6 +335,11 @@ Result<bool> SegmentReader::next(RecordView* out) {
   }
   auto got = fill(pos_, format::kRecordHeaderSize);
   if (!got) return got.status();
+  if (*got < format::kRecordHeaderSize) {
+    // Read again up to the file's new end (each time it is shorter: this ends).
+    if (shrank()) return next(out);
+    return damaged("record header cut off at end of file", false);
+  }
   const uint8_t* h = at(pos_);
   if (is_zero_header(h)) {
     if (sealed_) return corruption(pos_, "zero bytes where a record header should be");
@@ -345,6 +357,10 @@ Result<bool> SegmentReader::next(RecordView* out) {
   if (pos_ + span > file_size_) return damaged("payload cut off at end of file", false);
   got = fill(pos_, static_cast<size_t>(span));
   if (!got) return got.status();
+  if (*got < span) {
+    (void)shrank();
+    return damaged("payload cut off at end of file", false);
+  }
   std::span<const uint8_t> payload(at(pos_) + format::kRecordHeaderSize, rh.payload_length);
   if (payload_checksum(payload) != rh.payload_checksum)
     return damaged("payload checksum mismatch", false);

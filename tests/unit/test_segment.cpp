@@ -164,6 +164,37 @@ TEST_CASE("a torn last batch of the open segment is a torn tail and not corrupti
   CHECK(rb.end == last);
 }
 
+TEST_CASE("an open segment sealed while it is read ends cleanly where its records end",
+          "[segment]") {
+  // The reader takes the file's size when it opens; sealing then cuts the file to its
+  // records' end (the preallocated space goes), as when `rewind info` reads a live
+  // journal whose flusher seals the open segment. Records larger than the reader's
+  // window, so that the read past the end does not come from bytes read before.
+  test::TempDir dir;
+  const std::string path = dir / "s.seg";
+  const std::vector<std::vector<TestRecord>> batches = {{make_write(1, 0, 600 << 10)},
+                                                        {make_write(2, 1 << 20, 600 << 10)},
+                                                        {make_write(3, 2 << 20, 600 << 10)}};
+  auto offsets = write_segment(path, random_volume_id(), 1, batches, 8 << 20, false);
+  const uint64_t end = offsets[2] + format::record_span(600 << 10);
+  REQUIRE(test::read_file(path).size() > end);  // preallocated
+  auto r = SegmentReader::open(path, false);
+  REQUIRE(r.is_ok());
+  test::truncate_file(path, end);  // what SegmentWriter::seal does
+  RecordView v;
+  uint64_t seq = 0;
+  for (;;) {
+    auto more = r->next(&v);
+    INFO((more ? std::string() : more.status().message()));
+    REQUIRE(more.is_ok());
+    if (!*more) break;
+    CHECK(v.header.seq == ++seq);
+  }
+  CHECK(seq == 3);
+  CHECK_FALSE(r->torn_tail());
+  CHECK(r->end() == end);
+}
+
 TEST_CASE("damage inside the last batch is torn even if later records of it survive", "[segment]") {
   test::TempDir dir;
   const std::string path = dir / "s.seg";

@@ -152,6 +152,10 @@ class SegmentReader {
   // Makes [pos, pos+n) available in buf_; returns how many of those bytes exist.
   Result<size_t> fill(uint64_t pos, size_t n);
   const uint8_t* at(uint64_t pos) const { return buf_.data() + (pos - buf_start_); }
+  // After a read came up short of file_size_: whether the file is now shorter (an open
+  // segment sealed, which cuts it to its records' end, while it was read); if so,
+  // file_size_ is its new size.
+  bool shrank();
   // Damage at pos_: the end of the records (returns false; sets torn_ unless
   // `clean_if_nothing_follows` and only zeroes and holes follow) or corruption.
   Result<bool> damaged(const std::string& why, bool clean_if_nothing_follows);
