@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -18,8 +19,13 @@ Journal::Journal(std::string dir, Manifest manifest, JournalOptions opts, Logger
       opts_(opts),
       logger_(std::move(logger)),
       snapshot_(std::make_shared<const Manifest>(manifest_)) {
-  if (opts_.compression.codec != format::Codec::kNone)
-    encoder_ = std::make_unique<PayloadEncoder>(opts_.compression);
+  if (opts_.compression.codec != format::Codec::kNone) {
+    const unsigned threads = std::max(opts_.compress_threads, 1u);
+    for (unsigned t = 0; t < threads; ++t) {
+      encoders_.push_back(std::make_unique<PayloadEncoder>(opts_.compression));
+      if (t > 0) encode_threads_.push_back(std::make_unique<BackgroundTask>("rewind-zstd", true));
+    }
+  }
   durable_.seq = manifest_.base_seq;
   if (!manifest_.segments.empty()) {
     const ManifestSegment& last = manifest_.segments.back();
@@ -248,6 +254,8 @@ Status Journal::append(std::span<const QueuedRecord> batch) {
 void Journal::encode(std::span<const QueuedRecord> batch) {
   stored_.resize(batch.size());
   if (encoded_.size() < batch.size()) encoded_.resize(batch.size());
+  to_encode_.clear();
+  uint64_t encode_bytes = 0;
   for (size_t k = 0; k < batch.size(); ++k) {
     const QueuedRecord& q = batch[k];
     Stored& st = stored_[k];
@@ -263,15 +271,36 @@ void Journal::encode(std::span<const QueuedRecord> batch) {
       continue;
     }
     // Only a WRITE's data is worth encoding; a mark's name stays readable.
-    if (!encoder_ || q.header.type != format::RecordType::kWrite ||
+    if (encoders_.empty() || q.header.type != format::RecordType::kWrite ||
         (q.header.flags & format::kFlagSuperseded) || q.header.length < kMinEncoded)
       continue;
-    if (!encoder_->encode(st.payload, &encoded_[k])) continue;
-    st.header.codec = encoder_->compression().codec;
-    st.header.payload_length = static_cast<uint32_t>(encoded_[k].size());
-    st.payload = encoded_[k];
-    st.header.payload_checksum = payload_checksum(st.payload);
+    to_encode_.push_back(k);
+    encode_bytes += q.header.length;
   }
+  // The records are spread over the threads one at a time: each takes the next one
+  // not taken, so a thread that meets incompressible data (cheap) takes more.
+  std::atomic<size_t> next{0};
+  auto work = [&](PayloadEncoder& encoder) {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < to_encode_.size();)
+      encode_one(encoder, to_encode_[i]);
+  };
+  const size_t helpers = encode_bytes >= kParallelEncodeBytes ? encode_threads_.size() : 0;
+  for (size_t t = 0; t < helpers; ++t)
+    encode_threads_[t]->start([&work, &e = *encoders_[t + 1]] {
+      work(e);
+      return Status::ok();
+    });
+  if (!encoders_.empty()) work(*encoders_[0]);
+  for (size_t t = 0; t < helpers; ++t) (void)encode_threads_[t]->wait();
+}
+
+void Journal::encode_one(PayloadEncoder& encoder, size_t k) {
+  Stored& st = stored_[k];
+  if (!encoder.encode(st.payload, &encoded_[k])) return;
+  st.header.codec = encoder.compression().codec;
+  st.header.payload_length = static_cast<uint32_t>(encoded_[k].size());
+  st.payload = encoded_[k];
+  st.header.payload_checksum = payload_checksum(st.payload);
 }
 
 Status Journal::write(std::span<const QueuedRecord> batch) {

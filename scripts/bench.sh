@@ -18,11 +18,13 @@
 #            same area, and the restore to the end timed again
 #   view     a journal of 1 million records: time to open a point-in-time export,
 #            and its sequential read rate against the live export
-#   compress compress=zstd against compress=off: journal bytes, and what a log server
-#            stores of it, per byte written, for random data, fio's 50% compressible
+#   compress compress=zstd against compress=off: per byte written, the journal's bytes,
+#            and the bytes the plugin's shipper sends (ship-compress=zstd) and a log
+#            server on loopback stores, for random data, fio's 50% compressible
 #            buffers and an ext4 file system holding a copy of /usr/share; then random
 #            4 KiB writes at QD16 and sequential 64 KiB writes at QD4 of 50%
-#            compressible data, alternating, with CPU time per operation
+#            compressible data with compress=off, zstd on one thread and zstd on the
+#            default compress-threads=, alternating, with CPU time per operation
 #
 # Runs as root (to drop the page cache); installs what is missing (fio among it, with
 # scripts/install-deps.sh --bench) and builds build/ (scripts/build.sh) first.
@@ -449,26 +451,53 @@ bench_view() {
 
 # ------------------------------------------------------------------------------------
 bench_compress() {
-  local server ship
+  local server
   server=$root/build/ship/rewind-server
-  ship=$root/build/tests/rewind-test-ship
-  [ -x "$server" ] && [ -x "$ship" ] || { echo "bench: $server or $ship is not built" >&2; exit 1; }
+  [ -x "$server" ] || { echo "bench: $server is not built" >&2; exit 1; }
   # The ext4 file system: a copy of /usr/share made by mkfs.ext4 -d, in an image twice
   # the tree's size.
   local tree_kib
   tree_kib=$(du -sk /usr/share | cut -f1)
   mkfs.ext4 -q -F -E root_owner=0:0 -d /usr/share "$dir/ext4.img" "$((tree_kib * 2))k"
   printf 'tok vol\n' >"$dir/tokens"
-  chmod 600 "$dir/tokens"
-  # volume KIND COMPRESS: a new volume written with KIND of data, then shipped to a log
-  # server; prints "WRITTEN JOURNAL STORED" (bytes of data written, and journal bytes
-  # of the volume and of the server's copy, base snapshots not counted).
+  printf 'tok\n' >"$dir/token"
+  chmod 600 "$dir/tokens" "$dir/token"
+  ship_state() {  # ship_state JOURNAL: the plugin's shipper state, one JSON object
+    "$cli" info --json "$1" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['ship']))"
+  }
+  shipped() {  # shipped JOURNAL: waits until the log server holds every durable record
+    local _
+    for _ in $(seq 1 3000); do
+      ship_state "$1" | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(not (s["phase"] == "records" and s["acked_seq"] == s["durable_seq"] and s["lag_bytes"] == 0))' &&
+        return 0
+      sleep 0.1
+    done
+    echo "bench: the shipper of $1 did not catch up: $(ship_state "$1")" >&2
+    exit 1
+  }
+  # volume KIND COMPRESS: a new volume written with KIND of data while the plugin ships
+  # it to a log server on loopback (ship-compress=zstd, the default); prints "WRITTEN
+  # JOURNAL WIRE STORED": the bytes of data written, of the volume's journal, sent by
+  # the shipper for the records (frames and headers included), and of the server's
+  # journal (base snapshots not counted).
   volume() {
     local kind=$1 c=$2 img=$dir/c.img journal=$dir/c.rewind bytes=$size
     rm -rf "$img" "$journal" "$dir/store"
     [ "$kind" = ext4 ] && bytes=$(stat -c %s "$dir/ext4.img")
     truncate -s "$bytes" "$img"
-    serve c "$plugin" image="$img" journal="$journal" compress="$c"
+    "$server" --listen 127.0.0.1:0 --store "$dir/store" --tokens "$dir/tokens" \
+      --insecure-loopback 2>"$dir/server.log" &
+    local server_pid=$! port='' wire0 wire
+    pids+=("$server_pid")
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$dir/server.log")
+      [ -n "$port" ] && break
+      sleep 0.05
+    done
+    serve c "$plugin" image="$img" journal="$journal" compress="$c" ship=127.0.0.1:"$port" \
+      ship-token=@"$dir/token" ship-volume=vol
+    shipped "$journal"  # the base snapshot
+    wire0=$(ship_state "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wire_bytes"])')
     case "$kind" in
       random) fio_json "$dir/c.sock" --rw=write --bs=1M --iodepth=4 --refill_buffers >/dev/null ;;
       half)
@@ -477,31 +506,24 @@ bench_compress() {
         ;;
       ext4) nbdcopy "$dir/ext4.img" "$(uri "$dir/c.sock")" ;;
     esac
+    shipped "$journal"
+    wire=$(ship_state "$journal" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wire_bytes"])')
     stop "$served_pid"
-    "$server" --listen 127.0.0.1:0 --store "$dir/store" --tokens "$dir/tokens" \
-      --insecure-loopback 2>"$dir/server.log" &
-    local server_pid=$! port=''
-    pids+=("$server_pid")
-    for _ in $(seq 1 100); do
-      port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$dir/server.log")
-      [ -n "$port" ] && break
-      sleep 0.05
-    done
-    "$ship" "$journal" 127.0.0.1 "$port" vol tok >/dev/null
-    kill -TERM "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
+    stop "$server_pid"
     "$cli" log --json "$journal" | python3 -c '
 import json, sys
 segs = json.load(sys.stdin)["segments"]
 print(sum(s["bytes_written"] for s in segs), sum(s["bytes"] for s in segs), end=" ")'
+    echo -n "$((wire - wire0)) "
     json_of "$dir/store/vol" journal_bytes
     rm -rf "$img" "$journal" "$dir/store"
   }
-  echo "Journal bytes per byte written, and what a log server stores of it (the records as"
-  echo "shipped), base snapshots not counted:"
+  echo "Bytes per byte written: of the volume's journal, and of what its shipper sends"
+  echo "(ship-compress=zstd, the default) and the log server stores, base snapshots not"
+  echo "counted:"
   echo
-  echo "| data | written | journal, off | journal, zstd | stored, zstd | off | zstd |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| data | written | journal, off | journal, zstd | wire, off | wire, zstd | stored, off | stored, zstd |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   local kind off on
   for kind in random half ext4; do
     off=$(volume "$kind" off)
@@ -510,28 +532,38 @@ print(sum(s["bytes_written"] for s in segs), sum(s["bytes"] for s in segs), end=
 import sys
 kind = {"random": "random (fio's refilled buffers)", "half": "fio buffer_compress_percentage=50",
         "ext4": "ext4 with a copy of /usr/share (mkfs.ext4 -d), nbdcopy"}[sys.argv[1]]
-w, j_off, _, w2, j_on, s_on = map(int, sys.argv[2:])
-mib = lambda b: f"{b / 2**20:,.0f} MiB"
-print(f"| {kind} | {mib(w)} | {mib(j_off)} | {mib(j_on)} | {mib(s_on)} | {j_off / w:.3f} | **{j_on / w2:.3f}** |")
+w, j_off, x_off, s_off, w2, j_on, x_on, s_on = map(int, sys.argv[2:])
+print(f"| {kind} | {w / 2**20:,.0f} MiB | {j_off / w:.3f} | **{j_on / w2:.3f}** | "
+      f"**{x_off / w:.3f}** | {x_on / w2:.3f} | {s_off / w:.3f} | {s_on / w2:.3f} |")
 PY
   done
   rm -f "$dir/ext4.img"
   echo
-  # Speed, off against zstd, on 50% compressible data, as bench_io measures it.
+  echo "(\"off\" and \"zstd\": the plugin's compress=; the wire carries what the shipper"
+  echo "sends for the records, frames and headers included.)"
+  echo
+  # Speed of compress=off, compress=zstd on one thread, and compress=zstd on the
+  # default threads, on 50% compressible data, as bench_io measures it.
   local jobs=(
     "randwrite-4k-qd16|--rw=randwrite --bs=4k --iodepth=16"
     "write-64k-qd4|--rw=write --bs=64k --iodepth=4"
   )
-  local round job name args c order pid t0
+  local settings=(off zstd1 zstd)
+  local round job name args c order pid t0 keys
   for round in $(seq 1 "$rounds"); do
     for job in "${jobs[@]}"; do
       name=${job%%|*} args=${job#*|}
-      order="off zstd"
-      [ $((round % 2)) -eq 0 ] && order="zstd off"
-      for c in $order; do
+      # Each round starts with another setting.
+      order=("${settings[@]:$((round % 3))}" "${settings[@]:0:$((round % 3))}")
+      for c in "${order[@]}"; do
+        case "$c" in
+          off) keys=(compress=off) ;;
+          zstd1) keys=(compress=zstd compress-threads=1) ;;
+          zstd) keys=(compress=zstd) ;;
+        esac
         rm -rf "$dir/c.img" "$dir/c.rewind"
         truncate -s "$size" "$dir/c.img"
-        serve c "$plugin" image="$dir/c.img" journal="$dir/c.rewind" compress="$c"
+        serve c "$plugin" image="$dir/c.img" journal="$dir/c.rewind" "${keys[@]}"
         sync
         pid=$served_pid
         t0=$(cpu_ticks "$pid")
@@ -545,9 +577,9 @@ PY
     done
   done
   rm -rf "$dir/c.img" "$dir/c.rewind"
-  python3 - "$dir" "$rounds" "$(getconf CLK_TCK)" "${jobs[@]%%|*}" <<'PY'
+  python3 - "$dir" "$rounds" "$(getconf CLK_TCK)" "$(nproc)" "${jobs[@]%%|*}" <<'PY'
 import json, os, statistics, sys
-d, rounds, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+d, rounds, hz, cpus, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
 def figures(name, c):
     iops, bw, cpu = [], [], []
     for r in range(1, rounds + 1):
@@ -555,17 +587,23 @@ def figures(name, c):
             j = json.load(f)["jobs"][0]["write"]
         ticks = int(open(f"{d}/speed.{name}.{c}.{r}.cpu").read())
         iops.append(j["iops"]); bw.append(j["bw_bytes"] / 2**20); cpu.append(ticks / hz * 1e6 / j["total_ios"])
-    return statistics.mean(iops), statistics.mean(bw), statistics.mean(cpu)
-print("50% compressible data (fio buffer_compress_percentage=50), new sparse images:")
+    return statistics.mean(iops), statistics.mean(bw), statistics.mean(cpu), bw
+threads = min(max(cpus, 1), 4)
+print(f"50% compressible data (fio buffer_compress_percentage=50), new sparse images; zstd on")
+print(f"1 thread (compress-threads=1) and on {threads} (the default here):")
 print()
-print("| job | off IOPS | zstd IOPS | off MiB/s | zstd MiB/s | off CPU µs/op | zstd CPU µs/op | zstd/off IOPS |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| job | off MiB/s | zstd, 1 thread | zstd, {threads} threads | off CPU µs/op | zstd 1 CPU µs/op | zstd {threads} CPU µs/op | zstd {threads}/off | zstd 1/off |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in names:
-    oi, ob, oc = figures(n, "off")
-    zi, zb, zc = figures(n, "zstd")
-    print(f"| {n} | {oi:,.0f} | {zi:,.0f} | {ob:,.1f} | {zb:,.1f} | {oc:.1f} | {zc:.1f} | **{zi / oi:.2f}x** |")
+    oi, ob, oc, _ = figures(n, "off")
+    ai, ab, ac, _ = figures(n, "zstd1")
+    zi, zb, zc, _ = figures(n, "zstd")
+    print(f"| {n} | {ob:,.1f} | {ab:,.1f} | {zb:,.1f} | {oc:.1f} | {ac:.1f} | {zc:.1f} | **{zi / oi:.2f}x** | {ai / oi:.2f}x |")
 print()
-print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per setting, off then zstd in odd rounds, zstd then off in even ones; CPU µs/op: the server process's user and system time per write, over the job and the second after it")
+for n in names:
+    runs = {c: ", ".join(f"{b:,.0f}" for b in figures(n, c)[3]) for c in ("off", "zstd1", "zstd")}
+    print(f"- {n}, MiB/s round by round: off {runs['off']}; zstd 1 thread {runs['zstd1']}; zstd {threads} threads {runs['zstd']}")
+print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME', '?')} s per setting, each round starting with another setting; CPU µs/op: the server process's user and system time per write, over the job and the second after it")
 PY
 }
 

@@ -2,9 +2,12 @@
 
 #include <sys/un.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -44,6 +47,19 @@ KeyParser size_key(uint64_t min, uint64_t max, Field field) {
     if (!v) return v.status();
     REWIND_RETURN_IF_ERROR(check_range(*v >= min && *v <= max, format_size(min), format_size(max)));
     field(c) = *v;
+    return Status::ok();
+  };
+}
+
+// A whole number between `min` and `max`.
+template <class Field>
+KeyParser count_key(unsigned min, unsigned max, Field field) {
+  return [=](ServeConfig& c, std::string_view value) -> Status {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (ec != std::errc() || end != value.data() + value.size() || v < min || v > max)
+      return Status::invalid(fmt::format("must be a whole number between {} and {}", min, max));
+    field(c) = v;
     return Status::ok();
   };
 }
@@ -178,6 +194,11 @@ KeyTable volume_keys() {
          c.volume.journal.compression = *parsed;
          return Status::ok();
        }},
+      {"compress-threads", count_key(
+                               1, 64, [](ServeConfig & c) -> auto& {
+                                 c.have_compress_threads = true;
+                                 return c.volume.journal.compress_threads;
+                               })},
   };
 }
 
@@ -451,6 +472,8 @@ Status complete_serve_config(ServeConfig& c, const Logger& logger) {
   if (c.volume.journal_dir == c.volume.image_path)
     return Status::invalid(
         fmt::format("journal={} is the image itself; give a directory", c.volume.journal_dir));
+  if (!c.have_compress_threads)
+    c.volume.journal.compress_threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   REWIND_RETURN_IF_ERROR(complete_control(c, logger));
   REWIND_RETURN_IF_ERROR(complete_retention(c));
   return complete_shipping(c);
@@ -466,6 +489,8 @@ const char* const kServeKeysHelp =
     "compress=off|zstd[:LEVEL]  Store written data in the journal zstd-compressed\n"
     "                      (LEVEL 1-19, default 1), by the flusher; data that does\n"
     "                      not compress is stored as it is (off).\n"
+    "compress-threads=N    Threads that compress a large batch with compress=zstd\n"
+    "                      (the number of CPUs, at most 4).\n"
     "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
     "retain=DUR            Keep every write at least this long; fold older whole\n"
     "                      segments into the base snapshot (default: forever).\n"

@@ -36,6 +36,10 @@ expect_error "compress=lz4: must be off, zstd or zstd:LEVEL with LEVEL 1 to 19" 
   journal=j compress=lz4
 expect_error "compress=zstd:22: must be off, zstd or zstd:LEVEL" image=disk.img journal=j \
   compress=zstd:22
+expect_error "compress-threads=0: must be a whole number between 1 and 64" image=disk.img \
+  journal=j compress=zstd compress-threads=0
+expect_error "compress-threads=2x: must be a whole number between 1 and 64" image=disk.img \
+  journal=j compress=zstd compress-threads=2x
 expect_error "image-reads=maybe: must be on or off" journal=j seq=1 image-reads=maybe
 expect_error "image-reads= applies to a point-in-time view only" image=disk.img journal=j \
   image-reads=off

@@ -37,7 +37,12 @@ struct JournalOptions {
   // writing thread, and stored as is when that does not pay. Records that come with a
   // codec already (shipped to a store) are stored as they come.
   Compression compression;
+  // How many threads compress a batch (the plugin's compress-threads=): the writing
+  // thread and compress_threads - 1 of the journal's own ("rewind-zstd"), which wake
+  // only for batches with at least kParallelEncodeBytes to compress.
+  unsigned compress_threads = 1;
 };
+inline constexpr uint64_t kParallelEncodeBytes = 256u << 10;
 
 // A rebase decided and prepared: the new base snapshot `new_base_file` (written and
 // synced) holds every record up to new_base_seq, and replaces the base at
@@ -152,8 +157,11 @@ class Journal {
   Status open_segment(uint64_t first_seq, uint64_t now_ns);
   void set_manifest(Manifest next);
   Status seal_open(bool store_manifest);
-  // Fills stored_ with the batch as it is to be stored, encoding what compression says.
+  // Fills stored_ with the batch as it is to be stored, encoding what compression says
+  // (on the compression threads, for a large batch).
   void encode(std::span<const QueuedRecord> batch);
+  // Encodes record k of the batch, whose stored_[k] holds it as it came.
+  void encode_one(PayloadEncoder& encoder, size_t k);
   // WRITEs shorter than this are stored as they are: too little to gain.
   static constexpr uint64_t kMinEncoded = 512;
 
@@ -189,8 +197,12 @@ class Journal {
   };
   std::vector<Stored> stored_;
   std::vector<std::vector<uint8_t>> encoded_;
-  std::unique_ptr<PayloadEncoder> encoder_;  // set with compression on
-  mutable std::mutex snapshot_mu_;           // guards snapshot_
+  std::vector<size_t> to_encode_;  // the records of the batch worth encoding
+  // With compression on: one encoder per compression thread, the writing thread's
+  // first, and the threads besides it.
+  std::vector<std::unique_ptr<PayloadEncoder>> encoders_;
+  std::vector<std::unique_ptr<BackgroundTask>> encode_threads_;
+  mutable std::mutex snapshot_mu_;  // guards snapshot_
   std::shared_ptr<const Manifest> snapshot_;
   Position durable_;  // guarded by snapshot_mu_; changed only by the writing thread
   // The sync started and not yet finished: what it makes durable. `synced` is empty

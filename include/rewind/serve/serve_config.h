@@ -43,7 +43,7 @@ struct ServeConfig {
   Keyring view_keys;
 
   bool have_image = false, have_journal = false, have_image_reads = false;
-  bool have_ship_compress = false;
+  bool have_ship_compress = false, have_compress_threads = false;
 
   bool view() const { return !at.empty() || !seq.empty() || !mark.empty(); }
   const std::string& journal_dir() const { return volume.journal_dir; }
