@@ -22,26 +22,6 @@ namespace {
 
 constexpr uint64_t kSize = 1 << 20;
 
-// `n` writes of 4 KiB from seq `first`.
-std::vector<QueuedRecord> writes(uint64_t first, uint64_t n) {
-  std::vector<QueuedRecord> out;
-  for (uint64_t seq = first; seq < first + n; ++seq) {
-    const auto data = test::pattern(4096, seq);
-    std::shared_ptr<uint8_t[]> buf(new uint8_t[data.size()]);
-    std::memcpy(buf.get(), data.data(), data.size());
-    RecordHeader h;
-    h.type = format::RecordType::kWrite;
-    h.seq = seq;
-    h.time_ns = 1000 + seq;
-    h.offset = (seq * 4096) % kSize;
-    h.length = 4096;
-    h.payload_length = 4096;
-    h.payload_checksum = payload_checksum(data);
-    out.push_back(QueuedRecord{h, std::move(buf), false});
-  }
-  return out;
-}
-
 // A WRITE of `data` at seq `seq`.
 QueuedRecord write_of(uint64_t seq, const std::vector<uint8_t>& data) {
   std::shared_ptr<uint8_t[]> buf(new uint8_t[data.size()]);
@@ -55,6 +35,14 @@ QueuedRecord write_of(uint64_t seq, const std::vector<uint8_t>& data) {
   h.payload_length = static_cast<uint32_t>(data.size());
   h.payload_checksum = payload_checksum(data);
   return QueuedRecord{h, std::move(buf), false};
+}
+
+// `n` writes of 4 KiB from seq `first`.
+std::vector<QueuedRecord> writes(uint64_t first, uint64_t n) {
+  std::vector<QueuedRecord> out;
+  for (uint64_t seq = first; seq < first + n; ++seq)
+    out.push_back(write_of(seq, test::pattern(4096, seq)));
+  return out;
 }
 
 std::vector<uint64_t> seqs(std::initializer_list<std::span<const QueuedRecord>> batches) {
@@ -84,17 +72,7 @@ std::vector<std::pair<RecordHeader, std::vector<uint8_t>>> records_on_disk(const
 // The seqs of the records the journal's segments hold on disk.
 std::vector<uint64_t> seqs_on_disk(const Journal& j) {
   std::vector<uint64_t> out;
-  for (const ManifestSegment& s : j.manifest().segments) {
-    auto r = SegmentReader::open(segment_path(j.dir(), s.file), s.sealed);
-    REQUIRE(r.is_ok());
-    RecordView v;
-    for (;;) {
-      auto more = r->next(&v);
-      REQUIRE(more.is_ok());
-      if (!*more) break;
-      out.push_back(v.header.seq);
-    }
-  }
+  for (const auto& [header, stored] : records_on_disk(j)) out.push_back(header.seq);
   return out;
 }
 
