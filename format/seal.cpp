@@ -81,13 +81,6 @@ std::vector<uint8_t> associated_data(const VolumeId& volume, const RecordHeader&
   return a;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::string key_id_hex(std::span<const uint8_t, kKeyIdBytes> id) {
@@ -153,15 +146,8 @@ Result<SealKey> load_key_file(const std::string& path) {
     std::string_view line(text.data() + at, end - at);
     at = end + 1;
     if (line.empty() || line.front() == '#') continue;
-    bool good = !found && line.starts_with(kKeyLinePrefix) &&
-                line.size() == kKeyLinePrefix.size() + 2 * kKeyBytes;
-    for (size_t i = 0; good && i < kKeyBytes; ++i) {
-      const int hi = hex_value(line[kKeyLinePrefix.size() + 2 * i]);
-      const int lo = hex_value(line[kKeyLinePrefix.size() + 2 * i + 1]);
-      good = hi >= 0 && lo >= 0;
-      k.key[i] = static_cast<uint8_t>(hi * 16 + lo);
-    }
-    if (!good) {
+    if (found || !line.starts_with(kKeyLinePrefix) ||
+        !parse_hex(line.substr(kKeyLinePrefix.size()), k.key, true)) {
       sodium_memzero(text.data(), text.size());
       return Status::invalid(fmt::format(
           "key file {}: not a key `rewind keygen` made (one line 'rewind-key-v1' and 64 hex "

@@ -31,23 +31,7 @@ std::string volume_id_hex(const VolumeId& id) {
 }
 
 bool parse_volume_id(std::string_view hex, VolumeId* out) {
-  if (hex.size() != 2 * format::kVolumeIdSize) return false;
-  for (size_t i = 0; i < out->size(); ++i) {
-    unsigned v = 0;
-    for (int k = 0; k < 2; ++k) {
-      char c = hex[2 * i + k];
-      unsigned d;
-      if (c >= '0' && c <= '9')
-        d = c - '0';
-      else if (c >= 'a' && c <= 'f')
-        d = c - 'a' + 10;
-      else
-        return false;
-      v = v * 16 + d;
-    }
-    (*out)[i] = static_cast<uint8_t>(v);
-  }
-  return true;
+  return parse_hex(hex, *out);
 }
 
 VolumeId random_volume_id() {

@@ -28,24 +28,6 @@ std::vector<std::string_view> words_of(std::string_view line) {
   return words;
 }
 
-bool parse_hex_digest(std::string_view hex, TokenTable::Digest* out) {
-  if (hex.size() != 64) return false;
-  for (size_t i = 0; i < 32; ++i) {
-    unsigned v = 0;
-    for (char c : hex.substr(2 * i, 2)) {
-      v <<= 4;
-      if (c >= '0' && c <= '9')
-        v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        v |= static_cast<unsigned>(c - 'a' + 10);
-      else
-        return false;
-    }
-    (*out)[i] = static_cast<uint8_t>(v);
-  }
-  return true;
-}
-
 // One grant word: VOLUME, VOLUME@SIZE or r:VOLUME.
 Status parse_grant(std::string_view word, std::string* volume, TokenTable::Grant* g) {
   g->access = TokenTable::Access::kWrite;
@@ -102,7 +84,7 @@ Result<TokenTable> TokenTable::parse(std::string_view text, const std::string& w
     const std::string_view token = words[0];
     Entry e;
     if (token.starts_with(kHashedPrefix)) {
-      if (!parse_hex_digest(token.substr(kHashedPrefix.size()), &e.digest))
+      if (!parse_hex(token.substr(kHashedPrefix.size()), e.digest))
         return bad("a hashed token is sha256: and 64 lowercase hex digits");
     } else {
       if (token.size() > proto::kMaxToken)

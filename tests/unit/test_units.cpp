@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <random>
+
+#include "rewind/base/hex.h"
 #include "rewind/base/log.h"
 #include "rewind/base/units.h"
 
@@ -35,4 +39,26 @@ TEST_CASE("printable escapes what could forge a log line", "[units][log]") {
   CHECK(rwd::printable("vol-1") == "vol-1");
   CHECK(rwd::printable("a\nrewind-server: forged") == "a\\x0arewind-server: forged");
   CHECK(rwd::printable(std::string("\x1b[2J\\\x7f\xff", 7)) == "\\x1b[2J\\\\\\x7f\\xff");
+}
+
+TEST_CASE("hex text round-trips and anything else is refused", "[units]") {
+  std::mt19937_64 rng(5);
+  for (size_t n : {0, 1, 8, 16, 32}) {
+    std::vector<uint8_t> bytes(n), back(n);
+    for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+    const std::string text = hex_of(bytes);
+    CHECK(text.size() == 2 * n);
+    CHECK(parse_hex(text, back));
+    CHECK(back == bytes);
+  }
+  std::array<uint8_t, 2> out{};
+  CHECK(parse_hex("0aff", out));
+  CHECK((out == std::array<uint8_t, 2>{0x0a, 0xff}));
+  CHECK_FALSE(parse_hex("0AFF", out));  // uppercase only when asked for
+  CHECK(parse_hex("0AfF", out, true));
+  CHECK((out == std::array<uint8_t, 2>{0x0a, 0xff}));
+  for (const char* bad : {"", "0af", "0aff0", "0ag0", " 0af", "0x0a", "+0af"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_hex(bad, out, true));
+  }
 }
