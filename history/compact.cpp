@@ -85,6 +85,8 @@ Out piece_out(const Piece& p, const IndexEntry& src) {
 }
 
 constexpr size_t kZeroes = SIZE_MAX;  // a Part of zero bytes, from no record
+// Pieces shorter than this are stored as they are, as the flusher stores short writes.
+constexpr uint64_t kMinCompressedPiece = 512;
 
 bool is_zero_type(RecordType t) {
   return t == RecordType::kZero || t == RecordType::kTrim;
@@ -312,8 +314,12 @@ class PayloadReader {
 // Record `i` (`r`) as the plan `o` rewrites it: kept as it was, emptied (superseded,
 // its payload the seq its window ends at), or a piece, its payload assembled from
 // the parts of the records it keeps.
+// A piece of data from a compressed record is compressed too, by `encoder`, when that
+// pays (as the flusher decides); *decoded then holds the piece's bytes, for its chunk
+// checksums.
 Status rewritten_record(const IndexEntry& r, const Out& o, size_t i, PayloadReader& payloads,
-                        RecordHeader* h, std::vector<uint8_t>* payload) {
+                        const std::vector<Rec>& recs, PayloadEncoder& encoder, RecordHeader* h,
+                        std::vector<uint8_t>* payload, std::vector<uint8_t>* decoded) {
   h->seq = r.seq;
   h->time_ns = r.time_ns;
   h->flags = o.flags;
@@ -339,15 +345,26 @@ Status rewritten_record(const IndexEntry& r, const Out& o, size_t i, PayloadRead
     h->type = o.type;
     h->offset = o.offset;
     h->length = o.length;
+    bool from_compressed = false;
     for (const Part& part : o.parts) {
       if (part.src == kZeroes) {
         payload->resize(payload->size() + part.len, 0);
         continue;
       }
+      from_compressed |= recs[part.src].e->codec != format::Codec::kNone;
       auto p = payloads.get(part.src);
       if (!p) return p.status();
       payload->insert(payload->end(), p->begin() + static_cast<long>(part.delta),
                       p->begin() + static_cast<long>(part.delta + part.len));
+    }
+    if (from_compressed && h->type == RecordType::kWrite &&
+        payload->size() >= kMinCompressedPiece) {
+      decoded->swap(*payload);
+      if (encoder.encode(*decoded, payload)) {
+        h->codec = encoder.compression().codec;
+      } else {
+        payload->swap(*decoded);
+      }
     }
   }
   h->payload_length = static_cast<uint32_t>(payload->size());
@@ -378,12 +395,14 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
   uint64_t flushed = 0;  // bytes of the file before buf
   std::vector<IndexEntry> entries;
   std::vector<uint64_t> chunk_sums;
-  std::vector<uint8_t> payload;
+  std::vector<uint8_t> payload, decoded_piece;
+  PayloadEncoder encoder(Compression{format::Codec::kZstd, kDefaultZstdLevel});
   for (size_t i = b; i < e; ++i) {
     const IndexEntry& r = *recs[i].e;
     const Out& o = outs[i];
     RecordHeader h;
-    REWIND_RETURN_IF_ERROR(rewritten_record(r, o, i, payloads, &h, &payload));
+    REWIND_RETURN_IF_ERROR(
+        rewritten_record(r, o, i, payloads, recs, encoder, &h, &payload, &decoded_piece));
     Status valid = validate_header(h);
     if (!valid)
       return Status::invalid(
@@ -400,6 +419,8 @@ Result<ManifestSegment> write_rewrite(const std::string& dir, const Manifest& m,
     entry.codec = h.codec;
     if (h.codec == format::Codec::kNone) {
       add_chunk_sums(&entry, payload, &chunk_sums);
+    } else if (o.kind != Out::Kind::kKeep) {
+      add_chunk_sums(&entry, decoded_piece, &chunk_sums);  // a piece compressed above
     } else {
       // The chunk checksums are of the decoded bytes, which the reader still holds.
       auto decoded = payloads.get(i);

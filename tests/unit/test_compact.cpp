@@ -203,6 +203,13 @@ TEST_CASE("compaction keeps every mark and window end exact and only the newest 
     CHECK((seg.granularity_ns == g) == (seg.sealed && seg.last_seq <= *want));
   check_compaction(h, before, after, g, r->stats);
   check_intact(h.journal, h.image);
+  // Pieces merged from compressed records are stored compressed too.
+  size_t compressed_pieces = 0;
+  for (const SegmentEntries& seg : after->segments())
+    for (const IndexEntry& e : seg.entries)
+      compressed_pieces += (e.flags & format::kFlagCompacted) &&
+                           !(e.flags & format::kFlagSuperseded) && e.codec != format::Codec::kNone;
+  CHECK((compressed_pieces > 0) == (compression.codec != format::Codec::kNone));
 
   // Again at the same granularity: nothing to do, nothing changed.
   const auto manifest = test::read_file(h.journal + "/MANIFEST");
