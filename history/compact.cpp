@@ -85,8 +85,6 @@ Out piece_out(const Piece& p, const IndexEntry& src) {
 }
 
 constexpr size_t kZeroes = SIZE_MAX;  // a Part of zero bytes, from no record
-// Pieces shorter than this are stored as they are, as the flusher stores short writes.
-constexpr uint64_t kMinCompressedPiece = 512;
 
 bool is_zero_type(RecordType t) {
   return t == RecordType::kZero || t == RecordType::kTrim;
@@ -357,8 +355,7 @@ Status rewritten_record(const IndexEntry& r, const Out& o, size_t i, PayloadRead
       payload->insert(payload->end(), p->begin() + static_cast<long>(part.delta),
                       p->begin() + static_cast<long>(part.delta + part.len));
     }
-    if (from_compressed && h->type == RecordType::kWrite &&
-        payload->size() >= kMinCompressedPiece) {
+    if (from_compressed && worth_encoding(*h)) {
       decoded->swap(*payload);
       if (encoder.encode(*decoded, payload)) {
         h->codec = encoder.compression().codec;

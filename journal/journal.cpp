@@ -271,9 +271,7 @@ void Journal::encode(std::span<const QueuedRecord> batch) {
       continue;
     }
     // Only a WRITE's data is worth encoding; a mark's name stays readable.
-    if (encoders_.empty() || q.header.type != format::RecordType::kWrite ||
-        (q.header.flags & format::kFlagSuperseded) || q.header.length < kMinEncoded)
-      continue;
+    if (encoders_.empty() || !worth_encoding(q.header)) continue;
     to_encode_.push_back(k);
     encode_bytes += q.header.length;
   }

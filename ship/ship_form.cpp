@@ -2,11 +2,6 @@
 
 namespace rwd {
 
-namespace {
-// As the journal's own compress=: smaller writes gain too little for the CPU.
-constexpr uint64_t kMinCompressed = 512;
-}  // namespace
-
 ShipEncoder::ShipEncoder(const ShipForm& form, const VolumeId& volume)
     : form_(form), volume_(volume) {
   if (form_.compression.codec != format::Codec::kNone) compress_.emplace(form_.compression);
@@ -14,9 +9,7 @@ ShipEncoder::ShipEncoder(const ShipForm& form, const VolumeId& volume)
 
 void ShipEncoder::encode(RecordHeader* h, std::vector<uint8_t>* payload) {
   if (h->seal != format::Seal::kNone) return;  // sealed already (a store shipped on)
-  if (compress_ && h->codec == format::Codec::kNone && h->type == format::RecordType::kWrite &&
-      !(h->flags & format::kFlagSuperseded) && h->length >= kMinCompressed &&
-      compress_->encode(*payload, &scratch_)) {
+  if (compress_ && worth_encoding(*h) && compress_->encode(*payload, &scratch_)) {
     h->codec = form_.compression.codec;
     h->payload_length = static_cast<uint32_t>(scratch_.size());
     h->payload_checksum = payload_checksum(scratch_);

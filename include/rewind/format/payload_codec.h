@@ -17,6 +17,7 @@
 
 #include "rewind/base/status.h"
 #include "rewind/format/format.h"
+#include "rewind/format/record.h"
 
 namespace rwd {
 
@@ -32,6 +33,14 @@ inline constexpr int kDefaultZstdLevel = 1;
 // caller names the key).
 Result<Compression> parse_compression(const std::string& text);
 std::string compression_name(const Compression& c);
+
+// Whether a record is one a codec may store compressed: a WRITE, not superseded, of at
+// least 512 bytes (shorter ones gain too little for the CPU), stored as is so far and
+// not sealed. The journal, the shipper and compaction all go by this.
+inline bool worth_encoding(const RecordHeader& h) {
+  return h.type == format::RecordType::kWrite && !(h.flags & format::kFlagSuperseded) &&
+         h.length >= 512 && h.codec == format::Codec::kNone && h.seal == format::Seal::kNone;
+}
 
 // Reuses a compression context across records (one per thread).
 class PayloadEncoder {

@@ -162,8 +162,6 @@ class Journal {
   void encode(std::span<const QueuedRecord> batch);
   // Encodes record k of the batch, whose stored_[k] holds it as it came.
   void encode_one(PayloadEncoder& encoder, size_t k);
-  // WRITEs shorter than this are stored as they are: too little to gain.
-  static constexpr uint64_t kMinEncoded = 512;
 
   std::string dir_;
   Manifest manifest_;
