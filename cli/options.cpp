@@ -17,19 +17,31 @@ void setup_compact(CLI::App& app, CompactOptions& o) {
       ->capture_default_str();
 }
 
+namespace {
+
+// A journal directory, or a copy of one on a log server or in a bucket.
+constexpr const char* kJournalAnywhere =
+    "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX";
+
+// The JOURNAL argument (`help` says where it may be), and the options that reach a
+// remote copy.
+void add_journal_argument(CLI::App& app, std::string& journal, RemoteCliOptions& remote,
+                          const char* help) {
+  app.add_option("journal", journal, help)->required();
+  add_remote_options(app, remote);
+}
+
+}  // namespace
+
 void setup_diff(CLI::App& app, DiffOptions& o) {
-  app.add_option("journal", o.journal, "Journal directory, or s3://BUCKET/PREFIX")->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote, "Journal directory, or s3://BUCKET/PREFIX");
   app.add_option("--from", o.from, "Start point: a time, seq:N or mark:NAME")->required();
   app.add_option("--to", o.to, "End point: a time, seq:N or mark:NAME (default: newest)");
   app.add_flag("--json", o.json, "Print JSON instead of text");
 }
 
 void setup_info(CLI::App& app, InfoOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote, kJournalAnywhere);
   app.add_flag("--json", o.json, "Print JSON instead of text");
   app.add_option("--journal-max", o.journal_max,
                  "Forecast how long the recent write rate takes to fill this journal-max");
@@ -49,10 +61,7 @@ void setup_keygen(CLI::App& app, KeygenOptions& o) {
 }
 
 void setup_log(CLI::App& app, LogOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote, kJournalAnywhere);
   app.add_flag("--json", o.json, "Print JSON instead of text");
 }
 
@@ -70,10 +79,7 @@ void setup_rebase(CLI::App& app, RebaseOptions& o) {
 }
 
 void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, rewind://HOST:PORT/VOLUME or s3://BUCKET/PREFIX")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote, kJournalAnywhere);
   add_target_options(app, o.target);
   auto* out = app.add_option("-o,--output", o.out, "Write the image to this file");
   auto* to =
@@ -87,10 +93,8 @@ void setup_restore(CLI::App& app, RestoreCmdOptions& o) {
 }
 
 void setup_retain(CLI::App& app, RetainOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, or s3://BUCKET/PREFIX (a stopped volume's copy)")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote,
+                       "Journal directory, or s3://BUCKET/PREFIX (a stopped volume's copy)");
   app.add_option("--retain", o.retain, "Keep every write at least this long");
   app.add_option("--retain-coarse", o.retain_coarse,
                  "After --retain, one state per GRAN up to AGE: AGE:GRAN,... e.g. 1d:1m,30d:1h");
@@ -99,11 +103,10 @@ void setup_retain(CLI::App& app, RetainOptions& o) {
 }
 
 void setup_serve(CLI::App& app, ServeOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME (fetched "
-                 "whole into $TMPDIR first, removed at stop)")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(
+      app, o.journal, o.remote,
+      "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME (fetched "
+      "whole into $TMPDIR first, removed at stop)");
   app.add_option("--cache-size", o.cache_size,
                  "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
   add_target_options(app, o.target);
@@ -112,11 +115,9 @@ void setup_serve(CLI::App& app, ServeOptions& o) {
 }
 
 void setup_verify(CLI::App& app, VerifyOptions& o) {
-  app.add_option("journal", o.journal,
-                 "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME of a "
-                 "sealed copy (with --key)")
-      ->required();
-  add_remote_options(app, o.remote);
+  add_journal_argument(app, o.journal, o.remote,
+                       "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME of a "
+                       "sealed copy (with --key)");
   app.add_option("--image", o.image, "Also check that replaying to the end reproduces this image");
 }
 
