@@ -9,6 +9,7 @@
 #include "rewind/base/hash.h"
 #include "rewind/format/format.h"
 #include "rewind/format/record.h"
+#include "rewind/format/seal.h"
 #include "rewind/format/text.h"
 
 namespace rwd {
@@ -23,6 +24,10 @@ bool safe_file_name(std::string_view s) {
 }
 
 }  // namespace
+
+uint64_t Manifest::base_file_bytes() const {
+  return base_sealed ? sealed_base_size(image_size) : image_size;
+}
 
 std::string Manifest::serialize() const {
   std::string s;

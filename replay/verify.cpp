@@ -110,7 +110,7 @@ Status verify_journal(const std::string& journal_dir, const std::string& image,
   struct stat st;
   if (::stat(base.c_str(), &st) != 0)
     return Status::io_error(fmt::format("base snapshot {}", base), errno);
-  const uint64_t base_bytes = m->base_sealed ? sealed_base_size(m->image_size) : m->image_size;
+  const uint64_t base_bytes = m->base_file_bytes();
   if (static_cast<uint64_t>(st.st_size) != base_bytes)
     return Status::corruption(
         fmt::format("base snapshot {} is {} bytes, not the {} of {}", base, st.st_size, base_bytes,

@@ -471,6 +471,7 @@ bool JournalView::image_holds(const Piece& p, std::span<const uint8_t> bytes) co
 }
 
 std::optional<ViewFetcher::Range> JournalView::needs(const Piece& p) const {
+  if (p.source == nullptr && history_->manifest().base_sealed) return sealed_slots(p.start, p.end);
   if (p.source == nullptr) return ViewFetcher::Range{-1, p.start, p.end - p.start};
   if (p.source->zero) return std::nullopt;
   const IndexEntry& rec = history_->segments()[p.source->segment].entries[p.source->entry];
@@ -733,10 +734,24 @@ Result<bool> JournalView::fill_sealed(const IndexEntry& rec, uint32_t segment, u
   return true;
 }
 
+ViewFetcher::Range JournalView::sealed_slots(uint64_t start, uint64_t end) const {
+  const uint64_t first = start / kSealedChunkBytes, last = (end - 1) / kSealedChunkBytes;
+  const uint64_t stop =
+      std::min((last + 1) * kSealedSlotBytes, history_->manifest().base_file_bytes());
+  return ViewFetcher::Range{-1, first * kSealedSlotBytes, stop - first * kSealedSlotBytes};
+}
+
 Status JournalView::check_keys() const {
   if (!history_->sealed()) return Status::ok();
   REWIND_RETURN_IF_ERROR(needs_keys(keys_, history_->dir()));
   if (!history_->manifest().base_sealed || size() == 0) return Status::ok();
+  std::shared_ptr<void> pinned;  // the first slot, fetched first through a fetcher
+  if (fetcher_) {
+    const ViewFetcher::Range slot = sealed_slots(0, 1);
+    auto got = fetcher_->fetch(std::span(&slot, 1));
+    if (!got) return got.status();
+    pinned = std::move(*got);
+  }
   uint8_t first = 0;
   return read_sealed_base(std::span(&first, 1), 0);
 }

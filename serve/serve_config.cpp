@@ -381,7 +381,8 @@ Status complete_bucket_shipping(ServeConfig& c) {
   if (c.ship.form.key)
     return Status::invalid(
         "ship-key= is for a log server: a bucket holds the journal's segments as they are, "
-        "unsealed");
+        "unsealed (for a sealed copy in a bucket, ship to a rewind-server whose --store is "
+        "s3://)");
   for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                    std::pair{"ship-volume", !link.volume.empty()},
                                    std::pair{"ship-server-name", !link.server_name.empty()}}) {

@@ -91,6 +91,7 @@ Result<std::unique_ptr<JournalView>> open_bucket_view(const ServeConfig& c, cons
   auto v = JournalView::open((*opened)->dir(), c.target, logger, /*repair=*/false);
   if (!v) return v.status();
   (*v)->set_fetcher(*opened);
+  REWIND_RETURN_IF_ERROR(check_view_keys(**v, c));
   *cache = std::move(*opened);
   log_to(logger, LogLevel::kInfo,
          fmt::format("serving {} read-only at seq {}{}{}, through a cache of at most {} bytes",

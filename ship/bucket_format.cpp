@@ -172,7 +172,7 @@ std::vector<std::string> BucketManifest::object_names() const {
 
 std::string BaseMap::serialize() const {
   std::string s = "rewind-base-map 1\n";
-  s += fmt::format("image-size {} chunk-bytes {}\n", image_size, chunk_bytes);
+  s += fmt::format("image-size {} chunk-bytes {}\n", file_size, chunk_bytes);
   for (const BaseChunk& c : chunks)
     s += fmt::format("data {} {:016x} {}\n", c.offset, c.sum, c.seq);
   return with_checksum(std::move(s));
@@ -188,8 +188,8 @@ Result<BaseMap> BaseMap::parse(std::string_view text, const std::string& where) 
   if (!next_line(&rest, &line)) return Status::corruption(where + ": no image-size line");
   auto w = split_words(line);
   if (w.size() != 4 || w[0] != "image-size" || w[2] != "chunk-bytes" ||
-      !parse_u64(w[1], &m.image_size) || !parse_u64(w[3], &m.chunk_bytes) || m.image_size == 0 ||
-      m.image_size % 512 != 0 || m.chunk_bytes == 0 || m.chunk_bytes % 4096 != 0)
+      !parse_u64(w[1], &m.file_size) || !parse_u64(w[3], &m.chunk_bytes) || m.file_size == 0 ||
+      m.file_size % 512 != 0 || m.chunk_bytes == 0 || m.chunk_bytes % 4096 != 0)
     return Status::corruption(fmt::format("{}: bad image-size line '{}'", where, line));
   uint64_t next = 0;
   while (next_line(&rest, &line)) {
@@ -199,7 +199,7 @@ Result<BaseMap> BaseMap::parse(std::string_view text, const std::string& where) 
     if (w.size() != 4 || w[0] != "data" || !parse_u64(w[1], &off) || !parse_u64(w[3], &seq) ||
         w[2].size() != 16 ||
         std::from_chars(w[2].data(), w[2].data() + 16, sum, 16).ptr != w[2].data() + 16 ||
-        off % m.chunk_bytes != 0 || off < next || off >= m.image_size)
+        off % m.chunk_bytes != 0 || off < next || off >= m.file_size)
       return Status::corruption(fmt::format("{}: bad data line '{}'", where, line));
     m.chunks.push_back(BaseChunk{off, sum, seq});
     next = off + m.chunk_bytes;

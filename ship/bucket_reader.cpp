@@ -82,9 +82,10 @@ Status BucketCache::load() {
   if (!map_text) return map_text.status();
   auto map = BaseMap::parse(*map_text, uri + "/" + map_key);
   if (!map) return map.status();
-  if (map->image_size != j.image_size)
-    return Status::corruption(fmt::format("{}/{}: image size {} but the manifest says {}", uri,
-                                          map_key, map->image_size, j.image_size));
+  if (map->file_size != j.base_file_bytes())
+    return Status::corruption(fmt::format("{}/{}: a base of {} bytes, but the manifest's is {}{}",
+                                          uri, map_key, map->file_size, j.base_file_bytes(),
+                                          j.base_sealed ? " (sealed)" : ""));
   base_map_ = std::move(*map);
 
   // The cache directory, laid out as a journal directory.
@@ -109,16 +110,16 @@ Status BucketCache::load() {
   // The base: a sparse file; chunks the map does not list are zeroes, present already.
   const BaseMap& bmap = base_map_;
   base_.path = base_path(dir_, j.base_file);
-  base_.size = j.image_size;
+  base_.size = bmap.file_size;
   base_.block = bmap.chunk_bytes;
-  const uint64_t nchunks = (j.image_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
+  const uint64_t nchunks = (bmap.file_size + bmap.chunk_bytes - 1) / bmap.chunk_bytes;
   base_.present.assign(nchunks, kFixed);
   base_.used.assign(nchunks, 0);
   for (const BaseChunk& ch : bmap.chunks) base_.present[ch.offset / bmap.chunk_bytes] = kMissing;
   {
     auto f = create_new_file(base_.path);
     if (!f) return f.status();
-    REWIND_RETURN_IF_ERROR(f->truncate(j.image_size));
+    REWIND_RETURN_IF_ERROR(f->truncate(bmap.file_size));
   }
 
   // Segments: sparse files; indexes fetched; the open one fetched whole from its tails.
@@ -255,7 +256,7 @@ Status BucketCache::fetch_blocks(const std::vector<std::pair<int64_t, uint64_t>>
         key = loc.key(bucket::segment_key(b->gen, b->file));
       }
       bufs.emplace_back(len);
-      reads.push_back(RangeRead{std::move(key), obj_off, {}});
+      reads.push_back(RangeRead{std::move(key), obj_off, {}, file < 0 && j.base_sealed});
       round.emplace_back(file, block);
       round_bytes += len;
     }

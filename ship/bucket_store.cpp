@@ -246,7 +246,7 @@ Status BucketVolume::fail(Status st) {
 
 proto::Ack BucketVolume::bucket_ack() const {
   const BucketManifest& bm = *writer_->manifest();
-  return proto::Ack{bm.last_seq, bm.journal.image_size};
+  return proto::Ack{bm.last_seq, bm.journal.base_file_bytes()};
 }
 
 proto::Welcome BucketVolume::state() const {
@@ -256,7 +256,8 @@ proto::Welcome BucketVolume::state() const {
   std::copy(bm.journal.volume_id.begin(), bm.journal.volume_id.end(), w.volume_id.begin());
   w.image_size = bm.journal.image_size;
   w.base_seq = bm.journal.base_seq;
-  w.base_bytes = bm.journal.image_size;
+  w.flags = bm.journal.base_sealed ? proto::kFlagSealedBase : 0;
+  w.base_bytes = bm.journal.base_file_bytes();
   w.durable_seq = bm.last_seq;
   return w;
 }
@@ -272,12 +273,6 @@ Result<uint64_t> BucketVolume::stored_bytes() const {
 }
 
 Result<proto::Ack> BucketVolume::begin_base(const proto::BaseBegin& b) {
-  if (b.flags & proto::kFlagSealedBase) {
-    last_error_ = proto::ErrorCode::kConflict;
-    return Status::invalid(
-        "this server stores into a bucket, which does not take sealed copies (ship-key=); ship "
-        "them to a server whose store is on disk");
-  }
   auto a = spool_->begin_base(b);
   if (!a) last_error_ = spool_->last_error();
   return a;

@@ -20,6 +20,7 @@
 #include "rewind/base/file.h"
 #include "rewind/format/file_names.h"
 #include "rewind/format/format.h"
+#include "rewind/format/seal.h"
 #include "rewind/format/segment_index.h"
 #include "rewind/format/text.h"
 #include "rewind/ship/bucket_reader.h"
@@ -208,13 +209,16 @@ Result<BaseMap> BucketWriter::store_base_chunks(
   auto base = File::open(base_path(dir_, m.base_file), O_RDONLY);
   if (!base) return base.status();
   BaseMap map;
-  map.image_size = m.image_size;
+  map.file_size = m.base_file_bytes();
+  // A sealed base is stored a slot per object, without the zeroes each slot ends in:
+  // every slot holds something (a chunk of zeroes is sealed too), mostly a few bytes.
+  if (m.base_sealed) map.chunk_bytes = kSealedSlotBytes;
   std::map<uint64_t, BaseChunk> before;
   if (old)
     for (const BaseChunk& c : old->chunks) before[c.offset] = c;
   std::vector<uint8_t> chunk;
   uint64_t skipped = 0, kept = 0;
-  for (uint64_t off = 0; off < m.image_size; off += map.chunk_bytes) {
+  for (uint64_t off = 0; off < map.file_size; off += map.chunk_bytes) {
     const uint64_t len = map.chunk_length(off);
     auto was = before.find(off);
     if (only && !(*only)[off / map.chunk_bytes]) {
@@ -242,13 +246,16 @@ Result<BaseMap> BucketWriter::store_base_chunks(
     map.chunks.push_back(BaseChunk{off, sum, m.base_seq});
     const std::string key =
         client_->location().key(bucket::base_chunk_key(m.volume_id, m.base_seq, off));
-    if (have.count({key, len})) {
+    std::span<const uint8_t> object(chunk);
+    if (m.base_sealed)
+      while (!object.empty() && object.back() == 0) object = object.first(object.size() - 1);
+    if (have.count({key, object.size()})) {
       ++skipped;
       continue;
     }
-    auto r = client_->put(key, chunk);
+    auto r = client_->put(key, object);
     if (!r) return transient(r.status());
-    *bytes += len;
+    *bytes += object.size();
   }
   if (skipped)
     log_to(logger_, LogLevel::kInfo,
@@ -281,6 +288,7 @@ Status BucketWriter::store_base(const Manifest& m, uint64_t* bytes) {
   first.journal.base_file = base_file_name(m.base_seq);
   first.journal.base_seq = m.base_seq;
   first.journal.base_time_ns = m.base_time_ns;
+  first.journal.base_sealed = m.base_sealed;
   first.journal.checkpoint_seq = m.base_seq;
   first.last_seq = m.base_seq;
   first.owner = gen_;
@@ -385,9 +393,10 @@ Status BucketWriter::mirror_rebase(const Manifest& m, BucketManifest* next,
     covered.emplace_back(seg, next->segments[sealed++]);
   }
   // The chunks the folded records changed, from the bucket's indexes of them; every
-  // chunk when one is missing (or the records are in tail pieces).
+  // chunk when one is missing (or the records are in tail pieces, or the base is sealed:
+  // each of its chunks is sealed anew for the new base seq).
   std::optional<std::vector<bool>> only;
-  if (!open_covered) {
+  if (!open_covered && !m.base_sealed) {
     auto changed = chunks_changed_by(covered, j);
     if (changed) only = std::move(*changed);
   }
@@ -412,6 +421,7 @@ Status BucketWriter::mirror_rebase(const Manifest& m, BucketManifest* next,
   j.base_file = base_file_name(m.base_seq);
   j.base_seq = m.base_seq;
   j.base_time_ns = m.base_time_ns;
+  j.base_sealed = m.base_sealed;
   j.checkpoint_seq = m.base_seq;
   // Marks folded away go; one at the base itself stays, as in the journal.
   std::vector<ManifestMark> marks;
@@ -589,6 +599,11 @@ Result<BucketRetainResult> retain_bucket(std::unique_ptr<S3Client> client,
   auto cache = BucketCache::open(std::move(client), BucketReadOptions{}, logger);
   if (!cache) return cache.status();
   BucketCache& copy = **cache;
+  if (copy.manifest().journal.base_sealed)
+    return Status::invalid(fmt::format(
+        "{} is a sealed copy (shipped with ship-key=): retention folds and merges records, "
+        "which takes their key, and this copy is kept where the key is not; nothing was changed",
+        where.uri()));
   REWIND_RETURN_IF_ERROR(copy.fetch_everything());
   // A copy has no image to keep current: every record may be folded.
   auto local = Manifest::load(copy.dir());

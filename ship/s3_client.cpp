@@ -220,6 +220,7 @@ class S3Client::Request {
   uint64_t sent = 0;
   // The body received: into a fixed span (ranged reads), else into `body`.
   std::span<uint8_t> into;
+  bool short_ok = false;  // fewer bytes than into.size() are fine
   uint64_t received = 0;
   bool overflow = false;
   std::string body;
@@ -381,7 +382,7 @@ class S3Client::Request {
       return Status::remote(fmt::format("{}: {}", what, detail));
     }
     if (http >= 200 && http < 300) {
-      if (!into.empty() && received != into.size())
+      if (!into.empty() && received != into.size() && !(short_ok && received < into.size()))
         return Status::corruption(fmt::format("{}: the server sent {} bytes of the {} asked for",
                                               what, received, into.size()));
       return Status::ok();
@@ -458,20 +459,26 @@ Result<std::string> S3Client::get(const std::string& key, std::string* etag) {
   return std::move(r.body);
 }
 
-Status S3Client::get_range(const std::string& key, uint64_t offset, std::span<uint8_t> into) {
+Status S3Client::get_range(const std::string& key, uint64_t offset, std::span<uint8_t> into,
+                           bool zero_fill) {
   if (into.empty()) return Status::ok();
   Request r;
   r.what = fmt::format("GET s3://{}/{} bytes {}+{}", where_.bucket, key, offset, into.size());
   r.url = url(key, "");
   r.headers.push_back(fmt::format("Range: bytes={}-{}", offset, offset + into.size() - 1));
   r.into = into;
-  return perform(r);
+  r.short_ok = zero_fill;
+  REWIND_RETURN_IF_ERROR(perform(r));
+  if (r.received < into.size())
+    std::fill(into.begin() + static_cast<long>(r.received), into.end(), 0);
+  return Status::ok();
 }
 
 Status S3Client::get_ranges(std::span<const RangeRead> reads, unsigned parallel) {
   if (reads.empty()) return Status::ok();
   if (reads.size() == 1 || parallel <= 1) {
-    for (const RangeRead& rr : reads) REWIND_RETURN_IF_ERROR(get_range(rr.key, rr.offset, rr.into));
+    for (const RangeRead& rr : reads)
+      REWIND_RETURN_IF_ERROR(get_range(rr.key, rr.offset, rr.into, rr.zero_fill));
     return Status::ok();
   }
   // One thread per connection, each with its own client; they take the reads in turn.
@@ -491,7 +498,9 @@ Status S3Client::get_ranges(std::span<const RangeRead> reads, unsigned parallel)
           if (next == reads.size() || !first.is_ok()) break;
           i = next++;
         }
-        Status st = c ? (*c)->get_range(reads[i].key, reads[i].offset, reads[i].into) : c.status();
+        Status st =
+            c ? (*c)->get_range(reads[i].key, reads[i].offset, reads[i].into, reads[i].zero_fill)
+              : c.status();
         std::lock_guard lk(mu);
         if (!st && first.is_ok()) first = st;
       }

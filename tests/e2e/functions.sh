@@ -196,3 +196,77 @@ write_phase() {
   date -u +%Y-%m-%dT%H:%M:%S.%NZ >"time-m$n"
   sleep 0.05
 }
+
+# --- sealed copies (ship-key=) --------------------------------------------------------
+
+# secret_data PATTERN: secret.bin, 4 MiB of text made of PATTERN and counters
+# (compressible, and easy to search for), and random.bin, 1 MiB of random data.
+secret_data() {
+  python3 -c "
+import sys
+text = ''.join('$1 line %08d\n' % i for i in range(120000)).encode()
+sys.stdout.buffer.write(text[:4 << 20])" >secret.bin
+  [ "$(stat -c %s secret.bin)" -eq $((4 << 20)) ] || fail "not 4 MiB of text to write"
+  head -c 1M /dev/urandom >random.bin
+}
+
+# secret_phases SOCK JOURNAL: writes secret.bin and random.bin to the 32 MiB export at
+# SOCK in three flushed phases, each ending in a mark (one, two, three) in JOURNAL whose
+# state nbdcopy captures to truth-NAME.img; then waits until the shipper has sent
+# every durable record.
+secret_phases() {
+  local uri journal=$2 acked
+  uri=$(uri_of "$1")
+  qemu-io -f raw -t writeback -c "write -s secret.bin 0 4M" -c flush "$uri" >/dev/null
+  "$REWIND_CLI" mark "$journal" one >/dev/null
+  nbdcopy "$uri" truth-one.img
+  qemu-io -f raw -t writeback -c "write -s random.bin 8M 1M" -c "write -z 20M 1M" -c flush \
+    "$uri" >/dev/null
+  "$REWIND_CLI" mark "$journal" two >/dev/null
+  nbdcopy "$uri" truth-two.img
+  qemu-io -f raw -t writeback -c "write -P 0x33 12M 64k" -c "write -s secret.bin 5000 3000" \
+    -c flush "$uri" >/dev/null
+  "$REWIND_CLI" mark "$journal" three >/dev/null
+  nbdcopy "$uri" truth-three.img
+  for _ in $(seq 300); do
+    acked=$("$REWIND_CLI" info --json "$journal" | json_field '["ship"]["acked_seq"]')
+    [ "$acked" = "$("$REWIND_CLI" info --json "$journal" | json_field '["ship"]["durable_seq"]')" ] &&
+      return 0
+    sleep 0.1
+  done
+  fail "the server did not catch up (acknowledged seq $acked)"
+}
+
+# expect_no_secret PATTERN JOURNAL DIR...: PATTERN is in JOURNAL (where it is in the
+# clear: a check of the search), and neither it nor any 4 KiB block of random.bin
+# (its first 64 bytes) is in any file under the DIRs.
+expect_no_secret() {
+  local pattern=$1 journal=$2
+  shift 2
+  grep -rqa "$pattern" "$journal" || fail "the pattern is not in $journal (a broken search?)"
+  if grep -rla "$pattern" "$@"; then fail "the pattern is in the files above"; fi
+  python3 - random.bin "$@" <<'PY' || fail "a block of the random data is in $*"
+import os, sys
+data = open(sys.argv[1], "rb").read()
+blocks = [data[i:i + 64] for i in range(0, len(data), 4096)]
+for top in sys.argv[2:]:
+    for root, _, files in os.walk(top):
+        for f in files:
+            b = open(os.path.join(root, f), "rb").read()
+            assert not any(x in b for x in blocks), os.path.join(root, f)
+PY
+}
+
+# expect_restore_refused FROM WHAT ARGS...: `rewind restore FROM --mark two -o out.img
+# ARGS` fails with one line on stderr (left in err.txt) and leaves no output file.
+expect_restore_refused() {
+  local from=$1 what=$2 err
+  shift 2
+  if "$REWIND_CLI" restore "$from" --mark two -o out.img "$@" 2>err.txt >/dev/null; then
+    fail "a restore $what succeeded"
+  fi
+  err=$(cat err.txt)
+  [ "$(wc -l <err.txt)" -eq 1 ] || fail "a restore $what said more than one line: $err"
+  [ ! -e out.img ] && [ ! -e out.img.rewind-tmp ] || fail "a restore $what left a file"
+  echo "$what: $err"
+}

@@ -12,13 +12,7 @@ requires nbdkit qemu-io nbdcopy python3
 
 cd "$workdir"
 secret="REWIND-SECRET-PATTERN-7f3a"
-# Text made of the pattern and counters: compressible, and easy to search for.
-python3 -c "
-import sys
-text = ''.join('$secret line %08d\n' % i for i in range(120000)).encode()
-sys.stdout.buffer.write(text[:4 << 20])" >secret.bin
-[ "$(stat -c %s secret.bin)" -eq $((4 << 20)) ] || fail "not 4 MiB of text to write"
-head -c 1M /dev/urandom >random.bin
+secret_data "$secret"
 
 "$REWIND_CLI" keygen k.key >/dev/null || fail "rewind keygen"
 [ "$(stat -c %a k.key)" = 600 ] || fail "the key file is mode $(stat -c %a k.key), not 600"
@@ -36,43 +30,12 @@ truncate -s 32M disk.img
 dd if=secret.bin of=disk.img bs=1M seek=20 conv=notrunc status=none
 start_server "$workdir/disk.sock" image=disk.img journal=disk.rewind segment-size=2M \
   ship=127.0.0.1:$port ship-token=tok ship-volume=vol ship-key=@k.key ship-compress=off
-uri=$(uri_of "$workdir/disk.sock")
-mark() {
-  "$REWIND_CLI" mark disk.rewind "$1" >/dev/null
-  nbdcopy "$uri" "truth-$1.img"
-}
-qemu-io -f raw -t writeback -c "write -s secret.bin 0 4M" -c flush "$uri" >/dev/null
-mark one
-qemu-io -f raw -t writeback -c "write -s random.bin 8M 1M" -c "write -z 20M 1M" -c flush \
-  "$uri" >/dev/null
-mark two
-qemu-io -f raw -t writeback -c "write -P 0x33 12M 64k" -c "write -s secret.bin 5000 3000" \
-  -c flush "$uri" >/dev/null
-mark three
-info() { "$REWIND_CLI" info --json "$1" | json_field "$2"; }
-for _ in $(seq 300); do
-  [ "$(info disk.rewind '["ship"]["acked_seq"]')" = "$(info disk.rewind '["ship"]["durable_seq"]')" ] &&
-    break
-  sleep 0.1
-done
-[ "$(info disk.rewind '["ship"]["acked_seq"]')" = "$(info disk.rewind '["ship"]["durable_seq"]')" ] ||
-  fail "the server did not catch up"
+secret_phases "$workdir/disk.sock" disk.rewind
 stop_server
 
 # The search finds the pattern where it is in the clear, and nowhere in the store.
-grep -rqa "$secret" disk.rewind || fail "the pattern is not in the local journal (a broken search?)"
 grep -qa "$secret" disk.img || fail "the pattern is not in the image"
-if grep -rla "$secret" store; then fail "the pattern is in the store's files above"; fi
-# Nor any 4 KiB block of the random data.
-python3 - random.bin store <<'PY' || fail "a block of the random data is in the store"
-import os, sys
-data = open(sys.argv[1], "rb").read()
-blocks = [data[i:i + 64] for i in range(0, len(data), 4096)]
-for root, _, files in os.walk(sys.argv[2]):
-    for f in files:
-        b = open(os.path.join(root, f), "rb").read()
-        assert not any(x in b for x in blocks), os.path.join(root, f)
-PY
+expect_no_secret "$secret" disk.rewind store
 # Mark names and sizes are what the store learns, by design.
 "$REWIND_CLI" log store/vol | grep -q "three" || fail "the store's log does not name the marks"
 
@@ -135,19 +98,8 @@ for args in "mark=two" "mark=two key=@other.key"; do
   echo "plugin with $args: $(grep -m1 "sealed" view.err)"
 done
 
-# expect_refusal WHAT ARGS...: one line on stderr, a failure, and no output file.
-expect_refusal() {
-  local what=$1 err
-  shift
-  if "$REWIND_CLI" restore "rewind://127.0.0.1:$port/vol" --mark two -o out.img "$@" 2>err.txt \
-    >/dev/null; then
-    fail "a restore $what succeeded"
-  fi
-  err=$(cat err.txt)
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "a restore $what said more than one line: $err"
-  [ ! -e out.img ] && [ ! -e out.img.rewind-tmp ] || fail "a restore $what left a file"
-  echo "$what: $err"
-}
+# expect_refusal WHAT ARGS...: a restore of mark two refused (functions.sh).
+expect_refusal() { expect_restore_refused "rewind://127.0.0.1:$port/vol" "$@"; }
 expect_refusal "without the key"
 grep -q "SEALED: volume 'vol' is sealed" err.txt || fail "no clear refusal without the key"
 expect_refusal "with another key" --key other.key

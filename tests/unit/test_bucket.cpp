@@ -92,7 +92,7 @@ TEST_CASE("bucket manifest: round trip, and every damage detected") {
 
 TEST_CASE("base map and writer claim: round trip and damage") {
   BaseMap b;
-  b.image_size = 10 * bucket::kBaseChunkBytes + 4096;
+  b.file_size = 10 * bucket::kBaseChunkBytes + 4096;
   b.chunks = {{0, 0x1234, 0},
               {3 * bucket::kBaseChunkBytes, 0xfedcba9876543210ull, 40},
               {10 * bucket::kBaseChunkBytes, 7, 41}};

@@ -50,6 +50,8 @@ struct Manifest {
   // The base file is a sealed base snapshot (seal.h, in a copy shipped with ship-key=),
   // not an image of the volume.
   bool base_sealed = false;
+  // The base file's size: the volume's, or that of its sealed form.
+  uint64_t base_file_bytes() const;
   // The image holds every record with seq <= checkpoint_seq (it was synced after they
   // were applied). Records after it are redone from the journal at start-up.
   uint64_t checkpoint_seq = 0;

@@ -262,6 +262,9 @@ class JournalView {
                            std::span<uint8_t> dst, std::vector<uint8_t>* whole) const;
   // Fills dst with the volume's bytes at `offset` from a sealed base snapshot.
   Status read_sealed_base(std::span<uint8_t> dst, uint64_t offset) const;
+  // The bytes of the sealed base's file that hold the volume's bytes [start, end):
+  // the slots of the chunks they lie in.
+  ViewFetcher::Range sealed_slots(uint64_t start, uint64_t end) const;
   // Reads into `into` from segment `segment` at byte `at`: from its mapping where
   // there is one and the bytes were checked before (then most likely cached) or may be
   // waited for; else with `cached_only` only if the page cache holds them all.

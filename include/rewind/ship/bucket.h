@@ -88,18 +88,17 @@ struct BaseChunk {
   bool operator==(const BaseChunk&) const = default;
 };
 
-// Which chunks of the base snapshot hold data, and their checksums (XXH3-64); chunks
-// not listed read as zeroes.
+// Which chunks of the base snapshot's file hold data, and their checksums (XXH3-64);
+// chunks not listed read as zeroes. The file is the volume's image, or for a sealed
+// copy the sealed base snapshot (format/seal.h), chunked alike.
 struct BaseMap {
-  uint64_t image_size = 0;
+  uint64_t file_size = 0;  // Manifest::base_file_bytes(); "image-size" in the text
   uint64_t chunk_bytes = bucket::kBaseChunkBytes;
   std::vector<BaseChunk> chunks;  // in offset order
   bool operator==(const BaseMap&) const = default;
   std::string serialize() const;
   static Result<BaseMap> parse(std::string_view text, const std::string& where);
-  uint64_t chunk_length(uint64_t offset) const {
-    return std::min(chunk_bytes, image_size - offset);
-  }
+  uint64_t chunk_length(uint64_t offset) const { return std::min(chunk_bytes, file_size - offset); }
   // The bytes of the chunks that hold data (what the bucket stores of the base).
   uint64_t data_bytes() const {
     uint64_t n = 0;

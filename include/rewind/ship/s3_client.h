@@ -92,6 +92,9 @@ struct RangeRead {
   std::string key;
   uint64_t offset = 0;
   std::span<uint8_t> into;  // filled with exactly into.size() bytes
+  // An object that ends before into.size() bytes is not an error: the rest reads as
+  // zeroes (a sealed base's slot, stored without the zeroes it ends in).
+  bool zero_fill = false;
 };
 
 class S3Client {
@@ -110,8 +113,10 @@ class S3Client {
   // Keys are full keys (location().key(...)).
   // The whole object; *etag (without quotes) if given.
   Result<std::string> get(const std::string& key, std::string* etag = nullptr);
-  // Bytes [offset, offset + into.size()) of the object; fewer is an error.
-  Status get_range(const std::string& key, uint64_t offset, std::span<uint8_t> into);
+  // Bytes [offset, offset + into.size()) of the object; fewer is an error, unless
+  // `zero_fill` (see RangeRead).
+  Status get_range(const std::string& key, uint64_t offset, std::span<uint8_t> into,
+                   bool zero_fill = false);
   // Many ranged reads, up to `parallel` at a time on separate connections. The first
   // failure is returned (the others are finished or abandoned).
   Status get_ranges(std::span<const RangeRead> reads, unsigned parallel = 8);
