@@ -18,6 +18,7 @@
 #include "rewind/format/payload_codec.h"
 #include "rewind/format/seal.h"
 #include "rewind/replay/target.h"
+#include "rewind/ship/bucket_store.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/ship_client.h"
 
@@ -374,15 +375,15 @@ Status complete_retention(const ServeConfig& c) {
 
 Status complete_bucket_shipping(ServeConfig& c) {
   const ShipOptions& link = c.ship.link;
-  if (c.have_ship_compress)
+  if (c.have_ship_compress && !c.ship.form.key)
     return Status::invalid(
-        "ship-compress= is for a log server: a bucket holds the journal's segments as they are "
-        "(compress=zstd stores them compressed)");
+        "ship-compress= is for a log server, or a bucket with ship-key=: otherwise a bucket "
+        "holds the journal's segments as they are (compress=zstd stores them compressed)");
+  // A sealed copy goes through a spool named by the prefix's last part.
   if (c.ship.form.key)
-    return Status::invalid(
-        "ship-key= is for a log server: a bucket holds the journal's segments as they are, "
-        "unsealed (for a sealed copy in a bucket, ship to a rewind-server whose --store is "
-        "s3://)");
+    if (auto split = split_volume_location(*c.ship.bucket); !split)
+      return Status::invalid("ship-key= with ship=" + c.ship.bucket->uri() + ": " +
+                             split.status().message());
   for (const auto& [key, given] : {std::pair{"ship-token", !link.token.empty()},
                                    std::pair{"ship-volume", !link.volume.empty()},
                                    std::pair{"ship-server-name", !link.server_name.empty()}}) {
@@ -513,10 +514,12 @@ const char* const kServeKeysHelp =
     "                      it, TLS verified by the system's trust store, or plain\n"
     "                      TCP to a loopback address only.\n"
     "ship-server-name=NAME The name the server's certificate carries (HOST).\n"
-    "ship-compress=zstd[:LEVEL]|off  Send to the log server the written data the\n"
-    "                      journal stores as is zstd-compressed (zstd: level 1).\n"
+    "ship-compress=zstd[:LEVEL]|off  Send to the log server (or, with ship-key=, the\n"
+    "                      bucket) the written data the journal stores as is\n"
+    "                      zstd-compressed (zstd: level 1).\n"
     "ship-key=@FILE        Seal (encrypt and authenticate) everything sent to the log\n"
-    "                      server with the key `rewind keygen FILE` made.\n"
+    "                      server or the bucket with the key `rewind keygen FILE`\n"
+    "                      made (to a bucket through JOURNAL/ship-spool).\n"
     "ship-rate=SIZE        Send at most SIZE bytes per second (default: no cap; the\n"
     "                      shipper backs off by itself when the link is congested).\n"
     "ship-timeout=DUR      A request to the server or the bucket that makes no\n"

@@ -174,7 +174,9 @@ std::string BaseMap::serialize() const {
   std::string s = "rewind-base-map 1\n";
   s += fmt::format("image-size {} chunk-bytes {}\n", file_size, chunk_bytes);
   for (const BaseChunk& c : chunks)
-    s += fmt::format("data {} {:016x} {}\n", c.offset, c.sum, c.seq);
+    s += c.stored != 0
+             ? fmt::format("data {} {:016x} {} stored {}\n", c.offset, c.sum, c.seq, c.stored)
+             : fmt::format("data {} {:016x} {}\n", c.offset, c.sum, c.seq);
   return with_checksum(std::move(s));
 }
 
@@ -195,13 +197,15 @@ Result<BaseMap> BaseMap::parse(std::string_view text, const std::string& where) 
   while (next_line(&rest, &line)) {
     w = split_words(line);
     uint64_t off = 0, sum = 0;
-    uint64_t seq = 0;
-    if (w.size() != 4 || w[0] != "data" || !parse_u64(w[1], &off) || !parse_u64(w[3], &seq) ||
-        w[2].size() != 16 ||
+    uint64_t seq = 0, stored = 0;
+    if ((w.size() != 4 && w.size() != 6) || w[0] != "data" || !parse_u64(w[1], &off) ||
+        !parse_u64(w[3], &seq) || w[2].size() != 16 ||
         std::from_chars(w[2].data(), w[2].data() + 16, sum, 16).ptr != w[2].data() + 16 ||
-        off % m.chunk_bytes != 0 || off < next || off >= m.file_size)
+        off % m.chunk_bytes != 0 || off < next || off >= m.file_size ||
+        (w.size() == 6 && (w[4] != "stored" || !parse_u64(w[5], &stored) || stored == 0 ||
+                           stored >= m.chunk_length(off))))
       return Status::corruption(fmt::format("{}: bad data line '{}'", where, line));
-    m.chunks.push_back(BaseChunk{off, sum, seq});
+    m.chunks.push_back(BaseChunk{off, sum, seq, stored});
     next = off + m.chunk_bytes;
   }
   return m;

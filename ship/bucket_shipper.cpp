@@ -5,6 +5,12 @@
 #include <fmt/format.h>
 
 #include "rewind/base/clock.h"
+#include "rewind/base/file.h"
+#include "rewind/format/file_names.h"
+#include "rewind/format/format.h"
+#include "rewind/ship/protocol.h"
+#include "rewind/ship/ship_client.h"
+#include "rewind/ship/ship_form.h"
 
 namespace rwd {
 
@@ -102,6 +108,7 @@ void Shipper::BucketImpl::loop() {
 }
 
 Status Shipper::BucketImpl::session(bool* progressed) {
+  if (opts_.form.key) return spooled_session(progressed);
   auto client = S3Client::open(opts_.s3, *opts_.bucket);
   if (!client) return client.status();
   Journal::Position durable = owner_.durable_position();
@@ -181,6 +188,177 @@ Status Shipper::BucketImpl::session(bool* progressed) {
       continue;
     }
     if (!wait_for(opts_.poll)) return Status::ok();
+  }
+}
+
+Status Shipper::BucketImpl::spool_base(const Manifest& m, ReceivingVolume& v, uint64_t from) {
+  auto base = File::open(base_path(dir_, m.base_file), O_RDONLY);
+  if (!base) return base.status();
+  SealedBaseRuns runs(*base, m, *opts_.form.key);
+  std::vector<uint8_t> chunk;
+  for (uint64_t at = from; at < runs.size();) {
+    auto run = runs.next(at, &chunk);
+    if (!run) return run.status();
+    auto a = run->zero ? v.base_zero(at, run->length) : v.base_data(at, chunk);
+    if (!a) return a.status();
+    if (a->base_bytes <= at || a->base_bytes > runs.size())
+      return Status::corruption(
+          fmt::format("the spool took the sealed base to byte {} after a run at {} (of {} bytes)",
+                      a->base_bytes, at, runs.size()));
+    at = a->base_bytes;
+    std::lock_guard lk(mu_);
+    if (stopping_) return Status::ok();
+    status_.durable_seq = owner_.durable_position().seq;
+  }
+  return Status::ok();
+}
+
+Status Shipper::BucketImpl::spooled_session(bool* progressed) {
+  auto split = split_volume_location(*opts_.bucket);
+  if (!split) return Status::busy(split.status().message());
+  BucketStoreOptions o;
+  o.s3 = opts_.s3;
+  o.where = split->first;
+  o.cache_dir = join_path(dir_, kShipSpoolName);
+  REWIND_RETURN_IF_ERROR(prepare_bucket_store(&o, logger_));
+  const uint64_t requests0 = status().requests;
+  auto opened = BucketVolume::open(o, split->second, logger_);
+  if (!opened) return opened.status();
+  BucketVolume& v = **opened;
+  auto count = [&] {
+    std::lock_guard lk(mu_);
+    status_.requests = requests0 + v.requests();
+  };
+  {
+    std::lock_guard lk(mu_);
+    status_.connected = true;
+    status_.error.clear();
+  }
+  // What the copy holds: nothing, part of a base, or a base and records.
+  auto m = owner_.snapshot();
+  const uint64_t held = owner_.durable_position().seq;
+  const proto::Welcome w = v.state();
+  const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
+  const bool whole =
+      w.image_size != 0 && w.base_bytes == proto::stored_base_bytes(w.image_size, w.flags);
+  const std::string uri = opts_.bucket->uri();
+  if (w.image_size != 0 && !same)
+    return Status::busy(
+        fmt::format("{} holds another volume's copy; ship this one to a prefix of "
+                    "its own",
+                    uri));
+  if (whole && w.durable_seq > held)
+    return Status::busy(fmt::format(
+        "{} holds this volume up to seq {}, beyond this journal's newest durable seq {}: another "
+        "journal of the volume ships there; nothing is taken as shipped",
+        uri, w.durable_seq, held));
+  if (whole && !(w.flags & proto::kFlagSealedBase) && !warned_form_) {
+    warned_form_ = true;
+    log(LogLevel::kWarning,
+        fmt::format("{} holds this volume's base snapshot in the clear (shipped before "
+                    "ship-key=): new records go sealed, what was shipped before stays readable "
+                    "there; ship to a new prefix for a wholly sealed copy",
+                    uri));
+  }
+  uint64_t acked = w.durable_seq;
+  if (!whole) {
+    {
+      std::lock_guard lk(mu_);
+      status_.phase = "base";
+    }
+    const auto started = Clock::now();
+    proto::BaseBegin bb = base_begin_of(*m);
+    bb.flags = proto::kFlagSealedBase;
+    auto a = v.begin_base(bb);
+    if (!a) return a.status();
+    REWIND_RETURN_IF_ERROR(spool_base(*m, v, a->base_bytes));
+    count();
+    if (!wait_for(std::chrono::nanoseconds(0))) return Status::ok();
+    log(LogLevel::kInfo,
+        fmt::format("stored the sealed base snapshot in {} in {:.1f}s, through {}", uri,
+                    std::chrono::duration<double>(Clock::now() - started).count(), o.cache_dir));
+    acked = m->base_seq;
+  } else if (w.durable_seq < m->base_seq) {
+    return Status::busy(fmt::format(
+        "{} holds this volume up to seq {}, but this journal starts after seq {} (its older "
+        "records were folded into its base); ship to a new prefix",
+        uri, w.durable_seq, m->base_seq));
+  }
+  *progressed = true;
+  owner_.note_shipped(acked);
+  {
+    std::lock_guard lk(mu_);
+    status_.phase = "records";
+    status_.acked_seq = acked;
+  }
+  // The records after `acked`, in their shipped form, appended to the spool and
+  // committed (stored in the bucket) at most every bucket_interval, as the plain
+  // session stores the journal's own bytes.
+  JournalTail records(dir_);
+  records.seek(acked);
+  ShipEncoder encoder(opts_.form, m->volume_id);
+  auto last_ship = Clock::now() - opts_.bucket_interval;
+  bool backlog = false;  // the last round stopped short of the durable records
+  std::vector<RecordHeader> hs;
+  std::vector<std::vector<uint8_t>> payloads;
+  for (;;) {
+    const Journal::Position durable = owner_.durable_position();
+    m = owner_.snapshot();
+    update_lag(*m, durable, acked);
+    if (durable.seq <= acked) {
+      if (!wait_for(opts_.poll)) return Status::ok();
+      continue;
+    }
+    const auto due = last_ship + opts_.bucket_interval;
+    if (Clock::now() < due && !backlog) {
+      if (!wait_for(due - Clock::now())) return Status::ok();
+      continue;
+    }
+    if (backlog && !wait_for(std::chrono::nanoseconds(0))) return Status::ok();
+    last_ship = Clock::now();
+    // A round: up to kRoundBytes, appended (and synced) to the spool in batches, then
+    // stored in the bucket; a backlog goes in rounds one after the other.
+    constexpr uint64_t kBatchBytes = 8u << 20, kRoundBytes = 128u << 20;
+    uint64_t record_bytes = 0, wire_bytes = 0;
+    backlog = true;
+    while (record_bytes < kRoundBytes) {
+      hs.clear(), payloads.clear();
+      uint64_t batch = 0;
+      while (batch < kBatchBytes) {
+        RecordHeader h;
+        std::vector<uint8_t> p;
+        auto got = records.next(*m, durable.seq, &h, &p);
+        if (!got) return got.status();
+        if (!*got) {
+          backlog = false;
+          break;
+        }
+        batch += format::record_span(h.payload_length);
+        encoder.encode(&h, &p);
+        wire_bytes += format::record_span(h.payload_length);
+        hs.push_back(h);
+        payloads.push_back(std::move(p));
+      }
+      record_bytes += batch;
+      if (!hs.empty()) {
+        proto::Records r{hs, {payloads.begin(), payloads.end()}};
+        auto a = v.append(r);
+        if (!a) return a.status();
+      }
+      if (!backlog) break;
+    }
+    auto a = v.commit();
+    count();
+    if (!a) return a.status();
+    if (a->durable_seq > acked) {
+      acked = a->durable_seq;
+      owner_.note_shipped(acked);
+    }
+    std::lock_guard lk(mu_);
+    status_.acked_seq = acked;
+    status_.wire_bytes += wire_bytes;
+    status_.record_bytes += record_bytes;
+    status_.rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - last_ship).count();
   }
 }
 

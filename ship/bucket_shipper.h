@@ -2,6 +2,13 @@
 // stores the journal's durable bytes there through a BucketWriter, at most every
 // bucket_interval, backing off and starting again after errors. A refusal (another
 // writer or volume owns the prefix) stops it for good, with phase "refused".
+//
+// With ship-key= the copy is sealed, so it cannot be the journal's own bytes: the
+// records go in their shipped form (ShipEncoder: compressed, then sealed) and the base
+// as its sealed form into a spool, JOURNAL/ship-spool/spool/NAME, that a BucketVolume
+// ships as rewind-server's store in a bucket does (bucket_store.h): the same objects
+// under the same prefix, read the same way. The spool keeps only what the bucket does
+// not hold whole (the base while it is stored, the open segment).
 #pragma once
 
 #include <condition_variable>
@@ -9,10 +16,15 @@
 #include <thread>
 
 #include "rewind/journal/journal_tail.h"
+#include "rewind/ship/bucket_store.h"
 #include "rewind/ship/bucket_writer.h"
 #include "rewind/ship/shipper.h"
 
 namespace rwd {
+
+// The directory in a journal directory that holds the spool of a sealed copy in a
+// bucket (as rewind-server's --cache holds its spools).
+inline constexpr const char* kShipSpoolName = "ship-spool";
 
 class Shipper::BucketImpl {
  public:
@@ -26,6 +38,10 @@ class Shipper::BucketImpl {
   // One session: open the writer, store the base if need be, then ship until stopped
   // or an error.
   Status session(bool* progressed);
+  // A session of a sealed copy, through the spool.
+  Status spooled_session(bool* progressed);
+  // Sends the base snapshot of `m` sealed into the spool `v`, from what it holds.
+  Status spool_base(const Manifest& m, ReceivingVolume& v, uint64_t from);
   // Waits up to `d` or until stopped; false if stopped.
   bool wait_for(std::chrono::nanoseconds d);
   void update_lag(const Manifest& m, const Journal::Position& durable, uint64_t acked);
@@ -47,7 +63,8 @@ class Shipper::BucketImpl {
   uint64_t oldest_for_ = UINT64_MAX;  // the acked seq oldest_ns_ was read for
   uint64_t oldest_ns_ = 0;            // time of the oldest record the bucket lacks
   std::chrono::steady_clock::time_point last_lag_warning_{};
-  std::thread thread_;  // last: started once the members above are ready
+  bool warned_form_ = false;  // that the copy's base is in the clear
+  std::thread thread_;        // last: started once the members above are ready
 };
 
 }  // namespace rwd

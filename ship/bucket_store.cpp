@@ -104,6 +104,19 @@ std::string bucket_read_dir(const BucketStoreOptions& o) {
   return join_path(o.cache_dir, kReadDir);
 }
 
+Result<std::pair<S3Location, std::string>> split_volume_location(const S3Location& volume) {
+  if (volume.prefix.empty())
+    return Status::invalid(fmt::format("{} has no prefix: give s3://BUCKET/PREFIX", volume.uri()));
+  const size_t slash = volume.prefix.rfind('/');
+  S3Location store = volume;
+  store.prefix = slash == std::string::npos ? "" : volume.prefix.substr(0, slash);
+  std::string name = volume.prefix.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (Status st = proto::check_volume_name(name); !st)
+    return Status::invalid(fmt::format("{}: the prefix's last part '{}' names the volume: {}",
+                                       volume.uri(), name, st.message()));
+  return std::pair{std::move(store), std::move(name)};
+}
+
 Result<std::unique_ptr<S3Client>> bucket_volume_client(const BucketStoreOptions& o,
                                                        const std::string& name) {
   REWIND_RETURN_IF_ERROR(proto::check_volume_name(name));

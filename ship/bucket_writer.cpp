@@ -243,12 +243,12 @@ Result<BaseMap> BucketWriter::store_base_chunks(
       ++kept;
       continue;
     }
-    map.chunks.push_back(BaseChunk{off, sum, m.base_seq});
     const std::string key =
         client_->location().key(bucket::base_chunk_key(m.volume_id, m.base_seq, off));
     std::span<const uint8_t> object(chunk);
     if (m.base_sealed)
       while (!object.empty() && object.back() == 0) object = object.first(object.size() - 1);
+    map.chunks.push_back(BaseChunk{off, sum, m.base_seq, object.size() == len ? 0 : object.size()});
     if (have.count({key, object.size()})) {
       ++skipped;
       continue;

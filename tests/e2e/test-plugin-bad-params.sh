@@ -64,7 +64,7 @@ expect_error "ship-token= without ship=HOST:PORT" image=disk.img journal=j ship-
 expect_error "ship-compress=lz4: must be off, zstd or zstd:LEVEL" image=disk.img journal=j \
   ship=logs:7420 ship-token=t ship-volume=v ship-compress=lz4
 expect_error "ship-compress= without ship=HOST:PORT" image=disk.img journal=j ship-compress=off
-expect_error "ship-compress= is for a log server: a bucket holds the journal's segments" \
+expect_error "ship-compress= is for a log server, or a bucket with ship-key=" \
   image=disk.img journal=j ship=s3://vols/p ship-compress=zstd
 expect_error "ship-key=k.key: give the key file as @FILE" image=disk.img journal=j \
   ship=logs:7420 ship-token=t ship-volume=v ship-key=k.key
@@ -74,8 +74,10 @@ expect_error "ship-key=@k.key: key file $workdir/k.key: its group or others may 
   image=disk.img journal=j ship=logs:7420 ship-token=t ship-volume=v ship-key=@k.key
 chmod 600 k.key
 expect_error "ship-key= without ship=HOST:PORT" image=disk.img journal=j ship-key=@k.key
-expect_error "ship-key= is for a log server" image=disk.img journal=j ship=s3://vols/p \
-  ship-key=@k.key
+expect_error "ship-key= with ship=s3://vols: s3://vols has no prefix" image=disk.img journal=j \
+  ship=s3://vols ship-key=@k.key
+expect_error "the prefix's last part '.v' names the volume: volume name '.v' must be" \
+  image=disk.img journal=j ship=s3://vols/p/.v ship-key=@k.key
 expect_error "key=k.key: give the key file as @FILE" journal=j mark=m key=k.key
 expect_error "key= opens a sealed copy in a point-in-time view" image=disk.img journal=j \
   key=@k.key

@@ -94,9 +94,11 @@ TEST_CASE("base map and writer claim: round trip and damage") {
   BaseMap b;
   b.file_size = 10 * bucket::kBaseChunkBytes + 4096;
   b.chunks = {{0, 0x1234, 0},
-              {3 * bucket::kBaseChunkBytes, 0xfedcba9876543210ull, 40},
+              {3 * bucket::kBaseChunkBytes, 0xfedcba9876543210ull, 40, 100},
               {10 * bucket::kBaseChunkBytes, 7, 41}};
   CHECK(b.chunk_length(10 * bucket::kBaseChunkBytes) == 4096);
+  // An object shorter than its chunk counts as what it holds.
+  CHECK(b.data_bytes() == bucket::kBaseChunkBytes + 100 + 4096);
   const std::string text = b.serialize();
   auto back = BaseMap::parse(text, "MAP");
   REQUIRE(back);
@@ -110,6 +112,12 @@ TEST_CASE("base map and writer claim: round trip and damage") {
   BaseMap unaligned = b;
   unaligned.chunks[1].offset += 512;
   CHECK_FALSE(BaseMap::parse(unaligned.serialize(), "MAP"));
+  // A stored size must be shorter than the chunk.
+  for (uint64_t stored : {uint64_t{4096}, uint64_t{5000}}) {
+    BaseMap whole = b;
+    whole.chunks[2].stored = stored;
+    CHECK_FALSE(BaseMap::parse(whole.serialize(), "MAP"));
+  }
 
   WriterClaim c;
   c.gen = 9;

@@ -85,6 +85,9 @@ struct BaseChunk {
   uint64_t offset = 0;
   uint64_t sum = 0;
   uint64_t seq = 0;
+  // The bytes its object holds when fewer than the chunk's (a sealed base's slot,
+  // stored without its trailing zeroes); 0: the chunk's length.
+  uint64_t stored = 0;
   bool operator==(const BaseChunk&) const = default;
 };
 
@@ -99,10 +102,10 @@ struct BaseMap {
   std::string serialize() const;
   static Result<BaseMap> parse(std::string_view text, const std::string& where);
   uint64_t chunk_length(uint64_t offset) const { return std::min(chunk_bytes, file_size - offset); }
-  // The bytes of the chunks that hold data (what the bucket stores of the base).
+  // The bytes of the chunks' objects (what the bucket stores of the base).
   uint64_t data_bytes() const {
     uint64_t n = 0;
-    for (const BaseChunk& c : chunks) n += chunk_length(c.offset);
+    for (const BaseChunk& c : chunks) n += c.stored != 0 ? c.stored : chunk_length(c.offset);
     return n;
   }
 };

@@ -47,6 +47,11 @@ Status prepare_bucket_store(BucketStoreOptions* o, const Logger& logger);
 // Where readers' caches go: CACHE/read.
 std::string bucket_read_dir(const BucketStoreOptions& o);
 
+// A volume's location s3://BUCKET/PARENT/NAME as the store (s3://BUCKET/PARENT) and
+// the volume's name in it, for a BucketVolume of the plugin's own (ship=s3:// with
+// ship-key=). An error when there is no NAME or it is not a volume name.
+Result<std::pair<S3Location, std::string>> split_volume_location(const S3Location& volume);
+
 // The S3 client of volume `name`'s copy (PREFIX/NAME).
 Result<std::unique_ptr<S3Client>> bucket_volume_client(const BucketStoreOptions& o,
                                                        const std::string& name);

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# ship-key= through a rewind-server whose store is a bucket of a real S3 server (Ceph's
-# RADOS Gateway, started by the test): the sealed copy goes to the bucket as shipped.
+# ship-key= to a bucket of a real S3 server (Ceph's RADOS Gateway, started by the
+# test), both ways a sealed copy gets there: shipped by the plugin itself (ship=s3://,
+# through a spool in the journal directory), and through a rewind-server whose store
+# is the bucket. Each copy is in the same layout and read the same way.
 #
 # A pattern the client writes (and one already in the base snapshot) and blocks of
-# random data are in the local journal, and in no object of the bucket nor any file of
-# the server's cache. Restores from the bucket (`rewind restore s3://... --key`) equal
-# at every mark what nbdcopy read from the live export, and so does `rewind serve
-# s3://... --key` (a first read of one chunk of the base fetches just its slot); without the key, or with another, a restore fails with one line and
-# writes nothing, and the plugin refuses to serve the copy. `rewind info` and `rewind
-# log` show what the store learns and say that the copy is sealed; `rewind verify`
-# checks the copy without the key and says that the contents were not checked, and
-# with it opens every record and base chunk. A changed byte of a stored segment is
-# found and named.
+# random data are in the local journal, and in no object of the bucket, nor any file of
+# the server's cache or the plugin's spool. Restores from the bucket (`rewind restore
+# s3://... --key`) equal at every mark what nbdcopy read from the live export, also
+# after the plugin restarted and went on from its spool; so does `rewind serve
+# s3://... --key` (a first read of one chunk of the base fetches just its slot).
+# Without the key, or with another, a restore fails with one line and writes nothing,
+# and the plugin refuses to serve the copy. `rewind info` and `rewind log` show what
+# the store learns and say that the copy is sealed; `rewind verify` checks a copy
+# without the key and says that the contents were not checked, and with it opens every
+# record and base chunk; retention of a sealed copy is refused; a changed byte of a
+# stored record is found and named.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io nbdcopy python3
 : "${REWIND_SERVER:?set by CTest}"
 start_ceph
 cd "$workdir"
 s3 mb s3://rewind >/dev/null
-copy=s3://rewind/servers/vol
 
 secret="REWIND-SECRET-PATTERN-9c1e"
 secret_data "$secret"
@@ -26,17 +29,73 @@ secret_data "$secret"
 "$REWIND_CLI" keygen other.key >/dev/null
 keyid=$(sed -n 's/^# rewind key \([0-9a-f]*\):.*/\1/p' k.key)
 
+# expect_refusal WHAT ARGS...: a restore of mark two of $copy refused (functions.sh).
+expect_refusal() { expect_restore_refused "$copy" "$@"; }
+# restores_as_captured MARK...: each mark of $copy restored with the key equals its capture.
+restores_as_captured() {
+  local m
+  for m in "$@"; do
+    "$REWIND_CLI" restore "$copy" --mark "$m" --key k.key -o "restored-$m.img" >/dev/null ||
+      fail "restore of mark $m of $copy with the key"
+    cmp "restored-$m.img" "truth-$m.img" || fail "mark $m of $copy restored with the key differs"
+    rm -f "restored-$m.img"
+  done
+}
+# new_image NAME: a 32 MiB image whose base holds the pattern and 1 MiB of 'Z' (0x5a).
+new_image() {
+  truncate -s 32M "$1"
+  dd if=secret.bin of="$1" bs=1M seek=20 conv=notrunc status=none
+  head -c 1M /dev/zero | tr '\0' 'Z' | dd of="$1" bs=1M seek=26 conv=notrunc status=none
+}
+
+# --- the plugin ships the sealed copy itself ---------------------------------------
+copy=s3://rewind/direct/vol
+new_image direct.img
+start_server "$workdir/direct.sock" image=direct.img journal=direct.rewind segment-size=1M \
+  ship=$copy ship-key=@k.key
+secret_phases "$workdir/direct.sock" direct.rewind
+acked=$("$REWIND_CLI" info --json direct.rewind | json_field '["ship"]["acked_seq"]')
+[ "$(bucket_last $copy)" = "$acked" ] ||
+  fail "acknowledged seq $acked, but the bucket holds $(bucket_last $copy)"
+stop_server
+spool=direct.rewind/ship-spool/spool/vol
+[ -z "$(ls $spool/base)" ] || fail "the spool kept the base the bucket holds: $(ls $spool/base)"
+restores_as_captured one two three
+# Started again, the plugin goes on from its spool.
+start_server "$workdir/direct.sock" image=direct.img journal=direct.rewind segment-size=1M \
+  ship=$copy ship-key=@k.key
+qemu-io -f raw -t writeback -c "write -P 0x44 2M 128k" -c flush \
+  "$(uri_of "$workdir/direct.sock")" >/dev/null
+"$REWIND_CLI" mark direct.rewind four >/dev/null
+nbdcopy "$(uri_of "$workdir/direct.sock")" truth-four.img
+last=$("$REWIND_CLI" info --json direct.rewind | json_field '["last_seq"]')
+for _ in $(seq 300); do
+  [ "$(bucket_last $copy)" = "$last" ] && break
+  sleep 0.1
+done
+stop_server
+restores_as_captured one four
+expect_refusal "without the key"
+grep -q "is sealed (shipped with ship-key=); nothing was written" err.txt ||
+  fail "no clear refusal without the key"
+expect_refusal "with another key" --key other.key
+grep -q "sealed with key $keyid" err.txt || fail "the wrong key's refusal does not name the key"
+"$REWIND_CLI" verify $copy >verify.txt || fail "keyless verify of $copy: $(cat verify.txt)"
+grep -q "contents NOT checked" verify.txt || fail "keyless verify does not say what it left"
+"$REWIND_CLI" verify $copy --key k.key >verify.txt || fail "verify with the key: $(cat verify.txt)"
+grep -q "opened with the key" verify.txt || fail "verify of $copy did not open the records"
+
+# --- through a rewind-server whose store is the bucket -----------------------------
+copy=s3://rewind/servers/vol
 printf 'tok vol\n' >tokens
 chmod 600 tokens
 start_log_server 127.0.0.1:0 --store s3://rewind/servers --cache "$workdir/cache" --tokens tokens \
   --insecure-loopback
 server=$log_server_pid
 
-# The base snapshot holds the pattern (written before the first serve); records go
-# uncompressed (ship-compress=off), so that only the seal keeps it from the bucket.
-truncate -s 32M disk.img
-dd if=secret.bin of=disk.img bs=1M seek=20 conv=notrunc status=none
-head -c 1M /dev/zero | tr '\0' 'Z' | dd of=disk.img bs=1M seek=26 conv=notrunc status=none
+# Records go uncompressed (ship-compress=off), so that only the seal keeps the pattern
+# from the bucket.
+new_image disk.img
 start_server "$workdir/disk.sock" image=disk.img journal=disk.rewind segment-size=1M \
   ship=127.0.0.1:$port ship-token=tok ship-volume=vol ship-key=@k.key ship-compress=off
 secret_phases "$workdir/disk.sock" disk.rewind
@@ -46,16 +105,19 @@ acked=$("$REWIND_CLI" info --json disk.rewind | json_field '["ship"]["acked_seq"
 stop_server
 
 # The search finds the pattern where it is in the clear, and in no object of the
-# bucket nor any file of the server's cache.
+# bucket (both copies) nor any file of the server's cache or the plugin's spool.
 mkdir objects
 s3 sync s3://rewind/ objects/ >/dev/null || fail "could not download the bucket"
 [ "$(find objects -type f | wc -l)" -gt 5 ] || fail "the bucket holds too few objects to search"
-# The sealed base is stored a slot per object without the slots' trailing zeroes: at
+# A sealed base is stored a slot per object without the slots' trailing zeroes: at
 # most the 5 MiB of data the base holds and a little per slot, not its 32 MiB.
-base_bytes=$(find objects -path '*/base/*' -type f -printf '%s\n' | awk '{n += $1} END {print n}')
-[ "$base_bytes" -le $(((5 << 20) + 32 * 8192)) ] ||
-  fail "the sealed base takes $base_bytes bytes of the bucket for 5 MiB of data"
-expect_no_secret "$secret" disk.rewind objects cache
+for prefix in direct servers; do
+  base_bytes=$(find objects/$prefix -path '*/base/*' -type f -printf '%s\n' |
+    awk '{n += $1} END {print n}')
+  [ "$base_bytes" -le $(((5 << 20) + 32 * 8192)) ] ||
+    fail "the sealed base of $prefix/vol takes $base_bytes bytes of the bucket for 5 MiB of data"
+done
+expect_no_secret "$secret" disk.rewind objects cache direct.rewind/ship-spool
 
 # info and log show what the store learns, without the key, and say it is sealed.
 info() { "$REWIND_CLI" info --json "$1" | json_field "$2"; }
@@ -65,12 +127,7 @@ grep -q "^base .*a sealed copy: its data is read with --key" log.txt ||
   fail "log does not say the copy is sealed: $(head -n 1 log.txt)"
 grep -q "three" log.txt || fail "the bucket's log does not name the marks"
 
-for m in one two three; do
-  "$REWIND_CLI" restore $copy --mark "$m" --key k.key -o "restored-$m.img" >/dev/null ||
-    fail "restore of mark $m with the key"
-  cmp "restored-$m.img" "truth-$m.img" || fail "mark $m restored with the key differs"
-  rm -f "restored-$m.img"
-done
+restores_as_captured one two three
 
 # rewind serve of a mark of the copy, with the key.
 "$REWIND_CLI" serve $copy --mark two --key k.key --socket "$workdir/pit.sock" >serve.out \
@@ -99,8 +156,6 @@ for args in "mark=two" "mark=two key=@other.key"; do
     view.err || fail "the plugin's refusal with $args is unclear: $(cat view.err)"
 done
 
-# expect_refusal WHAT ARGS...: a restore of mark two refused (functions.sh).
-expect_refusal() { expect_restore_refused $copy "$@"; }
 expect_refusal "without the key"
 grep -q "is sealed (shipped with ship-key=); nothing was written" err.txt ||
   fail "no clear refusal without the key"
@@ -130,7 +185,7 @@ expect_cli 1 "is a sealed copy (shipped with ship-key=): retention folds" retain
 # server's store keeps this much) is found, and named.
 kill -TERM "$server"
 wait "$server" 2>/dev/null || true
-piece=$(cd objects && find . -path '*/tail/*' -name '*-00000000000000000000')
+piece=$(cd objects && find ./servers -path '*/tail/*' -name '*-00000000000000000000')
 piece=${piece#./}
 [ -n "$piece" ] || fail "no piece of the open segment in the bucket: $(find objects)"
 python3 - "objects/$piece" <<'PY'
