@@ -176,9 +176,10 @@ s3() {
 }
 
 # bucket_last s3://BUCKET/PREFIX: the newest seq the bucket's manifest says it holds
-# (empty if there is no manifest).
+# (empty if there is no manifest yet: not a failure, so that `x=$(bucket_last ...)`
+# does not end a script under `set -e -o pipefail` while a shipper starts).
 bucket_last() {
-  s3 get "$1/MANIFEST" - 2>/dev/null | sed -n 's/^last \([0-9]*\)$/\1/p'
+  { s3 get "$1/MANIFEST" - 2>/dev/null || true; } | sed -n 's/^last \([0-9]*\)$/\1/p'
 }
 
 # write_phase SOCK JOURNAL N ROUNDS: ROUNDS rounds of random writes (256 KiB and 64 KiB)
