@@ -194,18 +194,16 @@ Status Shipper::BucketImpl::session(bool* progressed) {
 Status Shipper::BucketImpl::spool_base(const Manifest& m, ReceivingVolume& v, uint64_t from) {
   auto base = File::open(base_path(dir_, m.base_file), O_RDONLY);
   if (!base) return base.status();
-  SealedBaseRuns runs(*base, m, *opts_.form.key);
+  ShippedBaseRuns runs(*base, m, &*opts_.form.key);
   std::vector<uint8_t> chunk;
   for (uint64_t at = from; at < runs.size();) {
     auto run = runs.next(at, &chunk);
     if (!run) return run.status();
     auto a = run->zero ? v.base_zero(at, run->length) : v.base_data(at, chunk);
     if (!a) return a.status();
-    if (a->base_bytes <= at || a->base_bytes > runs.size())
-      return Status::corruption(
-          fmt::format("the spool took the sealed base to byte {} after a run at {} (of {} bytes)",
-                      a->base_bytes, at, runs.size()));
-    at = a->base_bytes;
+    auto next = runs.went_on(at, a->base_bytes);
+    if (!next) return next.status();
+    at = *next;
     std::lock_guard lk(mu_);
     if (stopping_) return Status::ok();
     status_.durable_seq = owner_.durable_position().seq;
@@ -236,32 +234,15 @@ Status Shipper::BucketImpl::spooled_session(bool* progressed) {
   }
   // What the copy holds: nothing, part of a base, or a base and records.
   auto m = owner_.snapshot();
-  const uint64_t held = owner_.durable_position().seq;
-  const proto::Welcome w = v.state();
-  const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
-  const bool whole =
-      w.image_size != 0 && w.base_bytes == proto::stored_base_bytes(w.image_size, w.flags);
   const std::string uri = opts_.bucket->uri();
-  if (w.image_size != 0 && !same)
-    return Status::busy(
-        fmt::format("{} holds another volume's copy; ship this one to a prefix of "
-                    "its own",
-                    uri));
-  if (whole && w.durable_seq > held)
-    return Status::busy(fmt::format(
-        "{} holds this volume up to seq {}, beyond this journal's newest durable seq {}: another "
-        "journal of the volume ships there; nothing is taken as shipped",
-        uri, w.durable_seq, held));
-  if (whole && !(w.flags & proto::kFlagSealedBase) && !warned_form_) {
+  auto plan = plan_copy(v.state(), *m, owner_.durable_position().seq, true, uri,
+                        "ship this volume to a prefix of its own");
+  if (!plan) return Status::busy(plan.status().message());
+  if (!plan->warning.empty() && !warned_form_) {
     warned_form_ = true;
-    log(LogLevel::kWarning,
-        fmt::format("{} holds this volume's base snapshot in the clear (shipped before "
-                    "ship-key=): new records go sealed, what was shipped before stays readable "
-                    "there; ship to a new prefix for a wholly sealed copy",
-                    uri));
+    log(LogLevel::kWarning, plan->warning);
   }
-  uint64_t acked = w.durable_seq;
-  if (!whole) {
+  if (plan->send_base) {
     {
       std::lock_guard lk(mu_);
       status_.phase = "base";
@@ -277,13 +258,8 @@ Status Shipper::BucketImpl::spooled_session(bool* progressed) {
     log(LogLevel::kInfo,
         fmt::format("stored the sealed base snapshot in {} in {:.1f}s, through {}", uri,
                     std::chrono::duration<double>(Clock::now() - started).count(), o.cache_dir));
-    acked = m->base_seq;
-  } else if (w.durable_seq < m->base_seq) {
-    return Status::busy(fmt::format(
-        "{} holds this volume up to seq {}, but this journal starts after seq {} (its older "
-        "records were folded into its base); ship to a new prefix",
-        uri, w.durable_seq, m->base_seq));
   }
+  uint64_t acked = plan->after_seq;
   *progressed = true;
   owner_.note_shipped(acked);
   {

@@ -171,10 +171,14 @@ Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
   return BaseRun{zero, n};
 }
 
-SealedBaseRuns::SealedBaseRuns(const File& base, const Manifest& m, const SealKey& key)
-    : base_(base), m_(m), key_(key), size_(sealed_base_size(m.image_size)) {}
+ShippedBaseRuns::ShippedBaseRuns(const File& base, const Manifest& m, const SealKey* key)
+    : base_(base),
+      m_(m),
+      key_(key),
+      size_(proto::stored_base_bytes(m.image_size, key ? proto::kFlagSealedBase : 0)) {}
 
-Result<BaseRun> SealedBaseRuns::next(uint64_t at, std::vector<uint8_t>* data) {
+Result<BaseRun> ShippedBaseRuns::next(uint64_t at, std::vector<uint8_t>* data) {
+  if (!key_) return next_base_run(base_, at, size_, data);
   const uint64_t index = at / kSealedSlotBytes;
   const uint64_t within = at % kSealedSlotBytes;
   if (index != slot_index_) {
@@ -183,7 +187,7 @@ Result<BaseRun> SealedBaseRuns::next(uint64_t at, std::vector<uint8_t>* data) {
     size_t got = 0;
     REWIND_RETURN_IF_ERROR(base_.pread_full(plain_, start, &got));
     std::fill(plain_.begin() + static_cast<long>(got), plain_.end(), uint8_t{0});  // a short file
-    seal_base_chunk(key_, m_.volume_id, m_.base_seq, index, plain_, &compress_, &slot_);
+    seal_base_chunk(*key_, m_.volume_id, m_.base_seq, index, plain_, &compress_, &slot_);
     slot_index_ = index;
   }
   if (within < slot_.size()) {
@@ -191,6 +195,49 @@ Result<BaseRun> SealedBaseRuns::next(uint64_t at, std::vector<uint8_t>* data) {
     return BaseRun{false, data->size()};
   }
   return BaseRun{true, kSealedSlotBytes - within};
+}
+
+Result<uint64_t> ShippedBaseRuns::went_on(uint64_t at, uint64_t base_bytes) const {
+  if (base_bytes <= at || base_bytes > size_)
+    return Status::corruption(
+        fmt::format("the receiver acknowledged {} bytes of the {}-byte base after a run at {}",
+                    base_bytes, size_, at));
+  return base_bytes;
+}
+
+Result<CopyPlan> plan_copy(const proto::Welcome& w, const Manifest& m, uint64_t durable_seq,
+                           bool sealed, std::string_view where, std::string_view elsewhere) {
+  const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m.volume_id.begin());
+  const bool whole =
+      w.image_size != 0 && w.base_bytes == proto::stored_base_bytes(w.image_size, w.flags);
+  if (!whole) return CopyPlan{true, m.base_seq, {}};
+  if (!same)
+    return Status::invalid(fmt::format("{} is the copy of another volume ({}); {}", where,
+                                       volume_id_hex(w.volume_id), elsewhere));
+  if (w.durable_seq > durable_seq)
+    return Status::invalid(fmt::format(
+        "{} holds seq {}, beyond this journal's newest durable seq {}: it is not this volume's "
+        "copy (another journal shipping under its name, or a store that lies); nothing is taken "
+        "as shipped",
+        where, w.durable_seq, durable_seq));
+  if (w.durable_seq < m.base_seq)
+    return Status::invalid(fmt::format(
+        "{} holds this volume up to seq {}, but this journal starts after seq {} (its older "
+        "records were folded into its base); {}",
+        where, w.durable_seq, m.base_seq, elsewhere));
+  CopyPlan plan{false, w.durable_seq, {}};
+  const bool copy_sealed = (w.flags & proto::kFlagSealedBase) != 0;
+  if (copy_sealed != sealed)
+    plan.warning = sealed ? fmt::format(
+                                "{} holds this volume's base snapshot in the clear (shipped before "
+                                "ship-key=): new records go sealed, what was shipped before stays "
+                                "readable there; for a wholly sealed copy, {}",
+                                where, elsewhere)
+                          : fmt::format(
+                                "{} holds this volume sealed, and ship-key= is not given: new "
+                                "records go in the clear",
+                                where);
+  return plan;
 }
 
 proto::BaseBegin base_begin_of(const Manifest& m) {
@@ -210,29 +257,25 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
   Connection c;
   auto w = open_session(c, opts, proto::Purpose::kShip);
   if (!w) return w.status();
-  proto::Ack ack{w->durable_seq, w->base_bytes};
-  const bool same_volume =
-      std::equal(w->volume_id.begin(), w->volume_id.end(), m->volume_id.begin());
-  const bool server_whole = w->image_size != 0 && w->base_bytes == w->image_size;
-  if (server_whole && !same_volume)
-    return Status::invalid(fmt::format(
-        "the server holds another volume under the name '{}'; ship this one under another name",
-        opts.volume));
-  if (server_whole && w->durable_seq < m->base_seq)
-    return Status::invalid(fmt::format(
-        "the server holds volume '{}' up to seq {}, but {} starts at seq {} (its older records "
-        "were folded into its base)",
-        opts.volume, w->durable_seq, journal_dir, m->base_seq));
+  // A stopped journal: every record it holds is durable.
+  const uint64_t newest = m->segments.empty() ? m->base_seq : m->segments.back().last_seq;
+  auto plan = plan_copy(*w, *m, std::max(newest, m->base_seq), false,
+                        fmt::format("the server's volume '{}'", opts.volume),
+                        "ship this one under another name");
+  if (!plan) return plan.status();
+  proto::Ack ack{plan->after_seq, w->base_bytes};
+  if (!plan->warning.empty()) log_to(logger, LogLevel::kWarning, plan->warning);
   // The base, unless the server holds it whole.
-  if (!server_whole) {
+  if (plan->send_base) {
     REWIND_RETURN_IF_ERROR(c.send(MessageType::kBaseBegin, proto::encode(base_begin_of(*m))));
     auto a = await_ack(c);
     if (!a) return a.status();
     auto base = File::open(base_path(journal_dir, m->base_file), O_RDONLY);
     if (!base) return base.status();
+    ShippedBaseRuns runs(*base, *m, nullptr);
     std::vector<uint8_t> chunk;
-    for (uint64_t at = a->base_bytes; at < m->image_size;) {
-      auto run = next_base_run(*base, at, m->image_size, &chunk);
+    for (uint64_t at = a->base_bytes; at < runs.size();) {
+      auto run = runs.next(at, &chunk);
       if (!run) return run.status();
       REWIND_RETURN_IF_ERROR(
           run->zero
@@ -240,7 +283,9 @@ Result<proto::Ack> ship_journal(const std::string& journal_dir, const ShipOption
               : c.send(MessageType::kBaseData, proto::encode(proto::BaseData{at, chunk})));
       a = await_ack(c);
       if (!a) return a.status();
-      at = a->base_bytes;
+      auto next = runs.went_on(at, a->base_bytes);
+      if (!next) return next.status();
+      at = *next;
     }
     ack = *a;
     log_to(logger, LogLevel::kInfo,

@@ -327,39 +327,21 @@ class Shipper::Impl {
   template <class Stream>
   asio::awaitable<void> send_base(Stream& s, proto::FrameDecoder& dec, const proto::Welcome& w) {
     const auto m = owner_.snapshot();
-    const bool same = std::equal(w.volume_id.begin(), w.volume_id.end(), m->volume_id.begin());
-    const bool whole =
-        w.image_size != 0 && w.base_bytes == proto::stored_base_bytes(w.image_size, w.flags);
-    const uint8_t flags = opts_.form.key ? proto::kFlagSealedBase : 0;
-    if (whole && same && (w.flags & proto::kFlagSealedBase) != flags && !warned_form_) {
+    auto plan = plan_copy(w, *m, owner_.durable_position().seq, opts_.form.key.has_value(),
+                          fmt::format("the server's volume '{}'", opts_.link.volume),
+                          "give this one another ship-volume=");
+    if (!plan) throw SessionError(plan.status().message());
+    if (!plan->warning.empty() && !warned_form_) {
       warned_form_ = true;
-      log(LogLevel::kWarning,
-          flags ? "the server holds this volume's base snapshot in the clear (shipped before "
-                  "ship-key=): new records go sealed, what was shipped before stays readable "
-                  "there; ship to a new ship-volume= for a wholly sealed copy"
-                : "the server holds this volume sealed, and ship-key= is not given: new records "
-                  "go in the clear");
+      log(LogLevel::kWarning, plan->warning);
     }
-    if (whole && !same)
-      throw SessionError(
-          fmt::format("the server holds another volume under the name '{}'; give this one another "
-                      "ship-volume=",
-                      opts_.link.volume));
-    uint64_t acked = w.durable_seq;
-    const uint64_t held = owner_.durable_position().seq;
-    if (whole && w.durable_seq > held)
-      throw SessionError(fmt::format(
-          "the server says it holds volume '{}' up to seq {}, beyond this journal's newest "
-          "durable seq {}: it is not this volume's copy (another machine shipping under this "
-          "name, or a server that lies); nothing is taken as shipped",
-          opts_.link.volume, w.durable_seq, held));
-    if (!whole) {
+    if (plan->send_base) {
       {
         std::lock_guard lk(mu_);
         status_.phase = "base";
       }
       proto::BaseBegin bb = base_begin_of(*m);
-      bb.flags = flags;
+      bb.flags = opts_.form.key ? proto::kFlagSealedBase : 0;
       const std::vector<uint8_t> begin =
           proto::encode_frame(MessageType::kBaseBegin, proto::encode(bb));
       expect_answer();
@@ -371,11 +353,9 @@ class Shipper::Impl {
       if (!base) throw SessionError(base.status().message());
       std::vector<uint8_t> chunk;
       const auto started = Clock::now();
-      const uint64_t size = proto::stored_base_bytes(m->image_size, flags);
-      std::optional<SealedBaseRuns> sealed;
-      if (opts_.form.key) sealed.emplace(*base, *m, *opts_.form.key);
-      for (uint64_t at = a->base_bytes; at < size;) {
-        auto run = sealed ? sealed->next(at, &chunk) : next_base_run(*base, at, size, &chunk);
+      ShippedBaseRuns runs(*base, *m, opts_.form.key ? &*opts_.form.key : nullptr);
+      for (uint64_t at = a->base_bytes; at < runs.size();) {
+        auto run = runs.next(at, &chunk);
         if (!run) throw SessionError(run.status().message());
         const std::vector<uint8_t> frame =
             run->zero ? proto::encode_frame(MessageType::kBaseZero,
@@ -388,24 +368,17 @@ class Shipper::Impl {
         f = co_await read_frame(s, dec);
         a = proto::decode_ack(f);
         if (!a) throw SessionError(a.status().message());
-        if (a->base_bytes <= at) throw SessionError("the server did not take the base data");
-        if (a->base_bytes > size)
-          throw SessionError(fmt::format("the server acknowledged {} bytes of a {}-byte base",
-                                         a->base_bytes, size));
-        at = a->base_bytes;
+        auto next = runs.went_on(at, a->base_bytes);
+        if (!next) throw SessionError(next.status().message());
+        at = *next;
         std::lock_guard lk(mu_);
         status_.durable_seq = owner_.durable_position().seq;
       }
       log(LogLevel::kInfo,
           fmt::format("sent the base snapshot ({} bytes) in {:.1f}s", m->image_size,
                       std::chrono::duration<double>(Clock::now() - started).count()));
-      acked = m->base_seq;
-    } else if (w.durable_seq < m->base_seq) {
-      throw SessionError(fmt::format(
-          "the server holds volume '{}' up to seq {}, but this journal starts after seq {} (its "
-          "older records were folded into its base)",
-          opts_.link.volume, w.durable_seq, m->base_seq));
     }
+    const uint64_t acked = plan->after_seq;
     nothing_owed();
     tail_.seek(acked);
     acked_pos_ = {0, 0};

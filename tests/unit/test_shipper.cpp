@@ -216,3 +216,53 @@ TEST_CASE("retention keeps the segments a log server has not acknowledged", "[sh
   REQUIRE(apply_retention(vo.journal_dir, policy, later, quiet()).is_ok());
   CHECK(Manifest::load(vo.journal_dir)->segments.empty());
 }
+
+TEST_CASE("a copy's welcome decides between base, records and a refusal", "[ship]") {
+  Manifest m;
+  m.volume_id.fill(7);
+  m.image_size = 1 << 20;
+  m.base_seq = 40;
+  proto::Welcome w;  // an empty copy
+  auto plan = plan_copy(w, m, 90, false, "copy", "elsewhere");
+  REQUIRE(plan.is_ok());
+  CHECK(plan->send_base);
+  CHECK(plan->after_seq == 40);
+
+  std::copy(m.volume_id.begin(), m.volume_id.end(), w.volume_id.begin());
+  w.image_size = m.image_size;
+  w.base_bytes = m.image_size / 2;  // part of a base: send it again from there
+  w.durable_seq = 40;
+  plan = plan_copy(w, m, 90, false, "copy", "elsewhere");
+  REQUIRE(plan.is_ok());
+  CHECK(plan->send_base);
+
+  w.base_bytes = m.image_size;  // the whole base and records up to 60
+  w.durable_seq = 60;
+  plan = plan_copy(w, m, 90, false, "copy", "elsewhere");
+  REQUIRE(plan.is_ok());
+  CHECK_FALSE(plan->send_base);
+  CHECK(plan->after_seq == 60);
+  CHECK(plan->warning.empty());
+
+  plan = plan_copy(w, m, 90, true, "copy", "elsewhere");  // records go sealed now
+  REQUIRE(plan.is_ok());
+  CHECK(plan->after_seq == 60);
+  CHECK_THAT(plan->warning, Catch::Contains("copy holds this volume's base snapshot in the clear"));
+
+  plan = plan_copy(w, m, 59, false, "copy", "elsewhere");  // the copy is ahead
+  REQUIRE_FALSE(plan.is_ok());
+  CHECK_THAT(plan.status().message(),
+             Catch::Contains("beyond this journal's newest durable seq 59"));
+
+  m.base_seq = 61;  // the copy stops before what the journal still holds
+  plan = plan_copy(w, m, 90, false, "copy", "elsewhere");
+  REQUIRE_FALSE(plan.is_ok());
+  CHECK_THAT(plan.status().message(), Catch::Contains("starts after seq 61"));
+  m.base_seq = 40;
+
+  w.volume_id[0] ^= 1;  // another volume's whole copy
+  plan = plan_copy(w, m, 90, false, "copy", "elsewhere");
+  REQUIRE_FALSE(plan.is_ok());
+  CHECK_THAT(plan.status().message(),
+             Catch::Contains("copy is the copy of another volume") && Catch::EndsWith("elsewhere"));
+}

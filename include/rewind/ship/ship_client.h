@@ -49,25 +49,43 @@ struct BaseRun {
 Result<BaseRun> next_base_run(const File& base, uint64_t at, uint64_t size,
                               std::vector<uint8_t>* data);
 
-// The runs of a base snapshot's sealed form (seal.h), for ship-key=: each slot's used
-// bytes as data, the rest of it as zeroes. Sealing is deterministic, so a run sent
-// again after a broken link holds the same bytes.
-class SealedBaseRuns {
+// The runs of a base snapshot as it is shipped: as it is, or, with a key (ship-key=),
+// in its sealed form (seal.h): each slot's used bytes as data, the rest of it as
+// zeroes. Sealing is deterministic, so a run sent again after a broken link holds the
+// same bytes.
+class ShippedBaseRuns {
  public:
-  SealedBaseRuns(const File& base, const Manifest& m, const SealKey& key);
+  ShippedBaseRuns(const File& base, const Manifest& m, const SealKey* key);
   uint64_t size() const { return size_; }
   // The next run from `at` (< size()), its data into *data.
   Result<BaseRun> next(uint64_t at, std::vector<uint8_t>* data);
+  // Where to go on after the run at `at`, from the receiver's acknowledgement that it
+  // holds `base_bytes`: an error when it took nothing or more than the base has.
+  Result<uint64_t> went_on(uint64_t at, uint64_t base_bytes) const;
 
  private:
   const File& base_;
   const Manifest& m_;
-  const SealKey& key_;
+  const SealKey* key_;
   uint64_t size_;
   PayloadEncoder compress_{Compression{format::Codec::kZstd, kDefaultZstdLevel}};
   uint64_t slot_index_ = UINT64_MAX;  // of slot_
   std::vector<uint8_t> slot_, plain_;
 };
+
+// What a copy holds of the volume (a rewind-server's or a bucket spool's Welcome),
+// judged against the local journal (manifest `m`, newest durable seq) before anything
+// is sent. `where` names the copy in messages ("the server's volume 'db1'"), and
+// `elsewhere` says how to ship the volume to a copy of its own ("give it another
+// ship-volume=").
+struct CopyPlan {
+  bool send_base = false;  // the copy lacks the whole base: send it first
+  uint64_t after_seq = 0;  // then the records after this seq
+  std::string warning;     // the copy's base is in the clear and records go sealed, or
+                           // the reverse
+};
+Result<CopyPlan> plan_copy(const proto::Welcome& w, const Manifest& m, uint64_t durable_seq,
+                           bool sealed, std::string_view where, std::string_view elsewhere);
 
 // Ships the stopped journal at `journal_dir` (every sealed segment) to the server.
 // Returns the server's last acknowledgement; an ERROR from the server is a status
