@@ -5,9 +5,12 @@
 # --key equal at every mark what nbdcopy read from the live export; without the key,
 # or with another, a restore fails with one line and writes nothing; the server's
 # operator verifies the store without the key (structure and stored checksums only);
-# a changed byte of the sealed base is found and named.
+# a changed byte of the sealed base, a changed record header and records moved to
+# other seqs are found and named.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io nbdcopy python3
+/usr/bin/python3 -c "import xxhash" 2>/dev/null ||
+  fail "python3-xxhash is not installed (run scripts/install-deps.sh --test)"
 : "${REWIND_SERVER:?set by CTest}"
 
 cd "$workdir"
@@ -116,6 +119,78 @@ grep -q "contents NOT checked" verify.txt || fail "keyless verify does not say w
 "$REWIND_CLI" verify "rewind://127.0.0.1:$port/vol" --key k.key >verify.txt ||
   fail "verify with the key"
 grep -q "opened with the key" verify.txt || fail "verify with the key did not open the records"
+
+# A record header changed with its checksum made good again (what the store's operator
+# could do), and two records swapped with their seqs (a record moved to another seq), in
+# copies of the store's volume without their indexes: each is found by the key, and
+# named by segment and seq. (/usr/bin/python3: Debian's, with python3-xxhash.)
+tamper() {
+  local copy=$1 how=$2
+  rm -rf "$copy" && cp -a store/vol "$copy"
+  /usr/bin/python3 - "$copy" "$how" <<'PY'
+import glob, os, struct, sys, xxhash
+copy, how = sys.argv[1], sys.argv[2]
+HDR = struct.Struct("<QBBBBIQQQQQ")  # checksum type flags codec seal plen seq time off len pcs
+def records(data):
+    pos = 64
+    while pos + 56 <= len(data) and data[pos + 8] != 0:
+        f = list(HDR.unpack_from(data, pos))
+        span = 56 + (f[5] + 7) // 8 * 8
+        yield pos, span, f
+        pos += span
+def put(data, pos, f):
+    f[0] = 0
+    HDR.pack_into(data, pos, *f)
+    struct.pack_into("<Q", data, pos, xxhash.xxh3_64_intdigest(bytes(data[pos + 8:pos + 56])))
+for seg in sorted(glob.glob(copy + "/segments/*.seg")):
+    data = bytearray(open(seg, "rb").read())
+    recs = list(records(data))
+    for i, (pos, span, f) in enumerate(recs):
+        if f[1] != 1 or f[4] != 1 or f[8] != 8 << 20 or f[9] != 1 << 20:
+            continue
+        if how == "header":
+            f[8] += 1 << 20  # the write's offset, 8M -> 9M
+            put(data, pos, f)
+        else:
+            npos, nspan, g = recs[i + 1]
+            a, b = bytes(data[pos:pos + span]), bytes(data[npos:npos + nspan])
+            data[pos:pos + span + nspan] = b + a
+            g[6], g[7], f[6], f[7] = f[6], f[7], g[6], g[7]  # seq and time stay in order
+            put(data, pos, g)
+            put(data, pos + nspan, f)
+            f = g  # the first record that no longer opens
+        open(seg, "wb").write(data)
+        print(os.path.basename(seg), f[6])
+        sys.exit(0)
+sys.exit("no sealed 1 MiB write at 8M in " + copy)
+PY
+}
+# verify with the key names both. A restore reads by the index, which the store left as
+# it was: for the moved records it finds the payload under its checksum, for the changed
+# header it reads the fields the seal authenticates (so the change has no effect); with
+# the index gone, rebuilt from the records, the seal refuses the changed header.
+for how in moved header; do
+  read -r seg seq < <(tamper "tampered-$how" "$how") || fail "tampering ($how)"
+  named="segment $seg offset [0-9]* seq $seq: "
+  "$REWIND_CLI" verify "tampered-$how" --key k.key 2>verify.txt >/dev/null &&
+    fail "verify with the key passed the $how record"
+  grep -q "${named}sealed record does not authenticate" verify.txt ||
+    fail "verify does not name the $how record (seq $seq): $(cat verify.txt)"
+  if [ "$how" = moved ]; then
+    expect_restore_refused "tampered-$how" "of moved records" --key k.key
+    grep -q "${named}payload checksum mismatch" err.txt || fail "the moved record is not named"
+    continue
+  fi
+  "$REWIND_CLI" restore "tampered-$how" --mark two --key k.key -o out.img >/dev/null ||
+    fail "a restore by the index of the changed header"
+  cmp out.img truth-two.img || fail "a changed header changed what was restored"
+  rm -f out.img "tampered-$how/segments/$(basename "$seg" .seg).idx"
+  "$REWIND_CLI" restore "tampered-$how" --mark two --key k.key -o out.img 2>err.txt >/dev/null &&
+    fail "a restore of a changed header succeeded once its index was gone"
+  [ ! -e out.img ] || fail "a refused restore left out.img"
+  grep -q "${named}sealed record does not authenticate" err.txt ||
+    fail "the changed header is not named: $(cat err.txt)"
+done
 
 # A changed byte of the sealed base (which has no checksum of its own in the store) is
 # found by the key, and named.
