@@ -139,6 +139,7 @@ struct ServeOptions {
   std::string cache_size;
   TargetOptions target;
   std::string socket;
+  bool writable = false;
 };
 void setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o);

@@ -196,7 +196,8 @@ int main(int argc, char** argv) {
   CLI::App* diff_cmd = app.add_subcommand("diff", "Extents changed between two points in time");
   setup_diff(*diff_cmd, diff);
   ServeOptions serve;
-  CLI::App* serve_cmd = app.add_subcommand("serve", "Serve a point in time read-only over NBD");
+  CLI::App* serve_cmd = app.add_subcommand(
+      "serve", "Serve a point in time over NBD: read-only, or writable into a throwaway overlay");
   setup_serve(*serve_cmd, serve);
   MarkOptions mark;
   CLI::App* mark_cmd = app.add_subcommand("mark", "Insert a named mark into a running volume");

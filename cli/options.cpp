@@ -112,6 +112,9 @@ void setup_serve(CLI::App& app, ServeOptions& o) {
   add_target_options(app, o.target);
   app.add_option("--socket", o.socket,
                  "UNIX socket to serve on (default: /tmp/rewind-VOLUME-seqN.sock)");
+  app.add_flag("--writable", o.writable,
+               "Serve read-write: writes go to a throwaway overlay (nbdkit's cow filter, in "
+               "$TMPDIR), removed at stop; the history is never changed");
 }
 
 void setup_verify(CLI::App& app, VerifyOptions& o) {
