@@ -144,6 +144,17 @@ struct ServeOptions {
 void setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o);
 
+struct BisectOptions {
+  std::string journal;
+  RemoteCliOptions remote;
+  std::string cache_size;
+  std::string good, bad;
+  std::string run;
+  bool json = false;
+};
+void setup_bisect(CLI::App& app, BisectOptions& o);
+int run_bisect(const BisectOptions& o);
+
 struct MarkOptions {
   std::string journal;
   std::string name;

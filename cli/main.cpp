@@ -199,6 +199,10 @@ int main(int argc, char** argv) {
   CLI::App* serve_cmd = app.add_subcommand(
       "serve", "Serve a point in time over NBD: read-only, or writable into a throwaway overlay");
   setup_serve(*serve_cmd, serve);
+  BisectOptions bisect;
+  CLI::App* bisect_cmd = app.add_subcommand(
+      "bisect", "Find the last good point and the first bad write by running a check on points");
+  setup_bisect(*bisect_cmd, bisect);
   MarkOptions mark;
   CLI::App* mark_cmd = app.add_subcommand("mark", "Insert a named mark into a running volume");
   setup_mark(*mark_cmd, mark);
@@ -235,6 +239,7 @@ int main(int argc, char** argv) {
   if (verify_cmd->parsed()) return run_verify(verify);
   if (diff_cmd->parsed()) return run_diff(diff);
   if (serve_cmd->parsed()) return run_serve(serve);
+  if (bisect_cmd->parsed()) return run_bisect(bisect);
   if (mark_cmd->parsed()) return run_mark(mark);
   if (rebase_cmd->parsed()) return run_rebase(rebase);
   if (compact_cmd->parsed()) return run_compact(compact);

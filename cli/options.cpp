@@ -117,6 +117,23 @@ void setup_serve(CLI::App& app, ServeOptions& o) {
                "$TMPDIR), removed at stop; the history is never changed");
 }
 
+void setup_bisect(CLI::App& app, BisectOptions& o) {
+  add_journal_argument(app, o.journal, o.remote, kJournalAnywhere);
+  app.add_option("--cache-size", o.cache_size,
+                 "For s3://: the local cache of what was fetched, in $TMPDIR (default 1G)");
+  app.add_option("--good", o.good, "A point the check passes: a time, seq:N or mark:NAME")
+      ->required();
+  app.add_option("--bad", o.bad,
+                 "A later point the check fails: a time, seq:N or mark:NAME (default: newest)");
+  app.add_option("--run", o.run,
+                 "The check, run by /bin/sh -c for each point with REWIND_URI (the point served "
+                 "writable into a throwaway overlay), REWIND_SEQ and REWIND_TIME set: exit 0 "
+                 "good, 125 skip, 1-127 bad, anything else (or a signal) stops the bisection")
+      ->required();
+  app.add_flag("--json", o.json,
+               "Print the result as JSON (steps go to stderr, and so does the check's output)");
+}
+
 void setup_verify(CLI::App& app, VerifyOptions& o) {
   add_journal_argument(app, o.journal, o.remote,
                        "Journal directory, s3://BUCKET/PREFIX, or rewind://HOST:PORT/VOLUME of a "

@@ -2,7 +2,7 @@
 # Benchmarks of rewind against a plain `nbdkit file` export, measured in one run on
 # one machine, printed as markdown tables (docs/PERFORMANCE.md holds a run).
 #
-#   scripts/bench.sh [io|restore|view|compress|all] [--size SIZE] [--runtime SECONDS]
+#   scripts/bench.sh [io|restore|view|compress|bisect|all] [--size SIZE] [--runtime SECONDS]
 #                    [--rounds N]
 #
 #   io       the same fio jobs (fio's nbd engine) against `nbdkit file` and the rewind
@@ -25,6 +25,10 @@
 #            4 KiB writes at QD16 and sequential 64 KiB writes at QD4 of 50%
 #            compressible data with compress=off, zstd on one thread and zstd on the
 #            default compress-threads=, alternating, with CPU time per operation
+#   bisect   `rewind bisect` over a journal of 1 million records (random 4 KiB writes,
+#            a FLUSH after every 64): the points, the steps, the time of each (the
+#            point served writable by nbdkit, a check that reads it with qemu-io), and
+#            the whole search
 #
 # Runs as root (to drop the page cache); installs what is missing (fio among it, with
 # scripts/install-deps.sh --bench) and builds build/ (scripts/build.sh) first.
@@ -36,7 +40,7 @@ root=$PWD
 what=all size=1G runtime=15 rounds=2
 while [ $# -gt 0 ]; do
   case "$1" in
-    io | restore | view | compress | all) what=$1 ;;
+    io | restore | view | compress | bisect | all) what=$1 ;;
     --size) size=$2; shift ;;
     --runtime) runtime=$2; shift ;;
     --rounds) rounds=$2; shift ;;
@@ -607,6 +611,42 @@ print(f"- each figure is the mean of {rounds} runs of {os.environ.get('RUNTIME',
 PY
 }
 
+# ------------------------------------------------------------------------------------
+bench_bisect() {
+  local img=$dir/bisect.img journal=$dir/bisect.rewind
+  truncate -s 1G "$img"
+  serve bisect "$plugin" image="$img" journal="$journal"
+  # One million 4 KiB writes at random places, a FLUSH after every 64 (flush points).
+  fio_json "$dir/bisect.sock" --size=1G --rw=randwrite --bs=4k --iodepth=16 --fsync=64 \
+    --io_size=$((1000000 * 4096)) >/dev/null
+  stop "$served_pid"
+  local last culprit
+  last=$(json_of "$journal" last_seq)
+  # The check reads the point's first block through its URI and calls every point from
+  # two thirds of the history on bad.
+  culprit=$((last * 2 / 3))
+  local t0 t1
+  t0=$(date +%s%N)
+  "$cli" bisect "$journal" --good seq:0 --json \
+    --run "qemu-io -r -f raw -c 'read 0 4096' \"\$REWIND_URI\" >/dev/null && [ \"\$REWIND_SEQ\" -lt $culprit ]" \
+    >"$dir/bisect.json" 2>"$dir/bisect.log"
+  t1=$(date +%s%N)
+  python3 - "$dir/bisect.json" "$last" "$culprit" "$(((t1 - t0) / 1000000))" <<'PY'
+import json, math, statistics, sys
+r = json.load(open(sys.argv[1]))
+last, culprit, total_ms = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+secs = [s["seconds"] for s in r["steps"]]
+print("| journal | points (flush points and marks) | steps | bound: ceil(log2(points + 1)) + 2 | s per step, median (min-max) | whole bisection s |")
+print("|---|---:|---:|---:|---|---:|")
+print(f"| {last:,} records | {r['points']:,} | {len(secs)} | {math.ceil(math.log2(r['points'] + 1)) + 2} "
+      f"| {statistics.median(secs):.2f} ({min(secs):.2f}-{max(secs):.2f}) | {total_ms / 1000:.1f} |")
+print()
+print(f"- found: first bad seq {r['first_bad_seq']} (the first point at or after seq {culprit}), last good seq {r['last_good_seq']}")
+print("- a step: nbdkit started with the plugin at that point behind the cow filter (the view opened from the segment indexes), the check run, nbdkit stopped")
+PY
+  rm -rf "$img" "$journal"
+}
+
 echo "# rewind benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, $(uname -r), $(stat -f -c %T "$dir") under $dir;" \
@@ -618,6 +658,7 @@ case "$what" in
   restore) bench_restore ;;
   view) bench_view ;;
   compress) bench_compress ;;
+  bisect) bench_bisect ;;
   all)
     bench_io
     echo
@@ -626,5 +667,7 @@ case "$what" in
     bench_view
     echo
     bench_compress
+    echo
+    bench_bisect
     ;;
 esac
