@@ -106,7 +106,7 @@ Status validate_header(const RecordHeader& h) {
       break;
     case RecordType::kMark:
       if (h.offset != 0 || h.length != 0 || h.payload_length == 0 ||
-          h.payload_length > format::kMaxMarkName)
+          h.payload_length > format::kMaxMarkPayload)
         return Status::corruption(fmt::format("MARK record with name length {}", h.payload_length));
       break;
     case RecordType::kNone:
@@ -136,11 +136,42 @@ Status decode_header(const uint8_t* in, RecordHeader* out) {
   return Status::ok();
 }
 
-std::string mark_name_of(const RecordHeader& h, const uint8_t* stored) {
+MarkPayload mark_payload_of(const RecordHeader& h, const uint8_t* stored) {
   size_t n = h.payload_length;
   if (h.seal != format::Seal::kNone)
     n = n >= format::kSealTrailerSize ? n - format::kSealTrailerSize : 0;
-  return std::string(reinterpret_cast<const char*>(stored), n);
+  const std::string_view all(reinterpret_cast<const char*>(stored), n);
+  const size_t nl = all.find('\n');
+  MarkPayload p;
+  p.name = std::string(all.substr(0, nl));
+  if (nl == std::string_view::npos) return p;
+  // "group=ID volumes=VOLUME,VOLUME,...": anything else is not a group line, and the
+  // mark is then a plain one.
+  std::string_view line = all.substr(nl + 1);
+  const size_t sp = line.find(' ');
+  if (!line.starts_with("group=") || sp == std::string_view::npos ||
+      !line.substr(sp + 1).starts_with("volumes="))
+    return p;
+  std::string_view vols = line.substr(sp + 1 + 8);
+  std::vector<std::string> volumes;
+  while (!vols.empty()) {
+    const size_t comma = vols.find(',');
+    volumes.emplace_back(vols.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    vols.remove_prefix(comma + 1);
+  }
+  p.group = std::string(line.substr(6, sp - 6));
+  p.volumes = std::move(volumes);
+  return p;
+}
+
+std::string mark_name_of(const RecordHeader& h, const uint8_t* stored) {
+  return mark_payload_of(h, stored).name;
+}
+
+std::string encode_mark_payload(const MarkPayload& p) {
+  if (p.group.empty()) return p.name;
+  return fmt::format("{}\ngroup={} volumes={}", p.name, p.group, fmt::join(p.volumes, ","));
 }
 
 Status check_mark_name(std::string_view name) {

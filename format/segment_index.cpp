@@ -323,8 +323,8 @@ Result<SegmentEntries> load_segment_entries(const std::string& journal_dir,
   return scan_segment_entries(journal_dir, volume_id, seg);
 }
 
-Result<std::string> read_mark_name(const std::string& journal_dir, const ManifestSegment& seg,
-                                   const IndexEntry& e) {
+Result<MarkPayload> read_mark(const std::string& journal_dir, const ManifestSegment& seg,
+                              const IndexEntry& e) {
   auto f = File::open(segment_path(journal_dir, seg.file), O_RDONLY);
   if (!f) return f.status();
   std::vector<uint8_t> rec(format::kRecordHeaderSize + e.payload_length);
@@ -339,7 +339,7 @@ Result<std::string> read_mark_name(const std::string& journal_dir, const Manifes
   if (!st)
     return Status::corruption(
         fmt::format("segment {} offset {} seq {}: {}", seg.file, e.position, e.seq, st.message()));
-  return mark_name_of(h, stored.data());
+  return mark_payload_of(h, stored.data());
 }
 
 }  // namespace rwd

@@ -224,9 +224,9 @@ Status seal_open_segment(Manifest* m, const std::string& dir, const Logger& logg
   seg.last_time_ns = last.time_ns;
   for (const IndexEntry& e : entries) {
     if (e.type != format::RecordType::kMark) continue;
-    auto name = read_mark_name(dir, seg, e);
-    if (!name) return name.status();
-    m->marks.push_back(ManifestMark{*name, e.seq, e.time_ns});
+    auto mark = read_mark(dir, seg, e);
+    if (!mark) return mark.status();
+    m->marks.push_back(ManifestMark{mark->name, e.seq, e.time_ns});
   }
   Status idx =
       write_segment_index(dir, seg.file, m->volume_id, seg.first_seq, entries, scanned->chunk_sums);

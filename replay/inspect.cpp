@@ -106,9 +106,9 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
         break;
       case RecordType::kMark: {
         ++s->marks;
-        auto name = read_mark_name(dir, ms, e);
-        if (!name) return name.status();
-        marks->push_back(MarkReport{*name, e.seq, e.time_ns});
+        auto mark = read_mark(dir, ms, e);
+        if (!mark) return mark.status();
+        marks->push_back(MarkReport{mark->name, e.seq, e.time_ns, mark->group, mark->volumes});
         break;
       }
       case RecordType::kNone:

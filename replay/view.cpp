@@ -37,7 +37,7 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Mani
   h.sealed_ = h.manifest_.base_sealed;
   // A mark at the base itself (kept by a rebase) is in no segment any more.
   for (const ManifestMark& mk : h.manifest_.marks)
-    if (mk.seq == h.manifest_.base_seq) h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns});
+    if (mk.seq == h.manifest_.base_seq) h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns, {}, {}});
   for (const ManifestSegment& seg : h.manifest_.segments) {
     auto entries = load_segment_entries(journal_dir, h.manifest_.volume_id, seg, repair, logger);
     if (!entries) return entries.status();
@@ -53,9 +53,9 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Mani
     for (const IndexEntry& e : entries->entries) {
       if (e.seal != format::Seal::kNone) h.sealed_ = true;
       if (e.type != RecordType::kMark) continue;
-      auto name = read_mark_name(journal_dir, seg, e);
-      if (!name) return name.status();
-      h.marks_.push_back(MarkInfo{*name, e.seq, e.time_ns});
+      auto mark = read_mark(journal_dir, seg, e);
+      if (!mark) return mark.status();
+      h.marks_.push_back(MarkInfo{mark->name, e.seq, e.time_ns, mark->group, mark->volumes});
     }
     h.segments_.push_back(std::move(*entries));
   }

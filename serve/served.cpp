@@ -1,6 +1,9 @@
 #include "rewind/serve/served.h"
 
+#include <algorithm>
+#include <charconv>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -162,10 +165,83 @@ std::string Served::control(const std::string& request) {
       return fmt::format("OK {} {}", m->seq, m->time_ns);
     }
     if (request == "STATUS") return "OK " + json_text(status());
+    if (request.starts_with("HOLD ") || request.starts_with("GMARK ") ||
+        request.starts_with("RELEASE ") || request.starts_with("DURABLE "))
+      return group_control(request);
     return "ERR unknown request; send MARK <name> or STATUS";
   } catch (const std::exception& e) {
     return std::string("ERR ") + e.what();
   }
+}
+
+namespace {
+
+// The words of a request line, split at single spaces.
+std::vector<std::string> words_of(const std::string& line) {
+  std::vector<std::string> w;
+  size_t pos = 0;
+  for (;;) {
+    const size_t sp = line.find(' ', pos);
+    w.push_back(line.substr(pos, sp - pos));
+    if (sp == std::string::npos) return w;
+    pos = sp + 1;
+  }
+}
+
+bool parse_u64(const std::string& text, int base, uint64_t* v) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *v, base);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+std::string Served::group_control(const std::string& request) {
+  const std::vector<std::string> w = words_of(request);
+  uint64_t token = 0, n = 0;
+  if (w[0] == "HOLD") {
+    // HOLD <token> <ms> <name>
+    if (w.size() != 4 || !parse_u64(w[1], 16, &token) || !parse_u64(w[2], 10, &n) || n == 0 ||
+        n > 30000)
+      return "ERR bad HOLD; send HOLD <token (hex)> <ms, 1-30000> <mark name>";
+    Status st = volume_->hold(token, std::chrono::milliseconds(n), w[3]);
+    return st ? "OK" : "ERR " + st.message();
+  }
+  if (w[0] == "GMARK") {
+    // GMARK <token> <name> <group> <volume,volume,...>
+    if (w.size() != 5 || !parse_u64(w[1], 16, &token))
+      return "ERR bad GMARK; send GMARK <token> <name> <group> <volume,volume,...>";
+    MarkPayload p;
+    p.name = w[2];
+    p.group = w[3];
+    for (size_t pos = 0;;) {
+      const size_t comma = w[4].find(',', pos);
+      p.volumes.push_back(w[4].substr(pos, comma - pos));
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    auto hex = [](const std::string& t) {
+      return !t.empty() && t.size() <= 32 &&
+             t.find_first_not_of("0123456789abcdef") == std::string::npos;
+    };
+    if (!hex(p.group) || p.volumes.size() > 16 ||
+        !std::all_of(p.volumes.begin(), p.volumes.end(), hex))
+      return "ERR bad GMARK: the group and the volumes are lowercase hex ids, at most 16 volumes";
+    auto m = volume_->queue_group_mark(token, p);
+    if (!m) return "ERR " + m.status().message();
+    return fmt::format("OK {} {}", m->seq, m->time_ns);
+  }
+  if (w[0] == "RELEASE") {
+    if (w.size() != 2 || !parse_u64(w[1], 16, &token))
+      return "ERR bad RELEASE; send RELEASE <token>";
+    Status st = volume_->release(token);
+    return st ? "OK" : "ERR " + st.message();
+  }
+  // DURABLE <seq>
+  if (w.size() != 2 || !parse_u64(w[1], 10, &n)) return "ERR bad DURABLE; send DURABLE <seq>";
+  if (n > volume_->queue().last_seq())
+    return fmt::format("ERR seq {} is beyond the newest, {}", n, volume_->queue().last_seq());
+  Status st = volume_->wait_durable(n);
+  return st ? "OK" : "ERR " + st.message();
 }
 
 nlohmann::ordered_json Served::status() const {

@@ -99,7 +99,28 @@ Status Volume::check_range(const char* what, uint64_t offset, uint64_t length) c
   return Status::ok();
 }
 
+void Volume::wait_unheld() {
+  std::unique_lock lk(hold_mu_);
+  while (hold_token_ != 0) {
+    if (std::chrono::steady_clock::now() >= hold_until_) {
+      log_to(logger_, LogLevel::kWarning,
+             fmt::format("the hold for group mark '{}' lapsed before it was released; writes go "
+                         "on (the group mark fails if its mark was not queued yet)",
+                         hold_name_));
+      hold_token_ = 0;
+      held_.store(false);
+      hold_cv_.notify_all();
+      break;
+    }
+    hold_cv_.wait_until(lk, hold_until_);
+  }
+}
+
 Status Volume::push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_follow) {
+  // A write that passed this check before a hold began may still take its seq after
+  // the group's mark: it is then acknowledged after the mark, which a group mark
+  // allows (only writes acknowledged before the hold must be before it).
+  if (held_.load()) wait_unheld();
   if (fua) h.flags |= format::kFlagFlushPoint;
   auto seq = queue_->push(h, std::move(payload), nullptr, chunk_sums_follow);
   if (!seq) return seq.status();
@@ -159,28 +180,98 @@ Status Volume::flush() {
   return queue_->wait_durable();
 }
 
-Result<Volume::MarkStamp> Volume::mark(const std::string& name) {
-  REWIND_RETURN_IF_ERROR(check_mark_name(name));
-  std::lock_guard lk(marks_mu_);
-  if (auto it = marks_.find(name); it != marks_.end())
-    return Status::invalid(
-        fmt::format("mark '{}' already exists (seq {}); choose another name", name, it->second));
-  std::shared_ptr<uint8_t[]> buf(new uint8_t[name.size()]);
-  std::memcpy(buf.get(), name.data(), name.size());
+Result<Volume::MarkStamp> Volume::queue_mark(const MarkPayload& mark) {
+  const std::string text = encode_mark_payload(mark);
+  if (text.size() > format::kMaxMarkPayload)
+    return Status::invalid(fmt::format("mark '{}' with its group takes {} bytes, over {}",
+                                       mark.name, text.size(), format::kMaxMarkPayload));
+  std::shared_ptr<uint8_t[]> buf(new uint8_t[text.size()]);
+  std::memcpy(buf.get(), text.data(), text.size());
   RecordHeader h;
   h.type = RecordType::kMark;
   h.flags = format::kFlagFlushPoint;
-  h.payload_length = static_cast<uint32_t>(name.size());
-  h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), name.size()));
+  h.payload_length = static_cast<uint32_t>(text.size());
+  h.payload_checksum = payload_checksum(std::span<const uint8_t>(buf.get(), text.size()));
   MarkStamp stamp{};
   auto seq = queue_->push(h, std::move(buf), &stamp.time_ns);
   if (!seq) return seq.status();
   stamp.seq = *seq;
+  marks_[mark.name] = stamp.seq;
+  return stamp;
+}
+
+Result<Volume::MarkStamp> Volume::mark(const std::string& name) {
+  REWIND_RETURN_IF_ERROR(check_mark_name(name));
+  MarkStamp stamp{};
+  {
+    std::lock_guard lk(marks_mu_);
+    if (auto it = marks_.find(name); it != marks_.end())
+      return Status::invalid(
+          fmt::format("mark '{}' already exists (seq {}); choose another name", name, it->second));
+    {
+      std::lock_guard hl(hold_mu_);
+      if (hold_token_ != 0 && hold_name_ == name && std::chrono::steady_clock::now() < hold_until_)
+        return Status::invalid(
+            fmt::format("mark '{}' is being taken by a group mark; choose another name", name));
+    }
+    auto s = queue_mark(MarkPayload{name, {}, {}});
+    if (!s) return s.status();
+    stamp = *s;
+  }
   // The mark is durable together with everything acknowledged before it.
   REWIND_RETURN_IF_ERROR(queue_->wait_durable(stamp.seq));
-  marks_[name] = stamp.seq;
   log_to(logger_, LogLevel::kInfo, fmt::format("mark '{}' at seq {}", name, stamp.seq));
   return stamp;
+}
+
+Status Volume::hold(uint64_t token, std::chrono::milliseconds max, const std::string& name) {
+  REWIND_RETURN_IF_ERROR(check_mark_name(name));
+  if (token == 0) return Status::invalid("a hold's token must not be 0");
+  std::lock_guard lk(marks_mu_);
+  if (auto it = marks_.find(name); it != marks_.end())
+    return Status::invalid(
+        fmt::format("mark '{}' already exists (seq {}); choose another name", name, it->second));
+  std::lock_guard hl(hold_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (hold_token_ != 0 && now < hold_until_)
+    return Status::busy(
+        fmt::format("another group mark ('{}') holds the volume; try again", hold_name_));
+  hold_token_ = token;
+  hold_until_ = now + max;
+  hold_name_ = name;
+  held_.store(true);
+  return Status::ok();
+}
+
+Result<Volume::MarkStamp> Volume::queue_group_mark(uint64_t token, const MarkPayload& mark) {
+  REWIND_RETURN_IF_ERROR(check_mark_name(mark.name));
+  std::lock_guard lk(marks_mu_);
+  // The hold stays in place while the mark is queued: it cannot lapse meanwhile, as
+  // lapsing takes hold_mu_.
+  std::lock_guard hl(hold_mu_);
+  if (hold_token_ != token || std::chrono::steady_clock::now() >= hold_until_)
+    return Status::busy(
+        "the group's hold on this volume lapsed before its mark was queued; "
+        "nothing was marked here (give a longer --hold-max)");
+  if (hold_name_ != mark.name)
+    return Status::invalid(
+        fmt::format("the hold was taken for mark '{}', not '{}'", hold_name_, mark.name));
+  auto s = queue_mark(mark);
+  if (s)
+    log_to(logger_, LogLevel::kInfo,
+           fmt::format("group mark '{}' at seq {} (group {}, {} volumes)", mark.name, s->seq,
+                       mark.group, mark.volumes.size()));
+  return s;
+}
+
+Status Volume::release(uint64_t token) {
+  std::lock_guard hl(hold_mu_);
+  if (hold_token_ != token)
+    return Status::busy("the hold had lapsed or was replaced before it was released");
+  hold_token_ = 0;
+  held_.store(false);
+  hold_cv_.notify_all();
+  return Status::ok();
 }
 
 Status Volume::read(std::span<uint8_t> buf, uint64_t offset) const {

@@ -436,7 +436,7 @@ TEST_CASE("the read messages round-trip, and malformed ones are refused", "[prot
   sr.trims = 1, sr.marks = 1, sr.flush_points = 3, sr.bytes_trimmed = 77, sr.granularity_ns = 6;
   sr.torn_tail = "offset 999: a record cut short";
   jr.segments.push_back(sr);
-  jr.marks.push_back(MarkReport{"m1", 4, 1234});
+  jr.marks.push_back(MarkReport{"m1", 4, 1234, {}, {}});
   auto rep = decode_report(frame(MessageType::kReport, encode(Report{jr})));
   INFO(rep.status().message());
   REQUIRE(rep.is_ok());

@@ -144,3 +144,28 @@ TEST_CASE("an all-zero header is recognised as unwritten space", "[codec]") {
   CHECK_FALSE(decode_header(zero.data(), &out).is_ok());
   CHECK_FALSE(is_zero_header(encode_header(sample(RecordType::kZero)).data()));
 }
+
+TEST_CASE("a mark's payload holds its name and a group mark's group", "[codec]") {
+  const MarkPayload plain{"before-upgrade", {}, {}};
+  const MarkPayload group{"nightly", "0123456789abcdef", {"aa", "bb", "cc"}};
+  for (const MarkPayload& p : {plain, group}) {
+    const std::string text = encode_mark_payload(p);
+    RecordHeader h;
+    h.type = format::RecordType::kMark;
+    h.payload_length = static_cast<uint32_t>(text.size());
+    CHECK(mark_payload_of(h, reinterpret_cast<const uint8_t*>(text.data())) == p);
+    CHECK(mark_name_of(h, reinterpret_cast<const uint8_t*>(text.data())) == p.name);
+  }
+  CHECK(encode_mark_payload(group) == "nightly\ngroup=0123456789abcdef volumes=aa,bb,cc");
+  // Anything else after the newline: a plain mark with the name before it.
+  const std::string odd = "m1\nsomething else";
+  RecordHeader h;
+  h.type = format::RecordType::kMark;
+  h.payload_length = static_cast<uint32_t>(odd.size());
+  CHECK(mark_payload_of(h, reinterpret_cast<const uint8_t*>(odd.data())) ==
+        MarkPayload{"m1", {}, {}});
+  h.payload_length = format::kMaxMarkPayload + 1;
+  CHECK_FALSE(validate_header(h).is_ok());
+  h.payload_length = format::kMaxMarkPayload;
+  CHECK(validate_header(h).is_ok());
+}

@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 #include <unistd.h>
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "rewind/journal/journal.h"
 #include "rewind/replay/inspect.h"
 #include "rewind/replay/replay.h"
+#include "rewind/replay/view.h"
 #include "rewind/volume/volume.h"
 #include "test_util.h"
 
@@ -357,6 +359,52 @@ TEST_CASE("marks are unique and survive a clean restart and a crash", "[volume][
   CHECK(marks[1].seq == 3);
   CHECK_FALSE(v->mark("second").is_ok());
   CHECK(v->mark("third").is_ok());
+}
+
+TEST_CASE("a hold makes new writes wait until the group mark is queued and released",
+          "[volume][marks]") {
+  Fixture f;
+  auto v = f.open();
+  v->start();
+  REQUIRE(v->write(test::pattern(4096, 1), 0, false).is_ok());  // seq 1, before the hold
+  REQUIRE(v->hold(0x42, std::chrono::seconds(10), "g").is_ok());
+  CHECK(v->hold(0x43, std::chrono::seconds(10), "h").code() == Status::Code::kBusy);
+  CHECK_THAT(v->mark("g").status().message(), Catch::Contains("being taken by a group mark"));
+  std::atomic<bool> written{false};
+  std::thread writer([&] {
+    REQUIRE(v->write(test::pattern(4096, 2), 4096, false).is_ok());
+    written = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK_FALSE(written.load());  // it waits for the release
+  CHECK_FALSE(v->queue_group_mark(0x43, MarkPayload{"g", "ab", {"01", "02"}}).is_ok());
+  auto m = v->queue_group_mark(0x42, MarkPayload{"g", "ab", {"01", "02"}});
+  REQUIRE(m.is_ok());
+  CHECK(m->seq == 2);  // before the write that waited
+  REQUIRE(v->release(0x42).is_ok());
+  writer.join();
+  CHECK(written.load());
+  CHECK(v->queue().last_seq() == 3);
+  REQUIRE(v->wait_durable(m->seq).is_ok());
+  CHECK_THAT(v->mark("g").status().message(), Catch::Contains("already exists (seq 2)"));
+
+  // A hold lapses by itself; a group mark after that is refused and marks nothing.
+  REQUIRE(v->hold(0x44, std::chrono::milliseconds(50), "late").is_ok());
+  REQUIRE(v->write(test::pattern(4096, 3), 8192, false).is_ok());  // waits out the hold
+  auto late = v->queue_group_mark(0x44, MarkPayload{"late", "ab", {"01", "02"}});
+  CHECK_THAT(late.status().message(), Catch::Contains("lapsed before its mark was queued"));
+  CHECK(v->release(0x44).code() == Status::Code::kBusy);
+  CHECK(f.log.find("the hold for group mark 'late' lapsed") != std::string::npos);
+  CHECK(v->mark("late").is_ok());  // the name was not taken
+  REQUIRE(v->close().is_ok());
+  // The group mark's payload is in the journal: its group and volumes read back.
+  auto h = JournalHistory::load(f.journal, false, {});
+  REQUIRE(h.is_ok());
+  REQUIRE(h->marks().size() == 2);
+  CHECK(h->marks()[0].name == "g");
+  CHECK(h->marks()[0].group == "ab");
+  CHECK(h->marks()[0].group_volumes == std::vector<std::string>{"01", "02"});
+  CHECK(h->marks()[1].group.empty());
 }
 
 TEST_CASE("bad images and journals are refused and left untouched", "[volume][errors]") {

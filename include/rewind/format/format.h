@@ -47,7 +47,8 @@ enum class RecordType : uint8_t {
   kWrite = 1,  // offset, length, payload = the bytes written (payload_length == length)
   kZero = 2,   // offset, length, no payload: the range reads as zeroes afterwards
   kTrim = 3,   // offset, length, no payload: discarded; replay treats it as zeroes
-  kMark = 4,   // payload = the mark's name (UTF-8, 1..kMaxMarkName bytes), offset = length = 0
+  kMark = 4,   // payload = the mark's name (UTF-8, 1..kMaxMarkName bytes), then for a group
+               // mark "\n" and its group line (record.h); offset = length = 0
 };
 inline constexpr uint8_t kMaxRecordType = 4;
 
@@ -125,6 +126,8 @@ static_assert(kSegmentHeaderSize % kRecordAlignment == 0);
 // nbdkit refuses reads and writes over 64 MiB, so no payload is larger.
 inline constexpr uint32_t kMaxPayload = 64u << 20;
 inline constexpr uint32_t kMaxMarkName = 255;
+// A MARK's whole payload: the name, and a group mark's group line.
+inline constexpr uint32_t kMaxMarkPayload = 1024;
 
 // Bytes a record occupies in a segment, padding included.
 constexpr uint64_t record_span(uint32_t payload_length) {

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rewind/base/status.h"
 #include "rewind/format/format.h"
@@ -58,9 +59,20 @@ Status validate_header(const RecordHeader& h);
 
 const char* record_type_name(format::RecordType t);
 
-// A MARK's name from its stored payload of h.payload_length bytes: all of it, or for a
-// sealed mark the body before the seal's trailer (a mark's name is never encrypted).
+// A MARK's payload: its name, and for a group mark (one cut across several volumes,
+// `rewind mark --with`) a second line "group=ID volumes=VOLUME,VOLUME,...": the
+// group's id and the volume ids of its members, this one among them.
+struct MarkPayload {
+  std::string name;
+  std::string group;  // empty: a plain mark
+  std::vector<std::string> volumes;
+  bool operator==(const MarkPayload&) const = default;
+};
+// A MARK's payload from its stored payload of h.payload_length bytes: all of it, or for
+// a sealed mark the body before the seal's trailer (a mark is never encrypted).
+MarkPayload mark_payload_of(const RecordHeader& h, const uint8_t* stored);
 std::string mark_name_of(const RecordHeader& h, const uint8_t* stored);
+std::string encode_mark_payload(const MarkPayload& p);
 
 // Mark names: 1..255 bytes, no whitespace or control characters.
 Status check_mark_name(std::string_view name);

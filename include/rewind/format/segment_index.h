@@ -96,8 +96,9 @@ Result<SegmentEntries> read_segment_index(const std::string& journal_dir, const 
 // entries do.
 bool index_agrees(const SegmentEntries& index, const SegmentEntries& scanned);
 
-// Reads the name of a MARK entry from its segment.
-Result<std::string> read_mark_name(const std::string& journal_dir, const ManifestSegment& seg,
-                                   const IndexEntry& e);
+// Reads the payload of a MARK entry (its name, and a group mark's group) from its
+// segment.
+Result<MarkPayload> read_mark(const std::string& journal_dir, const ManifestSegment& seg,
+                              const IndexEntry& e);
 
 }  // namespace rwd

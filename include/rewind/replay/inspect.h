@@ -33,6 +33,9 @@ struct SegmentReport {
 struct MarkReport {
   std::string name;
   uint64_t seq = 0, time_ns = 0;
+  // A group mark (rewind mark --with): the group's id and its volumes' ids.
+  std::string group;
+  std::vector<std::string> group_volumes;
 };
 
 // The segments compacted to one granularity (0: not compacted, every write kept).

@@ -54,6 +54,9 @@ struct MarkInfo {
   std::string name;
   uint64_t seq = 0;
   uint64_t time_ns = 0;
+  // A group mark (rewind mark --with): the group's id and its volumes' ids.
+  std::string group;
+  std::vector<std::string> group_volumes;
 };
 
 // The records of a journal: every segment's entries and the restorable range.

@@ -48,6 +48,8 @@ class Served {
 
   // The answer to one control socket request (rewind/volume/control.h, docs/CONTROL.md).
   std::string control(const std::string& request);
+  // HOLD, GMARK, RELEASE and DURABLE: the steps of a group mark (docs/CONTROL.md).
+  std::string group_control(const std::string& request);
   // STATUS: the queue's positions and bytes, the size, and the shipper's state if the
   // volume is shipped.
   nlohmann::ordered_json status() const;

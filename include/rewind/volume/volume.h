@@ -92,6 +92,20 @@ class Volume : public JournalOwner {
   };
   Result<MarkStamp> mark(const std::string& name);
 
+  // A group mark (`rewind mark --with`, docs/CONTROL.md): one cut across volumes.
+  // hold() makes new writes, zeroes and trims wait before they take a seq, for at most
+  // `max` (then the hold lapses by itself), and reserves `name` for the group's mark;
+  // `token` names the hold. While every volume of the group holds, each queues its
+  // mark (queue_group_mark, refused unless this hold is still in place), then each is
+  // released. Writes acknowledged before the hold are before the mark; a write that
+  // waited is after it.
+  Status hold(uint64_t token, std::chrono::milliseconds max, const std::string& name);
+  Result<MarkStamp> queue_group_mark(uint64_t token, const MarkPayload& mark);
+  // Ends the hold `token`; an error if it had lapsed (or another hold replaced it).
+  Status release(uint64_t token);
+  // Returns once every record up to `seq` is durable.
+  Status wait_durable(uint64_t seq) { return queue_->wait_durable(seq); }
+
   Status read(std::span<uint8_t> buf, uint64_t offset) const;
 
   // What [offset, offset+length) holds, as runs in offset order: data, zeroes that
@@ -126,6 +140,10 @@ class Volume : public JournalOwner {
  private:
   Volume() = default;
   Status push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_follow = false);
+  // Waits while a hold is in place (hold()); ends one that lapsed.
+  void wait_unheld();
+  // Queues a MARK record with this payload (marks_mu_ held by the caller).
+  Result<MarkStamp> queue_mark(const MarkPayload& mark);
   Status check_range(const char* what, uint64_t offset, uint64_t length) const;
   void flusher_loop();
   // Journals, then applies (apply_held), what the flusher holds; false after a failure.
@@ -200,6 +218,14 @@ class Volume : public JournalOwner {
   bool closing_ = false;
   std::mutex marks_mu_;                    // guards marks_, and serialises mark()
   std::map<std::string, uint64_t> marks_;  // every mark of the volume: name -> seq
+  // The hold of a group mark: writes check held_ and wait on hold_cv_ while hold_token_
+  // is set and hold_until_ has not passed.
+  std::atomic<bool> held_{false};
+  std::mutex hold_mu_;
+  std::condition_variable hold_cv_;
+  uint64_t hold_token_ = 0;  // 0: no hold
+  std::chrono::steady_clock::time_point hold_until_;
+  std::string hold_name_;  // the name the hold reserves
   std::atomic<uint64_t> shipped_seq_{0};
   bool closed_ = false;
   Status close_status_;
