@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "rewind/base/json.h"
 #include "rewind/base/units.h"
+#include "rewind/format/segment.h"
 #include "rewind/replay/inspect.h"
 
 namespace rwd::cli {
@@ -38,8 +39,12 @@ void print_json(const JournalReport& r) {
          {"compressed_bytes", s.compressed_bytes},
          {"compressed_stored", s.compressed_stored},
          {"torn_tail", s.torn_tail ? nlohmann::ordered_json(*s.torn_tail) : nullptr}});
-  for (const auto& mark : r.marks)
-    marks.push_back({{"name", mark.name}, {"seq", mark.seq}, {"time_ns", mark.time_ns}});
+  for (const auto& mark : r.marks) {
+    nlohmann::ordered_json one = {
+        {"name", mark.name}, {"seq", mark.seq}, {"time_ns", mark.time_ns}};
+    if (!mark.group.empty()) one["group"] = {{"id", mark.group}, {"volumes", mark.group_volumes}};
+    marks.push_back(std::move(one));
+  }
   const nlohmann::ordered_json out = {{"volume_id", volume_id_hex(m.volume_id)},
                                       {"base",
                                        {{"file", m.base_file},
@@ -77,8 +82,19 @@ void print_text(const JournalReport& r) {
     w += s.writes, z += s.zeroes, t += s.trims, mk += s.marks, fp += s.flush_points,
         bw += s.bytes_written, co += s.coalesced;
   }
-  for (const MarkReport& mr : r.marks)
-    fmt::print("mark {}  seq {}  {}\n", mr.name, mr.seq, format_time(mr.time_ns));
+  const std::string self = volume_id_hex(r.manifest.volume_id);
+  for (const MarkReport& mr : r.marks) {
+    fmt::print("mark {}  seq {}  {}", mr.name, mr.seq, format_time(mr.time_ns));
+    if (!mr.group.empty()) {
+      // One mark of a group: the others are the same cut in the volumes it names.
+      std::vector<std::string> others;
+      for (const std::string& v : mr.group_volumes)
+        if (v != self) others.push_back(v);
+      fmt::print("  group {}: one cut with {} other volume(s), {}", mr.group, others.size(),
+                 fmt::join(others, ", "));
+    }
+    fmt::print("\n");
+  }
   fmt::print(
       "total {} records: {} WRITE ({} written), {} ZERO, {} TRIM, {} MARK in {} segment{}; {} "
       "flush points\n",

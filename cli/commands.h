@@ -159,6 +159,11 @@ struct MarkOptions {
   std::string journal;
   std::string name;
   std::string socket;
+  std::vector<std::string> with;  // more volumes: one group mark at one cut
+  std::string hold_max = "2s";    // how long a group mark may hold new writes at most
+  std::string freeze;             // qga:SOCKET
+  std::string freeze_timeout = "10s";
+  std::string pre, post;  // hooks run around the mark
 };
 void setup_mark(CLI::App& app, MarkOptions& o);
 int run_mark(const MarkOptions& o);

@@ -69,6 +69,22 @@ void setup_mark(CLI::App& app, MarkOptions& o) {
   app.add_option("journal", o.journal, "Journal directory of the running volume")->required();
   app.add_option("name", o.name, "Mark name (unique per volume, no whitespace)")->required();
   app.add_option("--socket", o.socket, "Control socket (default: JOURNAL/control.sock)");
+  app.add_option("--with", o.with,
+                 "Another running volume's journal directory: one mark across all of them at "
+                 "one consistent cut (repeat for more; its control socket must be the default)");
+  app.add_option("--hold-max", o.hold_max,
+                 "With --with: the longest new writes may wait while the marks are queued; the "
+                 "group mark fails beyond it (default 2s, at most 30s)");
+  app.add_option("--freeze", o.freeze,
+                 "qga:SOCKET: freeze the guest's file systems through the QEMU guest agent on "
+                 "this socket for the mark, and thaw them after (always)");
+  app.add_option("--freeze-timeout", o.freeze_timeout,
+                 "The longest the guest agent may take to answer each step (default 10s)");
+  app.add_option("--pre", o.pre,
+                 "A command (/bin/sh -c) run before the mark (and the freeze); if it fails, "
+                 "nothing is marked");
+  app.add_option("--post", o.post,
+                 "A command run after the mark (and the thaw), always once --pre succeeded");
 }
 
 void setup_rebase(CLI::App& app, RebaseOptions& o) {

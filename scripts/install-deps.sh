@@ -27,6 +27,8 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(clang libclang-rt-14-dev)
   # the Linux guest tests (tests/vm/): QEMU, and what goes into the guest's initramfs
   packages+=(qemu-system-x86 busybox-static socat kmod cpio nbd-client)
+  # the QEMU guest agent, copied into the guest for rewind mark --freeze qga:
+  packages+=(qemu-guest-agent)
   # systemd-analyze, to check dist/systemd/rewind@.service; it runs `man` for the
   # unit's Documentation= pages, which a fresh system without man-db fails
   packages+=(systemd man-db)

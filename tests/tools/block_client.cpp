@@ -9,7 +9,13 @@
 //   rewind-test-blocks check URI FLUSHED SENT
 //     Every block up to FLUSHED must read back exactly; each block after it, up to
 //     SENT, must be either exactly right or untouched (zeroes), never anything else.
+//   rewind-test-blocks pairs URI_A URI_B BLOCKS STOPFILE
+//     For the group mark test (tests/e2e/test-group-mark.sh): writes 4 KiB block N of A,
+//     waits for its acknowledgement, then writes block N of B saying so; N goes round
+//     0..BLOCKS-1, and each block starts with "round R block N" (R counts the rounds
+//     from 1). Stops once STOPFILE exists; prints the pairs written.
 #include <libnbd.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdint>
@@ -126,6 +132,29 @@ int check_blocks(const char* uri, uint64_t flushed, uint64_t sent) {
   return lost == 0 && wrong == 0 ? 0 : 1;
 }
 
+int write_pairs(const char* uri_a, const char* uri_b, uint64_t blocks, const char* stop) {
+  nbd_handle* a = connect(uri_a);
+  nbd_handle* b = connect(uri_b);
+  if (a == nullptr || b == nullptr) return 1;
+  std::vector<uint8_t> buf(kBlock);
+  uint64_t pairs = 0;
+  for (uint64_t round = 1;; ++round) {
+    for (uint64_t n = 0; n < blocks; ++n, ++pairs) {
+      if (n % 64 == 0 && access(stop, F_OK) == 0) {
+        std::printf("%" PRIu64 "\n", pairs);
+        nbd_close(a);
+        nbd_close(b);
+        return 0;
+      }
+      std::memset(buf.data(), 0, kBlock);
+      std::snprintf(reinterpret_cast<char*>(buf.data()), 64, "round %" PRIu64 " block %" PRIu64,
+                    round, n);
+      if (nbd_pwrite(a, buf.data(), kBlock, n * kBlock, 0) == -1) return die(a, "write A");
+      if (nbd_pwrite(b, buf.data(), kBlock, n * kBlock, 0) == -1) return die(b, "write B");
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,7 +164,10 @@ int main(int argc, char** argv) {
   if (argc == 5 && std::string(argv[1]) == "check")
     return check_blocks(argv[2], std::strtoull(argv[3], nullptr, 10),
                         std::strtoull(argv[4], nullptr, 10));
+  if (argc == 6 && std::string(argv[1]) == "pairs")
+    return write_pairs(argv[2], argv[3], std::strtoull(argv[4], nullptr, 10), argv[5]);
   std::fprintf(stderr,
-               "usage: rewind-test-blocks write URI FIRST COUNT LOG | check URI FLUSHED SENT\n");
+               "usage: rewind-test-blocks write URI FIRST COUNT LOG | check URI FLUSHED SENT | "
+               "pairs URI_A URI_B BLOCKS STOPFILE\n");
   return 2;
 }

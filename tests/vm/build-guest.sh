@@ -65,6 +65,7 @@ copy_with_libs() {
 copy_with_libs "$(command -v nbd-client)" sbin/nbd-client
 copy_with_libs "$(command -v socat)" bin/socat
 copy_with_libs "$(command -v mke2fs)" sbin/mkfs.ext4
+copy_with_libs /usr/sbin/qemu-ga usr/sbin/qemu-ga
 cp /etc/mke2fs.conf "$root/etc/"
 
 # rewind itself, for scripts/rewind-attach inside the guest.
