@@ -137,7 +137,7 @@ int run_bisect(const BisectOptions& o) {
   const std::string sock = dir->path() + "/point.sock";
   auto check = [&](uint64_t seq) -> Result<BisectStep> {
     const auto started = std::chrono::steady_clock::now();
-    auto child = NbdkitChild::start(sock, true, (*v)->plugin_args(seq));
+    auto child = ServerChild::nbdkit(sock, true, (*v)->plugin_args(seq));
     if (!child) return child.status().with_context(fmt::format("serving seq {}", seq));
     auto step = run_check(o.run, (*child)->uri(), seq, time_of(h, seq), o.json);
     child->reset();  // nbdkit stopped before the next point is served

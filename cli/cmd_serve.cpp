@@ -22,7 +22,23 @@ int run_serve(const ServeOptions& o) {
       o.socket.empty() ? fmt::format("/tmp/rewind-{}-seq{}.sock",
                                      volume_id_hex(h.manifest().volume_id).substr(0, 8), *seq)
                        : o.socket;
-  auto child = NbdkitChild::start(sock, o.writable, (*v)->plugin_args(*seq));
+  if (!o.overlay.empty()) {
+    if (!o.writable)
+      return report("serve", Status::invalid("--overlay keeps the overlay of a writable export"),
+                    "give --writable too", kExitUsage);
+    auto e = OverlayExport::start(sock, o.overlay, volume_id_hex(h.manifest().volume_id), *seq,
+                                  (*v)->plugin_args(*seq));
+    if (!e) return report("serve", e.status());
+    if (!note.empty()) fmt::print("{}\n", note);
+    fmt::print(
+        "serving {} writable as it was at seq {}: writes go to the overlay {} (qcow2), kept "
+        "after stop; the history is not changed\n",
+        o.journal, *seq, o.overlay);
+    fmt::print("{}\n", (*e)->served().uri());
+    std::fflush(stdout);
+    return (*e)->served().wait() ? kExitOk : kExitFailure;
+  }
+  auto child = ServerChild::nbdkit(sock, o.writable, (*v)->plugin_args(*seq));
   if (!child) return report("serve", child.status());
   if (!note.empty()) fmt::print("{}\n", note);
   if (o.writable)

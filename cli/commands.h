@@ -140,6 +140,7 @@ struct ServeOptions {
   TargetOptions target;
   std::string socket;
   bool writable = false;
+  std::string overlay;  // --overlay FILE: the writable export's overlay, kept
 };
 void setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o);

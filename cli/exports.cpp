@@ -9,9 +9,13 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace rwd::cli {
 
@@ -94,43 +98,50 @@ std::vector<std::string> ServableVolume::plugin_args(uint64_t seq) const {
   return args;
 }
 
-Result<std::unique_ptr<NbdkitChild>> NbdkitChild::start(
-    const std::string& socket, bool writable, const std::vector<std::string>& plugin_args) {
-  std::vector<std::string> args = {"nbdkit", "-f", "-U", socket};
-  // Writes go to the cow filter's overlay; the plugin below it is opened read-only.
-  args.push_back(writable ? "--filter=cow" : "-r");
-  args.push_back(plugin_path());
-  args.insert(args.end(), plugin_args.begin(), plugin_args.end());
+Result<std::unique_ptr<ServerChild>> ServerChild::start(std::vector<std::string> args,
+                                                        const std::string& socket) {
   ::unlink(socket.c_str());
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid < 0) return Status::io_error("cannot start nbdkit", errno);
+  if (pid < 0) return Status::io_error(fmt::format("cannot start {}", args[0]), errno);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    ::execvp("nbdkit", argv.data());
-    fmt::print(stderr, "rewind: cannot run nbdkit: {}; install it (scripts/install-deps.sh)\n",
+    ::execvp(argv[0], argv.data());
+    fmt::print(stderr, "rewind: cannot run {}: {}; install it (scripts/install-deps.sh)\n", args[0],
                std::strerror(errno));
     ::_exit(127);
   }
-  std::unique_ptr<NbdkitChild> child(new NbdkitChild(pid, socket));
+  std::unique_ptr<ServerChild> child(new ServerChild(pid, socket));
   for (int i = 0; i < 600 && ::access(socket.c_str(), F_OK) != 0; ++i) {
     int status;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       child->pid_ = -1;
-      return Status::io_error("nbdkit exited before serving; see its message above", EIO);
+      return Status::io_error(
+          fmt::format("{} exited before serving; see its message above", args[0]), EIO);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (::access(socket.c_str(), F_OK) != 0)
-    return Status::io_error(fmt::format("nbdkit did not make {} within 30s", socket), ETIMEDOUT);
+    return Status::io_error(fmt::format("{} did not make {} within 30s", args[0], socket),
+                            ETIMEDOUT);
   return child;
 }
 
-bool NbdkitChild::wait() {
+Result<std::unique_ptr<ServerChild>> ServerChild::nbdkit(
+    const std::string& socket, bool writable, const std::vector<std::string>& plugin_args) {
+  std::vector<std::string> args = {"nbdkit", "-f", "-U", socket};
+  // Writes go to the cow filter's overlay; the plugin below it is opened read-only.
+  args.push_back(writable ? "--filter=cow" : "-r");
+  args.push_back(plugin_path());
+  args.insert(args.end(), plugin_args.begin(), plugin_args.end());
+  return start(std::move(args), socket);
+}
+
+bool ServerChild::wait() {
   g_forward_to = pid_;
   ::signal(SIGTERM, forward);
   ::signal(SIGINT, forward);
@@ -143,11 +154,11 @@ bool NbdkitChild::wait() {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-std::string NbdkitChild::uri() const {
+std::string ServerChild::uri() const {
   return "nbd+unix:///?socket=" + socket_;
 }
 
-NbdkitChild::~NbdkitChild() {
+ServerChild::~ServerChild() {
   if (pid_ > 0) {
     ::kill(pid_, SIGTERM);
     int status;
@@ -155,6 +166,114 @@ NbdkitChild::~NbdkitChild() {
     }
   }
   ::unlink(socket_.c_str());
+}
+
+namespace {
+
+// Runs a program to its end: its standard output, or an error with what it said.
+Result<std::string> run_program(std::vector<std::string> args) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return Status::io_error("pipe", errno);
+  const pid_t pid = ::fork();
+  if (pid < 0) return Status::io_error(fmt::format("cannot start {}", args[0]), errno);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    fmt::print(stderr, "cannot run {}: {}; install it (scripts/install-deps.sh)", args[0],
+               std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return text;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  const size_t nl = text.rfind('\n');
+  return Status::io_error(
+      fmt::format("{} failed: {}", args[0], nl == std::string::npos ? text : text.substr(nl + 1)),
+      EIO);
+}
+
+// The name of the read-only export's socket under a kept overlay, which its qcow2
+// header keeps as the backing file: it names the point, so that the overlay is never
+// put over another.
+std::string point_socket_name(const std::string& volume_hex, uint64_t seq) {
+  return fmt::format("rewind-{}-seq{}.sock", volume_hex, seq);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OverlayExport>> OverlayExport::start(
+    const std::string& socket, const std::string& overlay, const std::string& volume_hex,
+    uint64_t seq, const std::vector<std::string>& plugin_args) {
+  std::unique_ptr<OverlayExport> e(new OverlayExport);
+  const char* tmp = ::getenv("TMPDIR");
+  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/rewind-overlay.XXXXXX";
+  if (!::mkdtemp(dir.data()))
+    return Status::io_error(fmt::format("cannot make a directory like {}", dir), errno);
+  e->dir_ = dir;
+  const std::string inner = dir + "/" + point_socket_name(volume_hex, seq);
+  auto point = ServerChild::nbdkit(inner, false, plugin_args);
+  if (!point) return point.status();
+  e->point_ = std::move(*point);
+  const std::string backing = e->point_->uri();
+  std::error_code ec;
+  if (std::filesystem::exists(overlay, ec)) {
+    // An overlay of an earlier export: only of this point, and then put over it anew.
+    auto info = run_program({"qemu-img", "info", "-U", "--output=json", overlay});
+    if (!info) return info.status();
+    auto j = nlohmann::json::parse(*info, nullptr, false);
+    const std::string format = j.is_object() ? j.value("format", "") : "";
+    const std::string was = j.is_object() ? j.value("backing-filename", "") : "";
+    if (format != "qcow2")
+      return Status::invalid(fmt::format(
+          "--overlay {} is not a qcow2 overlay made by rewind serve (it is {}); give a new "
+          "file name",
+          overlay, format.empty() ? "unreadable" : format));
+    const std::string want = "/" + point_socket_name(volume_hex, seq);
+    if (!was.ends_with(want)) {
+      const size_t slash = was.rfind('/');
+      return Status::invalid(fmt::format(
+          "--overlay {} was made over another point ({}), not volume {} at seq {}; serve that "
+          "point with it, or give a new file name",
+          overlay, slash == std::string::npos ? was : was.substr(slash + 1), volume_hex, seq));
+    }
+    auto r = run_program(
+        {"qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", backing, overlay});
+    if (!r) return r.status();
+  } else {
+    auto r = run_program(
+        {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, overlay});
+    if (!r) return r.status();
+    ::chmod(overlay.c_str(), 0600);  // what the clone writes is the volume's data
+  }
+  auto served = ServerChild::start({"qemu-nbd", "--persistent", "--shared=8", "--discard=unmap",
+                                    "--cache=writeback", "-f", "qcow2", "-k", socket, overlay},
+                                   socket);
+  if (!served) return served.status();
+  e->served_ = std::move(*served);
+  return e;
+}
+
+OverlayExport::~OverlayExport() {
+  served_.reset();  // qemu-nbd first: it writes the overlay's last metadata on exit
+  point_.reset();
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
 }  // namespace rwd::cli

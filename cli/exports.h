@@ -39,28 +39,53 @@ class ServableVolume {
   std::vector<std::string> key_files_;
 };
 
-// nbdkit in the foreground, a child of this process, serving the plugin on a UNIX
-// socket: read-only, or writable into nbdkit's cow filter (an overlay in an unlinked
-// temporary file of $TMPDIR, gone when nbdkit exits; the history is never written).
-// Destroying it stops nbdkit (SIGTERM) and waits for it. nbdkit is also sent SIGTERM
-// if this process dies.
-class NbdkitChild {
+// A server in the foreground, a child of this process, serving on a UNIX socket.
+// Destroying it stops the server (SIGTERM) and waits for it; the server is also sent
+// SIGTERM if this process dies.
+class ServerChild {
  public:
-  // Returns once the socket exists; an error if nbdkit exits before.
-  static Result<std::unique_ptr<NbdkitChild>> start(const std::string& socket, bool writable,
-                                                    const std::vector<std::string>& plugin_args);
-  ~NbdkitChild();
+  // Runs args (args[0] found on PATH); returns once the socket exists, or an error if
+  // the server exits before.
+  static Result<std::unique_ptr<ServerChild>> start(std::vector<std::string> args,
+                                                    const std::string& socket);
+  // nbdkit with the plugin: read-only, or writable into nbdkit's cow filter (an overlay
+  // in an unlinked temporary file of $TMPDIR, gone when nbdkit exits; the plugin below
+  // it opens the history read-only).
+  static Result<std::unique_ptr<ServerChild>> nbdkit(const std::string& socket, bool writable,
+                                                     const std::vector<std::string>& plugin_args);
+  ~ServerChild();
   pid_t pid() const { return pid_; }
-  // Waits until nbdkit exits (SIGTERM and SIGINT to this process go on to it) and
+  // Waits until the server exits (SIGTERM and SIGINT to this process go on to it) and
   // returns whether it exited with status 0.
   bool wait();
   // The socket's nbd+unix URI.
   std::string uri() const;
 
  private:
-  NbdkitChild(pid_t pid, std::string socket) : pid_(pid), socket_(std::move(socket)) {}
+  ServerChild(pid_t pid, std::string socket) : pid_(pid), socket_(std::move(socket)) {}
   pid_t pid_;
   std::string socket_;
+};
+
+// A point served writable into an overlay that is kept (`rewind serve --writable
+// --overlay FILE`): FILE is a qcow2 image whose backing file is the point's read-only
+// export (nbdkit, on a socket in a private directory whose name says the volume and
+// the seq), served by qemu-nbd. A FILE that exists must have been made over the same
+// point; it is then put over it again (qemu-img rebase -u) and goes on from what it
+// holds.
+class OverlayExport {
+ public:
+  static Result<std::unique_ptr<OverlayExport>> start(const std::string& socket,
+                                                      const std::string& overlay,
+                                                      const std::string& volume_hex, uint64_t seq,
+                                                      const std::vector<std::string>& plugin_args);
+  ~OverlayExport();
+  ServerChild& served() { return *served_; }
+
+ private:
+  OverlayExport() = default;
+  std::string dir_;
+  std::unique_ptr<ServerChild> point_, served_;
 };
 
 }  // namespace rwd::cli

@@ -131,6 +131,10 @@ void setup_serve(CLI::App& app, ServeOptions& o) {
   app.add_flag("--writable", o.writable,
                "Serve read-write: writes go to a throwaway overlay (nbdkit's cow filter, in "
                "$TMPDIR), removed at stop; the history is never changed");
+  app.add_option("--overlay", o.overlay,
+                 "With --writable: keep the overlay in FILE (qcow2, served by qemu-nbd), made "
+                 "if missing; an existing one, made over the same point, goes on from what it "
+                 "holds");
 }
 
 void setup_bisect(CLI::App& app, BisectOptions& o) {
