@@ -65,11 +65,10 @@ Result<std::string> GuestAgent::read_line(std::chrono::steady_clock::time_point 
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
-      return Status::io_error(
+      return Status::remote(
           fmt::format("the guest agent {} did not answer within {} ms (is qemu-ga running in "
                       "the guest?)",
-                      path_, timeout_.count()),
-          ETIMEDOUT);
+                      path_, timeout_.count()));
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
@@ -81,8 +80,7 @@ Result<std::string> GuestAgent::read_line(std::chrono::steady_clock::time_point 
     if (n < 0)
       return Status::io_error(fmt::format("cannot read from the guest agent {}", path_), errno);
     if (n == 0)
-      return Status::io_error(fmt::format("the guest agent {} closed the connection", path_),
-                              EPIPE);
+      return Status::remote(fmt::format("the guest agent {} closed the connection", path_));
     buffered_.append(buf, static_cast<size_t>(n));
   }
 }

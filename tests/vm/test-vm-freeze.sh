@@ -4,7 +4,8 @@
 # file system restored at the mark is clean as it is (no journal to replay: e2fsck -fn
 # passes and needs_recovery is not set) and holds the files written before; the guest
 # went on writing after the mark (it was thawed), and the newest state holds all it
-# wrote.
+# wrote. A guest agent that does not answer in time (its freeze hook takes 6 s) fails
+# the next mark within --freeze-timeout, marks nothing, and the guest is thawed.
 source "$(dirname "$0")/functions.sh"
 requires dumpe2fs
 
@@ -23,7 +24,21 @@ cat mark.out
 grep -q "^froze 1 file system(s) of the guest" mark.out || fail "no freeze: $(cat mark.out)"
 grep -q "^thawed 1 file system(s) of the guest" mark.out || fail "no thaw: $(cat mark.out)"
 send_guest marked
+wait_console slow 120
+start=$SECONDS
+if "$REWIND_CLI" mark disk.rewind late --freeze "qga:$workdir/qga.sock" --freeze-timeout 2s \
+  >late.out 2>late.err; then
+  fail "a mark went through although the agent did not answer in time"
+fi
+[ "$(wc -l <late.err)" -eq 1 ] || fail "more than one error line: $(cat late.err)"
+grep -q "did not answer within 2000 ms" late.err || fail "unclear: $(cat late.err)"
+[ $((SECONDS - start)) -le 10 ] || fail "the late agent held the mark for $((SECONDS - start)) s"
+echo "late agent: $(cat late.err)"
+send_guest timed-out
 wait_guest 180
+"$REWIND_CLI" log disk.rewind | grep -q "^mark late " && fail "mark 'late' was taken"
+tr -d '\r' <console.log | grep -q "^REWIND-VM: thawed after the timeout" ||
+  fail "the guest was not thawed after the timed-out mark"
 stop_server
 reported "went on from" >/dev/null
 tr -d '\r' <console.log | grep -q "^REWIND-VM: went on from" || fail "the guest did not go on writing"

@@ -1,10 +1,18 @@
 # An application-consistent mark: the QEMU guest agent runs in the guest, ext4 on
 # /dev/vda is written all the time by a loop, and the host takes a mark with
 # `rewind mark --freeze qga:`. After the host says it marked, the loop must still be
-# writing (the thaw happened). Reports the files written before the freeze began as
-# "before" and every file at the end as "final".
+# writing (the thaw happened). Then the agent's freeze hook is made to take 6 s, so
+# that the host's next mark times out: the guest must still be thawed by the thaw the
+# host sent after it, and go on writing. Reports the files written before the freeze
+# began as "before" and every file at the end as "final".
 dev=$(port org.qemu.guest_agent.0) || fail "no guest agent port"
-/usr/sbin/qemu-ga -m virtio-serial -p "$dev" -t /run -f /run/qemu-ga.pid -d ||
+cat >/run/fsfreeze-hook <<'HOOK'
+#!/bin/sh
+[ "$1" = freeze ] && [ -e /tmp/slow ] && sleep 6
+exit 0
+HOOK
+chmod +x /run/fsfreeze-hook
+/usr/sbin/qemu-ga -m virtio-serial -p "$dev" -t /run -f /run/qemu-ga.pid -F/run/fsfreeze-hook -d ||
   fail "qemu-ga did not start"
 mkfs.ext4 -q /dev/vda
 mount /dev/vda /mnt
@@ -28,6 +36,16 @@ sleep 2
 b=$(cat /tmp/count)
 [ "$b" -gt "$a" ] || fail "the writer stopped at $a after the mark (still frozen?)"
 say "went on from $a to $b"
+touch /tmp/slow
+say "slow"
+wait_host timed-out
+rm /tmp/slow
+# The late freeze and then the host's thaw reach the file system: it must be writable
+# again within 30 s.
+a=$(cat /tmp/count)
+for _ in $(seq 150); do [ "$(cat /tmp/count)" -gt "$a" ] && break; sleep 0.2; done
+[ "$(cat /tmp/count)" -gt "$a" ] || fail "the writer is stuck at $a: left frozen"
+say "thawed after the timeout"
 touch /tmp/stop
 wait "$writer"
 checksums /mnt final
