@@ -17,6 +17,8 @@ packages=(
   libsodium-dev
   # S3-compatible object storage: libcurl signs the requests, pugixml reads the answers
   libcurl4-openssl-dev libpugixml-dev
+  # pod2man, which makes the man pages (dist/man)
+  perl
   # serving and the real clients the tests drive
   nbdkit libnbd-bin qemu-utils fuse3 e2fsprogs util-linux python3 procps
   # the system's trust store, which verifies a log server's certificate without --ca
