@@ -117,6 +117,12 @@ needs() {  # COMMAND PACKAGE: a note when COMMAND is missing
 nbd_notes=$(needs nbd-client nbd-client)
 [ -e /sys/module/nbd ] || nbd_notes+="$pad(needs the kernel module: modprobe nbd)"
 qemu_notes=$(needs qemu-system-x86_64 qemu-system-x86)
+# `rewind` by its name: the one on PATH (installed), else this build's, with the PATH
+# line that puts it there.
+path_note=
+if ! command -v rewind >/dev/null; then
+  path_note="$pad(rewind is $cli: export PATH=$(dirname "$cli"):\$PATH, or cmake --install build)"
+fi
 
 cat <<MSG
 
@@ -135,8 +141,9 @@ Attach it:
                        qemu-io -f raw -r -c 'read -P 0xab 0 1M' nbd://127.0.0.1:$port
   Copy an image in:    nbdcopy other.img '$uri'
 
-Inspect the journal:  $cli info $journal
-                      $cli log $journal
+Inspect the journal:  rewind info $journal
+                      rewind log $journal
+Mark this moment:     rewind mark $journal before-change$path_note
 Press Ctrl-C to stop (the queue is drained and the image checkpointed).
 MSG
 # Waits until nbdkit exits by itself (an error), or runs the trap on Ctrl-C.
