@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -131,12 +132,12 @@ Status scan_segment(const std::string& dir, const Manifest& m, const ManifestSeg
 
 }  // namespace
 
-Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records) {
+namespace {
+
+Result<JournalReport> inspect_once(const std::string& dir, Manifest manifest, bool scan_records) {
   JournalReport r;
   r.dir = dir;
-  auto m = Manifest::load(dir);
-  if (!m) return m.status();
-  r.manifest = std::move(*m);
+  r.manifest = std::move(manifest);
 
   auto lock = File::open(join_path(dir, format::kLockName), O_RDONLY);
   if (lock && ::flock(lock->fd(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) r.in_use = true;
@@ -166,6 +167,24 @@ Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records)
     r.segments.push_back(std::move(s));
   }
   return r;
+}
+
+}  // namespace
+
+Result<JournalReport> inspect_journal(const std::string& dir, bool scan_records) {
+  auto m = Manifest::load(dir);
+  if (!m) return m.status();
+  // A served volume's retention may switch the manifest to a new base or fewer
+  // segments and remove the old files while they are read: a file the manifest names
+  // that is gone means a newer manifest, which is read again (a few times at most).
+  for (int attempt = 0;; ++attempt) {
+    auto r = inspect_once(dir, *m, scan_records);
+    if (r || r.status().errno_value() != ENOENT || attempt == 4) return r;
+    auto again = Manifest::load(dir);
+    if (!again) return again.status();
+    if (*again == *m) return r;  // not a race: the file is missing
+    m = std::move(again);
+  }
 }
 
 }  // namespace rwd

@@ -3,6 +3,7 @@
 // and a power cut at any I/O of a rebase leaves a volume that keeps those promises.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -17,6 +18,7 @@
 #include "rewind/history/rebase.h"
 #include "rewind/history/retention.h"
 #include "rewind/journal/journal.h"
+#include "rewind/replay/inspect.h"
 #include "rewind/replay/replay.h"
 #include "rewind/replay/restore.h"
 #include "rewind/replay/view.h"
@@ -297,6 +299,61 @@ TEST_CASE("a served volume folds its oldest segments to keep within journal-max 
   CHECK(state_at(journal, last) == states[last]);
   CHECK(test::read_file(image) == states[last]);
   check_intact(journal, image);
+}
+
+TEST_CASE("inspecting a served volume while its retention folds segments never fails",
+          "[rebase][retention]") {
+  test::TempDir dir;
+  const std::string image = dir / "disk.img", journal = dir / "disk.rewind";
+  constexpr uint64_t kSize = RandomHistory::kSize;
+  test::write_file(image, test::pattern(kSize, 6));
+  VolumeOptions o;
+  o.image_path = image;
+  o.journal_dir = journal;
+  o.flush_interval = std::chrono::milliseconds(1);
+  o.checkpoint_interval = std::chrono::nanoseconds(0);
+  o.journal.segment_size = 16 * 1024;
+  RetentionPolicy policy;
+  policy.journal_max = 64 * 1024;
+  policy.interval = std::chrono::milliseconds(1);
+  auto v = Volume::open(o, {});
+  REQUIRE(v.is_ok());
+  (*v)->start();
+  Retention retention(**v, journal, policy, {});
+  // `rewind info` and `rewind log` of the running volume, and the history a view
+  // loads, as fast as they go, while
+  // the base snapshot and the oldest segments are replaced under them.
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0};
+  std::string failure;
+  std::set<uint64_t> bases;
+  std::thread reader([&] {
+    while (!done) {
+      auto r = inspect_journal(journal, reads % 2 == 1);
+      if (!r && failure.empty()) failure = r.status().message();
+      if (r) bases.insert(r->manifest.base_seq);
+      // What views, restores and diffs of it load first.
+      auto h = JournalHistory::load(journal, false, {});
+      if (!h && failure.empty()) failure = h.status().message();
+      ++reads;
+    }
+  });
+  std::mt19937_64 rng(6);
+  for (int i = 0; i < 3000; ++i) {
+    const uint64_t off = rng() % (kSize - 4096), len = 1 + rng() % 4096;
+    REQUIRE((*v)->write(test::pattern(len, rng()), off, i % 10 == 0).is_ok());
+  }
+  done = true;
+  reader.join();
+  retention.stop();
+  REQUIRE((*v)->close().is_ok());
+  INFO(failure);
+  CHECK(failure.empty());
+  CHECK(reads > 10);
+  CHECK(bases.size() > 10);  // it read across many rebases
+  auto m = Manifest::load(journal);
+  REQUIRE(m.is_ok());
+  CHECK(m->base_seq > 0);  // the base was replaced while it was read
 }
 
 TEST_CASE("retain folds the segments whose every write is older than the time kept",
