@@ -371,8 +371,9 @@ TEST_CASE("a hold makes new writes wait until the group mark is queued and relea
   CHECK(v->hold(0x43, std::chrono::seconds(10), "h").code() == Status::Code::kBusy);
   CHECK_THAT(v->mark("g").status().message(), Catch::Contains("being taken by a group mark"));
   std::atomic<bool> written{false};
+  Status write_status;  // read after the join: Catch's assertions are not thread-safe
   std::thread writer([&] {
-    REQUIRE(v->write(test::pattern(4096, 2), 4096, false).is_ok());
+    write_status = v->write(test::pattern(4096, 2), 4096, false);
     written = true;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -384,6 +385,7 @@ TEST_CASE("a hold makes new writes wait until the group mark is queued and relea
   REQUIRE(v->release(0x42).is_ok());
   writer.join();
   CHECK(written.load());
+  CHECK(write_status.is_ok());
   CHECK(v->queue().last_seq() == 3);
   REQUIRE(v->wait_durable(m->seq).is_ok());
   CHECK_THAT(v->mark("g").status().message(), Catch::Contains("already exists (seq 2)"));
