@@ -4,7 +4,8 @@
 # and the image are unchanged and the next export of the point has none of the
 # writes. With --overlay FILE the overlay (qcow2, served by qemu-nbd) is kept, and a
 # later export of the same point goes on from it; an overlay of another point, or a
-# file that is not one, is refused with one line.
+# file that is not one, is refused with one line. A clone of a volume that is still
+# served and written and the volume do not see each other's writes.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io qemu-img qemu-nbd nbdcopy
 
@@ -81,4 +82,23 @@ expect_cli 2 "--overlay keeps the overlay of a writable export" serve disk.rewin
   --overlay new.qcow2 --socket "$workdir/no.sock"
 [ ! -e new.qcow2 ] && [ ! -e "$workdir/no.sock" ] || fail "a refused serve left files"
 cmp raw.img truth-m1.img || fail "a refused overlay was changed"
+
+# A clone of a volume that is still served and written: neither sees the other's
+# writes, and the clone reads as the mark where neither wrote.
+start_server "$workdir/disk.sock" image=disk.img journal=disk.rewind
+serve_point --mark m1 --writable
+qemu-io -f raw -c "write -P 0x77 6M 64k" -c flush "$clone" >/dev/null
+qemu-io -f raw -c "write -P 0x88 6M 64k" -c "write -P 0x99 0 64k" -c flush "$uri" >/dev/null
+# verify URI PATTERN OFFSET: the 64 KiB at OFFSET read back as PATTERN.
+verify() {
+  local out
+  out=$(qemu-io -f raw -r -c "read -P $2 $3 64k" "$1" 2>&1)
+  grep -q "^read 65536/65536 bytes" <<<"$out" && ! grep -q "verification failed" <<<"$out"
+}
+verify "$clone" 0x77 6M || fail "the clone lost its write to the live volume's"
+verify "$clone" 0x11 0 || fail "the clone sees the live volume's later write"
+verify "$uri" 0x88 6M || fail "the live volume sees the clone's write"
+verify "$uri" 0x99 0 || fail "the live volume lost its write"
+stop_point
+stop_server
 echo "PASS"
