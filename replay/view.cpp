@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -24,7 +25,17 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, bool
                                             const Logger& logger) {
   auto m = Manifest::load(journal_dir);
   if (!m) return m.status();
-  return load(journal_dir, std::move(*m), repair, logger);
+  // A served volume's retention may switch the manifest to fewer segments and remove
+  // the old ones while they are read: a segment the manifest names that is gone means
+  // a newer manifest, which is read again (a few times at most).
+  for (int attempt = 0;; ++attempt) {
+    auto h = load(journal_dir, *m, repair, logger);
+    if (h || h.status().errno_value() != ENOENT || attempt == 4) return h;
+    auto again = Manifest::load(journal_dir);
+    if (!again) return again.status();
+    if (*again == *m) return h;  // not a race: the file is missing
+    m = std::move(again);
+  }
 }
 
 Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Manifest manifest,
@@ -37,7 +48,8 @@ Result<JournalHistory> JournalHistory::load(const std::string& journal_dir, Mani
   h.sealed_ = h.manifest_.base_sealed;
   // A mark at the base itself (kept by a rebase) is in no segment any more.
   for (const ManifestMark& mk : h.manifest_.marks)
-    if (mk.seq == h.manifest_.base_seq) h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns, {}, {}});
+    if (mk.seq == h.manifest_.base_seq)
+      h.marks_.push_back(MarkInfo{mk.name, mk.seq, mk.time_ns, {}, {}});
   for (const ManifestSegment& seg : h.manifest_.segments) {
     auto entries = load_segment_entries(journal_dir, h.manifest_.volume_id, seg, repair, logger);
     if (!entries) return entries.status();

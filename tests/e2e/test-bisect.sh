@@ -96,13 +96,16 @@ PY
 # brackets the raw write, and says which skipped points keep it from being exact.
 cat >skip.sh <<'SKIP'
 #!/usr/bin/env bash
-[ $((REWIND_SEQ % 3)) -eq 0 ] && [ "$REWIND_SEQ" -ne "$FIRST_GOOD" ] && exit 125
+# The two ends are judged: bisect checks them first.
+[ $((REWIND_SEQ % 3)) -eq 0 ] && [ "$REWIND_SEQ" -ne "$FIRST_GOOD" ] &&
+  [ "$REWIND_SEQ" -ne "$LAST" ] && exit 125
 exec ./check.sh
 SKIP
 chmod +x skip.sh
 FIRST_GOOD=$("$REWIND_CLI" log --json disk.rewind |
   python3 -c 'import json,sys; print([m["seq"] for m in json.load(sys.stdin)["marks"] if m["name"] == "victim-written"][0])')
-export FIRST_GOOD
+LAST=$("$REWIND_CLI" info --json disk.rewind | json_field '["last_seq"]')
+export FIRST_GOOD LAST
 "$REWIND_CLI" bisect disk.rewind --good mark:victim-written --run ./skip.sh >skip.txt 2>&1 ||
   fail "rewind bisect with skips: $(tail -n 3 skip.txt)"
 grep -q " skip (exit 125" skip.txt || fail "no point was skipped: $(cat skip.txt)"
