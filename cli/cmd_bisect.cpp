@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -32,28 +31,6 @@ uint64_t time_of(const JournalHistory& h, uint64_t seq) {
     h.for_each_entry(seq - 1, seq, [&](const IndexEntry& e, uint32_t) { t = e.time_ns; });
   return t;
 }
-
-// A private directory for the sockets, removed with what is in it.
-class TempDir {
- public:
-  static Result<TempDir> make() {
-    const char* tmp = ::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/rewind-bisect.XXXXXX";
-    if (!::mkdtemp(pattern.data()))
-      return Status::io_error(fmt::format("cannot make a directory like {}", pattern), errno);
-    return TempDir(pattern);
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string p) : path_(std::move(p)) {}
-  std::string path_;
-};
 
 // Runs `cmd` by /bin/sh -c with the point in its environment; its standard output goes
 // to stderr when `to_stderr`. The verdict by its exit status, or an error that stops
@@ -124,7 +101,7 @@ int run_bisect(const BisectOptions& o) {
         "bisect",
         Status::invalid(fmt::format("--good (seq {}) is not before --bad (seq {})", *good, *bad)),
         "give a --good point earlier than the --bad one", kExitUsage);
-  auto dir = TempDir::make();
+  auto dir = TempDir::make("rewind-bisect");  // for the points' sockets
   if (!dir) return report("bisect", dir.status());
   const std::vector<uint64_t> points = bisect_points(h, *good, *bad);
   std::FILE* out = o.json ? stderr : stdout;

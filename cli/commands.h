@@ -43,17 +43,31 @@ void add_remote_options(CLI::App& app, RemoteCliOptions& r);
 Result<Keyring> load_keys(const RemoteCliOptions& r);
 // A sealed volume on a log server, fetched as stored into a private temporary
 // directory (removed when this is destroyed), to be read as a journal with the keys.
+// A private directory (mode 0700, mkdtemp) named PREFIX.XXXXXX under $TMPDIR, else
+// under `fallback`; removed, with what is in it, when this is destroyed.
+class TempDir {
+ public:
+  static Result<TempDir> make(const std::string& prefix, const char* fallback = "/tmp");
+  TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDir(std::string p) : path_(std::move(p)) {}
+  std::string path_;
+};
 class FetchedVolume {
  public:
   // Every sealed record is opened with `keys` once fetched (open_sealed_copy).
   static Result<std::unique_ptr<FetchedVolume>> fetch(const std::string& uri,
                                                       const RemoteCliOptions& r,
                                                       const Keyring& keys);
-  ~FetchedVolume();
   const std::string& dir() const { return dir_; }
 
  private:
-  std::string top_, dir_;
+  explicit FetchedVolume(TempDir top) : top_(std::move(top)) {}
+  TempDir top_;
+  std::string dir_;
 };
 // The volume in the bucket an s3:// URI names, opened through a local cache
 // (BucketCache) of at most `cache_limit` bytes (0: no limit).

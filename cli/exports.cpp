@@ -220,13 +220,10 @@ std::string point_socket_name(const std::string& volume_hex, uint64_t seq) {
 Result<std::unique_ptr<OverlayExport>> OverlayExport::start(
     const std::string& socket, const std::string& overlay, const std::string& volume_hex,
     uint64_t seq, const std::vector<std::string>& plugin_args) {
-  std::unique_ptr<OverlayExport> e(new OverlayExport);
-  const char* tmp = ::getenv("TMPDIR");
-  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/rewind-overlay.XXXXXX";
-  if (!::mkdtemp(dir.data()))
-    return Status::io_error(fmt::format("cannot make a directory like {}", dir), errno);
-  e->dir_ = dir;
-  const std::string inner = dir + "/" + point_socket_name(volume_hex, seq);
+  auto dir = TempDir::make("rewind-overlay");
+  if (!dir) return dir.status();
+  std::unique_ptr<OverlayExport> e(new OverlayExport(std::move(*dir)));
+  const std::string inner = e->dir_.path() + "/" + point_socket_name(volume_hex, seq);
   auto point = ServerChild::nbdkit(inner, false, plugin_args);
   if (!point) return point.status();
   e->point_ = std::move(*point);
@@ -271,9 +268,7 @@ Result<std::unique_ptr<OverlayExport>> OverlayExport::start(
 
 OverlayExport::~OverlayExport() {
   served_.reset();  // qemu-nbd first: it writes the overlay's last metadata on exit
-  point_.reset();
-  std::error_code ec;
-  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  point_.reset();   // then nbdkit, before its socket's directory goes
 }
 
 }  // namespace rwd::cli

@@ -83,8 +83,8 @@ class OverlayExport {
   ServerChild& served() { return *served_; }
 
  private:
-  OverlayExport() = default;
-  std::string dir_;
+  explicit OverlayExport(TempDir dir) : dir_(std::move(dir)) {}
+  TempDir dir_;  // declared first: removed after both servers stopped
   std::unique_ptr<ServerChild> point_, served_;
 };
 

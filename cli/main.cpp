@@ -80,22 +80,27 @@ Result<std::unique_ptr<FetchedVolume>> FetchedVolume::fetch(const std::string& u
                                                             const Keyring& keys) {
   auto link = remote_link(uri, r);
   if (!link) return link.status();
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = fmt::format("{}/rewind-fetch.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
-  if (::mkdtemp(pattern.data()) == nullptr)
-    return Status::io_error(fmt::format("cannot create a directory like {}", pattern), errno);
-  std::unique_ptr<FetchedVolume> v(new FetchedVolume());
-  v->top_ = pattern;
-  v->dir_ = pattern + "/volume";
+  auto top = TempDir::make("rewind-fetch", "/var/tmp");
+  if (!top) return top.status();
+  std::unique_ptr<FetchedVolume> v(new FetchedVolume(std::move(*top)));
+  v->dir_ = v->top_.path() + "/volume";
   if (Status st = remote_fetch(*link, v->dir_); !st) return st;
   if (Status st = open_sealed_copy(v->dir_, keys, false); !st)
     return st.with_context(fmt::format("the copy {} sent", uri));
   return v;
 }
 
-FetchedVolume::~FetchedVolume() {
+Result<TempDir> TempDir::make(const std::string& prefix, const char* fallback) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = fmt::format("{}/{}.XXXXXX", tmp && *tmp ? tmp : fallback, prefix);
+  if (::mkdtemp(pattern.data()) == nullptr)
+    return Status::io_error(fmt::format("cannot create a directory like {}", pattern), errno);
+  return TempDir(std::move(pattern));
+}
+
+TempDir::~TempDir() {
   std::error_code ec;
-  if (!top_.empty()) std::filesystem::remove_all(top_, ec);
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
 Result<std::shared_ptr<BucketCache>> open_bucket(const std::string& uri, const RemoteCliOptions& r,
