@@ -37,16 +37,15 @@ std::string tier_name(uint64_t granularity_ns) {
              : fmt::format("one per {}", format_duration(std::chrono::nanoseconds(granularity_ns)));
 }
 
-// The plugin's shipper state, from its control socket's STATUS (docs/CONTROL.md), or
-// null when the volume is not served, not shipped, or the answer is not JSON.
-nlohmann::ordered_json ship_status(const std::string& journal) {
+// The plugin's STATUS (docs/CONTROL.md), or null when the volume is not served or the
+// answer is not a JSON object.
+nlohmann::ordered_json served_status(const std::string& journal) {
   auto answer = control_request(join_path(journal, format::kControlSocketName), "STATUS",
                                 std::chrono::seconds(2));
   if (!answer || !answer->starts_with("OK ")) return nullptr;
   nlohmann::ordered_json status = nlohmann::ordered_json::parse(answer->substr(3), nullptr, false);
-  if (!status.is_object() || !status.contains("ship") || !status["ship"].is_object())
-    return nullptr;
-  return status["ship"];
+  if (!status.is_object()) return nullptr;
+  return status;
 }
 
 // What `rewind info` tells, gathered once for the text and the JSON form.
@@ -59,6 +58,7 @@ struct Info {
   size_t open = 0;         // open segments
   std::vector<TierReport> tiers{};
   nlohmann::ordered_json ship{};  // the running shipper's state, or null
+  std::string metrics{};          // where the running plugin serves metrics, if it does
 };
 
 void print_json(const Info& in) {
@@ -96,7 +96,9 @@ void print_json(const Info& in) {
       {"fills_in_s", std::llround(in.fills_in_s)},
       {"tiers", std::move(tiers)},
       {"shipped_seq", m.shipped_seq ? nlohmann::ordered_json(*m.shipped_seq) : nullptr},
-      {"ship", in.ship}};
+      {"ship", in.ship},
+      {"metrics",
+       in.metrics.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(in.metrics)}};
   fmt::print("{}\n", json_text(out));
 }
 
@@ -185,6 +187,7 @@ void print_text(const Info& in) {
                          : "");
   if (in.journal_max != 0) print_journal_max(in);
   print_shipping(in);
+  if (!in.metrics.empty()) fmt::print("metrics     {}\n", in.metrics);
   // A copy in a bucket has no image to keep current.
   if (!is_s3_uri(in.o.journal))
     fmt::print("checkpoint  image current to seq {}{}\n", m.checkpoint_seq,
@@ -213,8 +216,12 @@ int run_info(const InfoOptions& o) {
                         : static_cast<double>(journal_max - r->journal_bytes()) / in.rate;
   for (const SegmentReport& s : r->segments) in.open += s.sealed ? 0 : 1;
   in.tiers = r->tiers();
-  in.ship = r->in_use && !is_remote_uri(o.journal) && !is_s3_uri(o.journal) ? ship_status(o.journal)
-                                                                            : nullptr;
+  if (r->in_use && !is_remote_uri(o.journal) && !is_s3_uri(o.journal)) {
+    const nlohmann::ordered_json status = served_status(o.journal);
+    if (status.contains("ship") && status["ship"].is_object()) in.ship = status["ship"];
+    if (status.contains("metrics") && status["metrics"].is_string())
+      in.metrics = status["metrics"].get<std::string>();
+  }
   if (o.json)
     print_json(in);
   else

@@ -84,7 +84,7 @@ namespace {
 
 // Compacts the segments the coarsest due tier thins (see Retention::run_once).
 Result<size_t> thin(JournalOwner& owner, const std::string& dir, const RetentionPolicy& policy,
-                    uint64_t now_ns, const Logger& logger) {
+                    uint64_t now_ns, const Logger& logger, RetentionCounters& counters) {
   const auto m = owner.snapshot();
   // The coarsest tier with a segment due: old enough for it, not yet that coarse.
   for (size_t t = policy.coarse.size(); t-- > 0;) {
@@ -120,6 +120,8 @@ Result<size_t> thin(JournalOwner& owner, const std::string& dir, const Retention
                        format_time(m->segments[due.back()].last_time_ns),
                        format_duration(tier.granularity), format_size(st.bytes_before),
                        format_size(st.bytes_after)));
+    counters.compactions.add();
+    counters.segments_compacted.add(due.size());
     return due.size();
   }
   return size_t{0};
@@ -127,7 +129,7 @@ Result<size_t> thin(JournalOwner& owner, const std::string& dir, const Retention
 
 // Folds what the policy gives up into the base.
 Result<size_t> fold(JournalOwner& owner, const std::string& dir, const RetentionPolicy& policy,
-                    uint64_t now_ns, const Logger& logger) {
+                    uint64_t now_ns, const Logger& logger, RetentionCounters& counters) {
   const auto m = owner.snapshot();
   // The segments' bytes: sealed ones from the manifest, the open one from its file.
   uint64_t total = 0;
@@ -196,6 +198,15 @@ Result<size_t> fold(JournalOwner& owner, const std::string& dir, const Retention
          fmt::format("retention: folded {} segments into the base, now at seq {} ({}); {} freed",
                      plan->folded.size(), plan->new_base_seq, format_time(plan->new_base_time_ns),
                      format_size(freed)));
+  counters.folds.add();
+  counters.segments_folded.add(plan->folded.size());
+  if (by_size > by_age) {
+    // The history folded that the time policy would have kept: all of it without one.
+    const uint64_t kept_from = retain > 0 && now_ns > retain ? now_ns - retain : 0;
+    const uint64_t from = std::max(m->base_time_ns, kept_from);
+    counters.forced_folds.add();
+    if (plan->new_base_time_ns > from) counters.given_up_ns.add(plan->new_base_time_ns - from);
+  }
   return plan->folded.size();
 }
 
@@ -230,17 +241,21 @@ Status check_retention_policy(const RetentionPolicy& policy) {
 }
 
 Result<size_t> retention_pass(JournalOwner& owner, const std::string& dir,
-                              const RetentionPolicy& policy, uint64_t now_ns,
-                              const Logger& logger) {
-  auto folded = fold(owner, dir, policy, now_ns, logger);
+                              const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger,
+                              RetentionCounters* counters) {
+  RetentionCounters unused;
+  RetentionCounters& c = counters ? *counters : unused;
+  auto folded = fold(owner, dir, policy, now_ns, logger, c);
   if (!folded) return folded;
-  auto thinned = thin(owner, dir, policy, now_ns, logger);
+  auto thinned = thin(owner, dir, policy, now_ns, logger, c);
   if (!thinned) return thinned;
   return *folded + *thinned;
 }
 
 Result<size_t> Retention::run_once(uint64_t now_ns) {
-  return retention_pass(owner_, dir_, policy_, now_ns, logger_);
+  auto changed = retention_pass(owner_, dir_, policy_, now_ns, logger_, &counters_);
+  if (!changed) counters_.failures.add();
+  return changed;
 }
 
 Result<size_t> apply_retention(const std::string& journal_dir, const RetentionPolicy& policy,

@@ -48,6 +48,9 @@ if [ "${1:-}" = "--test" ]; then
   # XXH3-64 in Python, to make a changed record header's checksum good again
   # (tests/e2e/test-ship-key.sh: a tampered sealed copy)
   packages+=(python3-xxhash)
+  # the metrics test (tests/e2e/test-metrics.sh): fio's nbd engine as the load, and
+  # promtool (Debian's prometheus package) to check both endpoints' text
+  packages+=(fio prometheus)
 elif [ "${1:-}" = "--bench" ]; then
   # the load generator of scripts/bench.sh (its nbd engine), and bc for its arithmetic
   packages+=(fio bc)

@@ -1,5 +1,7 @@
 #include "rewind/serve/serve_config.h"
 
+#include "rewind/ship/metrics_endpoint.h"
+
 #include <sys/un.h>
 
 #include <algorithm>
@@ -176,6 +178,14 @@ KeyTable volume_keys() {
          return Status::ok();
        }},
       {"control", [](ServeConfig& c, std::string_view v) { return parse_path(&c.control, v); }},
+      {"metrics",
+       [](ServeConfig& c, std::string_view v) -> Status {
+         std::string host;
+         uint16_t port = 0;
+         REWIND_RETURN_IF_ERROR(parse_metrics_address(v, &host, &port));
+         c.metrics = std::string(v);
+         return Status::ok();
+       }},
       {"flush-interval",
        duration_key(
            1ms, 1h, [](ServeConfig & c) -> auto& { return c.volume.flush_interval; })},
@@ -453,6 +463,10 @@ Status set_serve_key(ServeConfig& config, std::string_view key, std::string_view
 }
 
 Status complete_serve_config(ServeConfig& c, const Logger& logger) {
+  if (c.view() && !c.metrics.empty())
+    return Status::invalid(
+        "metrics= counts what a live volume serves, journals and ships; a point-in-time view "
+        "does none of that: drop it");
   if (c.view()) return complete_view(c);
   if (!c.view_keys.empty())
     return Status::invalid(
@@ -494,6 +508,8 @@ const char* const kServeKeysHelp =
     "compress-threads=N    Threads that compress a large batch with compress=zstd\n"
     "                      (the number of CPUs, at most 4).\n"
     "control=PATH          Control socket for marks and status (DIR/control.sock).\n"
+    "metrics=[HOST:]PORT   Serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                      (HOST 127.0.0.1 unless given; docs/METRICS.md).\n"
     "retain=DUR            Keep every write at least this long; fold older whole\n"
     "                      segments into the base snapshot (default: forever).\n"
     "retain-coarse=AGE:GRAN,...  After retain=, keep one state per GRAN (and every\n"

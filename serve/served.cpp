@@ -1,5 +1,7 @@
 #include "rewind/serve/served.h"
 
+#include "served_threads.h"
+
 #include <algorithm>
 #include <charconv>
 #include <utility>
@@ -8,22 +10,17 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "rewind/base/clock.h"
 #include "rewind/base/json.h"
 #include "rewind/history/retention.h"
 #include "rewind/replay/view.h"
 #include "rewind/ship/bucket_reader.h"
+#include "rewind/ship/metrics_endpoint.h"
 #include "rewind/ship/shipper.h"
 #include "rewind/volume/control.h"
 #include "rewind/volume/volume.h"
 
 namespace rwd {
-
-// What runs beside the live volume once it is started, each optional.
-struct Served::Threads {
-  std::unique_ptr<Shipper> shipper;
-  std::unique_ptr<Retention> retention;
-  std::unique_ptr<ControlServer> control;
-};
 
 Served::Served(ServeConfig config, Logger logger)
     : config_(std::move(config)), logger_(std::move(logger)) {}
@@ -107,6 +104,14 @@ Result<std::unique_ptr<JournalView>> open_bucket_view(const ServeConfig& c, cons
 
 Result<std::unique_ptr<Served>> Served::open(ServeConfig config, Logger logger) {
   std::unique_ptr<Served> s(new Served(std::move(config), std::move(logger)));
+  // Bound first, before nbdkit forks and before the journal is touched: a port in use
+  // stops the start and changes nothing.
+  if (!s->config_.metrics.empty()) {
+    auto m = MetricsEndpoint::listen(s->config_.metrics, s->logger_);
+    if (!m) return m.status().with_context("metrics=" + s->config_.metrics);
+    s->metrics_ = std::move(*m);
+    log_to(s->logger_, LogLevel::kInfo, "metrics at " + s->metrics_->url());
+  }
   if (s->config_.view_bucket) {
     auto v = open_bucket_view(s->config_, s->logger_, &s->bucket_);
     if (!v) return v.status();
@@ -137,6 +142,7 @@ Status Served::start() {
   if (config_.retention.active())
     threads_->retention =
         std::make_unique<Retention>(*volume_, config_.journal_dir(), config_.retention, logger_);
+  if (metrics_) metrics_->start([this] { return metrics_text(wall_clock_ns()); });
   if (config_.control.empty()) return Status::ok();
   auto server = ControlServer::start(
       config_.control, [this](const std::string& request) { return control(request); }, logger_);
@@ -146,6 +152,7 @@ Status Served::start() {
 }
 
 Status Served::stop() {
+  if (metrics_) metrics_->stop();
   if (threads_) {
     if (threads_->control) threads_->control->stop();
     if (threads_->shipper) threads_->shipper->stop();
@@ -250,6 +257,7 @@ nlohmann::ordered_json Served::status() const {
                               {"durable_seq", q.durable_seq()},
                               {"queued_bytes", q.queued_bytes()},
                               {"size", volume_->size()}};
+  if (metrics_) j["metrics"] = metrics_->url();
   if (threads_ && threads_->shipper)
     j["ship"] = ship_status_json(threads_->shipper->status(), config_.ship);
   return j;

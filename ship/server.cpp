@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "rewind/base/clock.h"
 #include "rewind/base/file.h"
 #include "rewind/format/file_names.h"
 #include "rewind/format/manifest.h"
@@ -28,10 +29,12 @@
 #include "rewind/replay/view.h"
 #include "rewind/ship/bucket_reader.h"
 #include "rewind/ship/bucket_store.h"
+#include "rewind/ship/metrics_endpoint.h"
 #include "rewind/ship/protocol.h"
 #include "rewind/ship/ship_client.h"
 #include "rewind/ship/store.h"
 #include "rewind/ship/tokens.h"
+#include "server_metrics.h"
 #include "tls_client.h"
 
 namespace rwd {
@@ -74,6 +77,7 @@ class Server::Impl {
   void stop() { io_.stop(); }
   Status reload_tokens();
   uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  std::string metrics_url() const { return endpoint_ ? endpoint_->url() : std::string(); }
 
  private:
   asio::awaitable<void> accept_loop();
@@ -163,6 +167,10 @@ class Server::Impl {
   // With --store s3://: the bucket and the cache directory.
   std::optional<BucketStoreOptions> bucket_;
   std::atomic<uint64_t> reads_{0};  // names the readers' caches
+  // --metrics: what the connections count (shared with them, as sessions_ is), and
+  // the endpoint that serves it.
+  std::shared_ptr<ServerMetrics> metrics_ = std::make_shared<ServerMetrics>();
+  std::unique_ptr<MetricsEndpoint> endpoint_;
 };
 
 namespace {
@@ -177,14 +185,15 @@ class Wire {
  public:
   Wire(Stream& s, asio::steady_timer& timer, std::chrono::nanoseconds idle,
        asio::steady_timer::time_point hello_deadline, std::string peer,
-       std::vector<std::string> private_prefixes, const Logger& logger)
+       std::vector<std::string> private_prefixes, const Logger& logger, ServerMetrics& metrics)
       : s_(s),
         timer_(timer),
         idle_(idle),
         deadline_(hello_deadline),
         peer_(std::move(peer)),
         private_prefixes_(std::move(private_prefixes)),
-        logger_(logger) {
+        logger_(logger),
+        metrics_(metrics) {
     dec_.set_limit(proto::kMaxHelloPayload);
   }
 
@@ -249,6 +258,7 @@ class Wire {
            volume_.empty() ? fmt::format("{}: {}", peer_, why)
                            : fmt::format("{}: volume '{}': {}", peer_, volume_, why));
     outcome_ = fmt::format("refused ({})", proto::error_code_name(r.code));
+    metrics_.refused(volume_, proto::error_code_name(r.code));
     std::string told = why;
     for (const std::string& prefix : private_prefixes_)
       for (size_t at; (at = told.find(prefix)) != std::string::npos;) told.erase(at, prefix.size());
@@ -266,6 +276,7 @@ class Wire {
   std::vector<std::string> private_prefixes_;  // cut from what peers are told
   std::string volume_;
   const Logger& logger_;
+  ServerMetrics& metrics_;
   uint64_t in_ = 0, out_ = 0;
   std::string outcome_ = "ended";
   std::array<uint8_t, 64 * 1024> buf_;
@@ -360,6 +371,11 @@ Status Server::Impl::init() {
   if (opts_.tokens_file.empty())
     return Status::invalid("--tokens FILE is required: each host needs a token (see --help)");
   REWIND_RETURN_IF_ERROR(reload_tokens());
+  if (!opts_.metrics.empty()) {
+    auto m = MetricsEndpoint::listen(opts_.metrics, logger_);
+    if (!m) return m.status().with_context("--metrics");
+    endpoint_ = std::move(*m);
+  }
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(opts_.listen_host, ec);
   if (ec) return Status::invalid(fmt::format("--listen {}: not an IP address", opts_.listen_host));
@@ -463,9 +479,19 @@ void Server::Impl::run() {
   const unsigned n =
       opts_.threads ? opts_.threads : std::max(2u, std::thread::hardware_concurrency());
   std::vector<std::thread> pool;
+  if (endpoint_)
+    endpoint_->start([this] {
+      unsigned open = 0;
+      {
+        std::lock_guard lk(conn_mu_);
+        open = connections_;
+      }
+      return metrics_->render(open);
+    });
   for (unsigned i = 1; i < n; ++i) pool.emplace_back([this] { io_.run(); });
   io_.run();
   for (auto& t : pool) t.join();
+  if (endpoint_) endpoint_->stop();
 }
 
 asio::awaitable<void> Server::Impl::accept_loop() {
@@ -496,6 +522,7 @@ bool Server::Impl::count_connection(const std::string& address, const std::strin
   }
   const bool all = connections_ >= opts_.max_connections;
   if (from == 0) per_address_.erase(address);
+  metrics_->refused("", "TOO_MANY_CONNECTIONS");
   log(LogLevel::kWarning,
       all ? fmt::format("{}: refused, {} connections open already (--max-connections)", peer,
                         opts_.max_connections)
@@ -584,7 +611,7 @@ asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
                                           std::shared_ptr<ConnState> conn, std::string peer,
                                           asio::steady_timer::time_point hello_deadline) {
   Wire<Stream> wire(s, timer, opts_.idle_timeout, hello_deadline, std::move(peer),
-                    private_prefixes(), logger_);
+                    private_prefixes(), logger_, *metrics_);
   auto first = co_await wire.read();
   proto::Hello hello;
   std::optional<Refusal> no = first ? admit(*first, &hello) : wire.refusal_of(first.status());
@@ -607,14 +634,21 @@ asio::awaitable<void> Server::Impl::serve(Stream& s, asio::steady_timer& timer,
   };
   Session session{hello.token, hello.volume, wire.peer(), hello.purpose, std::move(revoke)};
   const uint64_t id = add_session(std::move(session));
+  const auto counted = hello.purpose == proto::Purpose::kShip ? ServerMetrics::Purpose::kShip
+                                                              : ServerMetrics::Purpose::kRead;
+  metrics_->session_started(hello.volume, counted);
   struct EndSession {
     std::shared_ptr<Sessions> sessions;
     uint64_t id;
+    std::shared_ptr<ServerMetrics> metrics;
+    std::string volume;
+    ServerMetrics::Purpose purpose;
     ~EndSession() {
+      metrics->session_ended(volume, purpose);
       std::lock_guard lk(sessions->mu);
       sessions->by_id.erase(id);
     }
-  } end{sessions_, id};
+  } end{sessions_, id, metrics_, hello.volume, counted};
   // One audit line per session, never with the token.
   const char* purpose = hello.purpose == proto::Purpose::kShip ? "ship" : "read";
   std::string outcome;
@@ -844,6 +878,11 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
   co_await wire.send(MessageType::kWelcome, welcome);
   log(LogLevel::kInfo, fmt::format("{}: shipping volume '{}' (the store holds up to seq {})",
                                    wire.peer(), hello.volume, w.durable_seq));
+  {
+    auto stored = vol.stored_bytes();
+    metrics_->holding(hello.volume, w.durable_seq, stored ? *stored : 0, wall_clock_ns());
+  }
+  uint64_t unacked = 0;  // bytes stored since the last ACK, for the metrics
   for (;;) {
     auto f = co_await wire.read();
     if (f && f->type == MessageType::kPing) {
@@ -860,6 +899,7 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
     code = ErrorCode::kMalformed;
     auto ack = f ? apply_to_store(vol, *f, &code) : Result<proto::Ack>(f.status());
     if (ack && used) *used += stored_size(*f);
+    if (ack) unacked += stored_size(*f);
     if (ack && vol.uncommitted()) {
       // Records not in the store yet (a bucket): the frames already on their way join
       // them, and one commit acknowledges them all.
@@ -872,6 +912,8 @@ asio::awaitable<void> Server::Impl::ship(W& wire, const proto::Hello& hello) {
       co_await wire.refuse(no);
       co_return;
     }
+    metrics_->acked(hello.volume, ack->durable_seq, unacked, wall_clock_ns());
+    unacked = 0;
     const std::vector<uint8_t> acked = proto::encode(*ack);
     co_await wire.send(MessageType::kAck, acked);
   }
@@ -905,6 +947,9 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& opts, Logger
 
 uint16_t Server::port() const {
   return impl_->port();
+}
+std::string Server::metrics_url() const {
+  return impl_->metrics_url();
 }
 void Server::run() {
   impl_->run();

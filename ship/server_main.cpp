@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
                  "Connections open at once from one IP address")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--metrics", o.metrics,
+                 "[HOST:]PORT to serve Prometheus metrics on, at /metrics (HOST 127.0.0.1 "
+                 "unless given; PORT 0: any free port)");
   bool hash_token = false;
   app.add_flag("--hash-token", hash_token,
                "Read a token from stdin and print the sha256:HEX form a token file may hold "
@@ -137,6 +140,8 @@ int main(int argc, char** argv) {
   }
   fmt::print(stderr, "rewind-server: listening on {}:{}{}\n", o.listen_host, (*server)->port(),
              o.tls_cert.empty() ? " (plain TCP, loopback only)" : " (TLS)");
+  if (const std::string url = (*server)->metrics_url(); !url.empty())
+    fmt::print(stderr, "rewind-server: metrics at {}\n", url);
   (*server)->run();
   return 0;
 }

@@ -124,8 +124,29 @@ Status Volume::push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_f
   if (fua) h.flags |= format::kFlagFlushPoint;
   auto seq = queue_->push(h, std::move(payload), nullptr, chunk_sums_follow);
   if (!seq) return seq.status();
-  if (fua) return queue_->wait_durable(*seq);
+  switch (h.type) {
+    case RecordType::kWrite:
+      counters_.writes.add();
+      counters_.write_bytes.add(h.length);
+      break;
+    case RecordType::kZero:
+      counters_.zeroes.add();
+      counters_.zero_bytes.add(h.length);
+      break;
+    default:
+      counters_.trims.add();
+      counters_.trim_bytes.add(h.length);
+      break;
+  }
+  if (fua) return wait_flushed(*seq);
   return Status::ok();
+}
+
+Status Volume::wait_flushed(uint64_t seq) {
+  const auto since = std::chrono::steady_clock::now();
+  Status st = seq == 0 ? queue_->wait_durable() : queue_->wait_durable(seq);
+  counters_.flush_seconds.observe(std::chrono::steady_clock::now() - since);
+  return st;
 }
 
 Status Volume::write(std::span<const uint8_t> data, uint64_t offset, bool fua) {
@@ -177,7 +198,8 @@ Status Volume::trim(uint64_t offset, uint64_t length, bool fua) {
 }
 
 Status Volume::flush() {
-  return queue_->wait_durable();
+  counters_.flushes.add();
+  return wait_flushed(0);
 }
 
 Result<Volume::MarkStamp> Volume::queue_mark(const MarkPayload& mark) {
@@ -276,6 +298,8 @@ Status Volume::release(uint64_t token) {
 
 Status Volume::read(std::span<uint8_t> buf, uint64_t offset) const {
   REWIND_RETURN_IF_ERROR(check_range("read", offset, buf.size()));
+  counters_.reads.add();
+  counters_.read_bytes.add(buf.size());
   return queue_->read(buf, offset,
                       [&](std::span<uint8_t> b) { return image_.pread_full(b, offset); });
 }
@@ -430,6 +454,7 @@ Status Volume::checkpoint() {
 
 void Volume::fail(Part part, const char* what, const Status& st) {
   (part == Part::kJournal ? journal_failed_ : image_failed_) = true;
+  (part == Part::kJournal ? counters_.journal_errors : counters_.image_errors).add();
   if (queue_->error().is_ok()) {
     failed_since_ns_ = wall_clock_ns();
     log_to(

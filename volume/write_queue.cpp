@@ -29,8 +29,13 @@ Result<uint64_t> WriteQueue::push(RecordHeader h, Payload payload, uint64_t* tim
     // The flusher takes what is pending now rather than waiting for a full batch.
     ++space_waiters_;
     work_cv_.notify_one();
+    const auto since = std::chrono::steady_clock::now();
     space_cv_.wait(lk, room);
     --space_waiters_;
+    space_waits_.add();
+    space_wait_ns_.add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now() - since)
+                                                 .count()));
   }
   if (!error_.is_ok()) return error_;
   if (stopping_) return Status::io_error("the volume is shutting down", ESHUTDOWN);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "rewind/base/log.h"
+#include "rewind/base/metrics.h"
 #include "rewind/base/status.h"
 #include "rewind/format/manifest.h"
 #include "rewind/journal/journal.h"
@@ -58,11 +59,21 @@ struct RetentionPolicy {
 // coarse tier's age.
 Status check_retention_policy(const RetentionPolicy& policy);
 
+// What retention did, for metrics= (docs/METRICS.md).
+struct RetentionCounters {
+  Counter folds, segments_folded;           // rebases, and the segments they folded
+  Counter compactions, segments_compacted;  // a coarse tier's thinning
+  Counter forced_folds;                     // folds journal-max forced
+  Counter given_up_ns;                      // history they folded that retain= would keep
+  Counter failures;                         // passes that failed (tried again later)
+};
+
 // One check of `policy` at `now_ns`: folds what the policy gives up, if anything,
 // then compacts what a coarse tier thins out (one tier per check, the coarsest due
-// first). Returns the segments folded or compacted.
+// first). Returns the segments folded or compacted, and counts into `counters`.
 Result<size_t> retention_pass(JournalOwner& owner, const std::string& journal_dir,
-                              const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger);
+                              const RetentionPolicy& policy, uint64_t now_ns, const Logger& logger,
+                              RetentionCounters* counters = nullptr);
 
 // `rewind retain`: the policy applied to a stopped journal (locked meanwhile) at
 // `now_ns`, pass after pass until nothing more is due. Returns the segments changed.
@@ -83,6 +94,7 @@ class Retention {
   void stop();
   // One retention_pass() at `now_ns`, in the caller's thread.
   Result<size_t> run_once(uint64_t now_ns);
+  const RetentionCounters& counters() const { return counters_; }
 
  private:
   void loop();
@@ -91,6 +103,7 @@ class Retention {
   const std::string dir_;
   const RetentionPolicy policy_;
   Logger logger_;
+  RetentionCounters counters_;
   std::mutex mu_;  // guards stopping_
   std::condition_variable cv_;
   bool stopping_ = false;

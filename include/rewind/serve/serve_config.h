@@ -24,6 +24,8 @@ struct ServeConfig {
   // complete() when there is none, because the path is too long for a socket).
   std::string control;
   RetentionPolicy retention;
+  // metrics=: where the Prometheus endpoint listens (metrics_endpoint.h); empty: none.
+  std::string metrics;
   // ship=: empty link.host when the volume is not shipped.
   ShipperOptions ship;
   // A read-only point-in-time view (at=, seq= or mark=) instead of the live volume:

@@ -20,6 +20,7 @@ namespace rwd {
 
 class BucketCache;
 class JournalView;
+class MetricsEndpoint;
 class Volume;
 
 class Served {
@@ -53,6 +54,9 @@ class Served {
   // STATUS: the queue's positions and bytes, the size, and the shipper's state if the
   // volume is shipped.
   nlohmann::ordered_json status() const;
+  // What metrics= serves: the live volume's counters and state in Prometheus' text
+  // format (docs/METRICS.md), at the wall clock's `now_ns`.
+  std::string metrics_text(uint64_t now_ns) const;
 
  private:
   Served(ServeConfig config, Logger logger);
@@ -64,6 +68,7 @@ class Served {
   std::unique_ptr<JournalView> view_;
   std::shared_ptr<BucketCache> bucket_;  // a view of a volume in a bucket reads through it
   std::unique_ptr<Threads> threads_;
+  std::unique_ptr<MetricsEndpoint> metrics_;  // bound in open(), serving from start()
   bool closed_ = false;
 };
 

@@ -40,6 +40,8 @@ struct ServerOptions {
   unsigned threads = 0;            // 0: one per CPU
   unsigned max_connections = 256;  // open at once, in all
   unsigned max_per_address = 16;   // open at once from one IP address
+  // --metrics [HOST:]PORT: Prometheus' text at /metrics (metrics_endpoint.h); empty: none.
+  std::string metrics;
 };
 
 class Server {
@@ -52,6 +54,8 @@ class Server {
 
   // The port bound (the one given, or the one the system chose for 0).
   uint16_t port() const;
+  // Where --metrics serves (empty: nowhere).
+  std::string metrics_url() const;
   // Serves until stop(), SIGINT or SIGTERM; SIGHUP reloads the token file.
   void run();
   void stop();

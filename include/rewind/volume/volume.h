@@ -33,6 +33,7 @@
 
 #include "rewind/base/file.h"
 #include "rewind/base/log.h"
+#include "rewind/base/metrics.h"
 #include "rewind/journal/journal.h"
 #include "rewind/journal/journal_dir.h"
 #include "rewind/journal/journal_owner.h"
@@ -65,6 +66,18 @@ struct VolumeOptions {
   // Where records' times come from (empty: the wall clock). For tests that need times
   // of their choosing.
   WriteQueue::Clock clock;
+};
+
+// What the volume counts as it serves, for metrics= (docs/METRICS.md). Requests are
+// counted once accepted (a refused one is not); bytes are the bytes asked for.
+struct VolumeCounters {
+  Counter writes, write_bytes, zeroes, zero_bytes, trims, trim_bytes, reads, read_bytes;
+  Counter flushes;  // FLUSH requests (a FUA request is counted as what it is)
+  // A FLUSH's or FUA request's wait for durability.
+  DurationHistogram flush_seconds;
+  // Each failed journal or image write, sync or checkpoint (docs/DURABILITY.md), the
+  // retries while it lasts included.
+  Counter journal_errors, image_errors;
 };
 
 class Volume : public JournalOwner {
@@ -135,11 +148,16 @@ class Volume : public JournalOwner {
 
   uint64_t size() const { return size_; }
   const WriteQueue& queue() const { return *queue_; }
+  const VolumeCounters& counters() const { return counters_; }
+  const VolumeOptions& options() const { return opts_; }
   const Manifest& manifest() const { return journal_->manifest(); }
 
  private:
   Volume() = default;
   Status push(RecordHeader h, Payload payload, bool fua, bool chunk_sums_follow = false);
+  // Waits until every record up to `seq` (0: every one acknowledged) is durable, timed
+  // into counters_.flush_seconds.
+  Status wait_flushed(uint64_t seq);
   // Waits while a hold is in place (hold()); ends one that lapsed.
   void wait_unheld();
   // Queues a MARK record with this payload (marks_mu_ held by the caller).
@@ -227,6 +245,7 @@ class Volume : public JournalOwner {
   std::chrono::steady_clock::time_point hold_until_;
   std::string hold_name_;  // the name the hold reserves
   std::atomic<uint64_t> shipped_seq_{0};
+  mutable VolumeCounters counters_;
   bool closed_ = false;
   Status close_status_;
 };

@@ -29,6 +29,7 @@
 
 #include "rewind/base/clock.h"
 #include "rewind/base/extent_map.h"
+#include "rewind/base/metrics.h"
 #include "rewind/base/status.h"
 #include "rewind/format/record.h"
 #include "rewind/journal/queued_record.h"
@@ -125,7 +126,11 @@ class WriteQueue {
   // The highest seq a FLUSH, FUA write or mark has waited for.
   uint64_t flush_wanted() const;
   uint64_t queued_bytes() const;
+  uint64_t queue_max() const { return queue_max_; }
   Status error() const;
+  // Back-pressure: pushes that waited for room, and their waits' total in nanoseconds.
+  uint64_t space_waits() const { return space_waits_.value(); }
+  uint64_t space_wait_ns() const { return space_wait_ns_.value(); }
 
   static uint64_t cost(const RecordHeader& h);
 
@@ -135,6 +140,7 @@ class WriteQueue {
   Status wait_durable_locked(std::unique_lock<std::mutex>& lk, uint64_t seq);
 
   bool coalesce_ = false;
+  Counter space_waits_, space_wait_ns_;
   mutable std::mutex mu_;               // guards every member below
   std::condition_variable space_cv_;    // queue space freed, or failed
   std::condition_variable work_cv_;     // records pending, flush requested, or stop
