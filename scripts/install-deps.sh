@@ -2,7 +2,8 @@
 # Installs, with apt-get, whatever rewind needs to build, serve and test that is not
 # installed yet (Debian 12, as root). Does nothing when all is present. With --test,
 # also what only the test suite needs (clang for the fuzzers, QEMU for the guest
-# tests, ...); with --bench, also fio for scripts/bench.sh.
+# tests, ...); with --bench, also fio for scripts/bench.sh; with --package, what
+# scripts/package.sh needs to build and check the Debian packages.
 set -euo pipefail
 
 packages=(
@@ -51,6 +52,9 @@ if [ "${1:-}" = "--test" ]; then
   # the metrics test (tests/e2e/test-metrics.sh): fio's nbd engine as the load, and
   # promtool (Debian's prometheus package) to check both endpoints' text
   packages+=(fio prometheus)
+elif [ "${1:-}" = "--package" ]; then
+  # scripts/package.sh: dpkg-shlibdeps (the packages' library dependencies) and lintian
+  packages+=(dpkg-dev lintian)
 elif [ "${1:-}" = "--bench" ]; then
   # the load generator of scripts/bench.sh (its nbd engine), and bc for its arithmetic
   packages+=(fio bc)
