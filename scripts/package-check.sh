@@ -10,7 +10,8 @@
 #   4. starts rewind-server with its unit file's command line (ExecStart= with the
 #      unit's Environment= and an /etc/rewind/server.conf, as the unit's user), serves
 #      the volume again shipping to it, and reads the mark back from the server;
-#   5. reads `man nbdkit-rewind-plugin`, `man rewind` and `man rewind-server`;
+#   5. reads `man nbdkit-rewind-plugin`, `man rewind`, `man rewind-server` and
+#      `man rewind-attach`;
 #   6. purges both packages: no path of the root may be new since step 1 but the
 #      volume, the server's configuration and store (the user's data), and the users'
 #      account files (Debian's packages keep the system users they made: the data they
@@ -32,7 +33,7 @@ keep=0
 mirror=${FRESH_CHECK_MIRROR:-http://deb.debian.org/debian}
 debs=()
 usage() {
-  sed -n '21p' "$0" | sed 's/^# *//' >&2
+  grep -m1 '^#   scripts/package-check.sh' "$0" | sed 's/^# *//' >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -197,12 +198,13 @@ say "rewind-server started from $unit, the volume shipped and its mark read back
 
 # 5. The man pages.
 step_start=$SECONDS
-for page in "nbdkit-rewind-plugin:journal=" "rewind:bisect" "rewind-server:--tokens"; do
+for page in "nbdkit-rewind-plugin:journal=" "rewind:bisect" "rewind-server:--tokens" \
+  "rewind-attach:--detach"; do
   inside "MANPAGER=cat MANWIDTH=100 man ${page%%:*}" >"$log/man-${page%%:*}" 2>&1 ||
     fail "man ${page%%:*} failed: $(tail -3 "$log/man-${page%%:*}")"
   grep -q -- "${page#*:}" "$log/man-${page%%:*}" || fail "man ${page%%:*} does not mention ${page#*:}"
 done
-say "man nbdkit-rewind-plugin, rewind, rewind-server: $(elapsed)s"
+say "man nbdkit-rewind-plugin, rewind, rewind-server, rewind-attach: $(elapsed)s"
 
 # 6. Removal.
 step_start=$SECONDS

@@ -3,7 +3,8 @@
 # every plugin key in `nbdkit rewind --help` is an item of nbdkit-rewind-plugin(1) and
 # every item is a key; every subcommand of `rewind` has its section in rewind(1), and
 # every option of any subcommand is in it and the reverse; every option of
-# rewind-server is in rewind-server(8) and the reverse. The built pages render.
+# rewind-server is in rewind-server(8) and the reverse, and so is every option of
+# rewind-attach in rewind-attach(8). The built pages render.
 set -euo pipefail
 : "${REWIND_PLUGIN:?set by CTest}" "${REWIND_CLI:?set by CTest}" "${REWIND_SERVER:?set by CTest}"
 : "${REWIND_MAN:?set by CTest: the folder of the built man pages}"
@@ -13,7 +14,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 for pod in "$man"/*.pod; do
   podchecker -warnings "$pod" 2>&1 | grep -q "pod syntax OK" || fail "podchecker: $(podchecker "$pod" 2>&1)"
 done
-for page in nbdkit-rewind-plugin.1 rewind.1 rewind-server.8; do
+for page in nbdkit-rewind-plugin.1 rewind.1 rewind-server.8 rewind-attach.8; do
   [ -s "$REWIND_MAN/$page" ] || fail "$REWIND_MAN/$page was not built"
   MANWIDTH=80 man -l "$REWIND_MAN/$page" 2>/dev/null | grep -q "^NAME" || fail "$page does not render"
 done
@@ -49,4 +50,11 @@ same "rewind's options" "$help" "$page"
 help=$("$REWIND_SERVER" --help | grep -oE '^\s+(-[a-zA-Z],)?--[a-z0-9-]+' | sed 's/.*--/--/' | sort -u)
 page=$(grep '^=item ' "$man/rewind-server.pod" | grep -oE 'B<--[a-z0-9-]+>' | sed 's/B<\(.*\)>/\1/' | sort -u)
 same "rewind-server's options" "$help" "$page"
+
+attach=$(dirname "$0")/../../scripts/rewind-attach
+# (Its --help prints the usage and exits 2, as any usage error does.)
+help=$({ "$attach" --help 2>&1 || true; } | grep -oE -- '--[a-z-]+' | sort -u)
+page=$(grep '^=item ' "$man/rewind-attach.pod" | grep -oE 'B<--[a-z-]+>' | sed 's/B<\(.*\)>/\1/' | sort -u)
+[ "$(echo "$help" | wc -l)" -ge 6 ] || fail "only $(echo "$help" | wc -l) options in rewind-attach --help"
+same "rewind-attach's options" "$help" "$page"
 echo "PASS: the man pages list every key and option of the programs' --help, and no other"
