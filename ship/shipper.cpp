@@ -79,9 +79,16 @@ class Shipper::Impl {
     if (thread_.joinable()) thread_.join();
   }
 
+  // The lag in seconds is taken at the call, from the oldest record the server lacks:
+  // while the server is away it grows by the second, not only when the shipper looks
+  // again between its retries.
   ShipperStatus status() const {
     std::lock_guard lk(mu_);
-    return status_;
+    ShipperStatus s = status_;
+    const uint64_t now = wall_clock_ns();
+    if (lag_oldest_ns_ != 0 && now > lag_oldest_ns_)
+      s.lag_seconds = static_cast<double>(now - lag_oldest_ns_) / 1e9;
+    return s;
   }
 
  private:
@@ -569,6 +576,7 @@ class Shipper::Impl {
       status_.durable_seq = durable.seq;
       status_.lag_bytes = bytes;
       status_.lag_seconds = lag;
+      lag_oldest_ns_ = lag > 0 ? oldest : 0;
     }
     const auto t = Clock::now();
     if (lag > std::chrono::duration<double>(opts_.lag_warn).count() &&
@@ -587,10 +595,11 @@ class Shipper::Impl {
   const ShipperOptions opts_;
   Logger logger_;
   std::thread thread_;
-  mutable std::mutex mu_;  // guards stopping_ and status_
+  mutable std::mutex mu_;  // guards stopping_, status_ and lag_oldest_ns_
   std::condition_variable cv_;
   bool stopping_ = false;
   ShipperStatus status_;
+  uint64_t lag_oldest_ns_ = 0;  // time of the oldest record the server lacks (0: none)
   // The shipper thread's alone:
   JournalTail tail_;
   std::optional<ShipEncoder> encoder_;  // ship-compress= and ship-key=
