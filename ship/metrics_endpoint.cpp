@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <charconv>
 #include <exception>
 #include <thread>
@@ -29,6 +30,9 @@ namespace {
 constexpr unsigned kMaxConnections = 16;
 constexpr uint32_t kMaxHeader = 8 << 10;
 constexpr std::chrono::seconds kRequestTimeout{5};
+// After answering: how long, and how many bytes, to read and drop before closing.
+constexpr std::chrono::seconds kLingerTimeout{2};
+constexpr size_t kLingerBytes = 1 << 20;
 
 }  // namespace
 
@@ -139,8 +143,15 @@ asio::awaitable<void> MetricsEndpoint::Impl::serve(tcp::socket socket) {
     stream.expires_after(kRequestTimeout);
     co_await http::async_write(stream, res, asio::use_awaitable);
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // A lingering close: a socket closed with bytes unread resets the connection, and
+    // the reset can overtake the answer (a 400 to an oversized header would never
+    // arrive). So read what the peer still sends, within a bound, until it closes.
+    stream.expires_after(kLingerTimeout);
+    std::array<char, 4096> scratch;
+    for (size_t drained = 0; drained < kLingerBytes;)
+      drained += co_await stream.async_read_some(asio::buffer(scratch), asio::use_awaitable);
   } catch (const std::exception&) {
-    // The peer went away or stalled: nothing to answer.
+    // The peer closed (the end of a lingering close), went away or stalled.
   }
   --open;
 }
