@@ -53,8 +53,9 @@ ShipperStatus Shipper::BucketImpl::status() const {
   std::lock_guard lk(mu_);
   ShipperStatus s = status_;
   const uint64_t now = wall_clock_ns();
-  if (lag_since_ns_ != 0 && now > lag_since_ns_)
-    s.lag_seconds = static_cast<double>(now - lag_since_ns_) / 1e9;
+  s.lag_seconds = lag_since_ns_ != 0 && now > lag_since_ns_
+                      ? static_cast<double>(now - lag_since_ns_) / 1e9
+                      : 0;
   return s;
 }
 
@@ -362,7 +363,6 @@ void Shipper::BucketImpl::update_lag(const Manifest& m, const Journal::Position&
     std::lock_guard lk(mu_);
     status_.durable_seq = durable.seq;
     status_.lag_bytes = bytes;
-    status_.lag_seconds = lag;
     lag_since_ns_ = lag > 0 ? oldest_ns_ : 0;
   }
   const auto t = Clock::now();

@@ -86,8 +86,9 @@ class Shipper::Impl {
     std::lock_guard lk(mu_);
     ShipperStatus s = status_;
     const uint64_t now = wall_clock_ns();
-    if (lag_oldest_ns_ != 0 && now > lag_oldest_ns_)
-      s.lag_seconds = static_cast<double>(now - lag_oldest_ns_) / 1e9;
+    s.lag_seconds = lag_oldest_ns_ != 0 && now > lag_oldest_ns_
+                        ? static_cast<double>(now - lag_oldest_ns_) / 1e9
+                        : 0;
     return s;
   }
 
@@ -575,7 +576,6 @@ class Shipper::Impl {
       std::lock_guard lk(mu_);
       status_.durable_seq = durable.seq;
       status_.lag_bytes = bytes;
-      status_.lag_seconds = lag;
       lag_oldest_ns_ = lag > 0 ? oldest : 0;
     }
     const auto t = Clock::now();
