@@ -17,4 +17,5 @@ echo "== the suite built with -fsanitize=$sanitizers (in $build/)"
 BUILD_DIR=$build scripts/build.sh -DREWIND_WERROR=ON -DREWIND_SANITIZE="$sanitizers" \
   -DCMAKE_UNITY_BUILD=ON -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
+echo "== built with -fsanitize=$sanitizers in $SECONDS s"
 (cd "$build" && ctest --output-on-failure -j2 --timeout 900)
