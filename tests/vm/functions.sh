@@ -44,8 +44,8 @@ boot_on_rewind_disk() {
 # wait_console PATTERN SECONDS: waits until a console line matches "REWIND-VM: PATTERN".
 wait_console() {
   local pattern=$1 deadline=$((SECONDS + $2))
-  while ! tr -d '\r' <"$workdir/console.log" | grep -q "^REWIND-VM: $pattern"; do
-    if grep -q "^REWIND-VM: FAIL" "$workdir/console.log" || ! kill -0 "$qemu_pid" 2>/dev/null; then
+  while ! tr -d '\r' <"$workdir/console.log" | grep -q "REWIND-VM: $pattern"; do
+    if grep -q "REWIND-VM: FAIL" "$workdir/console.log" || ! kill -0 "$qemu_pid" 2>/dev/null; then
       guest_failed "the guest stopped before '$pattern'"
     fi
     [ "$SECONDS" -lt "$deadline" ] || guest_failed "no '$pattern' from the guest within $2 s"
@@ -59,7 +59,7 @@ wait_guest() {
   local i
   for i in $(seq 1 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
   wait "$qemu_pid" 2>/dev/null || true
-  tr -d '\r' <"$workdir/console.log" | grep -q "^REWIND-VM: exit 0$" || guest_failed "the scenario failed"
+  tr -d '\r' <"$workdir/console.log" | grep -q "REWIND-VM: exit 0$" || guest_failed "the scenario failed"
 }
 
 guest_failed() {
@@ -77,7 +77,7 @@ send_guest() {
 
 # reported PREFIX: the "SHA256 PATH" lines the guest printed as "REWIND-VM: PREFIX ...".
 reported() {
-  tr -d '\r' <"$workdir/console.log" | sed -n "s/^REWIND-VM: $1 //p"
+  tr -d '\r' <"$workdir/console.log" | sed -n "s/^.*REWIND-VM: $1 //p"
 }
 
 # check_files IMAGE LIST: IMAGE (ext4) holds exactly the files of LIST ("SHA256 PATH"
