@@ -52,10 +52,7 @@ void Shipper::BucketImpl::stop() {
 ShipperStatus Shipper::BucketImpl::status() const {
   std::lock_guard lk(mu_);
   ShipperStatus s = status_;
-  const uint64_t now = wall_clock_ns();
-  s.lag_seconds = lag_since_ns_ != 0 && now > lag_since_ns_
-                      ? static_cast<double>(now - lag_since_ns_) / 1e9
-                      : 0;
+  s.lag_seconds = lag_seconds_at(lag_since_ns_, wall_clock_ns());
   return s;
 }
 
@@ -356,8 +353,7 @@ void Shipper::BucketImpl::update_lag(const Manifest& m, const Journal::Position&
         oldest_for_ = acked;
       }
     }
-    const uint64_t now = wall_clock_ns();
-    if (oldest_for_ == acked && now > oldest_ns_) lag = static_cast<double>(now - oldest_ns_) / 1e9;
+    if (oldest_for_ == acked) lag = lag_seconds_at(oldest_ns_, wall_clock_ns());
   }
   {
     std::lock_guard lk(mu_);

@@ -32,4 +32,8 @@ nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOpt
           {"error", s.error}};
 }
 
+double lag_seconds_at(uint64_t oldest_ns, uint64_t now_ns) {
+  return oldest_ns != 0 && now_ns > oldest_ns ? static_cast<double>(now_ns - oldest_ns) / 1e9 : 0;
+}
+
 }  // namespace rwd

@@ -85,10 +85,7 @@ class Shipper::Impl {
   ShipperStatus status() const {
     std::lock_guard lk(mu_);
     ShipperStatus s = status_;
-    const uint64_t now = wall_clock_ns();
-    s.lag_seconds = lag_oldest_ns_ != 0 && now > lag_oldest_ns_
-                        ? static_cast<double>(now - lag_oldest_ns_) / 1e9
-                        : 0;
+    s.lag_seconds = lag_seconds_at(lag_oldest_ns_, wall_clock_ns());
     return s;
   }
 
@@ -570,8 +567,7 @@ class Shipper::Impl {
       oldest = !in_flight_.empty() ? in_flight_.front().first_time_ns
                : !pending_.empty() ? pending_.meta.first_time_ns
                                    : 0;
-    const uint64_t now = wall_clock_ns();
-    const double lag = oldest != 0 && now > oldest ? static_cast<double>(now - oldest) / 1e9 : 0;
+    const double lag = lag_seconds_at(oldest, wall_clock_ns());
     {
       std::lock_guard lk(mu_);
       status_.durable_seq = durable.seq;

@@ -96,4 +96,8 @@ class Shipper {
 // (docs/CONTROL.md).
 nlohmann::ordered_json ship_status_json(const ShipperStatus& s, const ShipperOptions& o);
 
+// ShipperStatus::lag_seconds at `now_ns`: the age of the oldest record the copy lacks,
+// written at `oldest_ns` (0 when it lacks none).
+double lag_seconds_at(uint64_t oldest_ns, uint64_t now_ns);
+
 }  // namespace rwd
