@@ -8,8 +8,8 @@
 #     every thread, /proc/PID/task/*/stat), split by thread name, user and system, and
 #     each job's with their median (runs of one build differ by several µs here: use
 #     --rounds 5 or more to tell a lever from that);
-#   - system calls, futex calls and context switches (voluntary and not), counted by
-#     `perf stat` on the process's threads;
+#   - system calls, futex calls, context switches (voluntary and not) and page faults,
+#     counted by `perf stat` on the process's threads;
 # then `perf record -g` of each server during one more job, reported by thread and
 # symbol (self time) and by symbol with what it calls (inclusive time).
 #
@@ -124,7 +124,7 @@ job() {
   local fio_pid=$!
   sleep 1
   before=$(cpu_ticks "$pid")
-  "$perf_bin" stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_futex,context-switches \
+  "$perf_bin" stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_futex,context-switches,page-faults \
     -p "$pid" -o "$dir/$name.perfstat" -- sleep "$window"
   after=$(cpu_ticks "$pid")
   wait "$fio_pid"
@@ -175,8 +175,8 @@ print(f"{what}, {len(rows) // 3} jobs of {runtime} s per server "
       "counted over each job but its first and last second:")
 print()
 kib = 64 if "--bs=64k" in sys.argv[5] else 4
-print("| server | IOPS | MiB/s | CPU µs | CPU µs of each job (median) | system calls | futex calls | context switches |")
-print("|---|---:|---:|---:|---|---:|---:|---:|")
+print("| server | IOPS | MiB/s | CPU µs | CPU µs of each job (median) | system calls | futex calls | context switches | page faults |")
+print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
 per = {}
 for name in ("null", "file", "rewind"):
     rs = [r for r in rows if r["name"] == name]
@@ -194,7 +194,8 @@ for name in ("null", "file", "rewind"):
     jobs = ", ".join(f"{c:.1f}" for c in each) + f" ({statistics.median(each):.1f})"
     print(f"| {name} | {iops:,.0f} | {iops * kib / 1024:,.0f} | {ticks['all'] / hz * 1e6 / w:.1f} | {jobs} | "
           f"{counts['raw_syscalls:sys_enter'] / w:.2f} | "
-          f"{counts['syscalls:sys_enter_futex'] / w:.2f} | {counts['context-switches'] / w:.2f} |")
+          f"{counts['syscalls:sys_enter_futex'] / w:.2f} | {counts['context-switches'] / w:.2f} | "
+          f"{counts['page-faults'] / w:.2f} |")
 print()
 print("CPU µs per write by thread, user + system (nbdkit: its request threads and main")
 print("thread):")
