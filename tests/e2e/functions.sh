@@ -142,7 +142,10 @@ mount_ext4() {
   for i in $(seq 1 100); do [ -e "$workdir/fuse/disk" ] && break; sleep 0.1; done
   [ -e "$workdir/fuse/disk" ] || fail "nbdfuse did not expose the disk"
   loop=$(losetup -f --show "$workdir/fuse/disk")
-  cleanup "losetup -d $loop"
+  # Loop devices are the machine's, shared by tests running side by side: once
+  # unmount_ext4 has let this one go, another test may attach the same name, so the
+  # exit detaches it only while this test still holds it (loop is cleared then).
+  cleanup '[ -z "$loop" ] || losetup -d "$loop"'
   mkfs.ext4 -q "$@" "$loop"
   mount "$loop" "$workdir/mnt"
   cleanup "umount $workdir/mnt"
@@ -152,6 +155,7 @@ mount_ext4() {
 unmount_ext4() {
   umount "$workdir/mnt"
   losetup -d "$loop"
+  loop=
   fusermount3 -u "$workdir/fuse"
   wait "$fuse_pid" || true
 }
