@@ -20,11 +20,12 @@ mkdir /mnt/log
 head -c 200000 /dev/urandom >/mnt/base
 sync
 checksums /mnt before
-# The writer: a file every 50 ms, each synced.
+# The writer: a file every 50 ms, each synced. Its count is replaced whole (a rename),
+# so that a reader never sees it empty between a truncation and the write.
 (i=0; while [ ! -e /tmp/stop ]; do
   i=$((i + 1))
   head -c 20000 /dev/urandom >"/mnt/log/f$i" && sync "/mnt/log/f$i"
-  echo "$i" >/tmp/count
+  echo "$i" >/tmp/count.new && mv /tmp/count.new /tmp/count
   sleep 0.05
 done) &
 writer=$!
