@@ -151,6 +151,12 @@ int run_mark(const MarkOptions& o) {
                   Status::invalid(fmt::format("--freeze-timeout {}: give a duration such as 10s",
                                               o.freeze_timeout)),
                   {}, kExitUsage);
+  auto thaw_wait = parse_duration(o.thaw_wait);
+  if (!thaw_wait || *thaw_wait < std::chrono::milliseconds(1))
+    return report(
+        "mark",
+        Status::invalid(fmt::format("--thaw-wait {}: give a duration such as 60s", o.thaw_wait)),
+        {}, kExitUsage);
   if (!o.freeze.empty() && !o.freeze.starts_with("qga:"))
     return report("mark",
                   Status::invalid(fmt::format("--freeze {}: give qga:SOCKET, the host side of "
@@ -194,8 +200,22 @@ int run_mark(const MarkOptions& o) {
         agent = std::move(*a);
         frozen = agent->freeze();
       }
-      if (!frozen) {
-        // The agent may have frozen before it failed to answer: thaw whatever it did.
+      if (!frozen && agent && frozen.status().code() != Status::Code::kInvalidArgument) {
+        // Unanswered: the agent may freeze the guest after the timeout. Nothing is
+        // marked, but rewind stays until the thaw is known to have run.
+        result = frozen.status().with_context("--freeze");
+        auto thawed = agent->thaw_after_unanswered_freeze(
+            std::chrono::duration_cast<std::chrono::milliseconds>(*thaw_wait));
+        if (thawed)
+          fmt::print("thawed {} file system(s) of the guest after the unanswered freeze\n",
+                     *thawed);
+        else
+          result = Status::remote(fmt::format(
+              "{}; then thawing: {}: the guest may be left frozen; thaw it by hand: virsh "
+              "domfsthaw, or the agent's guest-fsfreeze-thaw",
+              result.message(), thawed.status().message()));
+      } else if (!frozen) {
+        // Refused: the agent may have frozen some file systems before it failed.
         if (agent) (void)agent->thaw();
         result = frozen.status().with_context("--freeze");
       } else {

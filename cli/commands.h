@@ -178,7 +178,8 @@ struct MarkOptions {
   std::string hold_max = "2s";    // how long a group mark may hold new writes at most
   std::string freeze;             // qga:SOCKET
   std::string freeze_timeout = "10s";
-  std::string pre, post;  // hooks run around the mark
+  std::string thaw_wait = "60s";  // after an unanswered freeze
+  std::string pre, post;          // hooks run around the mark
 };
 void setup_mark(CLI::App& app, MarkOptions& o);
 int run_mark(const MarkOptions& o);

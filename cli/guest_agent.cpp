@@ -54,7 +54,8 @@ Status GuestAgent::send_line(const std::string& line) {
   return Status::ok();
 }
 
-Result<std::string> GuestAgent::read_line(std::chrono::steady_clock::time_point deadline) {
+Result<std::string> GuestAgent::read_line(std::chrono::steady_clock::time_point deadline,
+                                          std::chrono::milliseconds bound, std::string_view hint) {
   for (;;) {
     const size_t nl = buffered_.find('\n');
     if (nl != std::string::npos) {
@@ -65,10 +66,8 @@ Result<std::string> GuestAgent::read_line(std::chrono::steady_clock::time_point 
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
-      return Status::remote(
-          fmt::format("the guest agent {} did not answer within {} ms (is qemu-ga running in "
-                      "the guest?)",
-                      path_, timeout_.count()));
+      return Status::remote(fmt::format("the guest agent {} did not answer within {} ms{}", path_,
+                                        bound.count(), hint));
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
@@ -94,7 +93,7 @@ Status GuestAgent::sync() {
       nlohmann::json{{"execute", "guest-sync-delimited"}, {"arguments", {{"id", id}}}}.dump()));
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   for (;;) {
-    auto line = read_line(deadline);
+    auto line = read_line(deadline, timeout_, " (is qemu-ga running in the guest?)");
     if (!line) return line.status();
     const size_t ff = line->rfind('\xff');
     const std::string text = ff == std::string::npos ? *line : line->substr(ff + 1);
@@ -104,12 +103,21 @@ Status GuestAgent::sync() {
 }
 
 Result<std::string> GuestAgent::execute(const std::string& command, const std::string& arguments) {
+  REWIND_RETURN_IF_ERROR(send_request(command, arguments));
+  return answer(command, std::chrono::steady_clock::now() + timeout_, timeout_);
+}
+
+Status GuestAgent::send_request(const std::string& command, const std::string& arguments) {
   nlohmann::json req = {{"execute", command}};
   if (!arguments.empty()) req["arguments"] = nlohmann::json::parse(arguments);
-  REWIND_RETURN_IF_ERROR(send_line(req.dump()));
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  return send_line(req.dump());
+}
+
+Result<std::string> GuestAgent::answer(const std::string& command,
+                                       std::chrono::steady_clock::time_point deadline,
+                                       std::chrono::milliseconds bound) {
   for (;;) {
-    auto line = read_line(deadline);
+    auto line = read_line(deadline, bound);
     if (!line) return line.status().with_context(command);
     auto j = nlohmann::json::parse(*line, nullptr, false);
     if (!j.is_object()) continue;  // an event, or noise
@@ -130,6 +138,17 @@ Result<int> GuestAgent::freeze() {
 
 Result<int> GuestAgent::thaw() {
   auto r = execute("guest-fsfreeze-thaw");
+  if (!r) return r.status();
+  return std::atoi(r->c_str());
+}
+
+Result<int> GuestAgent::thaw_after_unanswered_freeze(std::chrono::milliseconds wait) {
+  REWIND_RETURN_IF_ERROR(send_request("guest-fsfreeze-thaw"));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  // A refused freeze is an answer too; the thaw is awaited all the same.
+  auto late = answer("guest-fsfreeze-freeze", deadline, wait);
+  if (!late && late.status().code() != Status::Code::kInvalidArgument) return late.status();
+  auto r = answer("guest-fsfreeze-thaw", deadline, wait);
   if (!r) return r.status();
   return std::atoi(r->c_str());
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "rewind/base/status.h"
 
@@ -22,6 +23,12 @@ class GuestAgent {
   Result<int> freeze();
   // guest-fsfreeze-thaw: the number thawed.
   Result<int> thaw();
+  // The thaw after a freeze that went unanswered. The agent may still be running that
+  // freeze (its fsfreeze hook, say) and freeze the guest after the timeout, and it
+  // answers in order, so the thaw is sent at once and the answers to both are awaited
+  // for up to `wait`: only the thaw's answer shows that the guest is thawed. The number
+  // thawed.
+  Result<int> thaw_after_unanswered_freeze(std::chrono::milliseconds wait);
 
  private:
   GuestAgent(int fd, std::string path, std::chrono::milliseconds timeout)
@@ -29,9 +36,18 @@ class GuestAgent {
   // Sends one command and returns its "return" value as JSON text, or the agent's
   // error.
   Result<std::string> execute(const std::string& command, const std::string& arguments = {});
+  Status send_request(const std::string& command, const std::string& arguments = {});
+  // The agent's next answer, taken as the answer to `command`: its "return" value as
+  // JSON text, or the agent's refusal (an invalid-argument status). `bound` is what the
+  // deadline was set from, for the message when it passes.
+  Result<std::string> answer(const std::string& command,
+                             std::chrono::steady_clock::time_point deadline,
+                             std::chrono::milliseconds bound);
   Status send_line(const std::string& line);
-  // The next line from the agent, within the deadline.
-  Result<std::string> read_line(std::chrono::steady_clock::time_point deadline);
+  // The next line from the agent, within the deadline; `hint` ends the message when
+  // it passes.
+  Result<std::string> read_line(std::chrono::steady_clock::time_point deadline,
+                                std::chrono::milliseconds bound, std::string_view hint = {});
   Status sync();
 
   int fd_;

@@ -80,6 +80,10 @@ void setup_mark(CLI::App& app, MarkOptions& o) {
                  "this socket for the mark, and thaw them after (always)");
   app.add_option("--freeze-timeout", o.freeze_timeout,
                  "The longest the guest agent may take to answer each step (default 10s)");
+  app.add_option("--thaw-wait", o.thaw_wait,
+                 "After a freeze the agent did not answer in time: how long to wait for it to "
+                 "finish that freeze and answer the thaw (default 60s); beyond it the guest "
+                 "may be left frozen");
   app.add_option("--pre", o.pre,
                  "A command (/bin/sh -c) run before the mark (and the freeze); if it fails, "
                  "nothing is marked");
