@@ -113,6 +113,13 @@ fail() {
 }
 
 say "checking ${sha:0:12} ($(git -C "$here" log -1 --format=%s "$sha")) in $root"
+# The commit is copied now, not after debootstrap: a commit amended or rebased away in
+# the repository meanwhile would no longer be in a clone of it.
+git clone -q --bare --no-local "$here" "$work/rewind.git"
+git -C "$here" pack-objects -q --revs --stdout <<<"$sha" |
+  git -C "$work/rewind.git" unpack-objects -q
+git -C "$work/rewind.git" update-ref refs/heads/main "$sha"
+git -C "$work/rewind.git" symbolic-ref HEAD refs/heads/main
 debootstrap_args=(--arch=amd64)
 if [ -n "$cache" ]; then
   mkdir -p "$cache/debootstrap" "$cache/apt"
@@ -135,10 +142,9 @@ if ! as_job "$log/git" inside \
   echo "fresh-check: could not install git in the fresh root" >&2
   exit 1
 fi
-# The commit, cloned as a user clones: from a bare copy placed in the root.
-git clone -q --bare --no-local "$here" "$root/srv/rewind.git"
-git -C "$root/srv/rewind.git" update-ref refs/heads/main "$sha"
-git -C "$root/srv/rewind.git" symbolic-ref HEAD refs/heads/main
+# The commit, cloned as a user clones: from the bare copy, placed in the root.
+mkdir -p "$root/srv"
+mv "$work/rewind.git" "$root/srv/rewind.git"
 inside 'git clone -q /srv/rewind.git rewind' >"$log/clone" 2>&1 || {
   cat "$log/clone" >&2
   exit 1
