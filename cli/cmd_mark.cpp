@@ -200,24 +200,25 @@ int run_mark(const MarkOptions& o) {
         agent = std::move(*a);
         frozen = agent->freeze();
       }
-      if (!frozen && agent && frozen.status().code() != Status::Code::kInvalidArgument) {
-        // Unanswered: the agent may freeze the guest after the timeout. Nothing is
-        // marked, but rewind stays until the thaw is known to have run.
+      if (!frozen) {
         result = frozen.status().with_context("--freeze");
-        auto thawed = agent->thaw_after_unanswered_freeze(
-            std::chrono::duration_cast<std::chrono::milliseconds>(*thaw_wait));
-        if (thawed)
-          fmt::print("thawed {} file system(s) of the guest after the unanswered freeze\n",
-                     *thawed);
-        else
-          result = Status::remote(fmt::format(
-              "{}; then thawing: {}: the guest may be left frozen; thaw it by hand: virsh "
-              "domfsthaw, or the agent's guest-fsfreeze-thaw",
-              result.message(), thawed.status().message()));
-      } else if (!frozen) {
-        // Refused: the agent may have frozen some file systems before it failed.
-        if (agent) (void)agent->thaw();
-        result = frozen.status().with_context("--freeze");
+        if (agent && frozen.status().code() != Status::Code::kInvalidArgument) {
+          // Unanswered: the agent may freeze the guest after the timeout. Nothing is
+          // marked, but rewind stays until the thaw is known to have run.
+          auto thawed = agent->thaw_after_unanswered_freeze(
+              std::chrono::duration_cast<std::chrono::milliseconds>(*thaw_wait));
+          if (thawed)
+            fmt::print("thawed {} file system(s) of the guest after the unanswered freeze\n",
+                       *thawed);
+          else
+            result = Status::remote(fmt::format(
+                "{}; then thawing: {}: the guest may be left frozen; thaw it by hand: virsh "
+                "domfsthaw, or the agent's guest-fsfreeze-thaw",
+                result.message(), thawed.status().message()));
+        } else if (agent) {
+          // Refused: the agent may have frozen some file systems before it failed.
+          (void)agent->thaw();
+        }
       } else {
         fmt::print("froze {} file system(s) of the guest\n", *frozen);
       }
